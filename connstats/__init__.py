@@ -1,0 +1,36 @@
+"""connstats: per-connection packet and byte counters for IP packets.
+
+The Python counterpart of Tailscale's Go ``connstats`` package, with a Cython
+core.  See :class:`Statistics`.
+"""
+
+from __future__ import annotations
+
+from ._impl import IS_COMPILED, core as _core
+from ._statistics import Statistics
+from ._types import PROTOCOL_NAMES, TAILSCALE_SERVICE_ADDRESSES, protocol_name
+from ._version import __version__
+
+#: Value types of the selected core (C types, or NamedTuples without the extension).
+AddrPort = _core.AddrPort
+Connection = _core.Connection
+Counts = _core.Counts
+
+
+def decode(packet: object) -> tuple[int, AddrPort, AddrPort]:
+    """Decode one IP packet into ``(proto, src, dst)`` the way the counters do."""
+    return _core.decode(packet)
+
+
+__all__ = [
+    "AddrPort",
+    "Connection",
+    "Counts",
+    "IS_COMPILED",
+    "PROTOCOL_NAMES",
+    "Statistics",
+    "TAILSCALE_SERVICE_ADDRESSES",
+    "__version__",
+    "decode",
+    "protocol_name",
+]

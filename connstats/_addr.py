@@ -1,0 +1,123 @@
+"""Turning the address arguments of the physical entry points into bytes.
+
+Both cores (C and pure Python) call these, so that they accept exactly the
+same inputs and raise exactly the same errors.  Results of string parsing are
+cached because a forwarder passes the same few peer addresses over and over.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import operator
+from functools import lru_cache
+from typing import Any
+
+_IP_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
+_U64_LIMIT = 1 << 64
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+@lru_cache(maxsize=4096)
+def _parse_ip_text(text: str) -> bytes:
+    return ipaddress.ip_address(text).packed
+
+
+def packed_address(value: Any, argname: str) -> bytes:
+    """Return the 4- or 16-byte packed form of an IP address argument."""
+    if isinstance(value, _IP_TYPES):
+        return value.packed
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) in (4, 16):
+            return bytes(value)
+        raise ValueError(
+            f"{argname}: packed address must be 4 or 16 bytes, got {len(value)}"
+        )
+    if isinstance(value, str):
+        try:
+            return _parse_ip_text(value)
+        except ValueError:
+            raise ValueError(
+                f"{argname}: {value!r} is not an IPv4 or IPv6 address"
+            ) from None
+    raise TypeError(
+        f"{argname}: expected an IP address (str, ipaddress object or packed "
+        f"bytes), got {_describe(value)}"
+    )
+
+
+def _port(value: Any, argname: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(
+                f"{argname}: port must be an int, got {_describe(value)}"
+            ) from None
+    if not 0 <= value <= 0xFFFF:
+        raise ValueError(f"{argname}: port {value} is out of range 0..65535")
+    return int(value)
+
+
+@lru_cache(maxsize=4096)
+def _parse_addrport_text(text: str) -> tuple[bytes, int]:
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError
+    if not port.isdigit():
+        raise ValueError
+    number = int(port)
+    if number > 0xFFFF:
+        raise ValueError
+    return ipaddress.ip_address(host).packed, number
+
+
+def packed_addrport(value: Any, argname: str) -> tuple[bytes, int]:
+    """Return (packed address, port) for a destination argument.
+
+    Accepts ``(addr, port)`` tuples (AddrPort included) and ``"1.2.3.4:80"`` /
+    ``"[::1]:80"`` strings.
+    """
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise ValueError(
+                f"{argname}: expected (address, port), got a tuple of {len(value)}"
+            )
+        return packed_address(value[0], argname), _port(value[1], argname)
+    if isinstance(value, str):
+        try:
+            return _parse_addrport_text(value)
+        except ValueError:
+            raise ValueError(
+                f"{argname}: {value!r} is not an 'ip:port' or '[ipv6]:port' string"
+            ) from None
+    raise TypeError(
+        f"{argname}: expected (address, port), AddrPort or 'ip:port' string, "
+        f"got {_describe(value)}"
+    )
+
+
+def byte_count(value: Any, argname: str = "n") -> int:
+    """Validate the byte count of a physical update."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(
+                f"{argname}: expected an int byte count, got {_describe(value)}"
+            ) from None
+    if value < 0:
+        raise ValueError(f"{argname}: byte count must be >= 0, got {value}")
+    if value >= _U64_LIMIT:
+        raise ValueError(f"{argname}: byte count must be < 2**64, got {value}")
+    return int(value)

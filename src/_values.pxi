@@ -1,0 +1,318 @@
+# Value types handed to users: AddrPort, Connection, Counts.
+#
+# They are C types rather than NamedTuples because a window of 100,000
+# connections must become Python objects in well under 1.5 us each: the
+# hashes are computed from the raw address bytes once, at construction, so
+# dict insertion never calls ipaddress's Python-level __hash__.  The
+# pure-Python core uses the NamedTuples in connstats/_types.py, which behave
+# the same (fields, order, str, to_dict, Counts addition).
+
+cdef object _IPv4Address = ipaddress.IPv4Address
+cdef object _IPv6Address = ipaddress.IPv6Address
+cdef uint64_t _VALUE_SEED = _random_seed()
+
+
+cdef inline int _ord_cmp(int c, int op) noexcept:
+    # Map a three-way comparison result to the rich comparison `op`.
+    if op == Py_LT:
+        return c < 0
+    if op == Py_LE:
+        return c <= 0
+    if op == Py_EQ:
+        return c == 0
+    if op == Py_NE:
+        return c != 0
+    if op == Py_GT:
+        return c > 0
+    return c >= 0
+
+
+cdef inline Py_hash_t _fix_hash(uint64_t h) noexcept:
+    cdef Py_hash_t r = <Py_hash_t>h
+    if r == -1:
+        r = -2
+    return r
+
+
+@cython.final
+@cython.freelist(64)
+cdef class AddrPort:
+    """An IP address (``None`` when the packet had none) and a port."""
+
+    cdef readonly object addr
+    cdef readonly int port
+    cdef uint8_t _fam
+    cdef uint8_t _raw[16]
+    cdef Py_hash_t _hash
+
+    def __init__(self, addr, port):
+        cdef bytes packed
+        cdef int number
+        if addr is None:
+            self._fam = 0
+        elif isinstance(addr, (_IPv4Address, _IPv6Address)):
+            packed = addr.packed
+            self._fam = 4 if len(packed) == 4 else 6
+            memcpy(self._raw, <const char *>packed, len(packed))
+        else:
+            raise TypeError(
+                f"addr: expected ipaddress.IPv4Address, IPv6Address or None, "
+                f"got {type(addr).__name__}")
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError(f"port: expected an int, got {type(port).__name__}")
+        if not 0 <= port <= 0xFFFF:
+            raise ValueError(f"port: {port} is out of range 0..65535")
+        number = port
+        self.addr = addr
+        self.port = number
+        self._hash = _addrport_hash(self._fam, self._raw, <uint16_t>number)
+
+    def __hash__(self):
+        return self._hash
+
+    def __richcmp__(self, other, int op):
+        if not isinstance(other, AddrPort):
+            return NotImplemented
+        return _ord_cmp(_addrport_cmp(self, <AddrPort>other), op)
+
+    def __iter__(self):
+        return iter((self.addr, self.port))
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        return (self.addr, self.port)[index]
+
+    def __reduce__(self):
+        return (AddrPort, (self.addr, self.port))
+
+    def __repr__(self):
+        return f"AddrPort(addr={self.addr!r}, port={self.port})"
+
+    def __str__(self):
+        if self._fam == 0:
+            return f"invalid:{self.port}" if self.port else "invalid"
+        if self._fam == 6:
+            return f"[{self.addr}]:{self.port}"
+        return f"{self.addr}:{self.port}"
+
+
+cdef inline Py_hash_t _addrport_hash(uint8_t fam, const uint8_t *raw, uint16_t port) noexcept:
+    cdef cs_key k
+    memset(&k, 0, sizeof(cs_key))
+    k.sfam = fam
+    k.sport = port
+    if fam:
+        memcpy(k.src, raw, _addr_len(fam))
+    return _fix_hash(cs_hash40(&k, _VALUE_SEED))
+
+
+cdef inline int _addrport_cmp(AddrPort a, AddrPort b) noexcept:
+    cdef int c
+    if a._fam != b._fam:
+        return -1 if a._fam < b._fam else 1
+    if a._fam:
+        c = memcmp(a._raw, b._raw, _addr_len(a._fam))
+        if c:
+            return -1 if c < 0 else 1
+    if a.port != b.port:
+        return -1 if a.port < b.port else 1
+    return 0
+
+
+cdef AddrPort _make_addrport(object addr, uint8_t fam, const uint8_t *raw, uint16_t port):
+    # Fast construction from the table: skips __init__'s validation.
+    cdef AddrPort ap = AddrPort.__new__(AddrPort)
+    ap.addr = addr
+    ap.port = port
+    ap._fam = fam
+    if fam:
+        memcpy(ap._raw, raw, _addr_len(fam))
+    ap._hash = _addrport_hash(fam, raw, port)
+    return ap
+
+
+cdef AddrPort _NO_ADDRPORT = _make_addrport(None, 0, NULL, 0)
+
+
+cdef inline AddrPort _as_addrport(object value, str argname):
+    if isinstance(value, AddrPort):
+        return <AddrPort>value
+    if isinstance(value, tuple) and len(<tuple>value) == 2:
+        return AddrPort(value[0], value[1])
+    raise TypeError(f"{argname}: expected an AddrPort, got {type(value).__name__}")
+
+
+@cython.final
+@cython.freelist(64)
+cdef class Connection:
+    """A connection: IP protocol number, source and destination AddrPort.
+
+    For tx packets src/dst are the packet's own; for rx they are swapped, so
+    both directions of a flow land on the same Connection.  Physical
+    connections have proto 0 and src.port 0.
+    """
+
+    cdef readonly int proto
+    cdef readonly AddrPort src
+    cdef readonly AddrPort dst
+    cdef Py_hash_t _hash
+
+    def __init__(self, proto=0, src=None, dst=None):
+        if isinstance(proto, bool) or not isinstance(proto, int):
+            raise TypeError(f"proto: expected an int, got {type(proto).__name__}")
+        if not 0 <= proto <= 255:
+            raise ValueError(f"proto: {proto} is out of range 0..255")
+        self.proto = proto
+        self.src = _NO_ADDRPORT if src is None else _as_addrport(src, "src")
+        self.dst = _NO_ADDRPORT if dst is None else _as_addrport(dst, "dst")
+        self._hash = _connection_hash(self.proto, self.src._hash, self.dst._hash)
+
+    def __hash__(self):
+        return self._hash
+
+    def __richcmp__(self, other, int op):
+        cdef Connection o
+        cdef int c
+        if not isinstance(other, Connection):
+            return NotImplemented
+        o = <Connection>other
+        if self.proto != o.proto:
+            c = -1 if self.proto < o.proto else 1
+        else:
+            c = _addrport_cmp(self.src, o.src)
+            if c == 0:
+                c = _addrport_cmp(self.dst, o.dst)
+        return _ord_cmp(c, op)
+
+    def __iter__(self):
+        return iter((self.proto, self.src, self.dst))
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, index):
+        return (self.proto, self.src, self.dst)[index]
+
+    def __reduce__(self):
+        return (Connection, (self.proto, self.src, self.dst))
+
+    def __repr__(self):
+        return f"Connection(proto={self.proto}, src={self.src!r}, dst={self.dst!r})"
+
+    def __str__(self):
+        name = protocol_name(self.proto) or "ip"
+        return f"{name} {self.src} -> {self.dst}"
+
+    def to_dict(self):
+        """JSON-ready dict in the shape of Tailscale's network log."""
+        out = {}
+        if self.proto:
+            out["proto"] = self.proto
+        if self.src._fam:
+            out["src"] = str(self.src)
+        if self.dst._fam:
+            out["dst"] = str(self.dst)
+        return out
+
+
+cdef inline Py_hash_t _connection_hash(int proto, Py_hash_t src, Py_hash_t dst) noexcept:
+    cdef uint64_t h = cs_mix64((<uint64_t>src) * 0x9E3779B97F4A7C15ULL + <uint64_t>proto)
+    h = cs_mix64(h ^ (<uint64_t>dst) * 0xbf58476d1ce4e5b9ULL)
+    return _fix_hash(h)
+
+
+@cython.final
+@cython.freelist(64)
+cdef class Counts:
+    """Packet and byte counters of one connection (unsigned 64-bit, wrapping)."""
+
+    cdef readonly uint64_t tx_packets
+    cdef readonly uint64_t tx_bytes
+    cdef readonly uint64_t rx_packets
+    cdef readonly uint64_t rx_bytes
+
+    def __init__(self, tx_packets=0, tx_bytes=0, rx_packets=0, rx_bytes=0):
+        self.tx_packets = _u64_arg(tx_packets, "tx_packets")
+        self.tx_bytes = _u64_arg(tx_bytes, "tx_bytes")
+        self.rx_packets = _u64_arg(rx_packets, "rx_packets")
+        self.rx_bytes = _u64_arg(rx_bytes, "rx_bytes")
+
+    def __add__(self, other):
+        cdef Counts a, b, r
+        if not isinstance(self, Counts) or not isinstance(other, Counts):
+            return NotImplemented
+        a = <Counts>self
+        b = <Counts>other
+        r = Counts.__new__(Counts)
+        # uint64_t arithmetic wraps, as the reference's does
+        r.tx_packets = a.tx_packets + b.tx_packets
+        r.tx_bytes = a.tx_bytes + b.tx_bytes
+        r.rx_packets = a.rx_packets + b.rx_packets
+        r.rx_bytes = a.rx_bytes + b.rx_bytes
+        return r
+
+    def _astuple(self):
+        return (self.tx_packets, self.tx_bytes, self.rx_packets, self.rx_bytes)
+
+    def __hash__(self):
+        return hash(self._astuple())
+
+    def __richcmp__(self, other, int op):
+        if not isinstance(other, Counts):
+            return NotImplemented
+        a = self._astuple()
+        b = (<Counts>other)._astuple()
+        if op == Py_LT:
+            return a < b
+        if op == Py_LE:
+            return a <= b
+        if op == Py_EQ:
+            return a == b
+        if op == Py_NE:
+            return a != b
+        if op == Py_GT:
+            return a > b
+        return a >= b
+
+    def __iter__(self):
+        return iter(self._astuple())
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return self._astuple()[index]
+
+    def __reduce__(self):
+        return (Counts, self._astuple())
+
+    def __repr__(self):
+        return (f"Counts(tx_packets={self.tx_packets}, tx_bytes={self.tx_bytes}, "
+                f"rx_packets={self.rx_packets}, rx_bytes={self.rx_bytes})")
+
+    def __str__(self):
+        return (f"tx {self.tx_packets} pkts / {self.tx_bytes} B, "
+                f"rx {self.rx_packets} pkts / {self.rx_bytes} B")
+
+    def to_dict(self):
+        """JSON-ready dict with Tailscale's field names; zero fields omitted."""
+        out = {}
+        if self.tx_packets:
+            out["txPkts"] = self.tx_packets
+        if self.tx_bytes:
+            out["txBytes"] = self.tx_bytes
+        if self.rx_packets:
+            out["rxPkts"] = self.rx_packets
+        if self.rx_bytes:
+            out["rxBytes"] = self.rx_bytes
+        return out
+
+
+cdef uint64_t _u64_arg(object value, str argname) except? 0:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{argname}: expected an int, got {type(value).__name__}")
+    if not 0 <= value < 2 ** 64:
+        raise ValueError(f"{argname}: {value} is out of range 0..2**64-1")
+    return <uint64_t>value

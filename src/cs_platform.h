@@ -1,0 +1,116 @@
+/* Portable primitives for the connstats core: a mutex that can be taken
+ * without the GIL, a few atomics, and wall-clock time.  Kept in C so that
+ * the .pyx stays free of #ifdefs and builds with gcc, clang and MSVC. */
+#ifndef CONNSTATS_PLATFORM_H
+#define CONNSTATS_PLATFORM_H
+
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- mutex ------------------------------------------------------------ */
+#if PY_VERSION_HEX >= 0x030D0000
+/* PyMutex: one byte, a single CAS when uncontended, and it parks (dropping
+ * the thread state if one is attached) when contended. */
+typedef PyMutex cs_mutex;
+static inline int cs_mutex_init(cs_mutex *m) { memset(m, 0, sizeof *m); return 0; }
+static inline void cs_mutex_lock(cs_mutex *m) { PyMutex_Lock(m); }
+static inline void cs_mutex_unlock(cs_mutex *m) { PyMutex_Unlock(m); }
+#elif defined(_WIN32)
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+typedef SRWLOCK cs_mutex;
+static inline int cs_mutex_init(cs_mutex *m) { InitializeSRWLock(m); return 0; }
+static inline void cs_mutex_lock(cs_mutex *m) { AcquireSRWLockExclusive(m); }
+static inline void cs_mutex_unlock(cs_mutex *m) { ReleaseSRWLockExclusive(m); }
+#else
+#include <pthread.h>
+typedef pthread_mutex_t cs_mutex;
+static inline int cs_mutex_init(cs_mutex *m) { return pthread_mutex_init(m, NULL); }
+static inline void cs_mutex_lock(cs_mutex *m) { pthread_mutex_lock(m); }
+static inline void cs_mutex_unlock(cs_mutex *m) { pthread_mutex_unlock(m); }
+#endif
+
+/* ---- atomics (sequentially consistent; only off the per-packet fast path
+ * except cs_atomic_load_int, which is a plain relaxed read) --------------- */
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+static inline int64_t cs_atomic_add64(int64_t *p, int64_t v) {
+    return _InterlockedExchangeAdd64((volatile __int64 *)p, v);
+}
+static inline int cs_atomic_exchange_int(int *p, int v) {
+    return (int)_InterlockedExchange((volatile long *)p, (long)v);
+}
+static inline int cs_atomic_load_int(const int *p) { return *(const volatile int *)p; }
+static inline void cs_atomic_store_int(int *p, int v) {
+    _InterlockedExchange((volatile long *)p, (long)v);
+}
+static inline int64_t cs_atomic_load64(const int64_t *p) {
+    return _InterlockedCompareExchange64((volatile __int64 *)p, 0, 0);
+}
+#else
+static inline int64_t cs_atomic_add64(int64_t *p, int64_t v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+}
+static inline int cs_atomic_exchange_int(int *p, int v) {
+    return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+}
+static inline int cs_atomic_load_int(const int *p) {
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+static inline void cs_atomic_store_int(int *p, int v) {
+    __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+}
+static inline int64_t cs_atomic_load64(const int64_t *p) {
+    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+}
+#endif
+
+/* ---- prefetch --------------------------------------------------------- */
+#if defined(__GNUC__) || defined(__clang__)
+#define cs_prefetch(p) __builtin_prefetch((p), 1, 1)
+#else
+#define cs_prefetch(p) ((void)(p))
+#endif
+
+/* ---- wall clock ------------------------------------------------------- */
+/* Nanoseconds since the Unix epoch.  timespec_get is C11 and exists in
+ * glibc, musl, macOS >= 10.15 and the MSVC UCRT, so no #ifdef is needed. */
+static inline int64_t cs_now_ns(void) {
+    struct timespec ts;
+    if (timespec_get(&ts, TIME_UTC) != TIME_UTC) return 0;
+    return (int64_t)ts.tv_sec * 1000000000LL + (int64_t)ts.tv_nsec;
+}
+
+/* ---- hashing ---------------------------------------------------------- */
+/* A keyed multiply-xorshift over the 40-byte key.  Not cryptographic, but
+ * the per-process random seed keeps precomputed collision sets (hash
+ * flooding from untrusted traffic) from working across processes. */
+static inline uint64_t cs_load64(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint64_t cs_mix64(uint64_t h) {
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    h ^= h >> 32;
+    return h;
+}
+
+static inline uint64_t cs_hash40(const void *key, uint64_t seed) {
+    const unsigned char *p = (const unsigned char *)key;
+    uint64_t h = seed;
+    h = (h ^ cs_load64(p)) * 0x9E3779B97F4A7C15ULL; h ^= h >> 29;
+    h = (h ^ cs_load64(p + 8)) * 0xbf58476d1ce4e5b9ULL; h ^= h >> 29;
+    h = (h ^ cs_load64(p + 16)) * 0x94d049bb133111ebULL; h ^= h >> 29;
+    h = (h ^ cs_load64(p + 24)) * 0x9E3779B97F4A7C15ULL; h ^= h >> 29;
+    h = (h ^ cs_load64(p + 32)) * 0xbf58476d1ce4e5b9ULL;
+    return cs_mix64(h);
+}
+
+#endif /* CONNSTATS_PLATFORM_H */
