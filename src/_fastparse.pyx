@@ -1,5 +1,6 @@
 # cython: language_level=3, freethreading_compatible=True, embedsignature=True
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: binding=False, always_allow_keywords=False
 """The compiled core of connstats: IP header decoding and the counter table.
 
 Layout of the table (one per window):
@@ -61,6 +62,7 @@ cdef extern from "cs_platform.h" nogil:
     int64_t cs_now_ns()
     uint64_t cs_mix64(uint64_t h)
     uint64_t cs_hash40(const void *key, uint64_t seed)
+    bint cs_key40_equal(const void *a, const void *b)
 
 
 # ---------------------------------------------------------------------------
@@ -275,8 +277,9 @@ cdef int _table_grow(cs_table *t) noexcept nogil:
 
 
 cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint64_t h,
-                            bint rx, uint64_t nbytes, int64_t max_conns) noexcept nogil:
-    """Count one packet of nbytes on k.  The caller holds the shard's lock."""
+                            bint rx, uint64_t npkts, uint64_t nbytes,
+                            int64_t max_conns) noexcept nogil:
+    """Count npkts packets of nbytes in all on k.  The caller holds the shard's lock."""
     cdef cs_table *t = &w.shards[shard]
     cdef uint32_t tag = <uint32_t>h
     cdef uint32_t pos, idx, cap
@@ -295,7 +298,7 @@ cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint6
             break
         if <uint32_t>(s >> 32) == tag:
             e = &t.entries[<uint32_t>s - 1]
-            if memcmp(&e.key, k, sizeof(cs_key)) == 0:
+            if cs_key40_equal(&e.key, k):
                 break
             e = NULL
         pos = (pos + 1) & t.mask
@@ -324,12 +327,26 @@ cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint6
         e.rx_bytes = 0
         t.slots[pos] = (<uint64_t>tag << 32) | (idx + 1)
     if rx:
-        e.rx_packets += 1
+        e.rx_packets += npkts
         e.rx_bytes += nbytes
     else:
-        e.tx_packets += 1
+        e.tx_packets += npkts
         e.tx_bytes += nbytes
     return result
+
+
+cdef inline void _prefetch_slot(cs_table *t, uint64_t h) noexcept nogil:
+    if t.mask:
+        cs_prefetch(&t.slots[<uint32_t>h & t.mask])
+
+
+cdef inline void _prefetch_entry(cs_table *t, uint64_t h) noexcept nogil:
+    # Only the home slot is looked at: good enough at load <= 3/4.
+    cdef uint64_t s
+    if t.mask:
+        s = t.slots[<uint32_t>h & t.mask]
+        if s:
+            cs_prefetch(&t.entries[<uint32_t>s - 1])
 
 
 cdef void _window_free(cs_window *w) noexcept nogil:
@@ -397,8 +414,45 @@ cdef int _get_buffer(object obj, Py_buffer *view, str argname,
     return 0
 
 
+cdef object _object_new = object.__new__
+
+
+cdef bint _check_fast_addresses():
+    # Materializing a window builds many address objects; ipaddress's own
+    # constructors cost 3x more than filling the `_ip` slot directly.  That
+    # slot is private, so use the shortcut only if it gives objects that are
+    # indistinguishable from the constructors' on this Python.
+    try:
+        for cls, value in ((_IPv4Address, 0x64400001), (_IPv6Address, (0xfd7a << 112) | 0x53)):
+            fast = _object_new(cls)
+            fast._ip = value
+            if cls is _IPv6Address:
+                fast._scope_id = None
+            slow = cls(value)
+            if not (fast == slow and hash(fast) == hash(slow) and str(fast) == str(slow)
+                    and fast.packed == slow.packed and repr(fast) == repr(slow)):
+                return False
+        return True
+    except Exception:
+        return False
+
+
+cdef bint _FAST_ADDRESSES = _check_fast_addresses()
+
+
 cdef object _address_object(bytes packed):
-    return _IPv4Address(packed) if len(packed) == 4 else _IPv6Address(packed)
+    cdef object addr
+    value = int.from_bytes(packed, "big")
+    if not _FAST_ADDRESSES:
+        return _IPv4Address(value) if len(packed) == 4 else _IPv6Address(value)
+    if len(packed) == 4:
+        addr = _object_new(_IPv4Address)
+        addr._ip = value
+    else:
+        addr = _object_new(_IPv6Address)
+        addr._ip = value
+        addr._scope_id = None
+    return addr
 
 
 cdef int _read_index_array(object obj, str argname, Py_ssize_t *out_len,
@@ -762,7 +816,7 @@ cdef class Core:
                 cs_mutex_unlock(&self.locks[shard])
                 return 0
             w = self.cur
-            r = _window_add(w, shard, k, h, rx, nbytes, self.max_conns)
+            r = _window_add(w, shard, k, h, rx, 1, nbytes, self.max_conns)
             cs_mutex_unlock(&self.locks[shard])
             if r == ADD_FULL:
                 if self._cut_full(w) < 0:
@@ -790,10 +844,11 @@ cdef class Core:
         cdef cs_key keys[CHUNK]
         cdef uint64_t hashes[CHUNK]
         cdef uint64_t sizes[CHUNK]
+        cdef uint64_t npkts[CHUNK]
         cdef uint16_t order[CHUNK]
         cdef uint16_t fill[NSHARDS + 1]
         cdef uint8_t shard_of[CHUNK]
-        cdef Py_ssize_t base = 0, m, i, j, pos, end
+        cdef Py_ssize_t base = 0, m, i, j, pos, end, ahead
         cdef uint32_t s
         cdef cs_window *w
         cdef int r
@@ -804,14 +859,25 @@ cdef class Core:
             m = n - base if n - base < CHUNK else CHUNK
             pos = 0
             for i in range(m):
+                # Packet headers are scattered in memory: fetch ahead.
+                ahead = base + i + 8
+                if ahead < n:
+                    cs_prefetch(ptrs[ahead])
                 _decode(ptrs[base + i], lens[base + i], &keys[pos])
                 if rx:
                     _swap(&keys[pos])
                 if self.n_ignore and self._is_ignored(&keys[pos]):
                     continue
+                if pos and cs_key40_equal(&keys[pos], &keys[pos - 1]):
+                    # Flows come in bursts: fold a run of one connection
+                    # into one table update (exact, and order-preserving).
+                    npkts[pos - 1] += 1
+                    sizes[pos - 1] += <uint64_t>lens[base + i]
+                    continue
                 hashes[pos] = cs_hash40(&keys[pos], self.seed)
                 shard_of[pos] = <uint8_t>(hashes[pos] >> SHARD_SHIFT)
                 sizes[pos] = <uint64_t>lens[base + i]
+                npkts[pos] = 1
                 pos += 1
             m = pos
             if self.max_conns > 0:
@@ -826,7 +892,7 @@ cdef class Core:
                     w = self.cur
                     r = ADD_OK
                     while i < m and shard_of[i] == s:
-                        r = _window_add(w, s, &keys[i], hashes[i], rx, sizes[i],
+                        r = _window_add(w, s, &keys[i], hashes[i], rx, npkts[i], sizes[i],
                                         self.max_conns)
                         if r == ADD_FULL or r == ADD_NOMEM:
                             break
@@ -860,10 +926,14 @@ cdef class Core:
                         return 0
                     w = self.cur
                     while j < end:
-                        i = order[j]
+                        # Two-stage prefetch for large tables: the slot of
+                        # item j+16, then the entry that item j+8's slot names.
+                        if j + 16 < end:
+                            _prefetch_slot(&w.shards[s], hashes[order[j + 16]])
                         if j + 8 < end:
-                            self._prefetch(w, s, hashes[order[j + 8]])
-                        r = _window_add(w, s, &keys[i], hashes[i], rx, sizes[i], 0)
+                            _prefetch_entry(&w.shards[s], hashes[order[j + 8]])
+                        i = order[j]
+                        r = _window_add(w, s, &keys[i], hashes[i], rx, npkts[i], sizes[i], 0)
                         if r == ADD_NOMEM:
                             cs_mutex_unlock(&self.locks[s])
                             return -1
@@ -877,21 +947,14 @@ cdef class Core:
             base += CHUNK
         return 0
 
-    cdef inline void _prefetch(self, cs_window *w, uint32_t s, uint64_t h) noexcept nogil:
-        cdef cs_table *t = &w.shards[s]
-        if t.mask:
-            cs_prefetch(&t.slots[<uint32_t>h & t.mask])
-
     cdef inline void _group(self, Py_ssize_t m, const uint8_t *shard_of, uint16_t *fill,
                             uint16_t *order) noexcept nogil:
         # Stable counting sort of chunk indices by shard into `order`.
         # On entry fill[s] is the start of shard s's run; on exit its end.
         cdef Py_ssize_t i
-        cdef uint16_t tmp[CHUNK]
         for i in range(m):
-            tmp[fill[shard_of[i]]] = <uint16_t>i
+            order[fill[shard_of[i]]] = <uint16_t>i
             fill[shard_of[i]] += 1
-        memcpy(order, tmp, m * sizeof(uint16_t))
 
     # -- single-packet entry points ----------------------------------------
     #

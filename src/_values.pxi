@@ -34,7 +34,12 @@ cdef inline Py_hash_t _fix_hash(uint64_t h) noexcept:
     return r
 
 
+# no_gc: an AddrPort refers only to an ipaddress object (or None) and a
+# Connection only to AddrPorts, so neither can be part of a reference cycle.
+# Untracked objects keep a 100,000-connection window from triggering
+# collections that would cost more than building it.
 @cython.final
+@cython.no_gc
 @cython.freelist(64)
 cdef class AddrPort:
     """An IP address (``None`` when the packet had none) and a port."""
@@ -145,6 +150,7 @@ cdef inline AddrPort _as_addrport(object value, str argname):
 
 
 @cython.final
+@cython.no_gc
 @cython.freelist(64)
 cdef class Connection:
     """A connection: IP protocol number, source and destination AddrPort.
