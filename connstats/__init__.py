@@ -6,15 +6,21 @@ core.  See :class:`Statistics`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._impl import IS_COMPILED, core as _core
 from ._statistics import Statistics
 from ._types import PROTOCOL_NAMES, TAILSCALE_SERVICE_ADDRESSES, protocol_name
 from ._version import __version__
 
-#: Value types of the selected core (C types, or NamedTuples without the extension).
-AddrPort = _core.AddrPort
-Connection = _core.Connection
-Counts = _core.Counts
+if TYPE_CHECKING:
+    from ._fastparse import AddrPort, Connection, Counts
+else:
+    # Value types of the selected core: C types, or the NamedTuples of
+    # _types.py when running on the pure-Python core.
+    AddrPort = _core.AddrPort
+    Connection = _core.Connection
+    Counts = _core.Counts
 
 
 def decode(packet: object) -> tuple[int, AddrPort, AddrPort]:

@@ -94,6 +94,9 @@ def packed_addrport(value: Any, argname: str) -> tuple[bytes, int]:
                 f"{argname}: expected (address, port), got a tuple of {len(value)}"
             )
         return packed_address(value[0], argname), _port(value[1], argname)
+    if hasattr(value, "addr") and hasattr(value, "port"):
+        # the compiled core's AddrPort is not a tuple
+        return packed_address(value.addr, argname), _port(value.port, argname)
     if isinstance(value, str):
         try:
             return _parse_addrport_text(value)

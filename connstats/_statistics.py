@@ -96,14 +96,14 @@ class Statistics:
         # Python frame in between.  The class-level definitions below are
         # the documented signatures and serve unbound calls.
         core = self._core
-        self.update_tx_virtual = core.update_tx_virtual
-        self.update_rx_virtual = core.update_rx_virtual
-        self.update_tx_physical = core.update_tx_physical
-        self.update_rx_physical = core.update_rx_physical
-        self.update_tx_virtual_batch = core.update_tx_virtual_batch
-        self.update_rx_virtual_batch = core.update_rx_virtual_batch
-        self.update_tx_virtual_buffer = core.update_tx_virtual_buffer
-        self.update_rx_virtual_buffer = core.update_rx_virtual_buffer
+        self.update_tx_virtual = core.update_tx_virtual  # type: ignore[method-assign]
+        self.update_rx_virtual = core.update_rx_virtual  # type: ignore[method-assign]
+        self.update_tx_physical = core.update_tx_physical  # type: ignore[method-assign]
+        self.update_rx_physical = core.update_rx_physical  # type: ignore[method-assign]
+        self.update_tx_virtual_batch = core.update_tx_virtual_batch  # type: ignore[method-assign]
+        self.update_rx_virtual_batch = core.update_rx_virtual_batch  # type: ignore[method-assign]
+        self.update_tx_virtual_buffer = core.update_tx_virtual_buffer  # type: ignore[method-assign]
+        self.update_rx_virtual_buffer = core.update_rx_virtual_buffer  # type: ignore[method-assign]
 
     # -- counting ------------------------------------------------------------
 

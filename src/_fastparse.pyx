@@ -666,7 +666,9 @@ cdef class Core:
     cdef cs_window *qhead
     cdef cs_window *qtail
     cdef int64_t qlen
+    cdef int64_t qconns
     cdef int64_t max_pending
+    cdef int64_t max_pending_conns
     cdef uint64_t dropped_windows_
     cdef uint64_t dropped_packets_
     cdef uint64_t dropped_bytes_
@@ -674,7 +676,8 @@ cdef class Core:
     cdef PyThread_type_lock sig
     cdef int signaled
 
-    def __cinit__(self, max_conns=0, ignore_destinations=(), max_pending=64):
+    def __cinit__(self, max_conns=0, ignore_destinations=(), max_pending=1024,
+                  max_pending_conns=1 << 21):
         cdef int i
         cdef bytes packed
         if isinstance(max_conns, bool) or not isinstance(max_conns, int):
@@ -683,9 +686,14 @@ cdef class Core:
             raise ValueError(f"max_conns: must be >= 0, got {max_conns}")
         if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
             raise ValueError(f"max_pending: must be an int >= 1, got {max_pending!r}")
+        if (isinstance(max_pending_conns, bool) or not isinstance(max_pending_conns, int)
+                or max_pending_conns < 1):
+            raise ValueError(
+                f"max_pending_conns: must be an int >= 1, got {max_pending_conns!r}")
         ignored = [_addr.packed_address(a, "ignore_destinations") for a in ignore_destinations]
         self.max_conns = min(max_conns, 2 ** 62)
         self.max_pending = min(max_pending, 2 ** 62)
+        self.max_pending_conns = min(max_pending_conns, 2 ** 62)
         self.seed = _random_seed()
         self._allocate_runtime()
         if ignored:
@@ -712,6 +720,7 @@ cdef class Core:
         self.qhead = NULL
         self.qtail = NULL
         self.qlen = 0
+        self.qconns = 0
         self.sig = PyThread_allocate_lock()
         if self.sig == NULL:
             raise MemoryError()
@@ -771,7 +780,10 @@ cdef class Core:
         self.cur = fresh
         full.end_ns = cs_now_ns()
         cs_mutex_lock(&self.locks[NSHARDS])
-        if self.qlen < self.max_pending:
+        # Bounded by windows and by connections (memory); one window is
+        # always accepted so that a huge max_conns still gets delivered.
+        if self.qlen == 0 or (self.qlen < self.max_pending and
+                              self.qconns + full.nconns <= self.max_pending_conns):
             full.next = NULL
             if self.qtail == NULL:
                 self.qhead = full
@@ -779,6 +791,7 @@ cdef class Core:
                 self.qtail.next = full
             self.qtail = full
             self.qlen += 1
+            self.qconns += full.nconns
         else:
             dropped = full
         cs_mutex_unlock(&self.locks[NSHARDS])
@@ -1184,6 +1197,7 @@ cdef class Core:
             if self.qhead == NULL:
                 self.qtail = NULL
             self.qlen -= 1
+            self.qconns -= w.nconns
             w.next = NULL
         cs_mutex_unlock(&self.locks[NSHARDS])
         if w == NULL:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from types import SimpleNamespace
 
 import pytest
+
+# Test helpers (packet and capture builders) are plain modules in tests/;
+# --import-mode=importlib does not put this folder on sys.path by itself.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
