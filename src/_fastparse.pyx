@@ -52,6 +52,7 @@ cdef extern from "cs_platform.h" nogil:
         pass
     int cs_mutex_init(cs_mutex *m)
     void cs_mutex_lock(cs_mutex *m)
+    bint cs_mutex_trylock(cs_mutex *m)
     void cs_mutex_unlock(cs_mutex *m)
     int64_t cs_atomic_add64(int64_t *p, int64_t v)
     int64_t cs_atomic_load64(const int64_t *p)
@@ -861,8 +862,9 @@ cdef class Core:
         cdef uint16_t order[CHUNK]
         cdef uint16_t fill[NSHARDS + 1]
         cdef uint8_t shard_of[CHUNK]
-        cdef Py_ssize_t base = 0, m, i, j, pos, end, ahead
-        cdef uint32_t s
+        cdef Py_ssize_t base = 0, m, i, pos, ahead
+        cdef uint32_t s, first, todo, step
+        cdef bint progressed
         cdef cs_window *w
         cdef int r
         cdef bint opened = False
@@ -927,38 +929,77 @@ cdef class Core:
                 for s in range(NSHARDS):
                     fill[s + 1] += fill[s]
                 self._group(m, shard_of, fill, order)
+                todo = 0
                 for s in range(NSHARDS):
-                    # after _group, fill[s] is the end of shard s's run
-                    j = 0 if s == 0 else fill[s - 1]
-                    end = fill[s]
-                    if j == end:
-                        continue
-                    cs_mutex_lock(&self.locks[s])
-                    if self.closed:
-                        cs_mutex_unlock(&self.locks[s])
-                        return 0
-                    w = self.cur
-                    while j < end:
-                        # Two-stage prefetch for large tables: the slot of
-                        # item j+16, then the entry that item j+8's slot names.
-                        if j + 16 < end:
-                            _prefetch_slot(&w.shards[s], hashes[order[j + 16]])
-                        if j + 8 < end:
-                            _prefetch_entry(&w.shards[s], hashes[order[j + 8]])
-                        i = order[j]
-                        r = _window_add(w, s, &keys[i], hashes[i], rx, npkts[i], sizes[i], 0)
-                        if r == ADD_NOMEM:
-                            cs_mutex_unlock(&self.locks[s])
-                            return -1
+                    if fill[s] != (0 if s == 0 else fill[s - 1]):
+                        todo |= 1u << s
+                # Take the shards whose locks are free first and come back
+                # for the busy ones, so that two threads feeding batches
+                # work on different shards instead of queueing in lockstep.
+                # A per-thread starting shard (stack addresses differ).
+                first = <uint32_t>((<size_t>&keys[0]) >> 14) + <uint32_t>(base // CHUNK)
+                while todo:
+                    progressed = False
+                    for step in range(NSHARDS):
+                        s = (first + step) & (NSHARDS - 1)
+                        if not (todo >> s) & 1:
+                            continue
+                        if not cs_mutex_trylock(&self.locks[s]):
+                            continue
+                        todo &= ~(1u << s)
+                        progressed = True
+                        r = self._add_run(s, keys, hashes, npkts, sizes, order,
+                                          0 if s == 0 else fill[s - 1], fill[s], rx)
+                        if r < 0:
+                            return r
                         if r == ADD_OPENED:
                             opened = True
-                        j += 1
-                    cs_mutex_unlock(&self.locks[s])
+                    if not progressed:
+                        # every remaining shard is busy: wait for one
+                        for s in range(NSHARDS):
+                            if (todo >> s) & 1:
+                                break
+                        cs_mutex_lock(&self.locks[s])
+                        todo &= ~(1u << s)
+                        r = self._add_run(s, keys, hashes, npkts, sizes, order,
+                                          0 if s == 0 else fill[s - 1], fill[s], rx)
+                        if r < 0:
+                            return r
+                        if r == ADD_OPENED:
+                            opened = True
             if opened:
                 self._notify()
                 opened = False
             base += CHUNK
         return 0
+
+    cdef int _add_run(self, uint32_t s, cs_key *keys, uint64_t *hashes, uint64_t *npkts,
+                      uint64_t *sizes, uint16_t *order, Py_ssize_t j,
+                      Py_ssize_t end, bint rx) noexcept nogil:
+        """Add order[j:end] to shard s and unlock it.  The caller holds its lock."""
+        cdef cs_window *w = self.cur
+        cdef Py_ssize_t i
+        cdef int r, result = ADD_OK
+        if self.closed:
+            cs_mutex_unlock(&self.locks[s])
+            return ADD_OK
+        while j < end:
+            # Two-stage prefetch for large tables: the slot of item j+16,
+            # then the entry that item j+8's slot names.
+            if j + 16 < end:
+                _prefetch_slot(&w.shards[s], hashes[order[j + 16]])
+            if j + 8 < end:
+                _prefetch_entry(&w.shards[s], hashes[order[j + 8]])
+            i = order[j]
+            r = _window_add(w, s, &keys[i], hashes[i], rx, npkts[i], sizes[i], 0)
+            if r == ADD_NOMEM:
+                cs_mutex_unlock(&self.locks[s])
+                return ADD_NOMEM
+            if r == ADD_OPENED:
+                result = ADD_OPENED
+            j += 1
+        cs_mutex_unlock(&self.locks[s])
+        return result
 
     cdef inline void _group(self, Py_ssize_t m, const uint8_t *shard_of, uint16_t *fill,
                             uint16_t *order) noexcept nogil:

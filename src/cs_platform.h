@@ -10,25 +10,24 @@
 #include <time.h>
 
 /* ---- mutex ------------------------------------------------------------ */
-#if PY_VERSION_HEX >= 0x030D0000
-/* PyMutex: one byte, a single CAS when uncontended, and it parks (dropping
- * the thread state if one is attached) when contended. */
-typedef PyMutex cs_mutex;
-static inline int cs_mutex_init(cs_mutex *m) { memset(m, 0, sizeof *m); return 0; }
-static inline void cs_mutex_lock(cs_mutex *m) { PyMutex_Lock(m); }
-static inline void cs_mutex_unlock(cs_mutex *m) { PyMutex_Unlock(m); }
-#elif defined(_WIN32)
+/* An OS mutex on every Python version (PyMutex has no public try-lock, which
+ * the batch path uses to work on another shard instead of waiting).  Holders
+ * never touch Python objects or wait for anything else, so blocking while
+ * attached to the interpreter cannot deadlock. */
+#if defined(_WIN32)
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
 typedef SRWLOCK cs_mutex;
 static inline int cs_mutex_init(cs_mutex *m) { InitializeSRWLock(m); return 0; }
 static inline void cs_mutex_lock(cs_mutex *m) { AcquireSRWLockExclusive(m); }
+static inline int cs_mutex_trylock(cs_mutex *m) { return TryAcquireSRWLockExclusive(m) != 0; }
 static inline void cs_mutex_unlock(cs_mutex *m) { ReleaseSRWLockExclusive(m); }
 #else
 #include <pthread.h>
 typedef pthread_mutex_t cs_mutex;
 static inline int cs_mutex_init(cs_mutex *m) { return pthread_mutex_init(m, NULL); }
 static inline void cs_mutex_lock(cs_mutex *m) { pthread_mutex_lock(m); }
+static inline int cs_mutex_trylock(cs_mutex *m) { return pthread_mutex_trylock(m) == 0; }
 static inline void cs_mutex_unlock(cs_mutex *m) { pthread_mutex_unlock(m); }
 #endif
 
