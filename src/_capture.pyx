@@ -1,4 +1,5 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+# cython: language_level=3, freethreading_compatible=True, embedsignature=True
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Compiled record scanner for pcap/pcapng buffers: ``connstats._capture``.
 
 The C twin of ``connstats/capture/_scan_py.py``, which is the reference and
@@ -6,10 +7,16 @@ documents the behaviour; every rule here mirrors a line there, and
 ``tests/test_capture_scan.py`` runs both on the same inputs.  The loop runs
 without the GIL and creates no Python object per packet: it only writes the
 offset and length of each IP packet into ``array('I')`` outputs.
+
+A scanner belongs to one reader, but nothing stops two threads from sharing
+one (and the GIL is released while scanning, or absent on free-threaded
+builds): a ``cython.pymutex`` serializes scans and configuration, so that
+such misuse can give odd results but never write outside the arrays.
 """
 
 from array import array
 
+cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
@@ -169,6 +176,27 @@ cdef inline Py_ssize_t _strip(int kind, const uint8_t* f, Py_ssize_t caplen) noe
     return -1
 
 
+cdef str _message(int e, uint64_t a, uint64_t b):
+    """The twin's error text for an error code and its two numbers."""
+    if e == E_PCAP_CAPLEN:
+        return f"record length {a} exceeds the limit {b}"
+    if e == E_BLOCK_LENGTH:
+        return f"block of type 0x{a:08x} has a bad length {b}"
+    if e == E_BLOCK_TRAILER:
+        return f"block of type 0x{a:08x}: trailing length does not match {b}"
+    if e == E_EPB_SHORT:
+        return f"enhanced packet block too short ({b} bytes)"
+    if e == E_EPB_OVERRUN:
+        return f"packet length {a} overruns its block ({b} bytes)"
+    if e == E_EPB_IFACE:
+        return f"packet on undefined interface {a}"
+    if e == E_SPB_SHORT:
+        return f"simple packet block too short ({b} bytes)"
+    if e == E_SPB_NO_IFACE:
+        return "simple packet block before any interface description"
+    return "unknown error"
+
+
 cdef class Scanner:
     """Walk capture records into offset/length arrays (see ``_scan_py.Scanner``)."""
 
@@ -207,6 +235,7 @@ cdef class Scanner:
     cdef int _err
     cdef uint64_t _ea
     cdef uint64_t _eb
+    cdef cython.pymutex _lock
 
     def __cinit__(self, Py_ssize_t capacity=65536):
         if capacity < 1:
@@ -232,38 +261,47 @@ cdef class Scanner:
 
     # -- configuration -------------------------------------------------------
     def set_pcap(self, bint big_endian, bint nanosecond, long linktype, uint32_t max_caplen):
-        self._mode = MODE_PCAP
-        self._big = big_endian
-        self._frac_mul = 1 if nanosecond else 1000
-        self._kind = _kind_of(linktype)
-        self._linktype = linktype
-        self._max_caplen = max_caplen
+        with self._lock:
+            self._mode = MODE_PCAP
+            self._big = big_endian
+            self._frac_mul = 1 if nanosecond else 1000
+            self._kind = _kind_of(linktype)
+            self._linktype = linktype
+            self._max_caplen = max_caplen
 
     def set_pcapng_section(self, bint big_endian):
-        self._mode = MODE_PCAPNG
-        self._big = big_endian
-        self._n_ifaces = 0
+        with self._lock:
+            self._mode = MODE_PCAPNG
+            self._big = big_endian
+            self._n_ifaces = 0
 
     def add_interface(self, long linktype, uint32_t snaplen, uint64_t ts_mul, uint64_t ts_div,
                       double ts_factor, int64_t ts_offset_ns):
-        cdef Iface* grown
         if ts_div == 0:
             raise ValueError("ts_div must not be 0")
-        if self._n_ifaces == self._cap_ifaces:
-            grown = <Iface*>PyMem_Realloc(self._ifaces, (2 * self._cap_ifaces + 4) * sizeof(Iface))
-            if grown == NULL:
-                raise MemoryError()
-            self._ifaces = grown
-            self._cap_ifaces = 2 * self._cap_ifaces + 4
-        cdef Iface* it = &self._ifaces[self._n_ifaces]
-        it.kind = _kind_of(linktype)
-        it.linktype = linktype
-        it.snaplen = snaplen
-        it.mul = ts_mul
-        it.div = ts_div
-        it.factor = ts_factor
-        it.offset = ts_offset_ns
-        self._n_ifaces += 1
+        cdef Iface* grown
+        cdef Iface* it
+        cdef bint failed = False
+        with self._lock:
+            if self._n_ifaces == self._cap_ifaces:
+                grown = <Iface*>PyMem_Realloc(self._ifaces, (2 * self._cap_ifaces + 4) * sizeof(Iface))
+                if grown == NULL:
+                    failed = True
+                else:
+                    self._ifaces = grown
+                    self._cap_ifaces = 2 * self._cap_ifaces + 4
+            if not failed:
+                it = &self._ifaces[self._n_ifaces]
+                it.kind = _kind_of(linktype)
+                it.linktype = linktype
+                it.snaplen = snaplen
+                it.mul = ts_mul
+                it.div = ts_div
+                it.factor = ts_factor
+                it.offset = ts_offset_ns
+                self._n_ifaces += 1
+        if failed:
+            raise MemoryError()
 
     def set_local(self, nets4, nets6):
         """Networks whose destination makes a packet rx: (network, mask) ints."""
@@ -286,10 +324,15 @@ cdef class Scanner:
             n6[i].lo = net & m64
             n6[i].mhi = mask >> 64
             n6[i].mlo = mask & m64
-        PyMem_Free(self._nets4)
-        PyMem_Free(self._nets6)
-        self._nets4, self._n4 = n4, len(nets4)
-        self._nets6, self._n6 = n6, len(nets6)
+        cdef Py_ssize_t c4 = len(nets4)
+        cdef Py_ssize_t c6 = len(nets6)
+        with self._lock:
+            n4, self._nets4 = self._nets4, n4
+            n6, self._nets6 = self._nets6, n6
+            self._n4 = c4
+            self._n6 = c6
+        PyMem_Free(n4)
+        PyMem_Free(n6)
 
     # -- scanning --------------------------------------------------------------
     def scan(self, buf, Py_ssize_t pos, Py_ssize_t end, bint has_stop, int64_t stop_ns,
@@ -310,37 +353,21 @@ cdef class Scanner:
         if self._mode == MODE_NONE:
             raise ValueError("scan: the scanner was not configured")
         cdef const uint8_t* base = &view[0] if view.shape[0] else NULL
+        cdef int err = E_NONE
+        cdef uint64_t ea = 0, eb = 0
         if base == NULL:
             self.pos = pos
             return C_NEED_MORE
         with nogil:
-            if self._mode == MODE_PCAP:
-                status = self._scan_pcap(base, pos, end, has_stop, stop_ns, limit)
-            else:
-                status = self._scan_pcapng(base, pos, end, has_stop, stop_ns, limit)
+            with self._lock:
+                if self._mode == MODE_PCAP:
+                    status = self._scan_pcap(base, pos, end, has_stop, stop_ns, limit)
+                else:
+                    status = self._scan_pcapng(base, pos, end, has_stop, stop_ns, limit)
+                err, ea, eb = self._err, self._ea, self._eb
         if status == C_CORRUPT:
-            self.error = self._message()
+            self.error = _message(err, ea, eb)
         return status
-
-    cdef str _message(self):
-        cdef int e = self._err
-        if e == E_PCAP_CAPLEN:
-            return f"record length {self._ea} exceeds the limit {self._eb}"
-        if e == E_BLOCK_LENGTH:
-            return f"block of type 0x{self._ea:08x} has a bad length {self._eb}"
-        if e == E_BLOCK_TRAILER:
-            return f"block of type 0x{self._ea:08x}: trailing length does not match {self._eb}"
-        if e == E_EPB_SHORT:
-            return f"enhanced packet block too short ({self._eb} bytes)"
-        if e == E_EPB_OVERRUN:
-            return f"packet length {self._ea} overruns its block ({self._eb} bytes)"
-        if e == E_EPB_IFACE:
-            return f"packet on undefined interface {self._ea}"
-        if e == E_SPB_SHORT:
-            return f"simple packet block too short ({self._eb} bytes)"
-        if e == E_SPB_NO_IFACE:
-            return "simple packet block before any interface description"
-        return "unknown error"
 
     cdef inline void _emit(self, const uint8_t* base, Py_ssize_t off, Py_ssize_t caplen,
                            Py_ssize_t hdr) noexcept nogil:

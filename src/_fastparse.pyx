@@ -33,7 +33,7 @@ from cpython.pythread cimport (
     PyThread_free_lock, PyThread_release_lock, PyThread_type_lock, WAIT_LOCK,
 )
 from cpython.ref cimport Py_DECREF, Py_INCREF
-from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
+from cpython.sequence cimport PySequence_Check, PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
@@ -685,13 +685,18 @@ cdef class Core:
             raise TypeError(f"max_conns: expected an int, got {type(max_conns).__name__}")
         if max_conns < 0:
             raise ValueError(f"max_conns: must be >= 0, got {max_conns}")
-        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
-            raise ValueError(f"max_pending: must be an int >= 1, got {max_pending!r}")
-        if (isinstance(max_pending_conns, bool) or not isinstance(max_pending_conns, int)
-                or max_pending_conns < 1):
-            raise ValueError(
-                f"max_pending_conns: must be an int >= 1, got {max_pending_conns!r}")
-        ignored = [_addr.packed_address(a, "ignore_destinations") for a in ignore_destinations]
+        for name, value in (("max_pending", max_pending), ("max_pending_conns", max_pending_conns)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+            if value < 1:
+                raise ValueError(f"{name}: must be >= 1, got {value}")
+        try:
+            destinations = list(ignore_destinations)
+        except TypeError:
+            raise TypeError(
+                f"ignore_destinations: expected an iterable of addresses, "
+                f"got {type(ignore_destinations).__name__}") from None
+        ignored = [_addr.packed_address(a, "ignore_destinations") for a in destinations]
         self.max_conns = min(max_conns, 2 ** 62)
         self.max_pending = min(max_pending, 2 ** 62)
         self.max_pending_conns = min(max_pending_conns, 2 ** 62)
@@ -1092,6 +1097,11 @@ cdef class Core:
             raise TypeError(
                 f"packets: expected a sequence of bytes-like objects, got "
                 f"{type(packets).__name__} (use update_*_virtual for one packet)")
+        if not PySequence_Check(packets):
+            # sets, dicts and iterators have no stable order or length
+            raise TypeError(
+                f"packets: expected a sequence of bytes-like objects, "
+                f"got {type(packets).__name__}")
         try:
             seq = PySequence_Fast(packets, "packets: expected a sequence of bytes-like objects")
         except TypeError:

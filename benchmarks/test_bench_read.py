@@ -1,0 +1,153 @@
+"""``connstats read`` against a dpkt loop and NFStream on the same capture.
+
+Run on purpose (``benchmarks/`` is outside the default test paths)::
+
+    python benchmarks/gen_pcap.py /tmp/bench.pcap       # optional: keep the file
+    CONNSTATS_BENCH_PCAP=/tmp/bench.pcap python -m pytest benchmarks/test_bench_read.py
+
+Without CONNSTATS_BENCH_PCAP the capture (1M packets, see ``gen_pcap.py``;
+CONNSTATS_BENCH_PACKETS changes the count) is generated once per run; with
+``--benchmark-disable`` (the CI smoke run) a 20,000-packet one is used.
+
+The dpkt loop is the pure-Python baseline: it reads the same file and counts
+packets and IP bytes per (proto, src, sport, dst, dport) in a dict, which is
+what ``connstats read`` computes, and the test asserts that both agree
+exactly.  ``connstats read`` is timed as the whole command (reading, counting,
+ranking and printing the table) without interpreter start-up.  NFStream
+(bidirectional flows, C with its own metering process) runs when installed
+(``pip install nfstream``).  Each benchmark records ``extra_info`` so that the
+summary of ``conftest.py`` prints ns per packet and the ratio to the dpkt loop.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gen_pcap
+import pytest
+
+from connstats.cli import main as connstats_main
+
+PACKETS = int(os.environ.get("CONNSTATS_BENCH_PACKETS", gen_pcap.DEFAULT_PACKETS))
+QUICK_PACKETS = 20_000
+
+
+@pytest.fixture(scope="session")
+def bench_pcap(tmp_path_factory, is_quick) -> tuple[str, int]:
+    """(path, packets) of the benchmark capture."""
+    packets = QUICK_PACKETS if is_quick else PACKETS
+    given = os.environ.get("CONNSTATS_BENCH_PCAP")
+    if given and not is_quick:
+        if not Path(given).exists():
+            gen_pcap.generate(given, packets)
+        return given, packets
+    path = tmp_path_factory.mktemp("bench") / "bench.pcap"
+    return str(gen_pcap.generate(path, packets)), packets
+
+
+def _info(benchmark, path: str, count: int) -> None:
+    benchmark.extra_info.update(
+        unit="packet",
+        count=count,
+        workload=f"pcap-{count}",
+        path=path,
+        direction="tx",
+    )
+
+
+def run_connstats(path: str) -> int:
+    return connstats_main(["read", path, "--output", os.devnull])
+
+
+def connstats_counts(path: str) -> dict[tuple, list[int]]:
+    from connstats.capture import open_capture
+    from connstats.capture.windows import Replayer
+
+    windows: list = []
+    replayer = Replayer(windows.append)
+    with open_capture(path) as reader:
+        replayer.feed(reader)
+    replayer.finish()
+    out: dict[tuple, list[int]] = {}
+    for window in windows:
+        for conn, counts in window.virtual.items():
+            src, dst = conn.src, conn.dst
+            key = (conn.proto, src.addr.packed, src.port, dst.addr.packed, dst.port)
+            out[key] = [counts.tx_packets, counts.tx_bytes]
+    return out
+
+
+def run_dpkt(path: str) -> dict[tuple, list[int]]:
+    """The loop people write with dpkt: parse each frame, count in a dict."""
+    import dpkt
+    from dpkt.ip import IP
+    from dpkt.ip6 import IP6
+
+    counts: dict[tuple, list[int]] = {}
+    with open(path, "rb") as f:
+        for _ts, buf in dpkt.pcap.Reader(f):
+            ip = dpkt.ethernet.Ethernet(buf).data
+            if isinstance(ip, IP):
+                proto = ip.p
+            elif isinstance(ip, IP6):
+                proto = ip.nxt
+            else:
+                continue
+            l4 = ip.data
+            sport = getattr(l4, "sport", 0)
+            dport = getattr(l4, "dport", 0)
+            key = (proto, ip.src, sport, ip.dst, dport)
+            entry = counts.get(key)
+            if entry is None:
+                counts[key] = [1, len(buf) - 14]
+            else:
+                entry[0] += 1
+                entry[1] += len(buf) - 14
+    return counts
+
+
+def run_nfstream(path: str) -> int:
+    from nfstream import NFStreamer
+
+    packets = 0
+    streamer = NFStreamer(
+        source=path, statistical_analysis=False, splt_analysis=0, n_dissections=0
+    )
+    for flow in streamer:
+        packets += flow.bidirectional_packets
+    return packets
+
+
+@pytest.mark.benchmark(group="read-capture")
+def test_connstats_read(benchmark, bench_pcap):
+    from connstats.capture._scan import IS_COMPILED as SCANNER_COMPILED
+
+    assert SCANNER_COMPILED, "connstats._capture (the compiled scanner) is not built"
+    path, count = bench_pcap
+    _info(benchmark, "read", count)
+    result = benchmark.pedantic(
+        run_connstats, args=(path,), rounds=5, iterations=1, warmup_rounds=1
+    )
+    assert result == 0
+
+
+@pytest.mark.benchmark(group="read-capture")
+def test_dpkt_loop(benchmark, bench_pcap):
+    pytest.importorskip("dpkt")
+    path, count = bench_pcap
+    _info(benchmark, "baseline", count)
+    counts = benchmark.pedantic(run_dpkt, args=(path,), rounds=1, iterations=1)
+    # Same question, same answer: the comparison is fair.
+    assert counts == connstats_counts(path)
+    assert sum(c[0] for c in counts.values()) == count
+
+
+@pytest.mark.benchmark(group="read-capture")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_nfstream(benchmark, bench_pcap):
+    pytest.importorskip("nfstream")
+    path, count = bench_pcap
+    _info(benchmark, "nfstream", count)
+    packets = benchmark.pedantic(run_nfstream, args=(path,), rounds=1, iterations=1)
+    assert packets == count

@@ -1,0 +1,455 @@
+"""Read pcap and pcapng streams into batches of IP packets.
+
+A :class:`CaptureReader` owns one growing buffer that it fills from the input
+(a file, a pipe, stdin) and lets the scanner walk.  Each :meth:`read` returns
+a :class:`Batch`: memoryviews of the buffer and of the scanner's offset and
+length arrays, ready for ``update_*_virtual_buffer``.  A batch stays valid
+until the next call to :meth:`read`, which may move the buffer's contents.
+
+Errors are raised only after every packet before the bad record has been
+returned, so the caller can count and report them first.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import os
+import struct
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from ._consts import (
+    MAX_RECORD,
+    MIN_MAX_CAPLEN,
+    PCAPNG_IDB,
+    PCAPNG_SHB,
+    ST_BLOCK,
+    ST_CORRUPT,
+    ST_FULL,
+    ST_NEED_MORE,
+    ST_STOP_TIME,
+    ST_UNSUPPORTED,
+)
+from ._scan import Scanner
+from .errors import (
+    CaptureError,
+    CorruptCaptureError,
+    NotACaptureError,
+    TruncatedCaptureError,
+    UnsupportedLinkTypeError,
+)
+from .linktypes import KIND_UNSUPPORTED, describe_linktype, kind_of, supported_summary
+
+_PCAP_MAGICS: dict[bytes, tuple[bool, bool]] = {
+    # first four bytes -> (big endian, nanosecond timestamps)
+    b"\xa1\xb2\xc3\xd4": (True, False),
+    b"\xd4\xc3\xb2\xa1": (False, False),
+    b"\xa1\xb2\x3c\x4d": (True, True),
+    b"\x4d\x3c\xb2\xa1": (False, True),
+}
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+_BOM_LITTLE = b"\x4d\x3c\x2b\x1a"
+_BOM_BIG = b"\x1a\x2b\x3c\x4d"
+
+_IDB_OPT_TSRESOL = 9
+_IDB_OPT_TSOFFSET = 14
+
+DEFAULT_CAPACITY = 65536
+DEFAULT_BUFFER = 4 * 1024 * 1024
+
+
+class Stop(enum.Enum):
+    """Why :meth:`CaptureReader.read` returned."""
+
+    MORE = "more"  # a batch was filled; call again
+    TIME = "time"  # the next packet is at or after the requested stop time
+    EOF = "eof"  # the input is exhausted (cleanly)
+
+
+@dataclass(slots=True)
+class Batch:
+    """IP packets of one scan, split into tx and rx (see ``--local``).
+
+    ``data`` is the reader's buffer; offsets index into it.  ``first_ns`` and
+    ``last_ns`` are the capture times (ns since the epoch) of the first and
+    last packet in file order; ``next_ns`` the time of the packet that
+    stopped a ``Stop.TIME`` read.
+    """
+
+    data: memoryview
+    tx_offsets: memoryview
+    tx_lengths: memoryview
+    rx_offsets: memoryview
+    rx_lengths: memoryview
+    first_ns: int
+    last_ns: int
+    stop: Stop
+    next_ns: int = 0
+
+    @property
+    def packets(self) -> int:
+        return len(self.tx_offsets) + len(self.rx_offsets)
+
+
+LocalNetworks = tuple[list[tuple[int, int]], list[tuple[int, int]]]
+
+
+def local_networks(cidrs: Iterable[str]) -> LocalNetworks:
+    """Parse ``--local`` CIDRs into the (network, mask) integer pairs the scanner takes.
+
+    Host bits are allowed ("192.168.1.7/24" means the /24), as people paste
+    their interface address; a bare address means that one host.
+    """
+    nets4: list[tuple[int, int]] = []
+    nets6: list[tuple[int, int]] = []
+    for text in cidrs:
+        net = ipaddress.ip_network(text.strip(), strict=False)
+        pair = (int(net.network_address), int(net.netmask))
+        (nets4 if net.version == 4 else nets6).append(pair)
+    return nets4, nets6
+
+
+class CaptureReader:
+    """Iterate over the IP packets of one pcap or pcapng stream, in batches."""
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        name: str,
+        *,
+        local: LocalNetworks | None = None,
+        capacity: int = DEFAULT_CAPACITY,
+        buffer_size: int = DEFAULT_BUFFER,
+        size: int | None = None,
+        scanner_class: type | None = None,
+    ) -> None:
+        self.name = name
+        #: Total size of the input when known (a regular file), for progress.
+        self.size = size
+        self._stream = stream
+        # readinto1 returns what one read gives: a pipe fed slowly (tcpdump
+        # -w -) yields windows as they come instead of after 4 MiB.
+        readinto = getattr(stream, "readinto1", None) or getattr(stream, "readinto")  # noqa: B009
+        self._readinto: Callable[[memoryview], int | None] = readinto
+        self._buf = bytearray(max(buffer_size, 64))
+        self._start = 0  # first unconsumed byte in _buf
+        self._end = 0  # end of valid data in _buf
+        self._base = 0  # input offset of _buf[0]
+        self._eof = False
+        self._pending: CaptureError | None = None
+        self._scanner = (scanner_class or Scanner)(capacity)
+        self._big = False  # byte order of the current pcapng section
+        if local is not None:
+            self._scanner.set_local(*local)
+        #: IP packets returned so far.
+        self.packets = 0
+        #: Frames that were not IPv4/IPv6 (ARP, LLDP, ...) and were skipped.
+        self.skipped = 0
+        #: "pcap" or "pcapng".
+        self.format = ""
+        #: Link types declared by the file (pcapng: one per interface).
+        self.linktypes: list[int] = []
+        self._open()
+
+    # -- input buffer --------------------------------------------------------
+    @property
+    def offset(self) -> int:
+        """Input bytes consumed so far (for progress reporting)."""
+        return self._base + self._start
+
+    def _fill(self) -> None:
+        """Read more input after the unconsumed bytes, moving or growing the buffer."""
+        buf = self._buf
+        pending = self._end - self._start
+        if self._start and pending < len(buf) // 2:
+            # Same-size slice assignment: allowed while batches still export
+            # the buffer (those are documented as stale by now).
+            buf[:pending] = buf[self._start : self._end]
+            self._base += self._start
+            self._start, self._end = 0, pending
+        elif self._end == len(buf):
+            # One record larger than the buffer (or nothing consumed yet):
+            # copy into a bigger one rather than resize an exported buffer.
+            bigger = bytearray(max(2 * len(buf), pending + 65536))
+            bigger[:pending] = buf[self._start : self._end]
+            self._base += self._start
+            self._buf = buf = bigger
+            self._start, self._end = 0, pending
+        with memoryview(buf) as view:
+            n = self._readinto(view[self._end :])
+        if not n:
+            self._eof = True
+        else:
+            self._end += n
+
+    def _ensure(self, n: int) -> bool:
+        """Make ``n`` bytes available from ``_start``; False at end of input."""
+        while self._end - self._start < n:
+            if self._eof:
+                return False
+            self._fill()
+        return True
+
+    def _bytes(self, off: int, n: int) -> bytes:
+        return bytes(self._buf[self._start + off : self._start + off + n])
+
+    # -- headers ---------------------------------------------------------------
+    def _open(self) -> None:
+        if not self._ensure(4):
+            if self._end == self._start:
+                raise NotACaptureError(
+                    f"{self.name}: empty input, not a pcap or pcapng capture"
+                )
+            size = self._end - self._start
+            raise NotACaptureError(
+                f"{self.name}: not a pcap or pcapng capture (only {size} bytes)"
+            )
+        magic = self._bytes(0, 4)
+        if magic in _PCAP_MAGICS:
+            self._open_pcap(*_PCAP_MAGICS[magic])
+        elif magic == _PCAPNG_MAGIC:
+            self.format = "pcapng"
+            # The section header is parsed by the generic block path.
+            self._scanner.set_pcapng_section(False)
+            if not self._ensure(12) or self._bytes(8, 4) not in (_BOM_LITTLE, _BOM_BIG):
+                raise NotACaptureError(
+                    f"{self.name}: not a pcap or pcapng capture (pcapng magic without byte-order mark)"
+                )
+        else:
+            hint = ""
+            if magic[:2] == b"\x1f\x8b":
+                hint = "; it is gzip-compressed: try 'zcat FILE | connstats read -'"
+            raise NotACaptureError(
+                f"{self.name}: not a pcap or pcapng capture (starts with {magic.hex()}){hint}"
+            )
+
+    def _open_pcap(self, big: bool, nanosecond: bool) -> None:
+        self.format = "pcap"
+        if not self._ensure(24):
+            raise TruncatedCaptureError(f"{self.name}: truncated pcap file header")
+        order = ">" if big else "<"
+        _magic, major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack(
+            order + "IHHiIII", self._bytes(0, 24)
+        )
+        if major != 2:
+            raise CorruptCaptureError(f"{self.name}: unsupported pcap version {major}")
+        # The upper bits may carry FCS-length flags; the link type is the low 16.
+        linktype = network & 0xFFFF
+        self.linktypes.append(linktype)
+        self._check_linktype(linktype)
+        max_caplen = min(max(snaplen, MIN_MAX_CAPLEN), MAX_RECORD)
+        self._scanner.set_pcap(big, nanosecond, linktype, max_caplen)
+        self._start += 24
+
+    def _check_linktype(self, linktype: int) -> None:
+        if kind_of(linktype) == KIND_UNSUPPORTED:
+            raise UnsupportedLinkTypeError(
+                f"{self.name}: unsupported link type {describe_linktype(linktype)}; "
+                f"connstats reads {supported_summary()}",
+                linktype,
+            )
+
+    def _block(self) -> None:
+        """Parse the pcapng SHB or IDB at ``_start`` (the scanner stopped at it)."""
+        at = self.offset
+        if not self._ensure(12):
+            raise TruncatedCaptureError(
+                f"{self.name}: input ends inside a pcapng block at byte {at}"
+            )
+        btype = struct.unpack("<I", self._bytes(0, 4))[0]  # SHB's type is a palindrome
+        if btype == PCAPNG_SHB:
+            bom = self._bytes(8, 4)
+            if bom == _BOM_LITTLE:
+                big = False
+            elif bom == _BOM_BIG:
+                big = True
+            else:
+                raise CorruptCaptureError(
+                    f"{self.name}: corrupt pcapng section header at byte {at}: bad byte-order mark {bom.hex()}"
+                )
+        else:
+            big = self._big
+        order = ">" if big else "<"
+        btype, blen = struct.unpack(order + "II", self._bytes(0, 8))
+        if blen < 12 or blen % 4 or blen > MAX_RECORD:
+            raise CorruptCaptureError(
+                f"{self.name}: corrupt pcapng block at byte {at}: bad length {blen}"
+            )
+        if not self._ensure(blen):
+            raise TruncatedCaptureError(
+                f"{self.name}: input ends inside a pcapng block at byte {at}"
+            )
+        block = self._bytes(0, blen)
+        if struct.unpack(order + "I", block[-4:])[0] != blen:
+            raise CorruptCaptureError(
+                f"{self.name}: corrupt pcapng block at byte {at}: trailing length does not match {blen}"
+            )
+        if btype == PCAPNG_SHB:
+            if blen < 28:
+                raise CorruptCaptureError(
+                    f"{self.name}: corrupt pcapng section header at byte {at}"
+                )
+            major = struct.unpack(order + "H", block[12:14])[0]
+            if major != 1:
+                raise CorruptCaptureError(
+                    f"{self.name}: unsupported pcapng version {major} at byte {at}"
+                )
+            self._scanner.set_pcapng_section(big)
+            self._big = big
+        elif btype == PCAPNG_IDB:
+            self._interface(block, order, at)
+        self._start += blen
+
+    def _interface(self, block: bytes, order: str, at: int) -> None:
+        if len(block) < 20:
+            raise CorruptCaptureError(
+                f"{self.name}: corrupt interface description block at byte {at}"
+            )
+        linktype, _reserved, snaplen = struct.unpack(order + "HHI", block[8:16])
+        tsresol = 6
+        tsoffset = 0
+        opt = 16
+        end = len(block) - 4
+        while opt + 4 <= end:
+            code, length = struct.unpack(order + "HH", block[opt : opt + 4])
+            value = block[opt + 4 : opt + 4 + length]
+            if code == 0:
+                break
+            if code == _IDB_OPT_TSRESOL and length >= 1:
+                tsresol = value[0]
+            elif code == _IDB_OPT_TSOFFSET and length >= 8:
+                tsoffset = struct.unpack(order + "q", value[:8])[0]
+            opt += 4 + (length + 3) // 4 * 4
+        mul, div, factor = _ts_scale(tsresol)
+        offset_ns = ((tsoffset * 1_000_000_000 + (1 << 63)) % (1 << 64)) - (1 << 63)
+        self.linktypes.append(linktype)
+        self._scanner.add_interface(linktype, snaplen, mul, div, factor, offset_ns)
+
+    # -- packets ---------------------------------------------------------------
+    def read(self, stop_ns: int | None = None, max_packets: int = 0) -> Batch:
+        """Return the next batch of IP packets.
+
+        ``stop_ns``: return ``Stop.TIME`` before the first IP packet whose
+        capture time is at or after it.  ``max_packets``: at most that many
+        packets (0: as many as fit).  Raises a :class:`CaptureError` for a
+        truncated or corrupt input, after returning every packet before it.
+        """
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            raise pending
+        scanner = self._scanner
+        has_stop = stop_ns is not None
+        stop = stop_ns if stop_ns is not None else 0
+        while True:
+            status = scanner.scan(
+                self._buf, self._start, self._end, has_stop, stop, max_packets
+            )
+            self._start = scanner.pos
+            self.skipped += scanner.skipped
+            n = scanner.n_tx + scanner.n_rx
+            self.packets += n
+            if status == ST_FULL:
+                return self._batch(Stop.MORE)
+            if status == ST_STOP_TIME:
+                return self._batch(Stop.TIME, scanner.next_ns)
+            if status == ST_NEED_MORE:
+                if n:
+                    return self._batch(Stop.MORE)
+                if self._eof:
+                    if self._start == self._end:
+                        return self._batch(Stop.EOF)
+                    raise TruncatedCaptureError(
+                        f"{self.name}: truncated: the input ends inside the record at byte "
+                        f"{self.offset} ({self._end - self._start} bytes of it present)"
+                    )
+                self._fill()
+                continue
+            if status == ST_BLOCK:
+                if n:
+                    return self._batch(Stop.MORE)  # parse it on the next call
+                self._block()
+                continue
+            if status == ST_CORRUPT:
+                error: CaptureError = CorruptCaptureError(
+                    f"{self.name}: corrupt {self.format} record at byte {self.offset}: {scanner.error}"
+                )
+            elif status == ST_UNSUPPORTED:
+                lt = scanner.error_linktype
+                error = UnsupportedLinkTypeError(
+                    f"{self.name}: packet at byte {self.offset} has unsupported link type "
+                    f"{describe_linktype(lt)}; connstats reads {supported_summary()}",
+                    lt,
+                )
+            else:  # pragma: no cover - a scanner bug
+                raise AssertionError(f"unknown scanner status {status}")
+            if n:
+                self._pending = error
+                return self._batch(Stop.MORE)
+            raise error
+
+    def _batch(self, stop: Stop, next_ns: int = 0) -> Batch:
+        s = self._scanner
+        return Batch(
+            memoryview(self._buf),
+            memoryview(s.tx_offsets)[: s.n_tx],
+            memoryview(s.tx_lengths)[: s.n_tx],
+            memoryview(s.rx_offsets)[: s.n_rx],
+            memoryview(s.rx_lengths)[: s.n_rx],
+            s.first_ns,
+            s.last_ns,
+            stop,
+            next_ns,
+        )
+
+    def close(self) -> None:
+        if self._stream is not sys.stdin.buffer:
+            self._stream.close()
+
+    def __enter__(self) -> CaptureReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _ts_scale(tsresol: int) -> tuple[int, int, float]:
+    """(mul, div, factor) turning if_tsresol units into nanoseconds."""
+    exponent = tsresol & 0x7F
+    if tsresol & 0x80:
+        return 1, 1, 1e9 / float(1 << exponent)
+    if exponent <= 9:
+        return 10 ** (9 - exponent), 1, 0.0
+    if exponent > 30:
+        exponent = 30  # 10**-30 s ticks: nonsense, but keep the division defined
+    return 1, 10 ** (exponent - 9), 0.0
+
+
+def open_capture(path: str, *, name: str | None = None, **kwargs: Any) -> CaptureReader:
+    """Open a capture file (``"-"`` for stdin) and read its header.
+
+    ``name`` is how messages call the input (default: the path, ``<stdin>``).
+    Raises ``OSError`` if the file cannot be opened and a
+    :class:`CaptureError` if it is not a capture we can read.
+    """
+    if path == "-":
+        return CaptureReader(sys.stdin.buffer, name or "<stdin>", **kwargs)
+    stream = open(path, "rb", buffering=0)
+    try:
+        size = os.fstat(stream.fileno()).st_size
+        return CaptureReader(stream, name or path, size=size, **kwargs)
+    except BaseException:
+        stream.close()
+        raise
+
+
+__all__ = [
+    "Batch",
+    "CaptureReader",
+    "LocalNetworks",
+    "Stop",
+    "local_networks",
+    "open_capture",
+]

@@ -1,0 +1,145 @@
+"""Replay captures into windows that follow the capture's own clock.
+
+The library's :class:`connstats.Statistics` cuts windows on wall time, which
+is right for live traffic but meaningless for a file read in a fraction of a
+second.  :class:`Replayer` drives a core directly instead and cuts on packet
+time:
+
+* A window starts at the capture time of its first packet.
+* ``max_period``: the window holds the packets before ``start + max_period``
+  and ends at that instant (when the library's timer would have fired); the
+  next window starts at the next packet, so idle gaps produce no empty windows.
+* ``max_conns``: as in the library, the window ends when a packet of a new
+  connection would make it hold more than ``max_conns`` connections; that
+  packet opens the next window and its capture time is the end of the old one
+  and the start of the new one.  To know that time exactly, the replayer feeds
+  at most ``max_conns - connections`` packets per call (none of which can
+  overflow the window) and single packets once the window is full, so this
+  mode is slower than the default one when windows stay full.
+* The last window ends at the capture time of the last packet.
+
+Packets whose time goes backwards (merged captures) stay in the open window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .reader import CaptureReader, Stop
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One window of counts; times are nanoseconds since the Unix epoch (UTC)."""
+
+    start_ns: int
+    end_ns: int
+    virtual: dict[Any, Any]
+    physical: dict[Any, Any]
+
+
+def _default_core_module() -> Any:
+    from .._impl import core
+
+    return core
+
+
+class Replayer:
+    """Feed one or more captures, in order, into a core; emit windows as they close."""
+
+    def __init__(
+        self,
+        on_window: Callable[[Window], None],
+        *,
+        max_period_ns: int = 0,
+        max_conns: int = 0,
+        core_module: Any = None,
+    ) -> None:
+        if max_period_ns < 0:
+            raise ValueError("max_period_ns must be >= 0")
+        if max_conns < 0:
+            raise ValueError("max_conns must be >= 0")
+        module = core_module if core_module is not None else _default_core_module()
+        self._core = module.Core(max_conns=max_conns)
+        self._on_window = on_window
+        self._period = max_period_ns
+        self._max_conns = max_conns
+        self._open_start: int | None = None  # start of the open window
+        self._last_ns: int | None = None  # time of the last packet fed
+        #: IP packets fed to the core so far.
+        self.packets = 0
+        #: Windows emitted so far.
+        self.windows = 0
+
+    def feed(
+        self, reader: CaptureReader, progress: Callable[[], None] | None = None
+    ) -> None:
+        """Count every packet of ``reader``.
+
+        Raises the reader's :class:`~connstats.capture.CaptureError` after
+        counting everything before the bad record; the open window is kept,
+        so :meth:`finish` still reports it.
+        """
+        core = self._core
+        period = self._period
+        max_conns = self._max_conns
+        while True:
+            stop: int | None = None
+            limit = 0
+            if period:
+                if self._open_start is None:
+                    limit = 1  # learn the window's start before reading on
+                else:
+                    stop = self._open_start + period
+            if max_conns:
+                room = max(1, max_conns - core.connections)
+                limit = room if limit == 0 else min(limit, room)
+            batch = reader.read(stop, limit)
+            if batch.packets:
+                if self._open_start is None:
+                    self._open_start = batch.first_ns
+                if len(batch.tx_offsets):
+                    core.update_tx_virtual_buffer(
+                        batch.data, batch.tx_offsets, batch.tx_lengths
+                    )
+                if len(batch.rx_offsets):
+                    core.update_rx_virtual_buffer(
+                        batch.data, batch.rx_offsets, batch.rx_lengths
+                    )
+                self.packets += batch.packets
+                self._last_ns = batch.last_ns
+                if max_conns:
+                    # Only a single-packet feed can overflow (see the module
+                    # doc), so that packet opened the new window.
+                    full = core.pop_pending()
+                    if full is not None:
+                        self._emit(full, self._open_start, batch.first_ns)
+                        self._open_start = batch.first_ns
+            if progress is not None:
+                progress()
+            if batch.stop is Stop.TIME:
+                assert stop is not None
+                window = core.cut()
+                if window is not None:
+                    self._emit(window, self._open_start, stop)
+                self._open_start = batch.next_ns
+            elif batch.stop is Stop.EOF:
+                return
+
+    def finish(self) -> None:
+        """Emit the open window (ending at the last packet's time), if any."""
+        while (full := self._core.pop_pending()) is not None:  # defensive
+            self._emit(full, self._open_start, self._last_ns)
+        window = self._core.cut()
+        if window is not None:
+            self._emit(window, self._open_start, self._last_ns)
+        self._open_start = None
+
+    def _emit(self, window: Any, start: int | None, end: int | None) -> None:
+        virtual, physical = window.to_dicts()
+        start_ns = start if start is not None else 0
+        end_ns = end if end is not None else start_ns
+        self.windows += 1
+        self._on_window(Window(start_ns, max(end_ns, start_ns), virtual, physical))
