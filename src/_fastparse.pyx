@@ -27,6 +27,7 @@ from cpython.buffer cimport (
     PyObject_CheckBuffer, PyObject_GetBuffer,
 )
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from cpython.long cimport PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong
 from cpython.object cimport Py_EQ, Py_GE, Py_GT, Py_LE, Py_LT, Py_NE, PyObject
 from cpython.pythread cimport (
     PY_LOCK_ACQUIRED, PyLockStatus, PyThread_acquire_lock, PyThread_allocate_lock,
@@ -64,6 +65,7 @@ cdef extern from "cs_platform.h" nogil:
     uint64_t cs_mix64(uint64_t h)
     uint64_t cs_hash40(const void *key, uint64_t seed)
     bint cs_key40_equal(const void *a, const void *b)
+    object cs_alloc_instance(object cls)
 
 
 # ---------------------------------------------------------------------------
@@ -441,17 +443,32 @@ cdef bint _check_fast_addresses():
 cdef bint _FAST_ADDRESSES = _check_fast_addresses()
 
 
-cdef object _address_object(bytes packed):
+cdef inline uint64_t _be64(const uint8_t *p) noexcept nogil:
+    cdef uint64_t v = 0
+    cdef int i
+    for i in range(8):
+        v = (v << 8) | p[i]
+    return v
+
+
+cdef object _address_value(uint8_t fam, const uint8_t *raw):
+    # The address as the int ipaddress stores: built from machine words, not
+    # through int.from_bytes.
+    if fam == 4:
+        return PyLong_FromUnsignedLong((<unsigned long>raw[0] << 24) | (raw[1] << 16) |
+                                       (raw[2] << 8) | raw[3])
+    return (PyLong_FromUnsignedLongLong(_be64(raw)) << 64) | PyLong_FromUnsignedLongLong(_be64(raw + 8))
+
+
+cdef object _address_object(uint8_t fam, object value):
     cdef object addr
-    value = int.from_bytes(packed, "big")
+    cdef object cls = _IPv4Address if fam == 4 else _IPv6Address
     if not _FAST_ADDRESSES:
-        return _IPv4Address(value) if len(packed) == 4 else _IPv6Address(value)
-    if len(packed) == 4:
-        addr = _object_new(_IPv4Address)
-        addr._ip = value
-    else:
-        addr = _object_new(_IPv6Address)
-        addr._ip = value
+        return cls(value)
+    # What object.__new__ does, without the call overhead.
+    addr = cs_alloc_instance(cls)
+    addr._ip = value
+    if fam == 6:
         addr._scope_id = None
     return addr
 
@@ -629,16 +646,17 @@ cdef class Window:
 
 cdef inline AddrPort _materialize_addrport(dict cache, uint8_t fam, const uint8_t *raw,
                                            uint16_t port):
-    # Address objects repeat across connections; build each one once.
-    cdef bytes packed
-    cdef object addr
+    # Address objects repeat across connections: build each one once.  The
+    # cache is keyed by (int value, family): 1.2.3.4 and ::102:304 differ.
+    cdef object value, key, addr
     if fam == 0:
         return _NO_ADDRPORT if port == 0 else _make_addrport(None, 0, raw, port)
-    packed = (<char *>raw)[:_addr_len(fam)]
-    addr = cache.get(packed)
+    value = _address_value(fam, raw)
+    key = value if fam == 4 else (value, 6)
+    addr = cache.get(key)
     if addr is None:
-        addr = _address_object(packed)
-        cache[packed] = addr
+        addr = _address_object(fam, value)
+        cache[key] = addr
     return _make_addrport(addr, fam, raw, port)
 
 

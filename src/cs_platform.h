@@ -124,4 +124,11 @@ static inline int cs_key40_equal(const void *a, const void *b) {
             (cs_load64(x + 32) ^ cs_load64(y + 32))) == 0;
 }
 
+/* A new, empty instance of a heap type (what object.__new__(cls) does,
+ * without the call).  Returns a new reference. */
+static inline PyObject *cs_alloc_instance(PyObject *cls) {
+    PyTypeObject *type = (PyTypeObject *)cls;
+    return type->tp_alloc(type, 0);
+}
+
 #endif /* CONNSTATS_PLATFORM_H */
