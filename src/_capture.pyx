@@ -341,11 +341,7 @@ cdef class Scanner:
         cdef const uint8_t[::1] view = buf
         cdef Py_ssize_t limit = self.capacity
         cdef int status
-        self.n_tx = 0
-        self.n_rx = 0
-        self.skipped = 0
         self.error = ""
-        self._err = E_NONE
         if end > view.shape[0] or pos < 0 or pos > end:
             raise ValueError("scan: pos/end out of the buffer")
         if 0 < max_packets < limit:
@@ -356,10 +352,20 @@ cdef class Scanner:
         cdef int err = E_NONE
         cdef uint64_t ea = 0, eb = 0
         if base == NULL:
+            with self._lock:
+                self.n_tx = 0
+                self.n_rx = 0
+                self.skipped = 0
             self.pos = pos
             return C_NEED_MORE
         with nogil:
             with self._lock:
+                # Reset under the lock: a scanner shared between threads must
+                # never see another scan's counters (they index its arrays).
+                self.n_tx = 0
+                self.n_rx = 0
+                self.skipped = 0
+                self._err = E_NONE
                 if self._mode == MODE_PCAP:
                     status = self._scan_pcap(base, pos, end, has_stop, stop_ns, limit)
                 else:
