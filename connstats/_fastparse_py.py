@@ -1,0 +1,680 @@
+"""Pure-Python twin of the compiled core (``src/_fastparse.pyx``).
+
+It serves installs without a compiler (or ``CONNSTATS_NO_EXTENSIONS=1``) and
+is the reference the compiled core is tested against, so it follows SPEC
+sections 2, 3 and 5 literally and favours clarity over speed.
+
+Internally a connection is a "raw key" ``(proto, src, sport, dst, dport)``
+whose addresses are packed ``bytes`` (4 or 16 long) or ``None``.  Packed bytes
+make the ``ignore_destinations`` test a plain set lookup and keep the
+family in the key (a v4-mapped IPv6 address never equals its IPv4 twin);
+``ipaddress`` objects are only built when a window is handed out.
+"""
+
+from __future__ import annotations
+
+import operator
+import struct
+import threading
+import time
+from collections import deque
+from functools import lru_cache
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, Iterable, Optional, Sequence, Union
+
+from ._addr import byte_count, packed_address, packed_addrport
+from ._types import AddrPort, Connection, Counts
+
+__all__ = ["AddrPort", "Connection", "Counts", "Core", "Window", "decode"]
+
+_U64 = (1 << 64) - 1
+
+# IP protocol numbers the decoder treats specially (SPEC section 3).
+_ICMP = 1
+_IGMP = 2
+_TCP = 6
+_UDP = 17
+_IPV6_FRAGMENT = 44
+_ICMPV6 = 58
+_TSMP = 99
+_SCTP = 132
+_FRAGMENT = 255
+
+# Transports whose first two big-endian u16s are the ports, with the number
+# of bytes the transport view must hold for them to count.
+_PORTED_HEADER_LEN = {_TCP: 20, _UDP: 8, _SCTP: 12}
+
+# A later fragment starting inside the first 10 8-byte blocks could overwrite
+# a transport header (a firewall bypass trick), so it is not trusted.
+_MIN_FRAGMENT_BLOCKS = 10
+
+_MORE_FRAGMENTS = 0x2000
+_FRAGMENT_OFFSET_MASK = 0x1FFF
+
+_unpack_ports = struct.Struct("!HH").unpack_from
+# One unpack per header instead of a dozen index operations; the fields are
+#   IPv4: version/ihl, (tos), total length, (id), flags/fragment offset,
+#         (ttl), protocol, (checksum), source, destination
+#   IPv6: (version/class/flow), payload length, next header, (hop limit),
+#         source, destination
+_unpack_ipv4 = struct.Struct("!BxHxxHxB2x4s4s").unpack_from
+_unpack_ipv6 = struct.Struct("!4xHBx16s16s").unpack_from
+_unpack_u16 = struct.Struct("!H").unpack_from
+
+RawKey = tuple[int, Optional[bytes], int, Optional[bytes], int]
+ByteView = Union[bytes, memoryview]
+
+_ZERO: RawKey = (0, None, 0, None, 0)
+
+# Integer format codes of the struct module; offsets/lengths buffers must use one.
+_INT_FORMATS = frozenset("bBhHiIlLqQnN")
+
+
+# --------------------------------------------------------------------------
+# argument handling
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _byte_view(obj: Any, argname: str) -> ByteView:
+    """Return ``obj`` as bytes or a flat unsigned-byte memoryview, without copying."""
+    if type(obj) is bytes:
+        return obj
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        raise TypeError(
+            f"{argname}: expected a bytes-like object, got {_type_name(obj)}"
+        ) from None
+    if not view.c_contiguous:
+        raise ValueError(f"{argname}: buffer is not C-contiguous")
+    if view.ndim != 1 or view.format != "B":
+        # SPEC: any C-contiguous bytes-like is a packet, so a buffer of
+        # wider items (or more dimensions) is read as its raw bytes.
+        try:
+            view = view.cast("B")
+        except (TypeError, ValueError):
+            view = memoryview(view.tobytes())
+    return view
+
+
+def _is_sequence(obj: Any) -> bool:
+    # Mirrors PySequence_Check: anything indexable except mappings.
+    return not isinstance(obj, dict) and hasattr(type(obj), "__getitem__")
+
+
+def _packet_list(packets: Any, argname: str) -> list[ByteView]:
+    if not _is_sequence(packets):
+        raise TypeError(
+            f"{argname}: expected a sequence of bytes-like objects, got "
+            f"{_type_name(packets)}"
+        )
+    return [_byte_view(p, f"{argname}[{i}]") for i, p in enumerate(packets)]
+
+
+def _int_list(obj: Any, argname: str) -> list[int]:
+    """Integers from an integer buffer (array, numpy, memoryview) or a sequence."""
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        view = None
+    if view is not None:
+        # Native integer formats only (the compiled core's rule too): a
+        # byte-swapped numpy array is refused rather than silently converted.
+        code = view.format[1:] if view.format.startswith("@") else view.format
+        if len(code) != 1 or code not in _INT_FORMATS:
+            raise TypeError(
+                f"{argname}: expected a buffer of native integers, got format "
+                f"{view.format!r}"
+            )
+        if view.ndim != 1:
+            raise TypeError(
+                f"{argname}: expected a one-dimensional buffer, got {view.ndim} "
+                "dimensions"
+            )
+        values = view.tolist()  # also copes with strided views
+    elif _is_sequence(obj):
+        values = []
+        for i, item in enumerate(obj):
+            if isinstance(item, bool):
+                raise TypeError(f"{argname}[{i}]: expected an int, got bool")
+            try:
+                values.append(operator.index(item))
+            except TypeError:
+                raise TypeError(
+                    f"{argname}[{i}]: expected an int, got {_type_name(item)}"
+                ) from None
+    else:
+        raise TypeError(
+            f"{argname}: expected a buffer or sequence of integers, got "
+            f"{_type_name(obj)}"
+        )
+    for i, value in enumerate(values):
+        if value < 0:
+            raise ValueError(f"{argname}[{i}]: must be >= 0, got {value}")
+    return values
+
+
+def _non_negative_int(value: Any, argname: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{argname}: expected an int, got bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{argname}: expected an int, got {_type_name(value)}"
+        ) from None
+    if value < 0:
+        raise ValueError(f"{argname}: must be >= 0, got {value}")
+    return value
+
+
+# --------------------------------------------------------------------------
+# decoding (SPEC section 3)
+
+
+def _ported(proto: int, b: ByteView, sub: int, src: bytes, dst: bytes) -> RawKey:
+    """Key for a transport that carries ports (TCP, UDP, SCTP) at offset ``sub``."""
+    if len(b) - sub < _PORTED_HEADER_LEN[proto]:
+        return (0, src, 0, dst, 0)
+    sport, dport = _unpack_ports(b, sub)
+    return (proto, src, sport, dst, dport)
+
+
+def _decode4(b: ByteView) -> RawKey:
+    length = len(b)
+    if length < 20:
+        return _ZERO
+    version_ihl, total_length, frag, proto, src, dst = _unpack_ipv4(b)
+    if length < total_length:
+        return _ZERO  # truncated: not even the addresses are trusted
+    # The header length is deliberately not checked against 20: the
+    # reference does not, and we must match it bit for bit.
+    sub = (version_ihl & 0x0F) * 4
+    if sub > total_length:
+        return (0, src, 0, dst, 0)
+    # From here the transport view is b[sub:length]; note length, not
+    # total_length, bounds it (the reference slices to the end of the buffer).
+    avail = length - sub
+    offset = frag & _FRAGMENT_OFFSET_MASK
+    if offset != 0:
+        if offset < _MIN_FRAGMENT_BLOCKS:
+            return (0, src, 0, dst, 0)
+        return (_FRAGMENT, src, 0, dst, 0)
+    if proto == _ICMP:
+        return (_ICMP if avail >= 4 else 0, src, 0, dst, 0)
+    if proto == _IGMP:
+        return (_IGMP if avail >= 8 else 0, src, 0, dst, 0)
+    if proto in _PORTED_HEADER_LEN:
+        return _ported(proto, b, sub, src, dst)
+    if proto == _TSMP:
+        # A fragmented TSMP message cannot be trusted.
+        ok = not (frag & _MORE_FRAGMENTS) and avail >= 7
+        return (_TSMP if ok else 0, src, 0, dst, 0)
+    if proto == _FRAGMENT:
+        # 255 is reserved for "later fragment"; a packet may not claim it.
+        return (0, src, 0, dst, 0)
+    return (proto, src, 0, dst, 0)
+
+
+def _decode6(b: ByteView) -> RawKey:
+    length = len(b)
+    if length < 40:
+        return _ZERO
+    payload_length, proto, src, dst = _unpack_ipv6(b)
+    if length < 40 + payload_length:
+        return _ZERO
+    # Always IPv6, even v4-mapped: the reference keeps the 16-byte form.
+    sub = 40
+    if proto == _IPV6_FRAGMENT:
+        if length < 48:
+            return (0, src, 0, dst, 0)
+        proto = b[40]
+        (frag,) = _unpack_u16(b, 42)
+        offset = frag >> 3
+        sub = 48
+        if offset != 0:
+            if offset < _MIN_FRAGMENT_BLOCKS:
+                return (0, src, 0, dst, 0)
+            return (_FRAGMENT, src, 0, dst, 0)
+    avail = length - sub
+    if proto == _ICMPV6:
+        return (_ICMPV6 if avail >= 4 else 0, src, 0, dst, 0)
+    if proto in _PORTED_HEADER_LEN:
+        return _ported(proto, b, sub, src, dst)
+    if proto == _TSMP:
+        return (_TSMP if avail >= 7 else 0, src, 0, dst, 0)
+    if proto == _FRAGMENT:
+        return (0, src, 0, dst, 0)
+    # Extension headers (hop-by-hop, routing, ...) are not walked.
+    return (proto, src, 0, dst, 0)
+
+
+def _decode_raw(b: ByteView) -> RawKey:
+    if len(b) == 0:
+        return _ZERO
+    version = b[0] >> 4
+    if version == 4:
+        return _decode4(b)
+    if version == 6:
+        return _decode6(b)
+    return _ZERO
+
+
+@lru_cache(maxsize=4096)
+def _ip(packed: bytes) -> Union[IPv4Address, IPv6Address]:
+    if len(packed) == 4:
+        return IPv4Address(packed)
+    return IPv6Address(packed)
+
+
+def _addrport(packed: Optional[bytes], port: int) -> AddrPort:
+    return AddrPort(None if packed is None else _ip(packed), port)
+
+
+def _connection(key: RawKey) -> Connection:
+    proto, src, sport, dst, dport = key
+    return Connection(proto, _addrport(src, sport), _addrport(dst, dport))
+
+
+def decode(packet: Any) -> Connection:
+    """Decode one packet to (proto, src, dst) in tx orientation (SPEC section 3).
+
+    The result is a :class:`Connection`, i.e. a ``tuple[int, AddrPort, AddrPort]``.
+    """
+    return _connection(_decode_raw(_byte_view(packet, "packet")))
+
+
+def _swap(key: RawKey) -> RawKey:
+    proto, src, sport, dst, dport = key
+    return (proto, dst, dport, src, sport)
+
+
+# --------------------------------------------------------------------------
+# windows and the core
+
+
+class Window:
+    """The counters of one window, cut out of a :class:`Core`.
+
+    A window is never modified after it has been cut, so its methods need no
+    lock.  Counters are stored as ``[tx_packets, tx_bytes, rx_packets,
+    rx_bytes]`` lists keyed by raw keys.
+    """
+
+    __slots__ = ("start", "end", "_generation", "_virtual", "_physical")
+
+    def __init__(self, generation: int, start: float) -> None:
+        self.start: float = start
+        self.end: float = start
+        self._generation = generation
+        self._virtual: dict[RawKey, list[int]] = {}
+        self._physical: dict[RawKey, list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._virtual) + len(self._physical)
+
+    @property
+    def generation(self) -> int:
+        """The number the core gave this window when it started."""
+        return self._generation
+
+    def __repr__(self) -> str:
+        return (
+            f"<Window {len(self._virtual)} virtual, {len(self._physical)} "
+            f"physical, {self.packets} packets, {self.bytes} bytes>"
+        )
+
+    def _counters(self) -> Iterable[list[int]]:
+        yield from self._virtual.values()
+        yield from self._physical.values()
+
+    @property
+    def packets(self) -> int:
+        """Packets counted in this window (tx + rx, modulo 2**64 like the counters)."""
+        return sum(c[0] + c[2] for c in self._counters()) & _U64
+
+    @property
+    def bytes(self) -> int:
+        """Bytes counted in this window (tx + rx, modulo 2**64 like the counters)."""
+        return sum(c[1] + c[3] for c in self._counters()) & _U64
+
+    def to_dicts(self) -> tuple[dict[Connection, Counts], dict[Connection, Counts]]:
+        """Return fresh ``(virtual, physical)`` dicts of user-facing values."""
+        return (
+            {_connection(k): Counts(*c) for k, c in self._virtual.items()},
+            {_connection(k): Counts(*c) for k, c in self._physical.items()},
+        )
+
+
+class Core:
+    """One connection table with its window bookkeeping, safe from any thread.
+
+    ``max_conns`` bounds the connections of a window (0 = unbounded); windows
+    cut by that bound wait in a queue of at most ``max_pending`` windows and
+    ``max_pending_conns`` connections (one window is always accepted) for
+    :meth:`pop_pending`, and are dropped (and counted in ``dropped_*``) when
+    the queue is full, so that the packet path never blocks.
+    """
+
+    def __init__(
+        self,
+        max_conns: int = 0,
+        ignore_destinations: Iterable[bytes | str | IPv4Address | IPv6Address] = (),
+        max_pending: int = 1024,
+        max_pending_conns: int = 1 << 21,
+    ) -> None:
+        self._max_conns = _non_negative_int(max_conns, "max_conns")
+        self._max_pending = _non_negative_int(max_pending, "max_pending")
+        self._max_pending_conns = _non_negative_int(max_pending_conns, "max_pending_conns")
+        for name, value in (
+            ("max_pending", self._max_pending),
+            ("max_pending_conns", self._max_pending_conns),
+        ):
+            if value < 1:
+                # A queue that can hold nothing would silently turn every
+                # max_conns cut into a drop; refuse the setting instead.
+                raise ValueError(f"{name}: must be >= 1, got {value}")
+        try:
+            addresses = list(ignore_destinations)
+        except TypeError:
+            raise TypeError(
+                "ignore_destinations: expected an iterable of addresses, "
+                f"got {_type_name(ignore_destinations)}"
+            ) from None
+        # Packed bytes are the documented form; packed_address() also takes
+        # str and ipaddress objects, which is what Statistics passes through.
+        self._ignore = frozenset(
+            packed_address(addr, f"ignore_destinations[{i}]")
+            for i, addr in enumerate(addresses)
+        )
+        self._reset()
+
+    def _reset(self) -> None:
+        """Fresh lock, event and empty state (construction and after fork)."""
+        self._lock = threading.Lock()
+        # An Event rather than a Condition: a notify() that happens while the
+        # waiter is busy must not be lost, or a window cut by max_conns could
+        # sit in the queue until the next period.
+        self._event = threading.Event()
+        self._closed = False
+        # None while no connection has been counted since the last cut.
+        self._window: Optional[Window] = None
+        self._next_generation = 0
+        self._pending: deque[Window] = deque()
+        self._pending_conns = 0
+        self._dropped_windows = 0
+        self._dropped_packets = 0
+        self._dropped_bytes = 0
+
+    # -- counting ----------------------------------------------------------
+
+    def _open_window(self) -> Window:
+        window = Window(self._next_generation, time.time())
+        self._next_generation += 1
+        self._window = window
+        return window
+
+    def _retire(self, window: Window) -> None:
+        """Queue a window cut by max_conns, or drop it if the queue is full."""
+        window.end = time.time()
+        if not self._pending or (
+            len(self._pending) < self._max_pending
+            and self._pending_conns + len(window) <= self._max_pending_conns
+        ):
+            self._pending.append(window)
+            self._pending_conns += len(window)
+        else:
+            self._dropped_windows += 1
+            self._dropped_packets = (self._dropped_packets + window.packets) & _U64
+            self._dropped_bytes = (self._dropped_bytes + window.bytes) & _U64
+
+    def _add_locked(self, physical: bool, column: int, key: RawKey, n: int) -> bool:
+        """Add one packet of ``n`` bytes to ``key``; the caller holds the lock.
+
+        ``column`` is 0 for tx and 2 for rx; ``key`` is already oriented (rx
+        swap done).  Returns whether the waiter must be notified.
+        """
+        if key[3] in self._ignore:
+            return False
+        notify = False
+        window = self._window
+        if window is None:
+            window = self._open_window()
+            notify = True
+        table = window._physical if physical else window._virtual
+        counters = table.get(key)
+        if counters is None:
+            if self._max_conns and len(window) + 1 > self._max_conns:
+                self._retire(window)
+                window = self._open_window()
+                notify = True
+                table = window._physical if physical else window._virtual
+            counters = table[key] = [0, 0, 0, 0]
+        counters[column] = (counters[column] + 1) & _U64
+        counters[column + 1] = (counters[column + 1] + n) & _U64
+        return notify
+
+    def _count_one(self, physical: bool, rx: bool, key: RawKey, n: int) -> None:
+        with self._lock:
+            # Checked under the lock: nothing may be counted once close()
+            # has returned.
+            if self._closed:
+                return
+            notify = self._add_locked(physical, 2 if rx else 0, key, n)
+        # Outside the lock: the waiter takes it right after waking up.
+        if notify:
+            self._event.set()
+
+    def _count(
+        self, physical: bool, rx: bool, entries: Iterable[tuple[RawKey, int]]
+    ) -> None:
+        """``_count_one`` for many entries, in order, under one lock."""
+        column = 2 if rx else 0
+        notify = False
+        with self._lock:
+            if self._closed:
+                return
+            for key, n in entries:
+                notify |= self._add_locked(physical, column, key, n)
+        if notify:
+            self._event.set()
+
+    def _virtual(self, packet: Any, rx: bool) -> None:
+        if self._closed:
+            return
+        view = _byte_view(packet, "packet")
+        key = _decode_raw(view)
+        if rx:
+            key = _swap(key)
+        self._count_one(False, rx, key, len(view))
+
+    def _virtual_batch(self, packets: Any, rx: bool) -> None:
+        if self._closed:
+            return
+        views = _packet_list(packets, "packets")
+        self._count(False, rx, self._keys(views, rx))
+
+    def _virtual_buffer(
+        self, buffer: Any, offsets: Any, lengths: Any, rx: bool
+    ) -> None:
+        if self._closed:
+            return
+        view = _byte_view(buffer, "buffer")
+        if isinstance(view, bytes):
+            # Slicing bytes would copy every packet; a memoryview does not.
+            view = memoryview(view)
+        starts = _int_list(offsets, "offsets")
+        sizes = _int_list(lengths, "lengths")
+        if len(starts) != len(sizes):
+            raise ValueError(
+                f"lengths: has {len(sizes)} items but offsets has {len(starts)}"
+            )
+        size = len(view)
+        for i, (start, n) in enumerate(zip(starts, sizes)):
+            if start + n > size:
+                raise ValueError(
+                    f"offsets[{i}]: packet {start}..{start + n} (lengths[{i}] = "
+                    f"{n}) extends beyond the end of buffer ({size} bytes)"
+                )
+        views = [view[start : start + n] for start, n in zip(starts, sizes)]
+        self._count(False, rx, self._keys(views, rx))
+
+    @staticmethod
+    def _keys(views: Sequence[ByteView], rx: bool) -> list[tuple[RawKey, int]]:
+        # Decode everything before taking the lock, as the compiled core does.
+        entries = []
+        for view in views:
+            key = _decode_raw(view)
+            if rx:
+                key = _swap(key)
+            entries.append((key, len(view)))
+        return entries
+
+    def _physical(self, src: Any, dst: Any, n: Any, rx: bool) -> None:
+        if self._closed:
+            return
+        # All three are validated before anything is counted.
+        src_packed = packed_address(src, "src")
+        dst_packed, dst_port = packed_addrport(dst, "dst")
+        nbytes = byte_count(n, "n")
+        key: RawKey = (0, src_packed, 0, dst_packed, dst_port)
+        self._count_one(True, rx, key, nbytes)
+
+    def update_tx_virtual(self, packet: Any) -> None:
+        """Count one transmitted IP packet."""
+        self._virtual(packet, False)
+
+    def update_rx_virtual(self, packet: Any) -> None:
+        """Count one received IP packet (src and dst swapped in the key)."""
+        self._virtual(packet, True)
+
+    def update_tx_physical(self, src: Any, dst: Any, n: Any) -> None:
+        """Count one transmitted physical packet of ``n`` bytes."""
+        self._physical(src, dst, n, False)
+
+    def update_rx_physical(self, src: Any, dst: Any, n: Any) -> None:
+        """Count one received physical packet of ``n`` bytes (no swap)."""
+        self._physical(src, dst, n, True)
+
+    def update_tx_virtual_batch(self, packets: Any) -> None:
+        """Count a sequence of transmitted packets; all or nothing on bad input."""
+        self._virtual_batch(packets, False)
+
+    def update_rx_virtual_batch(self, packets: Any) -> None:
+        """Count a sequence of received packets; all or nothing on bad input."""
+        self._virtual_batch(packets, True)
+
+    def update_tx_virtual_buffer(self, buffer: Any, offsets: Any, lengths: Any) -> None:
+        """Count transmitted packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
+        self._virtual_buffer(buffer, offsets, lengths, False)
+
+    def update_rx_virtual_buffer(self, buffer: Any, offsets: Any, lengths: Any) -> None:
+        """Count received packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
+        self._virtual_buffer(buffer, offsets, lengths, True)
+
+    # -- window management -------------------------------------------------
+
+    def cut(self, generation: int = -1) -> Optional[Window]:
+        """Swap out the open window and return it; None if it is empty.
+
+        With ``generation >= 0``, only cut if the open window is still that
+        generation, so that a periodic flush racing a max_conns cut does not
+        cut the fresh window early.
+        """
+        generation = operator.index(generation)
+        with self._lock:
+            window = self._window
+            if window is None:
+                return None
+            if generation >= 0 and window._generation != generation:
+                return None
+            self._window = None
+            window.end = time.time()
+            return window
+
+    def window_info(self) -> Optional[tuple[int, float]]:
+        """``(generation, start)`` of the open window, None if it is empty."""
+        with self._lock:
+            window = self._window
+            if window is None:
+                return None
+            return (window._generation, window.start)
+
+    def pop_pending(self) -> Optional[Window]:
+        """The oldest window cut by max_conns that was not handed out yet."""
+        with self._lock:
+            if self._pending:
+                window = self._pending.popleft()
+                self._pending_conns -= len(window)
+                return window
+            return None
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until notified (True) or until ``timeout`` seconds pass (False).
+
+        A notification sent while nobody waits is kept for the next wait().
+        """
+        if self._event.wait(timeout):
+            self._event.clear()
+            return True
+        return False
+
+    def notify(self) -> None:
+        """Wake the waiter."""
+        self._event.set()
+
+    def close(self) -> None:
+        """Drop every later update; the open window stays available to cut()."""
+        with self._lock:
+            self._closed = True
+        # Wake the flush thread so it notices the shutdown promptly.
+        self._event.set()
+
+    def _after_fork_in_child(self) -> None:
+        """Start the child of a fork() from an empty table.
+
+        The parent's lock may have been held by another thread at fork time,
+        so it is replaced, never released; the parent's counts stay with the
+        parent (they would otherwise be reported twice).
+        """
+        closed = self._closed
+        self._reset()
+        self._closed = closed
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def pending(self) -> int:
+        """Windows cut by max_conns waiting for pop_pending()."""
+        with self._lock:
+            return len(self._pending)
+
+    @property
+    def dropped_windows(self) -> int:
+        """Windows lost because the pending queue was full."""
+        with self._lock:
+            return self._dropped_windows
+
+    @property
+    def dropped_packets(self) -> int:
+        """Packets of the windows lost because the pending queue was full."""
+        with self._lock:
+            return self._dropped_packets
+
+    @property
+    def dropped_bytes(self) -> int:
+        """Bytes of the windows lost because the pending queue was full."""
+        with self._lock:
+            return self._dropped_bytes
+
+    @property
+    def connections(self) -> int:
+        """Connections in the open window."""
+        with self._lock:
+            window = self._window
+            return 0 if window is None else len(window)
