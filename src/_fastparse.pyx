@@ -788,13 +788,17 @@ cdef class Core:
         if cs_atomic_exchange_int(&self.signaled, 1) == 0:
             PyThread_release_lock(self.sig)
 
-    cdef int _cut_full(self, cs_window *full) noexcept nogil:
-        """Replace `full` (if still current) by a new window and queue it."""
+    cdef int _cut_full(self, int64_t generation) noexcept nogil:
+        """Replace the open window by a new one and queue it, if it still has
+        `generation` (compared by generation, not by pointer: a freed window's
+        address can come back as a new window's)."""
         cdef cs_window *fresh
+        cdef cs_window *full
         cdef cs_window *dropped = NULL
         cdef uint64_t packets, nbytes
         self._lock_all()
-        if self.cur != full:
+        full = self.cur
+        if full.generation != generation:
             self._unlock_all()  # another thread cut it first
             return 0
         fresh = self._new_window()
@@ -846,6 +850,7 @@ cdef class Core:
         cdef uint64_t h = cs_hash40(k, self.seed)
         cdef uint32_t shard = <uint32_t>(h >> SHARD_SHIFT)
         cdef cs_window *w
+        cdef int64_t generation
         cdef int r
         while True:
             cs_mutex_lock(&self.locks[shard])
@@ -853,10 +858,11 @@ cdef class Core:
                 cs_mutex_unlock(&self.locks[shard])
                 return 0
             w = self.cur
+            generation = w.generation
             r = _window_add(w, shard, k, h, rx, 1, nbytes, self.max_conns)
             cs_mutex_unlock(&self.locks[shard])
             if r == ADD_FULL:
-                if self._cut_full(w) < 0:
+                if self._cut_full(generation) < 0:
                     return -1
                 continue
             if r == ADD_OPENED:
@@ -889,6 +895,7 @@ cdef class Core:
         cdef uint32_t s, first, todo, step
         cdef bint progressed
         cdef cs_window *w
+        cdef int64_t generation
         cdef int r
         cdef bint opened = False
         while base < n:
@@ -928,6 +935,7 @@ cdef class Core:
                         cs_mutex_unlock(&self.locks[s])
                         return 0
                     w = self.cur
+                    generation = w.generation
                     r = ADD_OK
                     while i < m and shard_of[i] == s:
                         r = _window_add(w, s, &keys[i], hashes[i], rx, npkts[i], sizes[i],
@@ -941,7 +949,7 @@ cdef class Core:
                     if r == ADD_NOMEM:
                         return -1
                     if r == ADD_FULL:
-                        if self._cut_full(w) < 0:
+                        if self._cut_full(generation) < 0:
                             return -1
             else:
                 # Group the chunk by shard (counting sort) so that each shard
