@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._impl import IS_COMPILED, core as _core
+from ._impl import IS_COMPILED
+from ._impl import core as _core
 from ._statistics import Statistics
 from ._types import PROTOCOL_NAMES, TAILSCALE_SERVICE_ADDRESSES, protocol_name
 from ._version import __version__

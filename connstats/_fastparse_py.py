@@ -368,7 +368,9 @@ class Core:
     ) -> None:
         self._max_conns = _non_negative_int(max_conns, "max_conns")
         self._max_pending = _non_negative_int(max_pending, "max_pending")
-        self._max_pending_conns = _non_negative_int(max_pending_conns, "max_pending_conns")
+        self._max_pending_conns = _non_negative_int(
+            max_pending_conns, "max_pending_conns"
+        )
         for name, value in (
             ("max_pending", self._max_pending),
             ("max_pending_conns", self._max_pending_conns),

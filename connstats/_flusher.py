@@ -16,7 +16,8 @@ from typing import Any, Callable
 
 logger = logging.getLogger("connstats")
 
-DumpCallback = Callable[[datetime, datetime, dict, dict], Any]
+# (start, end, virtual, physical); the tables map Connection to Counts.
+DumpCallback = Callable[[datetime, datetime, dict[Any, Any], dict[Any, Any]], Any]
 
 
 class Flusher:
@@ -31,7 +32,9 @@ class Flusher:
         self.dump_errors = 0
         self.windows_delivered = 0
         self._reported_drops = 0
-        self.thread = threading.Thread(target=self._run, name="connstats-flush", daemon=True)
+        self.thread = threading.Thread(
+            target=self._run, name="connstats-flush", daemon=True
+        )
         self.thread.start()
 
     def stop(self) -> None:
@@ -100,5 +103,7 @@ class Flusher:
             self._dump(start, end, virtual, physical)
         except Exception:
             self.dump_errors += 1
-            logger.exception("connstats: dump callback raised; later windows are still delivered")
+            logger.exception(
+                "connstats: dump callback raised; later windows are still delivered"
+            )
         self.windows_delivered += 1

@@ -20,7 +20,7 @@ def _load() -> ModuleType:
 
         return _fastparse_py
     try:
-        from . import _fastparse  # type: ignore[attr-defined]
+        from . import _fastparse
     except ImportError as exc:  # pragma: no cover - depends on the install
         from . import _fastparse_py
 

@@ -8,10 +8,13 @@ import threading
 import weakref
 from datetime import timedelta
 from types import ModuleType
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from . import _impl
 from ._flusher import DumpCallback, Flusher
+
+if TYPE_CHECKING:
+    from ._fastparse import Connection, Counts
 
 
 def _period_seconds(value: Any) -> float:
@@ -62,7 +65,9 @@ class Statistics:
     ) -> None:
         period = _period_seconds(max_period)
         if isinstance(max_conns, bool) or not isinstance(max_conns, int):
-            raise TypeError(f"max_conns: expected an int, got {type(max_conns).__name__}")
+            raise TypeError(
+                f"max_conns: expected an int, got {type(max_conns).__name__}"
+            )
         if max_conns < 0:
             raise ValueError(f"max_conns: must be >= 0, got {max_conns}")
         if dump is not None and not callable(dump):
@@ -78,7 +83,9 @@ class Statistics:
                 f"got a single {type(ignore_destinations).__name__}"
             )
         module = self._core_module or _impl.core
-        core = module.Core(max_conns=max_conns, ignore_destinations=tuple(ignore_destinations))
+        core = module.Core(
+            max_conns=max_conns, ignore_destinations=tuple(ignore_destinations)
+        )
         self._core = core
         self._period = period
         self._max_conns = max_conns
@@ -141,7 +148,7 @@ class Statistics:
 
     # -- windows ---------------------------------------------------------------
 
-    def extract(self) -> tuple[dict, dict]:
+    def extract(self) -> tuple[dict[Connection, Counts], dict[Connection, Counts]]:
         """Synchronously take the open window's counts and reset them.
 
         Returns ``(virtual, physical)``, each ``dict[Connection, Counts]``.
@@ -152,7 +159,7 @@ class Statistics:
             return {}, {}
         return window.to_dicts()
 
-    def test_extract(self) -> tuple[dict, dict]:
+    def test_extract(self) -> tuple[dict[Connection, Counts], dict[Connection, Counts]]:
         """Alias of :meth:`extract`, kept for parity with the Go package."""
         return self.extract()
 
@@ -167,7 +174,9 @@ class Statistics:
         """
         if timeout is not None:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-                raise TypeError(f"timeout: expected seconds or None, got {type(timeout).__name__}")
+                raise TypeError(
+                    f"timeout: expected seconds or None, got {type(timeout).__name__}"
+                )
             if math.isnan(timeout) or timeout < 0:
                 raise ValueError(f"timeout: must be >= 0, got {timeout!r}")
         with self._shutdown_lock:
@@ -240,7 +249,9 @@ class Statistics:
         if self._flusher is not None and not self._shut_down:
             self._flusher = Flusher(self._core, self._flusher._dump, self._period)
             self._finalizer.detach()
-            self._finalizer = weakref.finalize(self, _stop_flusher, self._flusher, self._core)
+            self._finalizer = weakref.finalize(
+                self, _stop_flusher, self._flusher, self._core
+            )
 
 
 _live_instances: "weakref.WeakSet[Statistics]" = weakref.WeakSet()
@@ -253,4 +264,3 @@ def _reset_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
-

@@ -60,22 +60,22 @@ class AddrPort(NamedTuple):
 
     # Total order across families and the "no address" case; tuple ordering
     # would raise TypeError comparing None or IPv4 with IPv6.
-    def __lt__(self, other: Any) -> bool:  # type: ignore[override]
+    def __lt__(self, other: Any) -> bool:
         if not isinstance(other, AddrPort):
             return NotImplemented
         return self._key() < other._key()
 
-    def __le__(self, other: Any) -> bool:  # type: ignore[override]
+    def __le__(self, other: Any) -> bool:
         if not isinstance(other, AddrPort):
             return NotImplemented
         return self._key() <= other._key()
 
-    def __gt__(self, other: Any) -> bool:  # type: ignore[override]
+    def __gt__(self, other: Any) -> bool:
         if not isinstance(other, AddrPort):
             return NotImplemented
         return self._key() > other._key()
 
-    def __ge__(self, other: Any) -> bool:  # type: ignore[override]
+    def __ge__(self, other: Any) -> bool:
         if not isinstance(other, AddrPort):
             return NotImplemented
         return self._key() >= other._key()
@@ -120,7 +120,7 @@ class Counts(NamedTuple):
     rx_packets: int = 0
     rx_bytes: int = 0
 
-    def __add__(self, other: Any) -> Counts:  # type: ignore[override]
+    def __add__(self, other: Any) -> Counts:
         if not isinstance(other, Counts):
             return NotImplemented
         return Counts(

@@ -19,8 +19,17 @@ import connstats
 def ip_udp_packet(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> bytes:
     udp = struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload
     header = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
-        socket.inet_aton(src[0]), socket.inet_aton(dst[0]),
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(udp),
+        0,
+        0,
+        64,
+        17,
+        0,
+        socket.inet_aton(src[0]),
+        socket.inet_aton(dst[0]),
     )
     return header + udp
 
@@ -51,10 +60,14 @@ def main(count: int = 20) -> None:
         for i in range(count):
             client.sendto(f"ping {i}".encode(), forwarder.getsockname())
             data, client_addr = forwarder.recvfrom(2048)
-            stats.update_tx_virtual(ip_udp_packet(client_addr, server.getsockname(), data))
+            stats.update_tx_virtual(
+                ip_udp_packet(client_addr, server.getsockname(), data)
+            )
             forwarder.sendto(data, server.getsockname())
             answer, _ = forwarder.recvfrom(2048)
-            stats.update_rx_virtual(ip_udp_packet(server.getsockname(), client_addr, answer))
+            stats.update_rx_virtual(
+                ip_udp_packet(server.getsockname(), client_addr, answer)
+            )
             forwarder.sendto(answer, client_addr)
             client.recvfrom(2048)
     for sock in (server, forwarder, client):

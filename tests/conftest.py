@@ -58,7 +58,9 @@ def _params(config):
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "impl" in metafunc.fixturenames:
-        metafunc.parametrize("impl", _params(metafunc.config), indirect=True, scope="session")
+        metafunc.parametrize(
+            "impl", _params(metafunc.config), indirect=True, scope="session"
+        )
 
 
 @pytest.fixture(scope="session")

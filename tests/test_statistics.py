@@ -38,7 +38,9 @@ class Recorder:
     def wait_for(self, count: int, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
         while len(self.windows) < count:
-            assert time.monotonic() < deadline, f"only {len(self.windows)} of {count} windows"
+            assert time.monotonic() < deadline, (
+                f"only {len(self.windows)} of {count} windows"
+            )
             time.sleep(0.002)
 
 
@@ -121,11 +123,18 @@ def test_one_rx_packet_and_short_period_dumps_within_a_second(impl):
         assert rec.event.wait(1.0), "no dump within 1 s"
         start, end, virtual, physical = rec.windows[0]
         assert start.tzinfo is timezone.utc and end.tzinfo is timezone.utc
-        assert before - 0.001 <= start.timestamp() <= end.timestamp() <= time.time() + 0.001
+        assert (
+            before - 0.001
+            <= start.timestamp()
+            <= end.timestamp()
+            <= time.time() + 0.001
+        )
         assert end.timestamp() - start.timestamp() >= 0.009
         # rx swaps src and dst
         assert virtual == {
-            conn(impl, 17, "100.64.0.1", 51000, "100.64.0.2", 443): impl.Counts(0, 0, 1, len(packet))
+            conn(impl, 17, "100.64.0.1", 51000, "100.64.0.2", 443): impl.Counts(
+                0, 0, 1, len(packet)
+            )
         }
         assert physical == {}
     finally:
@@ -200,12 +209,16 @@ def test_max_conns_cut_hands_over_the_full_window(impl):
     rec.wait_for(1)
     _, _, virtual, physical = rec.windows[0]
     assert virtual == {
-        conn(impl, 17, "10.0.0.1", port, "10.0.0.2", 53): impl.Counts(2, 2 * len(packets[0]), 0, 0)
+        conn(impl, 17, "10.0.0.1", port, "10.0.0.2", 53): impl.Counts(
+            2, 2 * len(packets[0]), 0, 0
+        )
         for port in (1, 2, 3)
     }
     assert stats.connections == 1
     assert stats.extract()[0] == {
-        conn(impl, 17, "10.0.0.1", 4, "10.0.0.2", 53): impl.Counts(1, len(packets[3]), 0, 0)
+        conn(impl, 17, "10.0.0.1", 4, "10.0.0.2", 53): impl.Counts(
+            1, len(packets[3]), 0, 0
+        )
     }
     stats.shutdown()
 
@@ -239,7 +252,11 @@ def test_shutdown_flushes_the_final_window_and_drops_later_updates(impl):
     stats.update_tx_virtual(packet)
     assert stats.shutdown(timeout=5) is True
     assert len(rec.windows) == 1
-    assert rec.windows[0][2] == {conn(impl, 6, "10.0.0.1", 1234, "10.0.0.2", 80): impl.Counts(1, len(packet), 0, 0)}
+    assert rec.windows[0][2] == {
+        conn(impl, 6, "10.0.0.1", 1234, "10.0.0.2", 80): impl.Counts(
+            1, len(packet), 0, 0
+        )
+    }
     stats.update_tx_virtual(packet)
     stats.update_rx_virtual(packet)
     stats.update_tx_virtual_batch([packet, packet])
@@ -248,8 +265,10 @@ def test_shutdown_flushes_the_final_window_and_drops_later_updates(impl):
     assert stats.shutdown() is True
     assert len(rec.windows) == 1
     assert stats.is_shutdown
-    assert not any(t.name == "connstats-flush" and t.is_alive() and t is stats._flusher.thread
-                   for t in threading.enumerate())
+    assert not any(
+        t.name == "connstats-flush" and t.is_alive() and t is stats._flusher.thread
+        for t in threading.enumerate()
+    )
 
 
 def test_shutdown_without_dump_keeps_counts_for_extract(impl):
@@ -258,7 +277,9 @@ def test_shutdown_without_dump_keeps_counts_for_extract(impl):
     stats.update_tx_virtual(packet)
     assert stats.shutdown() is True
     stats.update_tx_virtual(packet)
-    assert stats.extract()[0] == {conn(impl, 1, "10.0.0.1", 0, "10.0.0.2", 0): impl.Counts(1, len(packet), 0, 0)}
+    assert stats.extract()[0] == {
+        conn(impl, 1, "10.0.0.1", 0, "10.0.0.2", 0): impl.Counts(1, len(packet), 0, 0)
+    }
 
 
 def test_concurrent_shutdown_calls_all_return_after_the_flush(impl):
@@ -338,7 +359,9 @@ def test_dump_exception_is_logged_and_later_windows_still_come(impl, caplog):
         assert stats.shutdown(timeout=5)
     assert len(calls) == 3
     assert stats.dump_errors == 1
-    assert any("boom" in (r.exc_text or "") or "dump" in r.getMessage() for r in caplog.records)
+    assert any(
+        "boom" in (r.exc_text or "") or "dump" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_dump_is_never_called_with_empty_tables(impl):
@@ -400,10 +423,16 @@ def test_service_destinations_are_not_counted(impl):
     stats.update_tx_virtual(udp6("fd7a:115c:a1e0::1", 5000, "fd7a:115c:a1e0::53", 53))
     stats.update_tx_virtual_batch([udp4("100.64.0.1", 5001, "100.100.100.100", 53)])
     stats.update_tx_physical("100.64.0.1", ("100.100.100.100", 1), 10)
-    counted = udp4("100.100.100.100", 53, "100.64.0.1", 5000)  # from the service: counted
+    counted = udp4(
+        "100.100.100.100", 53, "100.64.0.1", 5000
+    )  # from the service: counted
     stats.update_tx_virtual(counted)
     virtual, physical = stats.extract()
-    assert virtual == {conn(impl, 17, "100.100.100.100", 53, "100.64.0.1", 5000): impl.Counts(1, len(counted), 0, 0)}
+    assert virtual == {
+        conn(impl, 17, "100.100.100.100", 53, "100.64.0.1", 5000): impl.Counts(
+            1, len(counted), 0, 0
+        )
+    }
     assert physical == {}
 
 
@@ -430,7 +459,11 @@ def test_physical_address_forms(impl):
     for s, d in forms:
         stats.update_tx_physical(s, d, 10)
     _, physical = stats.extract()
-    key = impl.Connection(0, impl.AddrPort(src, 0), impl.AddrPort(ipaddress.ip_address("192.0.2.1"), 41641))
+    key = impl.Connection(
+        0,
+        impl.AddrPort(src, 0),
+        impl.AddrPort(ipaddress.ip_address("192.0.2.1"), 41641),
+    )
     assert physical == {key: impl.Counts(4, 40, 0, 0)}
 
 
@@ -479,7 +512,9 @@ def test_bad_packets_raise_and_lose_nothing(impl, packet, error):
     with pytest.raises(error, match=r"packets\[1\]"):
         stats.update_tx_virtual_batch([good, packet])
     virtual, _ = stats.extract()
-    assert virtual == {conn(impl, 17, "10.0.0.1", 1, "10.0.0.2", 2): impl.Counts(1, len(good), 0, 0)}
+    assert virtual == {
+        conn(impl, 17, "10.0.0.1", 1, "10.0.0.2", 2): impl.Counts(1, len(good), 0, 0)
+    }
 
 
 @pytest.mark.parametrize(
