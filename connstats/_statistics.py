@@ -246,7 +246,14 @@ class Statistics:
         # starts from an empty table and, if needed, its own flush thread.
         self._shutdown_lock = threading.Lock()
         self._core._after_fork_in_child()
-        if self._flusher is not None and not self._shut_down:
+        if self._flusher is not None and self._shut_down:
+            # The parent's flush thread (maybe still delivering) does not
+            # exist here, and the child's table is empty: nothing is left to
+            # flush, so shutdown() must not wait for that thread.  A fresh
+            # Event: the inherited one's lock may be held by a parent thread.
+            self._flusher.finished = threading.Event()
+            self._flusher.finished.set()
+        elif self._flusher is not None:
             self._flusher = Flusher(self._core, self._flusher._dump, self._period)
             self._finalizer.detach()
             self._finalizer = weakref.finalize(
