@@ -17,6 +17,9 @@ from typing import Any, Callable
 logger = logging.getLogger("connstats")
 
 # (start, end, virtual, physical); the tables map Connection to Counts.
+#: Seconds between two "dropped windows" warnings.
+DROP_WARNING_INTERVAL = 10.0
+
 DumpCallback = Callable[[datetime, datetime, dict[Any, Any], dict[Any, Any]], Any]
 
 
@@ -32,6 +35,7 @@ class Flusher:
         self.dump_errors = 0
         self.windows_delivered = 0
         self._reported_drops = 0
+        self._last_drop_warning = 0.0
         self.thread = threading.Thread(
             target=self._run, name="connstats-flush", daemon=True
         )
@@ -68,6 +72,7 @@ class Flusher:
             window = core.cut()
             if window is not None:
                 self._deliver(window)
+            self._report_drops(final=True)
         except BaseException:  # pragma: no cover - a bug in connstats itself
             logger.exception("connstats: flush thread failed")
         finally:
@@ -81,9 +86,15 @@ class Flusher:
             self._deliver(window)
         self._report_drops()
 
-    def _report_drops(self) -> None:
+    def _report_drops(self, final: bool = False) -> None:
+        # At most one warning per DROP_WARNING_INTERVAL under sustained
+        # overload, and a last one when the thread ends.
         dropped = self._core.dropped_windows
-        if dropped != self._reported_drops:
+        now = time.monotonic()
+        if dropped != self._reported_drops and (
+            final or now - self._last_drop_warning >= DROP_WARNING_INTERVAL
+        ):
+            self._last_drop_warning = now
             logger.warning(
                 "connstats: dropped %d window(s) so far (%d packets, %d bytes): "
                 "dump is slower than max_conns cuts windows",

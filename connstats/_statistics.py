@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import logging
 import math
 import os
 import threading
+import time
 import weakref
 from datetime import timedelta
 from types import ModuleType
@@ -271,3 +274,24 @@ def _reset_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
+
+#: Seconds that interpreter exit may spend delivering the final windows of
+#: instances nobody shut down (all instances together).
+EXIT_FLUSH_BUDGET = 1.0
+
+
+def _shutdown_at_exit() -> None:
+    # Runs after non-daemon threads are joined and before daemon threads
+    # (the flush threads) are stopped: deliver what is left, within a budget,
+    # so that a blocked dump cannot hold up exit.
+    deadline = time.monotonic() + EXIT_FLUSH_BUDGET
+    for stats in list(_live_instances):
+        try:
+            stats.shutdown(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception:  # pragma: no cover - exit must go on
+            logging.getLogger("connstats").exception(
+                "connstats: shutdown at exit failed"
+            )
+
+
+atexit.register(_shutdown_at_exit)

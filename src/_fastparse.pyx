@@ -473,6 +473,18 @@ cdef object _address_object(uint8_t fam, object value):
     return addr
 
 
+cdef Py_ssize_t _native_size(char code) noexcept:
+    if code == b'b' or code == b'B':
+        return 1
+    if code == b'h' or code == b'H':
+        return 2
+    if code == b'i' or code == b'I':
+        return sizeof(int)
+    if code == b'l' or code == b'L':
+        return sizeof(long)
+    return 8  # q, Q, and n, N, which are read as 64-bit
+
+
 cdef int _read_index_array(object obj, str argname, Py_ssize_t *out_len,
                            int64_t **out) except -1:
     """Copy a 1-D buffer (or sequence) of integers into a new int64 array."""
@@ -520,6 +532,12 @@ cdef int _read_index_array(object obj, str argname, Py_ssize_t *out_len,
                 f"{argname}: expected a 1-D buffer of integers, got format "
                 f"{fmt.decode('ascii', 'replace')!r}")
         code = fmt[0]
+        if view.itemsize != _native_size(code):
+            # e.g. "<l" means 4 bytes to struct; reading it as a C long would
+            # run past the buffer.
+            raise TypeError(
+                f"{argname}: item size {view.itemsize} does not match format "
+                f"{fmt.decode('ascii', 'replace')!r}; use native-size integers")
         n = view.len // view.itemsize
         values = <int64_t *>malloc((n if n else 1) * sizeof(int64_t))
         if values == NULL:
@@ -570,9 +588,18 @@ cdef class Window:
 
     cdef cs_window *w
 
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Window objects come from Core.cut() and Core.pop_pending()")
+
     def __dealloc__(self):
         _window_free(self.w)
         self.w = NULL
+
+    cdef inline cs_window *_table(self) except NULL:
+        # Window.__new__(Window) from Python has no table.
+        if self.w == NULL:
+            raise ValueError("this Window has no table (made with Window.__new__)")
+        return self.w
 
     @staticmethod
     cdef Window wrap(cs_window *w):
@@ -583,36 +610,36 @@ cdef class Window:
     @property
     def start(self):
         """Epoch seconds of the window's first insertion."""
-        return self.w.start_ns / 1e9
+        return self._table().start_ns / 1e9
 
     @property
     def end(self):
         """Epoch seconds at which the window was cut."""
-        return self.w.end_ns / 1e9
+        return self._table().end_ns / 1e9
 
     @property
     def generation(self):
-        return self.w.generation
+        return self._table().generation
 
     @property
     def packets(self):
         cdef uint64_t packets, nbytes
-        _window_totals(self.w, &packets, &nbytes)
+        _window_totals(self._table(), &packets, &nbytes)
         return packets
 
     @property
     def bytes(self):
         cdef uint64_t packets, nbytes
-        _window_totals(self.w, &packets, &nbytes)
+        _window_totals(self._table(), &packets, &nbytes)
         return nbytes
 
     @property
     def table_bytes(self):
         """Bytes of C memory the window's table holds."""
-        return _window_table_bytes(self.w)
+        return _window_table_bytes(self._table())
 
     def __len__(self):
-        return self.w.nconns
+        return self._table().nconns
 
     def to_dicts(self):
         """Return (virtual, physical): dict[Connection, Counts] each."""
@@ -624,6 +651,7 @@ cdef class Window:
         cdef cs_entry *e
         cdef Counts counts
         cdef Connection conn
+        self._table()
         for i in range(NSHARDS):
             for j in range(self.w.shards[i].count):
                 e = &self.w.shards[i].entries[j]
@@ -798,8 +826,10 @@ cdef class Core:
         cdef uint64_t packets, nbytes
         self._lock_all()
         full = self.cur
-        if full.generation != generation:
-            self._unlock_all()  # another thread cut it first
+        if self.closed or full.generation != generation:
+            # Closed: the window stays current, so that shutdown's final
+            # cut() delivers it instead of it being stranded in the queue.
+            self._unlock_all()  # or another thread cut it first
             return 0
         fresh = self._new_window()
         if fresh == NULL:

@@ -12,7 +12,7 @@ cdef object _IPv6Address = ipaddress.IPv6Address
 cdef uint64_t _VALUE_SEED = _random_seed()
 
 
-cdef inline int _ord_cmp(int c, int op) noexcept:
+cdef inline bint _ord_cmp(int c, int op) noexcept:
     # Map a three-way comparison result to the rich comparison `op`.
     if op == Py_LT:
         return c < 0
@@ -164,6 +164,12 @@ cdef class Connection:
     cdef readonly AddrPort src
     cdef readonly AddrPort dst
     cdef Py_hash_t _hash
+
+    def __cinit__(self):
+        # Never None, even for Connection.__new__(Connection) without __init__.
+        self.src = _NO_ADDRPORT
+        self.dst = _NO_ADDRPORT
+        self._hash = _connection_hash(0, _NO_ADDRPORT._hash, _NO_ADDRPORT._hash)
 
     def __init__(self, proto=0, src=None, dst=None):
         if isinstance(proto, bool) or not isinstance(proto, int):

@@ -12,17 +12,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-# When a property fails, hypothesis' pytest plugin imports libcst to suggest a
-# patch; in this environment that import emits a DeprecationWarning (from
-# mypy_extensions) which filterwarnings=error turns into an INTERNALERROR that
-# hides the real failure.  Scoped here until pyproject.toml ignores it.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"
-)
 
 # database=None: no .hypothesis/ directory in the source tree.
 SETTINGS = settings(

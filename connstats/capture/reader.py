@@ -422,8 +422,10 @@ def _ts_scale(tsresol: int) -> tuple[int, int, float]:
         return 1, 1, 1e9 / float(1 << exponent)
     if exponent <= 9:
         return 10 ** (9 - exponent), 1, 0.0
-    if exponent > 30:
-        exponent = 30  # 10**-30 s ticks: nonsense, but keep the division defined
+    if exponent > 28:
+        # 10**-28 s ticks are nonsense already; 10**19 is the largest divisor
+        # that fits the compiled scanner's uint64.
+        exponent = 28
     return 1, 10 ** (exponent - 9), 0.0
 
 

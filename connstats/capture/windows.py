@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._consts import INT64_MAX
 from .reader import CaptureReader, Stop
 
 
@@ -92,7 +93,8 @@ class Replayer:
                 if self._open_start is None:
                     limit = 1  # learn the window's start before reading on
                 else:
-                    stop = self._open_start + period
+                    # packet times saturate at INT64_MAX; so must the stop
+                    stop = min(self._open_start + period, INT64_MAX)
             if max_conns:
                 room = max(1, max_conns - core.connections)
                 limit = room if limit == 0 else min(limit, room)

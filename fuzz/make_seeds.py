@@ -1,0 +1,185 @@
+"""Regenerate the checked-in seed corpora in fuzz/corpus/.
+
+    python fuzz/make_seeds.py
+
+Seeds are small valid inputs that reach the interesting branches quickly:
+one file per packet shape for the decoder, a few operation scripts for the
+core, and small pcap/pcapng files (every supported link type, both byte
+orders, nanosecond timestamps, VLAN tags, junk blocks) for the capture
+reader.  The capture files are built with tests/captures.py, the test suite's
+hand-written encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import struct
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+import captures as cap  # noqa: E402
+
+
+def _write(directory: Path, seeds: dict[str, bytes]) -> None:
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    seen = set()
+    for name, data in seeds.items():
+        digest = hashlib.sha1(data).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        (directory / name).write_bytes(data)
+    print(
+        f"{directory.relative_to(HERE.parent)}: {len(seen)} seeds, "
+        f"{sum(len(d) for d in seeds.values())} bytes"
+    )
+
+
+def decode_seeds() -> dict[str, bytes]:
+    s4, d4 = "10.0.0.1", "192.0.2.7"
+    s6, d6 = "fd00::1", "2001:db8::7"
+    seeds = {
+        "tcp4": cap.tcp4(s4, 40000, d4, 443, b"hi"),
+        "udp4": cap.udp4(s4, 5353, d4, 53, b"q"),
+        "icmp4": cap.icmp4(s4, d4),
+        "igmp4": cap.ipv4(s4, "224.0.0.1", 2, bytes(8)),
+        "sctp4": cap.ipv4(s4, d4, 132, struct.pack(">HH", 9, 10) + bytes(8)),
+        "tsmp4": cap.ipv4(s4, d4, 99, bytes(8)),
+        "tsmp4_mf": cap.ipv4(s4, d4, 99, bytes(8), frag=0x2000),
+        "gre4": cap.ipv4(s4, d4, 47, bytes(4)),
+        "proto255_4": cap.ipv4(s4, d4, 255, bytes(4)),
+        "frag4_first": cap.ipv4(s4, d4, 17, cap.udp(1, 2), frag=0x2000),
+        "frag4_late": cap.ipv4(s4, d4, 17, bytes(16), frag=0x000A),
+        "frag4_early": cap.ipv4(s4, d4, 17, bytes(16), frag=0x0003),
+        "trunc4": cap.udp4(s4, 1, d4, 2, b"abc")[:-2],
+        "short_tcp4": cap.ipv4(s4, d4, 6, bytes(12)),
+        "v4_options": bytes([0x47]) + cap.udp4(s4, 1, d4, 2)[1:] + bytes(8),
+        "v4_hl_gt_tl": bytes([0x4F]) + cap.ipv4(s4, d4, 6, bytes(20))[1:],
+        "tcp6": cap.tcp6(s6, 40000, d6, 443),
+        "udp6": cap.udp6(s6, 1, d6, 2),
+        "icmp6": cap.icmp6(s6, d6),
+        "sctp6": cap.ipv6(s6, d6, 132, struct.pack(">HH", 9, 10) + bytes(8)),
+        "tsmp6": cap.ipv6(s6, d6, 99, bytes(8)),
+        "hopbyhop6": cap.ipv6(s6, d6, 0, bytes(8)),
+        "frag6_first": cap.ipv6(
+            s6, d6, 44, struct.pack(">BBHI", 17, 0, 0x0001, 1) + cap.udp(7, 8)
+        ),
+        "frag6_late": cap.ipv6(
+            s6, d6, 44, struct.pack(">BBHI", 17, 0, 80 << 3, 1) + bytes(8)
+        ),
+        "frag6_short": cap.ipv6(s6, d6, 44, bytes(4)),
+        "v4mapped6": cap.udp6("::ffff:10.0.0.1", 1, "::ffff:10.0.0.2", 2),
+        "trunc6": cap.tcp6(s6, 1, d6, 2)[:50],
+        "empty": b"",
+        "version5": b"\x50" + bytes(30),
+    }
+    return seeds
+
+
+def core_seeds() -> dict[str, bytes]:
+    # fuzz_core.py reads: config byte, then ops (op byte + operands); see there.
+    tx_tcp4 = bytes([0, 0, 0, 1, 0, 0, 1, 0, 0, 0])  # op 0, template 0, pools, form 0
+    rx_tcp4 = bytes([1, 0, 0, 1, 0, 0, 1, 0, 0, 0])
+    batch = bytes([2, 4]) + bytes([0, 0, 1, 0, 0, 1, 0, 0]) * 4 + bytes([1])
+    buffer = (
+        bytes([5, 3]) + bytes([3, 0, 1, 2, 3, 0, 1, 0, 1]) * 3 + bytes([1, 1, 1, 2])
+    )
+    physical = bytes([6, 0, 1, 1, 40, 5, 7, 2, 3, 0x85, 2])
+    cut, pop, bad, close = (
+        bytes([8]),
+        bytes([10]),
+        bytes([11, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        bytes([12, 0]),
+    )
+    script = tx_tcp4 + rx_tcp4 + batch + buffer + physical
+    return {
+        "unbounded": bytes([0]) + script + cut + script + bad + cut,
+        "max_conns_1": bytes([2]) + script * 2 + pop + script + pop + pop + cut,
+        "max_conns_3_pending_1": bytes([4]) + script * 3 + pop + cut,
+        "ignore_service": bytes([0x20])
+        + script
+        + bytes([0, 2, 2, 2, 0, 0, 1, 0, 0, 0])
+        + cut,
+        "close": bytes([5]) + script + close + script + cut,
+        "bad_calls": bytes([0])
+        + b"".join(bytes([11, 0, 0, 0, 0, 0, 0, 0, i & 1, i]) for i in range(12)),
+    }
+
+
+def capture_seeds() -> dict[str, bytes]:
+    t0 = 1_700_000_000 * 1_000_000_000
+    packets = [
+        cap.tcp4("10.0.0.1", 40000, "192.0.2.7", 443, b"hello"),
+        cap.tcp4("192.0.2.7", 443, "10.0.0.1", 40000, b"world"),
+        cap.udp6("fd00::1", 5353, "2001:db8::7", 53, b"q"),
+        cap.icmp4("10.0.0.2", "192.0.2.8"),
+    ]
+    seeds: dict[str, bytes] = {}
+    for linktype, wrap in cap.LINK_WRAPPERS.items():
+        records = [(t0 + i * 700_000_000, wrap(p)) for i, p in enumerate(packets)]
+        seeds[f"pcap_lt{linktype}"] = cap.pcap(records, linktype)
+    raw = [(t0 + i * 400_000_000, p) for i, p in enumerate(packets)]
+    seeds["pcap_big_ns"] = cap.pcap(raw, 101, big_endian=True, nanosecond=True)
+    seeds["pcap_snaplen"] = cap.pcap(raw, 101, snaplen=30)
+    eth = [
+        (t0, cap.ethernet(packets[0], vlans=[(0x8100, 5), (0x88A8, 6)])),
+        (t0 + 1, cap.ARP_FRAME),
+        (t0 + 2, cap.LLDP_FRAME),
+        (t0 + 3, cap.ethernet(packets[2], pad_to=80)),
+    ]
+    seeds["pcap_eth_vlan_arp"] = cap.pcap(eth, 1)
+    seeds["pcap_truncated"] = cap.pcap(raw, 101)[:-7]
+    seeds["pcap_header_only"] = cap.pcap([], 101)
+    seeds["pcap_unsupported_lt"] = cap.pcap(raw[:1], 147)
+    section = cap.Section(
+        interfaces=[
+            cap.Interface(101),
+            cap.Interface(1, tsresol=9),
+            cap.Interface(113, tsresol=0x80 | 20, tsoffset=3),
+        ],
+        packets=[
+            (0, t0, packets[0]),
+            (1, t0 + 5, cap.ethernet(packets[1])),
+            (2, t0 + 9, cap.sll(packets[2])),
+            (None, 0, packets[3]),
+        ],
+    )
+    seeds["pcapng_le"] = cap.pcapng(section)
+    seeds["pcapng_be_junk"] = cap.pcapng(
+        cap.Section(
+            interfaces=[cap.Interface(101, snaplen=40)],
+            packets=[(0, t0 + i, p) for i, p in enumerate(packets)],
+            big_endian=True,
+            junk=True,
+        )
+    )
+    seeds["pcapng_two_sections"] = cap.pcapng(
+        [
+            cap.Section(interfaces=[cap.Interface(101)], packets=[(0, t0, packets[0])]),
+            cap.Section(
+                interfaces=[cap.Interface(276)],
+                packets=[(0, t0 + 2_000_000_000, cap.sll2(packets[1]))],
+                big_endian=True,
+            ),
+        ]
+    )
+    seeds["pcapng_truncated"] = seeds["pcapng_le"][:-5]
+    seeds["gzip_magic"] = b"\x1f\x8b\x08\x00" + bytes(20)
+    return seeds
+
+
+def main() -> None:
+    corpus = HERE / "corpus"
+    _write(corpus / "decode", decode_seeds())
+    _write(corpus / "core", core_seeds())
+    _write(corpus / "capture", capture_seeds())
+
+
+if __name__ == "__main__":
+    main()
