@@ -166,3 +166,38 @@ def test_replayer_rejects_negative_bounds():
         Replayer(lambda w: None, max_period_ns=-1)
     with pytest.raises(ValueError):
         Replayer(lambda w: None, max_conns=-1)
+
+
+REGRESSIONS = (
+    Path(__file__).resolve().parent.parent / "fuzz" / "regressions" / "capture"
+)
+
+
+@pytest.mark.parametrize(
+    "name", ["replay_stop_overflow.pcapng", "idb_tsresol_30.pcapng"]
+)
+def test_fuzz_regressions_end_with_a_result(name):
+    """Packet times saturating at INT64_MAX once made the replayer loop
+    forever, and a huge if_tsresol overflowed the compiled scanner."""
+    import subprocess
+
+    path = REGRESSIONS / name
+    if not path.exists():
+        pytest.skip("fuzz/ is not shipped in the sdist")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "connstats",
+            "read",
+            "--max-period",
+            "1",
+            "--total",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "Traceback" not in proc.stderr

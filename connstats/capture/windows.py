@@ -92,9 +92,10 @@ class Replayer:
             if period:
                 if self._open_start is None:
                     limit = 1  # learn the window's start before reading on
-                else:
-                    # packet times saturate at INT64_MAX; so must the stop
-                    stop = min(self._open_start + period, INT64_MAX)
+                elif self._open_start + period < INT64_MAX:
+                    stop = self._open_start + period
+                # else: packet times saturate at INT64_MAX, so no packet can
+                # be later than this window's end: it runs to the end.
             if max_conns:
                 room = max(1, max_conns - core.connections)
                 limit = room if limit == 0 else min(limit, room)
