@@ -876,7 +876,7 @@ cdef class Core:
                 return True
         return False
 
-    cdef int _count_key(self, const cs_key *k, bint rx, uint64_t nbytes) noexcept nogil:
+    cdef inline int _count_key(self, const cs_key *k, bint rx, uint64_t nbytes) noexcept nogil:
         cdef uint64_t h = cs_hash40(k, self.seed)
         cdef uint32_t shard = <uint32_t>(h >> SHARD_SHIFT)
         cdef cs_window *w
