@@ -1,0 +1,68 @@
+"""Memory per tracked connection at 100,000 and 1,000,000 connections.
+
+Each case runs ``memory.py`` in a fresh interpreter (so earlier benchmarks'
+allocations do not blur the RSS figure) and stores its figures in
+``extra_info`` (unit "connection": the timed value is the insert cost per
+new connection measured inside that process, not the subprocess's runtime).
+In the short mode (``--benchmark-disable``) the 1,000,000-connection
+baseline, the slowest case, shrinks to 100,000.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from harness import record
+
+SCRIPT = Path(__file__).resolve().parent / "memory.py"
+
+
+def _measure(benchmark, impl, count, quick=False):
+    if quick and impl == "baseline" and count > 100_000:
+        count = 100_000
+    result = {}
+
+    def run():
+        out = subprocess.run(
+            [sys.executable, str(SCRIPT), impl, str(count)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
+        result.update(json.loads(out.stdout))
+
+    benchmark.pedantic(run, rounds=1)
+    assert result["connections"] == count
+    record(
+        benchmark,
+        unit="memory",
+        count=count,
+        path=impl,
+        workload=f"memory-{count}",
+        **{k: v for k, v in result.items() if k not in ("impl", "connections")},
+    )
+    if impl == "connstats":
+        assert result["table_per_connection"] < 200
+
+
+@pytest.mark.benchmark(group="memory")
+def test_memory_connstats_100k(benchmark):
+    _measure(benchmark, "connstats", 100_000)
+
+
+@pytest.mark.benchmark(group="memory")
+def test_memory_connstats_1m(benchmark):
+    _measure(benchmark, "connstats", 1_000_000)
+
+
+@pytest.mark.benchmark(group="memory")
+def test_memory_baseline_100k(benchmark):
+    _measure(benchmark, "baseline", 100_000)
+
+
+@pytest.mark.benchmark(group="memory")
+def test_memory_baseline_1m(benchmark, is_quick):
+    _measure(benchmark, "baseline", 1_000_000, is_quick)
