@@ -45,6 +45,9 @@ import os
 from connstats import _addr
 from connstats._types import PROTOCOL_NAMES, TAILSCALE_SERVICE_ADDRESSES, protocol_name
 
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(void *op)
+
 cdef extern from "pythread.h" nogil:
     PyLockStatus PyThread_acquire_lock_timed(PyThread_type_lock, long long, int)
 
@@ -470,6 +473,10 @@ cdef object _address_object(uint8_t fam, object value):
     addr._ip = value
     if fam == 6:
         addr._scope_id = None
+    # It holds only an int (and None): it cannot be part of a cycle.  Left
+    # tracked, 200,000 fresh addresses make the collector walk the whole
+    # heap several times per window.
+    PyObject_GC_UnTrack(<void *>addr)
     return addr
 
 
