@@ -58,7 +58,8 @@ fi
 "$py" -m pip install --quiet --upgrade pip
 "$py" -m pip install --quiet "${constraint[@]}" "setuptools>=77" "Cython>=3.1,<4" wheel pytest hypothesis
 echo "valgrind.sh: building with CONNSTATS_DEBUG_BUILD=1"
-CONNSTATS_DEBUG_BUILD=1 "$py" -m pip install --quiet --no-build-isolation --no-deps "$src"
+# pip refuses --no-build-isolation together with the build constraint .ci/run exports.
+env -u PIP_BUILD_CONSTRAINT CONNSTATS_DEBUG_BUILD=1 "$py" -m pip install --quiet --no-build-isolation --no-deps "$src"
 (cd "$run_dir" && "$py" -c "import connstats._fastparse as m; print('valgrind.sh: extension', m.__file__)")
 
 export PYTHONMALLOC=malloc
