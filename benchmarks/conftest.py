@@ -13,6 +13,7 @@ the pure-Python baseline of the same workload.
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
 import subprocess
@@ -87,6 +88,8 @@ def pytest_benchmark_update_machine_info(
         "version": connstats.__version__,
         "compiled": connstats.IS_COMPILED,
         "core": connstats._impl.core.__file__,
+        # when the loaded extension file was built (read at session start)
+        "core_built": getattr(config, "_connstats_core_built", None),
     }
     machine_info["compiler"] = _compiler()
     machine_info["python_build"] = " ".join(platform.python_build())
@@ -99,6 +102,15 @@ def pytest_benchmark_update_machine_info(
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    try:
+        from connstats import _impl
+
+        built = os.path.getmtime(_impl.core.__file__)
+        config._connstats_core_built = datetime.datetime.fromtimestamp(  # type: ignore[attr-defined]
+            built, datetime.timezone.utc
+        ).isoformat(timespec="seconds")
+    except (ImportError, OSError):
+        pass
     config._connstats_loadavg = list(os.getloadavg())  # type: ignore[attr-defined]
     config._connstats_cpu = cpu_snapshot()  # type: ignore[attr-defined]
 

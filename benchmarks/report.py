@@ -446,7 +446,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--results", type=Path, help="markdown file to update between markers"
     )
     parser.add_argument("--chart", type=Path, help="PNG to write")
+    parser.add_argument(
+        "--slim",
+        type=Path,
+        metavar="DIR",
+        help="also write each JSON to DIR without the per-round timings (for keeping)",
+    )
     args = parser.parse_args(argv)
+    if args.slim:
+        args.slim.mkdir(parents=True, exist_ok=True)
+        for path in args.json:
+            data = json.loads(path.read_text())
+            for bench in data["benchmarks"]:
+                bench["stats"].pop("data", None)
+            (args.slim / path.name).write_text(json.dumps(data, indent=1) + "\n")
     text = markdown(args.json)
     if args.results:
         doc = args.results.read_text()
