@@ -33,34 +33,14 @@ if [ ! -e "$libasan" ] || [ "$libasan" = "libasan.so" ]; then
 fi
 
 start=$(date +%s)
-# -- 1. a copy of the sources without build artefacts: the in-tree build/ and
-#       *.so of a normal build must not leak into (or be overwritten by) this one
+# -- 1. a copy of the sources without build artefacts, 2. the sanitized build
+# shellcheck source=scripts/_instrumented_build.sh
+. "$root/scripts/_instrumented_build.sh"
 src="$(mktemp -d "${TMPDIR:-/tmp}/connstats-asan-src.XXXXXX")"
 trap 'rm -rf "$src"' EXIT
-(
-    cd "$root"
-    tar --exclude='*.so' --exclude='*.c' --exclude='__pycache__' --exclude='*.html' \
-        -cf - setup.py pyproject.toml src connstats \
-        $(ls -d README.md LICENSE MANIFEST.in requirements 2>/dev/null)
-) | tar -C "$src" -xf -
-[ -f "$src/README.md" ] || echo "connstats" >"$src/README.md"
-[ -f "$src/LICENSE" ] || echo "BSD-3-Clause" >"$src/LICENSE"
-
-# -- 2. the venv and the sanitized build
-rm -rf "$venv"
-"$PYTHON" -m venv "$venv"
-py="$venv/bin/python"
-constraint=()
-if [ -f "$root/requirements/cython.txt" ]; then
-    constraint=(-c "$root/requirements/cython.txt")
-fi
-"$py" -m pip install --quiet --upgrade pip
-"$py" -m pip install --quiet "${constraint[@]}" "setuptools>=77" "Cython>=3.1,<4" wheel \
-    pytest hypothesis numpy "atheris>=2.3"
-echo "sanitize.sh: building with CONNSTATS_SANITIZE=1 ($("$CC" --version | head -n 1))"
-# No build isolation (the sanitizer flags must reach this build), which pip
-# refuses together with a build constraint: drop the one .ci/run exports.
-env -u PIP_BUILD_CONSTRAINT CONNSTATS_SANITIZE=1 "$py" -m pip install --quiet --no-build-isolation --no-deps "$src"
+copy_sources "$src"
+echo "sanitize.sh: compiler $("$CC" --version | head -n 1)"
+build_venv "$venv" "$src" CONNSTATS_SANITIZE=1 pytest hypothesis numpy "atheris>=2.3"
 
 # -- 3. check that the installed extensions really are the instrumented ones
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/connstats-asan-run.XXXXXX")"  # no connstats/ in cwd

@@ -36,30 +36,13 @@ if ! command -v valgrind >/dev/null 2>&1; then
 fi
 
 # -- the debug build, from a copy of the sources without build artefacts
+# shellcheck source=scripts/_instrumented_build.sh
+. "$root/scripts/_instrumented_build.sh"
 src="$(mktemp -d "${TMPDIR:-/tmp}/connstats-vg-src.XXXXXX")"
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/connstats-vg-run.XXXXXX")"
 trap 'rm -rf "$src" "$run_dir"' EXIT
-(
-    cd "$root"
-    tar --exclude='*.so' --exclude='*.c' --exclude='__pycache__' --exclude='*.html' \
-        -cf - setup.py pyproject.toml src connstats \
-        $(ls -d README.md LICENSE MANIFEST.in requirements 2>/dev/null)
-) | tar -C "$src" -xf -
-[ -f "$src/README.md" ] || echo "connstats" >"$src/README.md"
-[ -f "$src/LICENSE" ] || echo "BSD-3-Clause" >"$src/LICENSE"
-
-rm -rf "$venv"
-"$PYTHON" -m venv "$venv"
-py="$venv/bin/python"
-constraint=()
-if [ -f "$root/requirements/cython.txt" ]; then
-    constraint=(-c "$root/requirements/cython.txt")
-fi
-"$py" -m pip install --quiet --upgrade pip
-"$py" -m pip install --quiet "${constraint[@]}" "setuptools>=77" "Cython>=3.1,<4" wheel pytest hypothesis
-echo "valgrind.sh: building with CONNSTATS_DEBUG_BUILD=1"
-# pip refuses --no-build-isolation together with the build constraint .ci/run exports.
-env -u PIP_BUILD_CONSTRAINT CONNSTATS_DEBUG_BUILD=1 "$py" -m pip install --quiet --no-build-isolation --no-deps "$src"
+copy_sources "$src"
+build_venv "$venv" "$src" CONNSTATS_DEBUG_BUILD=1 pytest hypothesis
 (cd "$run_dir" && "$py" -c "import connstats._fastparse as m; print('valgrind.sh: extension', m.__file__)")
 
 export PYTHONMALLOC=malloc
