@@ -10,25 +10,81 @@
 #include <time.h>
 
 /* ---- mutex ------------------------------------------------------------ */
-/* An OS mutex on every Python version (PyMutex has no public try-lock, which
- * the batch path uses to work on another shard instead of waiting).  Holders
- * never touch Python objects or wait for anything else, so blocking while
- * attached to the interpreter cannot deadlock. */
+/* A lock that can be taken without the GIL.  PyMutex is not used because it
+ * has no public try-lock, which the batch path uses to work on another shard
+ * instead of waiting.  Holders never touch Python objects or wait for
+ * anything else, so blocking while attached to the interpreter cannot
+ * deadlock.
+ *
+ * Each lock sits on its own cache line: the locks live in one array, and
+ * threads counting into different shards must not bounce a shared line. */
+#define CS_CACHE_LINE 64
 #if defined(_WIN32)
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
-typedef SRWLOCK cs_mutex;
-static inline int cs_mutex_init(cs_mutex *m) { InitializeSRWLock(m); return 0; }
-static inline void cs_mutex_lock(cs_mutex *m) { AcquireSRWLockExclusive(m); }
-static inline int cs_mutex_trylock(cs_mutex *m) { return TryAcquireSRWLockExclusive(m) != 0; }
-static inline void cs_mutex_unlock(cs_mutex *m) { ReleaseSRWLockExclusive(m); }
+typedef struct { SRWLOCK l; char pad[CS_CACHE_LINE - sizeof(SRWLOCK)]; } cs_mutex;
+static inline int cs_mutex_init(cs_mutex *m) { InitializeSRWLock(&m->l); return 0; }
+static inline void cs_mutex_lock(cs_mutex *m) { AcquireSRWLockExclusive(&m->l); }
+static inline int cs_mutex_trylock(cs_mutex *m) { return TryAcquireSRWLockExclusive(&m->l) != 0; }
+static inline void cs_mutex_unlock(cs_mutex *m) { ReleaseSRWLockExclusive(&m->l); }
 #else
-#include <pthread.h>
-typedef pthread_mutex_t cs_mutex;
-static inline int cs_mutex_init(cs_mutex *m) { return pthread_mutex_init(m, NULL); }
-static inline void cs_mutex_lock(cs_mutex *m) { pthread_mutex_lock(m); }
-static inline int cs_mutex_trylock(cs_mutex *m) { return pthread_mutex_trylock(m) == 0; }
-static inline void cs_mutex_unlock(cs_mutex *m) { pthread_mutex_unlock(m); }
+/* Test-and-test-and-set rather than pthread_mutex_t.  The single-packet path
+ * takes a shard lock once per packet for a critical section of a few
+ * nanoseconds; pthread_mutex_lock/unlock are two out-of-line calls with an
+ * atomic read-modify-write each (about 19 ns per packet, half of connstats'
+ * cost above the interpreter's floor, see benchmarks/RESULTS.md).  This lock
+ * is inline, takes one atomic exchange and releases with a plain store.
+ *
+ * The price is that a waiter polls instead of sleeping in the kernel.
+ * Critical sections are short (one packet, one chunk of at most 256 packets,
+ * or a table grow), so a waiter spins briefly, then yields its CPU, and only
+ * if the holder is still busy (a large grow, or the holder was preempted on
+ * an oversubscribed machine) sleeps in short naps so it does not burn a core.
+ * A fork child reinitializes its locks (Core._allocate_runtime). */
+#include <sched.h>
+#if defined(__x86_64__) || defined(__i386__)
+#define cs_cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__) || (defined(__arm__) && defined(__ARM_ARCH) && __ARM_ARCH >= 7)
+#define cs_cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define cs_cpu_relax() __asm__ __volatile__("" ::: "memory")
+#endif
+#define CS_LOCK_SPINS 128
+#define CS_LOCK_YIELDS 64
+#define CS_LOCK_NAP_NS 20000
+typedef struct { int held; char pad[CS_CACHE_LINE - sizeof(int)]; } cs_mutex;
+static inline int cs_mutex_init(cs_mutex *m) {
+    __atomic_store_n(&m->held, 0, __ATOMIC_RELEASE);
+    return 0;
+}
+static inline int cs_mutex_trylock(cs_mutex *m) {
+    /* The relaxed read first keeps waiters from stealing the line from the
+     * holder with failed exchanges. */
+    return __atomic_load_n(&m->held, __ATOMIC_RELAXED) == 0 &&
+           __atomic_exchange_n(&m->held, 1, __ATOMIC_ACQUIRE) == 0;
+}
+static void cs_mutex_lock_slow(cs_mutex *m) {
+    unsigned waits = 0;
+    struct timespec nap = {0, CS_LOCK_NAP_NS};
+    for (;;) {
+        if (cs_mutex_trylock(m))
+            return;
+        waits++;
+        if (waits < CS_LOCK_SPINS)
+            cs_cpu_relax();
+        else if (waits < CS_LOCK_SPINS + CS_LOCK_YIELDS)
+            sched_yield();
+        else
+            nanosleep(&nap, NULL);
+    }
+}
+static inline void cs_mutex_lock(cs_mutex *m) {
+    if (__builtin_expect(__atomic_exchange_n(&m->held, 1, __ATOMIC_ACQUIRE) != 0, 0))
+        cs_mutex_lock_slow(m);
+}
+static inline void cs_mutex_unlock(cs_mutex *m) {
+    __atomic_store_n(&m->held, 0, __ATOMIC_RELEASE);
+}
 #endif
 
 /* ---- atomics (sequentially consistent; only off the per-packet fast path
