@@ -2,16 +2,18 @@
 
 ``Statistics.extract()`` is ``core.cut()`` (swap the window out under the
 shard locks: the only time the table is locked against the packet path)
-followed by ``window.to_dicts()`` (build Connection/Counts objects, no table
-lock held).  Both are timed separately, on two windows:
+followed by building Connection/Counts objects with no table lock held.
+Both are timed separately (the second as ``window.to_dicts()``, one C call),
+on two windows:
 
 * realistic: 1,000 client addresses x 100 source ports to 4 servers:443
   (about 1,000 distinct addresses, so address objects are mostly shared);
 * adversarial: every connection has its own source and destination address
   (200,000 distinct address objects to build).
 
-``to_dicts`` holds the GIL for its whole run (it is one C call), so a Python
-packet thread cannot run meanwhile even though the table is not locked:
+Building the objects needs the GIL.  ``extract()`` builds them in slices of
+2,048 connections from a Python loop (``connstats._impl.materialize``), so a
+Python packet thread waiting for the GIL gets it after one switch interval:
 ``test_materialize_stall_*`` measures the longest pause such a thread sees
 during ``extract()``.
 """

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 from ._addr import byte_count, packed_address, packed_addrport
 from ._types import AddrPort, Connection, Counts
@@ -155,6 +155,11 @@ def _int_list(obj: Any, argname: str) -> list[int]:
         if value < 0:
             raise ValueError(f"{argname}[{i}]: must be >= 0, got {value}")
     return values
+
+
+def _require_dict(value: Any, argname: str) -> None:
+    if not isinstance(value, dict):
+        raise TypeError(f"{argname}: expected a dict, got {_type_name(value)}")
 
 
 def _non_negative_int(value: Any, argname: str) -> int:
@@ -343,10 +348,22 @@ class Window:
 
     def to_dicts(self) -> tuple[dict[Connection, Counts], dict[Connection, Counts]]:
         """Return fresh ``(virtual, physical)`` dicts of user-facing values."""
-        return (
-            {_connection(k): Counts(*c) for k, c in self._virtual.items()},
-            {_connection(k): Counts(*c) for k, c in self._physical.items()},
-        )
+        virtual: dict[Connection, Counts] = {}
+        physical: dict[Connection, Counts] = {}
+        for _ in self.materialize_slices(virtual, physical):
+            pass
+        return virtual, physical
+
+    def materialize_slices(
+        self, virtual: dict[Connection, Counts], physical: dict[Connection, Counts]
+    ) -> Iterator[None]:
+        """Fill ``virtual`` and ``physical``; one slice (this core is Python,
+        so the eval loop already hands the GIL over as it goes)."""
+        _require_dict(virtual, "virtual")
+        _require_dict(physical, "physical")
+        virtual.update((_connection(k), Counts(*c)) for k, c in self._virtual.items())
+        physical.update((_connection(k), Counts(*c)) for k, c in self._physical.items())
+        yield
 
 
 class Core:

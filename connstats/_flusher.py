@@ -14,6 +14,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from ._impl import materialize
+
 logger = logging.getLogger("connstats")
 
 # (start, end, virtual, physical); the tables map Connection to Counts.
@@ -105,7 +107,7 @@ class Flusher:
             self._reported_drops = dropped
 
     def _deliver(self, window: Any) -> None:
-        virtual, physical = window.to_dicts()
+        virtual, physical = materialize(window)
         if not virtual and not physical:
             return
         start = datetime.fromtimestamp(window.start, timezone.utc)

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._select import NO_EXTENSIONS, load
 
 core = load("connstats._fastparse", "connstats._fastparse_py", "core")
 IS_COMPILED = core.__name__ == "connstats._fastparse"
 
-__all__ = ["IS_COMPILED", "NO_EXTENSIONS", "core"]
+
+def materialize(window: Any) -> tuple[dict[Any, Any], dict[Any, Any]]:
+    """Build a cut window's ``(virtual, physical)`` dicts of Connection -> Counts.
+
+    The loop is Python on purpose: every slice returns to the eval loop, where
+    a thread waiting for the GIL (a packet thread calling update_*) gets its
+    turn after a switch interval instead of stalling for the whole window.
+    """
+    virtual: dict[Any, Any] = {}
+    physical: dict[Any, Any] = {}
+    for _ in window.materialize_slices(virtual, physical):
+        pass
+    return virtual, physical
+
+
+__all__ = ["IS_COMPILED", "NO_EXTENSIONS", "core", "materialize"]

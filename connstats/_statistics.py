@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from . import _impl
 from ._flusher import DumpCallback, Flusher
+from ._impl import materialize
 
 if TYPE_CHECKING:
     from ._fastparse import Connection, Counts
@@ -160,7 +161,7 @@ class Statistics:
         window = self._core.cut()
         if window is None:
             return {}, {}
-        return window.to_dicts()
+        return materialize(window)
 
     def test_extract(self) -> tuple[dict[Connection, Counts], dict[Connection, Counts]]:
         """Alias of :meth:`extract`, kept for parity with the Go package."""

@@ -235,6 +235,7 @@ cdef struct cs_table:
 
 cdef enum:
     NSHARDS = 8
+    MATERIALIZE_SLICE = 2048   # connections built between returns to the eval loop
     SHARD_SHIFT = 61    # 64 - log2(NSHARDS)
     FIRST_SLOTS = 16
     CHUNK = 256         # packets parsed per lock round in the batch paths
@@ -649,19 +650,39 @@ cdef class Window:
         return self._table().nconns
 
     def to_dicts(self):
-        """Return (virtual, physical): dict[Connection, Counts] each."""
+        """Return (virtual, physical): dict[Connection, Counts] each.
+
+        One C call that holds the GIL throughout; connstats itself uses
+        materialize_slices (see connstats._impl.materialize)."""
         cdef dict virtual = {}
         cdef dict physical = {}
+        for _ in self.materialize_slices(virtual, physical):
+            pass
+        return virtual, physical
+
+    def materialize_slices(self, dict virtual not None, dict physical not None):
+        """Fill virtual and physical (dict[Connection, Counts]) with this
+        window's connections, yielding after every MATERIALIZE_SLICE of them.
+
+        A single C call never reaches the eval loop, which is where CPython
+        hands the GIL to a thread that has waited for a switch interval: a
+        packet thread would stall for the whole window (tens of ms at 100k
+        connections).  Driven by a Python-level loop, each yield is such a
+        point.  (Releasing the GIL from C instead does not work: the waiter
+        only asks for the GIL after its 5 ms timeout, and every release
+        shorter than that wakes it, loses the race and restarts its wait.)
+        The window is immutable, so other threads may run in between."""
         cdef dict addresses = {}
+        cdef cs_window *w = self._table()
         cdef int i
         cdef uint32_t j
+        cdef uint32_t since_yield = 0
         cdef cs_entry *e
         cdef Counts counts
         cdef Connection conn
-        self._table()
         for i in range(NSHARDS):
-            for j in range(self.w.shards[i].count):
-                e = &self.w.shards[i].entries[j]
+            for j in range(w.shards[i].count):
+                e = &w.shards[i].entries[j]
                 conn = Connection.__new__(Connection)
                 conn.proto = e.key.proto
                 conn.src = _materialize_addrport(addresses, e.key.sfam, e.key.src, e.key.sport)
@@ -676,7 +697,10 @@ cdef class Window:
                     physical[conn] = counts
                 else:
                     virtual[conn] = counts
-        return virtual, physical
+                since_yield += 1
+                if since_yield == MATERIALIZE_SLICE:
+                    since_yield = 0
+                    yield
 
 
 cdef inline AddrPort _materialize_addrport(dict cache, uint8_t fam, const uint8_t *raw,

@@ -41,6 +41,12 @@ class Window:
     physical: dict[Any, Any]
 
 
+def _materialize(window: Any) -> tuple[dict[Any, Any], dict[Any, Any]]:
+    from .._impl import materialize
+
+    return materialize(window)
+
+
 def _default_core_module() -> Any:
     from .._impl import core
 
@@ -141,7 +147,7 @@ class Replayer:
         self._open_start = None
 
     def _emit(self, window: Any, start: int | None, end: int | None) -> None:
-        virtual, physical = window.to_dicts()
+        virtual, physical = _materialize(window)
         start_ns = start if start is not None else 0
         end_ns = end if end is not None else start_ns
         self.windows += 1
