@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._impl import materialize
 from ._consts import INT64_MAX
 from .reader import CaptureReader, Stop
 
@@ -39,12 +40,6 @@ class Window:
     end_ns: int
     virtual: dict[Any, Any]
     physical: dict[Any, Any]
-
-
-def _materialize(window: Any) -> tuple[dict[Any, Any], dict[Any, Any]]:
-    from .._impl import materialize
-
-    return materialize(window)
 
 
 def _default_core_module() -> Any:
@@ -147,7 +142,7 @@ class Replayer:
         self._open_start = None
 
     def _emit(self, window: Any, start: int | None, end: int | None) -> None:
-        virtual, physical = _materialize(window)
+        virtual, physical = materialize(window)
         start_ns = start if start is not None else 0
         end_ns = end if end is not None else start_ns
         self.windows += 1
