@@ -261,7 +261,10 @@ def forward(
     if stats is not None and counting == "single":
         count_ab, count_ba = stats.update_tx_virtual, stats.update_rx_virtual
     elif stats is not None and counting == "batch":
-        count_ab, count_ba = stats.update_tx_virtual_batch, stats.update_rx_virtual_batch
+        count_ab, count_ba = (
+            stats.update_tx_virtual_batch,
+            stats.update_rx_virtual_batch,
+        )
     poller = select.poll()
     for fd in (fd_a, fd_b, wakeup):
         poller.register(fd, select.POLLIN)
@@ -456,7 +459,9 @@ class TunRouter:
         self.fds_a.clear()
         self.fds_b.clear()
         while self._made:
-            subprocess.run(["ip", "netns", "del", self._made.pop()], capture_output=True)
+            subprocess.run(
+                ["ip", "netns", "del", self._made.pop()], capture_output=True
+            )
 
 
 # -- command line ---------------------------------------------------------------------
@@ -476,7 +481,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queues", type=int, default=1, help="TUN queues (threads)")
     parser.add_argument("--suffix", default="", help="appended to the namespace names")
     parser.add_argument("--mtu", type=int, default=1500)
-    parser.add_argument("--max-period", type=float, default=2.0, help="seconds per window")
+    parser.add_argument(
+        "--max-period", type=float, default=2.0, help="seconds per window"
+    )
     parser.add_argument("--max-conns", type=int, default=0)
     parser.add_argument("--top", type=int, default=20, help="rows per table (0: all)")
     parser.add_argument("--duration", type=float, default=0.0, help="0: until Ctrl-C")
