@@ -245,12 +245,23 @@ def check_window(
 
 @needs_tun
 @pytest.mark.parametrize(
-    ("counting", "queues"), [("single", 1), ("batch", 1), ("batch", 2), ("single", 2)]
+    ("counting", "queues", "batch_min"),
+    [
+        ("single", 1, None),
+        ("batch", 1, None),  # the example as shipped: short bursts one by one
+        ("batch", 1, 1),  # every burst through update_*_virtual_batch
+        ("batch", 2, 1),
+        ("single", 2, None),
+    ],
 )
-def test_counts_equal_kernel_counters(counting: str, queues: int) -> None:
+def test_counts_equal_kernel_counters(
+    counting: str, queues: int, batch_min: int | None, monkeypatch: Any
+) -> None:
     if shutil.which("ping") is None:
         pytest.skip("ping (iputils-ping) is not installed")
-    suffix = f"-{os.getpid()}-{counting[0]}{queues}"
+    if batch_min is not None:
+        monkeypatch.setattr(tr, "BATCH_MIN", batch_min)
+    suffix = f"-{os.getpid()}-{counting[0]}{queues}{batch_min or 0}"
     stats = connstats.Statistics()
     with tr.TunRouter(suffix, queues=queues) as router:
         router.start(counting, stats)
