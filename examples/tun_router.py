@@ -252,7 +252,11 @@ def pump_batch(
     return len(packets)
 
 
-PUMPS = {"off": pump_off, "single": pump_single, "batch": pump_batch}
+PUMPS: dict[str, Callable[..., int]] = {
+    "off": pump_off,
+    "single": pump_single,
+    "batch": pump_batch,
+}
 
 
 def forward(
@@ -500,7 +504,12 @@ def main(argv: list[str] | None = None) -> int:
     writer = TableWriter(sys.stdout, args.top)
     lock = threading.Lock()
 
-    def dump(start: datetime, end: datetime, virtual: dict, physical: dict) -> None:
+    def dump(
+        start: datetime,
+        end: datetime,
+        virtual: dict[Any, Any],
+        physical: dict[Any, Any],
+    ) -> None:
         # From the connstats-flush thread, never from a forwarding thread.
         with lock:
             writer.window(Window(_ns(start), _ns(end), virtual, physical))
