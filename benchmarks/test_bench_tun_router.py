@@ -39,10 +39,8 @@ writes every run and the medians as JSON (``path-q1``, ``path-q2``).
 from __future__ import annotations
 
 import collections
-import importlib.util
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -55,6 +53,11 @@ import pytest
 import connstats
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tun_router.py"
+if str(EXAMPLE.parent) not in sys.path:
+    sys.path.insert(0, str(EXAMPLE.parent))
+
+import tun_router as tr  # noqa: E402  (examples/ is no package)
+
 PORT = 5299
 WORKLOADS = {
     "tcp": [],
@@ -62,29 +65,7 @@ WORKLOADS = {
 }
 
 
-def _load() -> Any:
-    spec = importlib.util.spec_from_file_location("tun_router", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["tun_router"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-tr = _load()
-
-
-def _why_not() -> str | None:
-    try:
-        tr.check_environment()
-    except tr.RouterError as exc:
-        return str(exc)
-    if shutil.which("iperf3") is None:
-        return "iperf3 is not installed (apt-get install iperf3)"
-    return None
-
-
-REASON = _why_not()
+REASON = tr.unavailable("iperf3")
 pytestmark = pytest.mark.skipif(
     REASON is not None, reason=f"TUN router benchmark cannot run here: {REASON}"
 )

@@ -54,12 +54,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 import connstats
 from connstats._output import TableWriter
 from connstats.capture.windows import Window
+from connstats.cli import _ns  # datetime -> ns since the epoch, exactly
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
@@ -98,6 +99,16 @@ def check_environment() -> None:
         )
     if shutil.which("ip") is None:
         raise RouterError("the 'ip' command (iproute2) is not installed")
+
+
+def unavailable(*tools: str) -> str | None:
+    """Why the router cannot run here (``None`` if it can); ``tools``: extra commands."""
+    try:
+        check_environment()
+    except RouterError as exc:
+        return str(exc)
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    return f"not installed: {', '.join(missing)}" if missing else None
 
 
 def run(*cmd: str) -> str:
@@ -477,12 +488,6 @@ class TunRouter:
 
 
 # -- command line ---------------------------------------------------------------------
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _ns(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,6 @@ the reason elsewhere.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -24,7 +23,6 @@ import threading
 import time
 from ipaddress import ip_address
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -34,29 +32,12 @@ from connstats import Connection, Counts
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "tun_router.py"
+if str(EXAMPLE.parent) not in sys.path:
+    sys.path.insert(0, str(EXAMPLE.parent))
 
+import tun_router as tr  # noqa: E402  (examples/ is no package)
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tun_router", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["tun_router"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-tr = _load()
-
-
-def _why_not() -> str | None:
-    try:
-        tr.check_environment()
-    except tr.RouterError as exc:
-        return str(exc)
-    return None
-
-
-REASON = _why_not()
+REASON = tr.unavailable()
 needs_tun = pytest.mark.skipif(
     REASON is not None, reason=f"TUN router cannot run here: {REASON}"
 )
