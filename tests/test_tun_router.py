@@ -374,3 +374,31 @@ def test_bad_arguments_are_named() -> None:
         tr.TunRouter(queues=0)
     with pytest.raises(ValueError, match="mtu"):
         tr.TunRouter(mtu=100)
+
+
+@needs_tun
+def test_forwarding_error_is_reported_and_tears_down() -> None:
+    suffix = f"-{os.getpid()}-err"
+    ns_a, ns_b = f"cs-tun-a{suffix}", f"cs-tun-b{suffix}"
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLE), f"--suffix={suffix}", "--duration", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith("tun_router: forwarding")
+        # The device vanishes under the router: its fd goes bad.
+        subprocess.run(
+            ["ip", "netns", "exec", ns_a, "ip", "link", "del", "tun-a"], check=True
+        )
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1
+    assert "tun_router: forwarding failed: OSError(77" in err, err
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    assert ns_a not in listed.stdout and ns_b not in listed.stdout
