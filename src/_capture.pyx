@@ -274,8 +274,11 @@ cdef inline Py_ssize_t _frelay(const uint8_t* f, Py_ssize_t caplen, long* etype)
     while at < 4 and at < caplen and not (f[at] & 1):
         at += 1
     at += 1
-    if at + 2 > caplen or f[at] != 0x03:
+    if at + 2 > caplen:
         return -1
+    if f[at] != 0x03:
+        etype[0] = _be16(f + at)
+        return at + 2
     at += 1
     if f[at] == 0 and at + 1 < caplen:
         at += 1
@@ -353,7 +356,9 @@ cdef inline Py_ssize_t _strip(int kind, const uint8_t* f, Py_ssize_t caplen) noe
             return -1
         return hdr
     elif kind == K_SLIP:
-        return 16 if caplen >= 16 else -1
+        if caplen <= 16 or (f[16] >> 4 != 4 and f[16] >> 4 != 6):
+            return -1
+        return 16
     elif kind == K_NFLOG:
         return _nflog(f, caplen)
     elif kind == K_PPP or kind == K_PPP_HDLC:

@@ -242,6 +242,10 @@ def frelay(packet: bytes) -> bytes:
     return b"\x18\x41\x03" + nlpid + packet
 
 
+def frelay_cisco(packet: bytes) -> bytes:
+    return b"\x48\xe1" + struct.pack(">H", ethertype_of(packet)) + packet
+
+
 def slip(packet: bytes) -> bytes:
     return b"\x00\x40" + bytes(14) + packet
 

@@ -386,11 +386,18 @@ def test_ip_inside_mpls_and_pppoe(scanner, encap):
     "linktype, wrap",
     [
         (9, cap.ppp_bare),
+        (107, cap.frelay_cisco),
         (50, lambda p: cap.c_hdlc(p)),  # Cisco HDLC framing inside PPP_HDLC
         (105, lambda p: cap.wifi(p, qos=True, wds=True)),
         (127, lambda p: cap.radiotap(p, flags=True)),
     ],
-    ids=["ppp-compressed", "ppp-hdlc-cisco", "wifi-qos-wds", "radiotap-pad"],
+    ids=[
+        "ppp-compressed",
+        "frelay-cisco",
+        "ppp-hdlc-cisco",
+        "wifi-qos-wds",
+        "radiotap-pad",
+    ],
 )
 def test_link_layer_variants(scanner, linktype, wrap):
     assert table(cap.pcap(records(wrap=wrap), linktype), scanner) == EXPECTED

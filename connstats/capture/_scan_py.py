@@ -185,13 +185,17 @@ def _radiotap(buf: bytes | memoryview, off: int, caplen: int) -> tuple[int, int]
 
 
 def _frelay(buf: bytes | memoryview, off: int, caplen: int) -> tuple[int, int]:
-    """(header length, EtherType) after a Q.922 address, UI control and NLPID."""
+    """(header length, EtherType) after a Q.922 address, then UI control and
+    NLPID (RFC 2427) or an EtherType (Cisco)."""
     at = 0
     while at < 4 and at < caplen and not buf[off + at] & 1:
         at += 1  # the address ends at the byte with its EA bit set
     at += 1
-    if at + 2 > caplen or buf[off + at] != 0x03:
+    if at + 2 > caplen:
         return -1, -1
+    if buf[off + at] != 0x03:
+        # Cisco's encapsulation: an EtherType right after the address.
+        return at + 2, _be16(buf, off + at)
     at += 1
     if buf[off + at] == 0 and at + 1 < caplen:
         at += 1  # padding before the NLPID
@@ -276,7 +280,10 @@ def _strip(kind: int, buf: bytes | memoryview, off: int, caplen: int) -> int:
             return -1
         return hdr
     elif kind == KIND_SLIP:
-        return 16 if caplen >= 16 else -1
+        # The header does not say what follows: compressed TCP is not IP.
+        if caplen <= 16 or (buf[off + 16] >> 4 != 4 and buf[off + 16] >> 4 != 6):
+            return -1
+        return 16
     elif kind == KIND_NFLOG:
         return _nflog(buf, off, caplen)
     elif kind == KIND_PPP or kind == KIND_PPP_HDLC:
