@@ -132,6 +132,49 @@ def test_installed_metadata() -> None:
     assert [ep.value for ep in scripts] == ["connstats.cli:main"]
 
 
+USER_PROGRAM = """\
+import array
+
+import connstats
+
+stats = connstats.Statistics()
+stats.update_tx_virtual(b"E")
+stats.update_rx_virtual(bytearray(20))
+stats.update_tx_virtual(memoryview(b"E"))
+stats.update_tx_virtual_batch([b"E", array.array("B", [69])])
+stats.update_tx_virtual_buffer(b"EE", array.array("I", [0]), [1])
+proto, src, dst = connstats.decode(b"E")
+virtual, physical = stats.extract()
+total: int = sum(counts.tx_bytes for counts in virtual.values())
+stats.update_tx_virtual("E")
+"""
+
+
+def test_mypy_strict_sees_the_installed_package(tmp_path: Path) -> None:
+    # A user's program, outside the source tree, checked with the
+    # interpreter's mypy: it must find the installed connstats (an editable
+    # install included: setuptools' import-hook editable installs hide the
+    # package from type checkers), its stubs and its buffer types.
+    pytest.importorskip("mypy", reason="mypy is not installed")
+    prog = tmp_path / "user_program.py"
+    prog.write_text(USER_PROGRAM)
+    cmd = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--strict",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
+    done = subprocess.run(
+        [*cmd, str(prog)], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
+    assert (
+        len(errors) == 1 and 'incompatible type "str"; expected "Buffer"' in errors[0]
+    ), done.stdout + done.stderr
+
+
 # -- a built wheel, in a fresh venv ---------------------------------------
 
 
