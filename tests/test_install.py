@@ -343,3 +343,55 @@ def test_workflow_actions_are_pinned() -> None:
             if action == "pypa/cibuildwheel":
                 # the action and the local `cibuildwheel` must agree
                 assert ref == f"v{cibw.group(1)}", f"{path.name}: {uses} vs {pins}"
+
+
+def test_source_checkout_shadowing_the_install_is_explained(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # `pip install .` then Python started in the checkout: the uncompiled
+    # tree shadows the install.  The warning must say so, not suggest that
+    # the pure-Python core was wanted.
+    _skip_without_extension(request.config)
+    import shutil
+
+    import connstats
+
+    checkout = tmp_path / "checkout"
+    shutil.copytree(
+        ROOT / "connstats",
+        checkout / "connstats",
+        ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"),
+    )
+    (checkout / "src").mkdir()
+    shutil.copy(ROOT / "src" / "_fastparse.pyx", checkout / "src")
+    installed = Path(connstats.__file__).resolve().parent
+    env = {k: v for k, v in os.environ.items() if k != "CONNSTATS_NO_EXTENSIONS"}
+    code = "import connstats; print(connstats.IS_COMPILED)"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.strip() == "False", done.stderr
+    assert (
+        f"imported from the source checkout {checkout.resolve() / 'connstats'}"
+        in done.stderr
+    )
+    assert f"instead of the compiled install in {installed}" in done.stderr
+    assert "CONNSTATS_NO_EXTENSIONS" not in done.stderr
+    # Nothing installed to fall back to: build in place.
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", code],
+        cwd=checkout,
+        env={**env, "PYTHONPATH": str(checkout)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        "Build them with `pip install -e .`" in done.stderr
+        or "instead of" in done.stderr
+    )
