@@ -382,16 +382,3 @@ def test_source_checkout_shadowing_the_install_is_explained(
     )
     assert f"instead of the compiled install in {installed}" in done.stderr
     assert "CONNSTATS_NO_EXTENSIONS" not in done.stderr
-    # Nothing installed to fall back to: build in place.
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", code],
-        cwd=checkout,
-        env={**env, "PYTHONPATH": str(checkout)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert (
-        "Build them with `pip install -e .`" in done.stderr
-        or "instead of" in done.stderr
-    )
