@@ -315,23 +315,25 @@ cdef inline Py_ssize_t _strip(int kind, const uint8_t* f, Py_ssize_t caplen) noe
     cdef long etype = -1
     cdef uint32_t family, version
     cdef bint bottom
+    cdef Py_ssize_t at = -1
     if kind == K_RAW:
         return 0
     if kind == K_ETHERNET:
-        if caplen < 14:
-            return -1
         hdr = 14
-        etype = _be16(f + 12)
+        at = 12
     elif kind == K_SLL:
-        if caplen < 16:
-            return -1
         hdr = 16
-        etype = _be16(f + 14)
+        at = 14
     elif kind == K_SLL2:
-        if caplen < 20:
-            return -1
         hdr = 20
-        etype = _be16(f)
+        at = 0
+    elif kind == K_C_HDLC:
+        hdr = 4
+        at = 2
+    if at >= 0:
+        if caplen < hdr:
+            return -1
+        etype = _be16(f + at)
     elif kind == K_NULL or kind == K_LOOP:
         if caplen < 4:
             return -1
@@ -371,11 +373,6 @@ cdef inline Py_ssize_t _strip(int kind, const uint8_t* f, Py_ssize_t caplen) noe
             hdr = _ppp(f, 0, caplen, &etype)
     elif kind == K_PPP_ETHER:
         hdr = _ppp(f, 6, caplen, &etype)
-    elif kind == K_C_HDLC:
-        if caplen < 4:
-            return -1
-        hdr = 4
-        etype = _be16(f + 2)
     elif kind == K_IEEE802_11:
         hdr = _wifi(f, 0, caplen, False, &etype)
     elif kind == K_RADIOTAP:

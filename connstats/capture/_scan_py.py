@@ -241,21 +241,20 @@ def _strip(kind: int, buf: bytes | memoryview, off: int, caplen: int) -> int:
     """
     if kind == KIND_RAW:
         return 0
+    # Fixed-size headers with an EtherType at a fixed offset.
+    at = -1
     if kind == KIND_ETHERNET:
-        if caplen < 14:
-            return -1
-        hdr = 14
-        etype = _be16(buf, off + 12)
+        hdr, at = 14, 12
     elif kind == KIND_SLL:
-        if caplen < 16:
-            return -1
-        hdr = 16
-        etype = _be16(buf, off + 14)
+        hdr, at = 16, 14
     elif kind == KIND_SLL2:
-        if caplen < 20:
+        hdr, at = 20, 0
+    elif kind == KIND_C_HDLC:
+        hdr, at = 4, 2  # address, control, EtherType
+    if at >= 0:
+        if caplen < hdr:
             return -1
-        hdr = 20
-        etype = _be16(buf, off)
+        etype = _be16(buf, off + at)
     elif kind == KIND_NULL or kind == KIND_LOOP:
         if caplen < 4:
             return -1
@@ -300,11 +299,6 @@ def _strip(kind: int, buf: bytes | memoryview, off: int, caplen: int) -> int:
             hdr, etype = _ppp(buf, off, 0, caplen)
     elif kind == KIND_PPP_ETHER:
         hdr, etype = _ppp(buf, off, 6, caplen)
-    elif kind == KIND_C_HDLC:
-        if caplen < 4:
-            return -1
-        hdr = 4
-        etype = _be16(buf, off + 2)
     elif kind == KIND_IEEE802_11:
         hdr, etype = _wifi(buf, off, 0, caplen, False)
     elif kind == KIND_RADIOTAP:
