@@ -217,13 +217,16 @@ def _writer(args: argparse.Namespace, out: TextIO) -> Any:
     return TableWriter(out, args.top if args.top is not None else 20)
 
 
-def _open_output(stack: ExitStack, path: str | None) -> TextIO:
+def _open_output(stack: ExitStack, path: str | None) -> Any:
+    from ._outstream import GuardedOutput
+
     if path is None or path == "-":
-        return sys.stdout
+        return GuardedOutput(sys.stdout, "standard output")
     try:
-        return stack.enter_context(open(path, "w", encoding="utf-8"))
+        stream = stack.enter_context(open(path, "w", encoding="utf-8"))
     except OSError as exc:
         raise _Fail(f"cannot write {path}: {exc.strerror}") from None
+    return GuardedOutput(stream, path)
 
 
 def _errmsg(exc: OSError, path: str) -> str:
@@ -429,37 +432,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    from ._outstream import EXIT_BROKEN_PIPE, OutputError, flush_stdout
+
     try:
-        return handler(args)
+        status = handler(args)
+        failed = flush_stdout()
+        if failed is not None:
+            raise failed
+        return status
     except _Fail as exc:
-        _flush_quietly()
+        flush_stdout()
         print(f"connstats: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        _flush_quietly()
+        flush_stdout()
         print("connstats: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # `connstats read big.pcap | head`: the reader went away; say nothing.
-        _silence_stdout()
+    except OutputError as exc:
+        # `connstats read big.pcap | head`: the reader went away, which is
+        # not an error; say nothing and exit as a tool killed by SIGPIPE.
+        flush_stdout()
+        if exc.broken_pipe:
+            return EXIT_BROKEN_PIPE
+        print(f"connstats: {exc}", file=sys.stderr)
         return 1
-
-
-def _flush_quietly() -> None:
-    try:
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError):
-        _silence_stdout()
-
-
-def _silence_stdout() -> None:
-    # Python flushes stdout again at exit; point it at /dev/null so that this
-    # does not print a second BrokenPipeError.
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
+    except BrokenPipeError:
+        flush_stdout()
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover
