@@ -44,6 +44,8 @@ ALU_AND_K = 0x54
 JEQ_K = 0x15
 JSET_K = 0x45
 RET_K = 0x06
+RET_A = 0x16
+JA = 0x05
 
 SKF_AD_OFF = -0x1000
 SKF_AD_IFINDEX = 8
@@ -283,6 +285,18 @@ def ifindex_program(ifindexes: Sequence[int], program: Sequence[Insn] | None) ->
         prefix.append((JEQ_K, n - i, 0, idx))
     prefix.append((RET_K, 0, 0, 0))
     return prefix + body
+
+
+def conjoin(first: Sequence[Insn], second: Sequence[Insn]) -> list[Insn]:
+    """A program accepting what both accept: ``first``'s accepts jump to ``second``."""
+    out: list[Insn] = []
+    n = len(first)
+    for i, (code, jt, jf, k) in enumerate(first):
+        if (code == RET_K and k != 0) or code == RET_A:
+            out.append((JA, 0, 0, n - i - 1))
+        else:
+            out.append((code, jt, jf, k))
+    return out + list(second)
 
 
 def pack(program: Sequence[Insn]) -> bytes:

@@ -11,10 +11,9 @@ import argparse
 import os
 import re
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TextIO
 
@@ -183,17 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
         "capture",
         help="count live traffic on a network interface (Linux, needs root or CAP_NET_RAW)",
         description="Count packets and bytes per connection on a network interface, "
-        "using an AF_PACKET socket (Linux). Packets the host sends are tx, packets it "
-        "receives are rx. Windows are printed as they close; the last one when the "
-        "capture ends (--duration, --count or Ctrl-C).",
+        "through a memory-mapped AF_PACKET ring (Linux). Packets the host sends are "
+        "tx, packets it receives are rx; on loopback each packet counts once. Windows "
+        "are printed as they close; the last one when the capture ends (--duration, "
+        "--count or Ctrl-C), with the kernel's drop count.",
     )
-    live.add_argument(
-        "--interface",
-        "-i",
-        required=True,
-        metavar="IF",
-        help="interface to capture on (eth0, lo, ...)",
-    )
+    from ._live_cmd import add_arguments as _add_capture_arguments
+
+    _add_capture_arguments(live)
     live.add_argument(
         "--duration", type=_seconds, metavar="SECONDS", help="stop after this long"
     )
@@ -344,84 +340,13 @@ def _isatty(stream: TextIO) -> bool:
 # -- capture -----------------------------------------------------------------------------------
 
 
-def _ns(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
-
-
 def _cmd_capture(args: argparse.Namespace) -> int:
-    if not sys.platform.startswith("linux"):
-        raise _Fail(
-            "live capture needs Linux (AF_PACKET); elsewhere, capture with "
-            "'tcpdump -w FILE' and run 'connstats read FILE'"
-        )
-    from . import Statistics
-    from ._live_linux import LiveCaptureError, capture, open_socket
-    from ._output import merge_windows
-    from .capture.windows import Window
+    from ._live_cmd import CaptureFailed, run
 
-    with ExitStack() as stack:
-        try:
-            sock = open_socket(args.interface)
-        except LiveCaptureError as exc:
-            raise _Fail(str(exc)) from None
-        stack.callback(sock.close)
-        out = _open_output(stack, args.output)
-        writer = _writer(args, out)
-        lock = threading.Lock()
-        collected: list[Window] = []
-
-        title = None if (args.max_period or args.max_conns) else "Total"
-
-        def dump(
-            start: datetime,
-            end: datetime,
-            virtual: dict[Any, Any],
-            physical: dict[Any, Any],
-        ) -> None:
-            # Called from the Statistics flush thread.
-            window = Window(_ns(start), _ns(end), virtual, physical)
-            with lock:
-                if args.total:
-                    collected.append(window)
-                else:
-                    writer.window(window, title=title)
-
-        stats = Statistics(
-            max_period=args.max_period or 0, max_conns=args.max_conns, dump=dump
-        )
-        limits = []
-        if args.duration:
-            limits.append(f"for {args.duration:g} s")
-        if args.count:
-            limits.append(f"for {args.count} packets")
-        until = " or ".join(limits) if limits else "until Ctrl-C"
-        print(
-            f"connstats: capturing on {args.interface} {until}",
-            file=sys.stderr,
-            flush=True,
-        )
-        try:
-            result = capture(
-                sock,
-                stats.update_tx_virtual,
-                stats.update_rx_virtual,
-                duration=args.duration,
-                count=args.count,
-            )
-        finally:
-            stats.shutdown()
-        with lock:
-            if args.total:
-                merged = merge_windows(collected)
-                if merged is not None:
-                    writer.window(merged, title="Total")
-            if args.format == "table":
-                writer.note("")
-                writer.note(
-                    f"{args.interface}: {result.packets} IP packets, "
-                    f"{result.skipped} non-IP frames skipped"
-                )
-    return 0
+    try:
+        return run(args, _open_output, _writer)
+    except CaptureFailed as exc:
+        raise _Fail(str(exc)) from None
 
 
 # -- entry point ---------------------------------------------------------------------------------
