@@ -77,7 +77,9 @@ def _start(lab: netlab.Lab, cmd: list[str], ready: str) -> subprocess.Popen[str]
 
 def _stop(proc: subprocess.Popen[str], cpu0: float) -> tuple[str, str, float]:
     """SIGINT after a drain; returns stdout, stderr and the CPU used since ``cpu0``."""
-    time.sleep(0.5)  # let the last block be handed over
+    # tcpdump hands over a partly filled block after 1 s (libpcap's timeout);
+    # wait for that before stopping either tool.
+    time.sleep(1.5)
     cpu = _proc_cpu(proc.pid) - cpu0
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -123,6 +125,7 @@ def run_tcpdump(lab: netlab.Lab, rate: int, count: int, raw: bool) -> dict[str, 
         key: int(m.group(1))
         for key, pattern in (
             ("captured", r"(\d+) packets captured"),
+            ("received", r"(\d+) packets received by filter"),
             ("drops", r"(\d+) packets dropped by kernel"),
         )
         if (m := re.search(pattern, err))
@@ -135,6 +138,7 @@ def run_tcpdump(lab: netlab.Lab, rate: int, count: int, raw: bool) -> dict[str, 
         "arrived": lab.rx_packets() - rx0,
         "counted": found.get("captured"),
         "kernel_drops": found.get("drops"),
+        "received_by_filter": found.get("received"),
         "capture_cpu_s": cpu,
         "sender_cpu_s": sender_cpu,
     }
