@@ -98,7 +98,7 @@ def parse_filter(
     f = Filter()
     for text in hosts:
         try:
-            f.nets.append(ipaddress.ip_network(str(text).strip()))
+            f.nets.append(ipaddress.ip_network(ipaddress.ip_address(str(text).strip())))
         except ValueError:
             raise FilterError(f"--host: {text!r} is not an IP address") from None
     for text in nets:
