@@ -162,6 +162,17 @@ UDP_OVERHEAD = 28  # IPv4 + UDP headers
 OTHER_MAC = "02:00:00:00:00:99"  # on no interface: frames to it are PACKET_OTHERHOST
 
 
+BATCH = 64  # datagrams per sendmmsg call; flows take turns per call
+
+
+def per_flow(count: int, flows: int) -> list[int]:
+    """Datagrams the sender sends on each flow (source port 40000 + i)."""
+    sent = [0] * flows
+    for call, start in enumerate(range(0, count, BATCH)):
+        sent[call % flows] += min(BATCH, count - start)
+    return sent
+
+
 def can_run() -> str | None:
     """Why the lab cannot run here, or None."""
     if not sys.platform.startswith("linux"):

@@ -111,7 +111,9 @@ def test_exact_counts_against_sender_and_interface_counter(lab):
     assert summary["kernelReceived"] == n
     assert summary["bytes"] == n * IP_BYTES
     assert len(windows) > 1  # windows cut by --max-period still add up exactly
-    assert totals == dict(udp_rx(40000 + f, n // flows) for f in range(flows))
+    assert totals == dict(
+        udp_rx(40000 + f, k) for f, k in enumerate(netlab.per_flow(n, flows))
+    )
 
 
 def test_port_and_host_filter_run_in_the_kernel(lab):
@@ -121,9 +123,9 @@ def test_port_and_host_filter_run_in_the_kernel(lab):
     status, out, err = stop(proc)
     assert status == 0, err
     totals, summary, _ = jsonl(out)
-    assert totals == dict([udp_rx(40001, 2_000)])
+    assert totals == dict([udp_rx(40001, netlab.per_flow(4_000, 2)[1])])
     # filtered out in the kernel: never received, never dropped
-    assert summary["kernelReceived"] == 2_000
+    assert summary["kernelReceived"] == netlab.per_flow(4_000, 2)[1]
     proc = start(lab, "-i", lab.dev_b, "--format", "jsonl", "--proto", "tcp")
     lab.send(1_000, rate=20_000)
     status, out, err = stop(proc)
@@ -140,7 +142,7 @@ def test_bpf_expression_compiled_by_libpcap(lab):
     lab.send(3_000, rate=20_000, flows=3)
     status, out, err = stop(proc)
     assert status == 0, err
-    assert jsonl(out)[0] == dict([udp_rx(40000, 1_000)])
+    assert jsonl(out)[0] == dict([udp_rx(40000, netlab.per_flow(3_000, 3)[0])])
 
 
 def test_any_and_several_interfaces_and_loopback_counted_once(lab):
