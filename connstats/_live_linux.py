@@ -227,6 +227,10 @@ def open_source(
 def _make_ring(
     sock: socket.socket, ring_size: int, block_size: int, timeout_ms: int, tee: bool
 ) -> Any | None:
+    from ._select import NO_EXTENSIONS
+
+    if NO_EXTENSIONS:
+        return None  # pure Python asked for: the recvfrom fallback
     try:
         from ._ring import Ring
     except ImportError:
