@@ -90,7 +90,16 @@ def run_connstats(lab: netlab.Lab, rate: int, count: int, raw: bool) -> dict[str
     rx0 = lab.rx_packets()
     proc = _start(
         lab,
-        [sys.executable, "-m", "connstats", "capture", "-i", lab.dev_b, "--format", "jsonl"],
+        [
+            sys.executable,
+            "-m",
+            "connstats",
+            "capture",
+            "-i",
+            lab.dev_b,
+            "--format",
+            "jsonl",
+        ],
         "connstats: capturing",
     )
     cpu0 = _proc_cpu(proc.pid)
@@ -185,7 +194,11 @@ def test_capture_rates(is_quick: bool) -> None:
         out = HERE / "results" / f"capture-{time.strftime('%Y%m%dT%H%M%S')}.json"
         out.write_text(
             json.dumps(
-                {"loadavg_before": load, "loadavg_after": os.getloadavg(), "rows": rows},
+                {
+                    "loadavg_before": load,
+                    "loadavg_after": os.getloadavg(),
+                    "rows": rows,
+                },
                 indent=1,
             )
         )

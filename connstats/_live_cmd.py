@@ -229,7 +229,9 @@ def run(
             try:
                 tee = stack.enter_context(open(write_path, "wb"))
             except OSError as exc:
-                raise CaptureFailed(f"cannot write {write_path}: {exc.strerror}") from None
+                raise CaptureFailed(
+                    f"cannot write {write_path}: {exc.strerror}"
+                ) from None
             write_header(tee, source.name, f"connstats {__version__}")
         out = open_output(stack, args.output)
         writer = make_writer(args, out)
@@ -326,7 +328,9 @@ def run(
                 f"{result.skipped} non-IP frames skipped"
             )
             if result.loopback_copies:
-                summary += f", {result.loopback_copies} loopback copies not counted twice"
+                summary += (
+                    f", {result.loopback_copies} loopback copies not counted twice"
+                )
             summary += (
                 f"; kernel: {result.kernel.received} received, "
                 f"{result.kernel.dropped} dropped"

@@ -207,7 +207,9 @@ def open_source(
             _bind(sock, indexes[0] if len(indexes) == 1 else 0)
         except OSError as exc:
             if exc.errno == errno.ENODEV:
-                raise LiveCaptureError(f"no such network interface: {names[0]}") from None
+                raise LiveCaptureError(
+                    f"no such network interface: {names[0]}"
+                ) from None
             if exc.errno == errno.ENETDOWN:
                 raise LiveCaptureError(f"interface {names[0]} is down") from None
             raise LiveCaptureError(

@@ -170,7 +170,9 @@ class _Asm:
         return out
 
 
-def _net_words(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[tuple[int, int]]:
+def _net_words(
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> list[tuple[int, int]]:
     """(value, mask) per 32-bit word of the address, skipping fully masked-out words."""
     nbytes = 4 if net.version == 4 else 16
     addr = net.network_address.packed
@@ -273,7 +275,9 @@ def compile_filter(f: Filter) -> list[Insn]:
     return asm.assemble()
 
 
-def ifindex_program(ifindexes: Sequence[int], program: Sequence[Insn] | None) -> list[Insn]:
+def ifindex_program(
+    ifindexes: Sequence[int], program: Sequence[Insn] | None
+) -> list[Insn]:
     """``program`` (or accept-all) run only for packets of the given interfaces."""
     body = list(program) if program else [(RET_K, 0, 0, ACCEPT)]
     if len(ifindexes) > 250:

@@ -60,8 +60,18 @@ def expected(f: bpf.Filter, version: int, src: str, dst: str, proto: int,
 filters = st.builds(
     lambda hosts, nets, ports, protos: bpf.parse_filter(hosts, nets, ports, protos),
     st.lists(st.sampled_from(ADDRS4 + ADDRS6), max_size=2),
-    st.lists(st.sampled_from(["192.0.2.0/24", "10.0.0.0/8", "2001:db8::/32",
-                              "2001:db8:1::/48", "0.0.0.0/0"]), max_size=2),  # fmt: skip
+    st.lists(
+        st.sampled_from(
+            [
+                "192.0.2.0/24",
+                "10.0.0.0/8",
+                "2001:db8::/32",
+                "2001:db8:1::/48",
+                "0.0.0.0/0",
+            ]
+        ),
+        max_size=2,
+    ),  # fmt: skip
     st.lists(st.sampled_from(PORTS), max_size=2),
     st.lists(st.sampled_from(PROTOS), max_size=2),
 )
@@ -102,7 +112,9 @@ def test_several_interfaces_prefix():
     program = bpf.ifindex_program([3, 7], body)
     udp = packet(4, "192.0.2.1", "192.0.2.2", 17, 53, 9)
     tcp = packet(4, "192.0.2.1", "192.0.2.2", 6, 53, 9)
-    assert [bpf.run(program, udp, ifindex=i) for i in (3, 7, 5)] == [bpf.ACCEPT] * 2 + [0]
+    assert [bpf.run(program, udp, ifindex=i) for i in (3, 7, 5)] == [bpf.ACCEPT] * 2 + [
+        0
+    ]
     assert bpf.run(program, tcp, ifindex=3) == 0
     assert bpf.run(bpf.ifindex_program([4], None), tcp, ifindex=4) == bpf.ACCEPT
 
@@ -126,7 +138,9 @@ def test_other_platforms_are_named(monkeypatch, capsys):
     monkeypatch.setattr(sys, "platform", "darwin")
     assert main(["capture", "-i", "en0", "--count", "1"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("connstats: live capture is not supported on macOS: it needs Linux")
+    assert err.startswith(
+        "connstats: live capture is not supported on macOS: it needs Linux"
+    )
     monkeypatch.setattr(sys, "platform", "freebsd14")
     assert main(["capture", "-i", "em0", "--count", "1"]) == 1
     assert "not supported on freebsd:" in capsys.readouterr().err

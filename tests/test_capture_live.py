@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import netlab  # noqa: E402
+import netlab
 
 _REASON = netlab.can_run()
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
@@ -154,7 +154,19 @@ def test_bpf_expression_compiled_by_libpcap(lab):
 
 def test_any_and_several_interfaces_and_loopback_counted_once(lab):
     # lo inside the receiving namespace carries only what this test sends
-    ping = ["ip", "netns", "exec", lab.b, "ping", "-q", "-c", "3", "-i", "0.05", "127.0.0.1"]
+    ping = [
+        "ip",
+        "netns",
+        "exec",
+        lab.b,
+        "ping",
+        "-q",
+        "-c",
+        "3",
+        "-i",
+        "0.05",
+        "127.0.0.1",
+    ]
     for args in (["-i", "any"], ["-i", lab.dev_b, "-i", "lo"], ["-i", "lo"]):
         proc = start(lab, *args, "--format", "jsonl")
         lab.send(1_000, rate=20_000)
