@@ -86,50 +86,44 @@ def _stop(proc: subprocess.Popen[str], cpu0: float) -> tuple[str, str, float]:
     return out, err, cpu
 
 
-def run_connstats(lab: netlab.Lab, rate: int, count: int, raw: bool) -> dict[str, Any]:
+def _measure(
+    lab: netlab.Lab, cmd: list[str], ready: str, rate: int, count: int, raw: bool
+) -> tuple[dict[str, Any], str, str]:
+    """Run ``cmd`` on the receiving side while the sender blasts; the common figures."""
     rx0 = lab.rx_packets()
-    proc = _start(
-        lab,
-        [
-            sys.executable,
-            "-m",
-            "connstats",
-            "capture",
-            "-i",
-            lab.dev_b,
-            "--format",
-            "jsonl",
-        ],
-        "connstats: capturing",
-    )
+    proc = _start(lab, cmd, ready)
     cpu0 = _proc_cpu(proc.pid)
     sent, took, sender_cpu = lab.send(count, rate, raw=raw)
     out, err, cpu = _stop(proc, cpu0)
-    summary = json.loads(out.splitlines()[-1])["captureSummary"]
-    return {
-        "tool": "connstats",
+    row = {
         "sent": sent,
         "seconds": took,
         "offered_pps": sent / took,
         "arrived": lab.rx_packets() - rx0,
-        "counted": summary["packets"],
-        "kernel_drops": summary["kernelDrops"],
         "capture_cpu_s": cpu,
         "sender_cpu_s": sender_cpu,
-        "mode": summary["mode"],
     }
+    return row, out, err
+
+
+def run_connstats(lab: netlab.Lab, rate: int, count: int, raw: bool) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "connstats", "capture", "-i", lab.dev_b]
+    row, out, _err = _measure(
+        lab, [*cmd, "--format", "jsonl"], "connstats: capturing", rate, count, raw
+    )
+    summary = json.loads(out.splitlines()[-1])["captureSummary"]
+    row.update(
+        tool="connstats",
+        counted=summary["packets"],
+        kernel_drops=summary["kernelDrops"],
+        mode=summary["mode"],
+    )
+    return row
 
 
 def run_tcpdump(lab: netlab.Lab, rate: int, count: int, raw: bool) -> dict[str, Any]:
-    rx0 = lab.rx_packets()
-    proc = _start(
-        lab,
-        ["tcpdump", "-n", "-i", lab.dev_b, "-w", "/dev/null"],
-        "tcpdump: listening",
-    )
-    cpu0 = _proc_cpu(proc.pid)
-    sent, took, sender_cpu = lab.send(count, rate, raw=raw)
-    _out, err, cpu = _stop(proc, cpu0)
+    cmd = ["tcpdump", "-n", "-i", lab.dev_b, "-w", "/dev/null"]
+    row, _out, err = _measure(lab, cmd, "tcpdump: listening", rate, count, raw)
     found = {
         key: int(m.group(1))
         for key, pattern in (
@@ -139,18 +133,13 @@ def run_tcpdump(lab: netlab.Lab, rate: int, count: int, raw: bool) -> dict[str, 
         )
         if (m := re.search(pattern, err))
     }
-    return {
-        "tool": "tcpdump",
-        "sent": sent,
-        "seconds": took,
-        "offered_pps": sent / took,
-        "arrived": lab.rx_packets() - rx0,
-        "counted": found.get("captured"),
-        "kernel_drops": found.get("drops"),
-        "received_by_filter": found.get("received"),
-        "capture_cpu_s": cpu,
-        "sender_cpu_s": sender_cpu,
-    }
+    row.update(
+        tool="tcpdump",
+        counted=found.get("captured"),
+        kernel_drops=found.get("drops"),
+        received_by_filter=found.get("received"),
+    )
+    return row
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

@@ -253,6 +253,28 @@ def _make_ring(
 Tick = Callable[[LiveResult], None]
 
 
+@dataclass
+class _Run:
+    """What ends a capture and where its packets go besides the core."""
+
+    deadline: float | None
+    count: int | None
+    tee: BinaryIO | None
+    tick: Tick | None
+    clock: Callable[[], float]
+
+    def wait_ms(self) -> int:
+        if self.deadline is None:
+            return _POLL_MS
+        left = self.deadline - self.clock()
+        return max(0, min(_POLL_MS, int(left * 1000) + 1))
+
+    def more(self, result: LiveResult) -> bool:
+        if self.count is not None and result.packets >= self.count:
+            return False
+        return self.deadline is None or self.clock() < self.deadline
+
+
 def capture(
     source: LiveSource,
     core: Any,
@@ -274,46 +296,29 @@ def capture(
     result = LiveResult()
     result.kernel = source.stats
     deadline = None if duration is None else clock() + duration
+    run = _Run(deadline, count, tee, tick, clock)
     try:
         if source.ring is not None:
-            _ring_loop(source, core, result, deadline, count, tee, tick, clock)
+            _ring_loop(source, core, result, run)
         else:
-            _recv_loop(source, core, result, deadline, count, tee, tick, clock)
+            _recv_loop(source, core, result, run)
     except KeyboardInterrupt:
         result.interrupted = True
     source.read_stats()
     return result
 
 
-def _wait_ms(deadline: float | None, clock: Callable[[], float]) -> int:
-    if deadline is None:
-        return _POLL_MS
-    left = deadline - clock()
-    return max(0, min(_POLL_MS, int(left * 1000) + 1))
-
-
-def _ring_loop(
-    source: LiveSource,
-    core: Any,
-    result: LiveResult,
-    deadline: float | None,
-    count: int | None,
-    tee: BinaryIO | None,
-    tick: Tick | None,
-    clock: Callable[[], float],
-) -> None:
+def _ring_loop(source: LiveSource, core: Any, result: LiveResult, run: _Run) -> None:
     ring = source.ring
     assert ring is not None
     update_tx = core.update_tx_virtual_buffer
     update_rx = core.update_rx_virtual_buffer
+    clock, tee, tick = run.clock, run.tee, run.tick
     next_tick = clock()
     try:
-        while count is None or result.packets < count:
-            now = clock()
-            if deadline is not None and now >= deadline:
-                break
-            limit = 0 if count is None else count - result.packets
-            n = ring.next_block(_wait_ms(deadline, clock), limit)
+        while run.more(result):
+            limit = 0 if run.count is None else run.count - result.packets
+            n = ring.next_block(run.wait_ms(), limit)
             if n > 0:
                 ring.count(update_tx, update_rx)
                 if tee is not None:
@@ -339,29 +344,18 @@ def _refresh(source: LiveSource, result: LiveResult) -> None:
     source.read_stats()
 
 
-def _recv_loop(
-    source: LiveSource,
-    core: Any,
-    result: LiveResult,
-    deadline: float | None,
-    count: int | None,
-    tee: BinaryIO | None,
-    tick: Tick | None,
-    clock: Callable[[], float],
-) -> None:
+def _recv_loop(source: LiveSource, core: Any, result: LiveResult, run: _Run) -> None:
     from ._pcapng_out import enhanced_packet
 
+    clock, tee, tick = run.clock, run.tee, run.tick
     sock = source.sock
     update_tx = core.update_tx_virtual
     update_rx = core.update_rx_virtual
     buf = bytearray(_RECV_BUFFER)
     view = memoryview(buf)  # slices of it hand packets over without a copy
     next_tick = clock()
-    while count is None or result.packets < count:
-        now = clock()
-        if deadline is not None and now >= deadline:
-            break
-        sock.settimeout(_wait_ms(deadline, clock) / 1000)
+    while run.more(result):
+        sock.settimeout(run.wait_ms() / 1000)
         try:
             n, address = sock.recvfrom_into(buf)
         except TimeoutError:

@@ -73,15 +73,18 @@ class Filter:
     def __bool__(self) -> bool:
         return bool(self.nets or self.ports or self.protos)
 
-    def describe(self) -> str:
-        parts = []
+    def expression(self) -> str:
+        """The same filter as a tcpdump expression (what libpcap would compile)."""
+        groups = []
         if self.nets:
-            parts.append(" or ".join(f"net {n}" for n in self.nets))
+            groups.append(" or ".join(f"net {n}" for n in self.nets))
         if self.ports:
-            parts.append(" or ".join(f"port {p}" for p in self.ports))
+            groups.append(" or ".join(f"port {p}" for p in self.ports))
         if self.protos:
-            parts.append(" or ".join(f"proto {p}" for p in self.protos))
-        return " and ".join(f"({p})" if " or " in p else p for p in parts)
+            groups.append(
+                " or ".join(f"ip proto {p} or ip6 proto {p}" for p in self.protos)
+            )
+        return " and ".join(f"({g})" for g in groups) or "ip or ip6"
 
 
 def parse_filter(
