@@ -356,6 +356,8 @@ def run(
             else:
                 writer.note("")
                 writer.note(summary)
+    if result.error:
+        raise CaptureFailed(result.error)
     if result.kernel.dropped:
         print(
             f"connstats: WARNING: the kernel dropped {result.kernel.dropped} of "

@@ -84,6 +84,7 @@ class LiveResult:
     loopback_copies: int = 0  # outgoing copies on loopback, not counted
     kernel: KernelStats = field(default_factory=KernelStats)
     interrupted: bool = False  # ended by Ctrl-C
+    error: str | None = None  # the socket failed (interface gone or down)
 
 
 class LiveSource:
@@ -203,6 +204,8 @@ def open_source(
                 ) from None
         if use_ring:
             ring = _make_ring(sock, ring_size, block_size, block_timeout_ms, tee)
+        if ring is None:
+            _grow_buffer(sock, ring_size)
         try:
             _bind(sock, indexes[0] if len(indexes) == 1 else 0)
         except OSError as exc:
@@ -224,6 +227,16 @@ def open_source(
             ring.close()
         sock.close()
         raise
+
+
+def _grow_buffer(sock: socket.socket, size: int) -> None:
+    # Without a ring, the socket's receive buffer is what absorbs stalls; the
+    # default (~200 KiB) holds only a few hundred small packets.
+    so_rcvbufforce = 33
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, so_rcvbufforce, min(size, 1 << 30))
+    except OSError:  # not root: as much as net.core.rmem_max allows
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, min(size, 1 << 30))
 
 
 def _make_ring(
@@ -304,7 +317,16 @@ def capture(
             _recv_loop(source, core, result, run)
     except KeyboardInterrupt:
         result.interrupted = True
-    source.read_stats()
+    except OSError as exc:
+        # Counted packets stay counted; the caller reports them, then this.
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.ENETDOWN:
+            reason = "the interface went down"
+        result.error = f"capture on {source.name} stopped: {reason}"
+    try:
+        source.read_stats()
+    except OSError:
+        pass
     return result
 
 

@@ -230,3 +230,18 @@ def test_drops_are_reported_in_every_format_and_fail_on_drop(lab):
             assert "dropped by the kernel" in out
         assert 0 < dropped < 5_000
         assert f"the kernel dropped {dropped} of 5000 packets" in err
+
+
+def test_interface_going_down_keeps_what_was_counted(lab):
+    proc = start(lab, "-i", lab.dev_b, "--format", "jsonl")
+    lab.send(1_000, rate=20_000)
+    time.sleep(0.3)
+    subprocess.run(["ip", "-n", lab.b, "link", "set", lab.dev_b, "down"], check=True)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert (
+        err == f"connstats: capture on {lab.dev_b} stopped: the interface went down\n"
+    )
+    totals, summary, _ = jsonl(out)
+    assert totals == dict([udp_rx(40000, 1_000)])
+    assert summary["packets"] == 1_000
