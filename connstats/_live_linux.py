@@ -105,7 +105,12 @@ class LiveSource:
     def mode(self) -> str:
         if self.ring is None:
             return "recvfrom (no compiled ring)"
-        return f"TPACKET_V3 ring of {self.ring.size // MIB} MiB"
+        size = self.ring.size
+        return (
+            f"TPACKET_V3 ring of {size // MIB} MiB"
+            if size >= MIB
+            else (f"TPACKET_V3 ring of {size // 1024} KiB")
+        )
 
     def read_stats(self) -> KernelStats:
         """Add the counters the kernel gathered since the last call."""
@@ -258,8 +263,9 @@ def _make_ring(
         raise LiveCaptureError(f"--ring-size/--block-size: {exc}") from None
     except OSError as exc:
         raise LiveCaptureError(
-            f"cannot set up a {ring_size // MIB} MiB capture ring: {exc.strerror} "
-            "(try a smaller --ring-size)"
+            f"cannot set up a {ring_size // 1024} KiB capture ring of "
+            f"{block_size // 1024} KiB blocks: {exc.strerror} (try a smaller "
+            "--ring-size, or a --block-size that is a power of two)"
         ) from None
 
 
