@@ -35,14 +35,17 @@ def detect(head: bytes) -> str | None:
 
 
 def _zstd_reader(raw: BinaryIO, name: str) -> BinaryIO:
+    import importlib
+
+    zstd: Any
     try:
-        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
+        zstd = importlib.import_module("compression.zstd")  # Python 3.14+
     except ImportError:
         pass
     else:
-        return zstd.ZstdFile(raw)  # type: ignore[no-any-return]
+        return zstd.ZstdFile(raw)  # type: ignore[no-any-return, unused-ignore]
     try:
-        import zstandard  # type: ignore[import-not-found, import-untyped, unused-ignore]
+        zstandard: Any = importlib.import_module("zstandard")
     except ImportError:
         raise CompressionError(
             f"{name}: zstd-compressed; reading it needs Python 3.14 or the "
@@ -50,7 +53,7 @@ def _zstd_reader(raw: BinaryIO, name: str) -> BinaryIO:
             "zstdcat FILE | connstats read -"
         ) from None
     reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-    return io.BufferedReader(reader)  # type: ignore[no-any-return]
+    return io.BufferedReader(reader)  # type: ignore[return-value, unused-ignore]
 
 
 def decompressing(raw: BinaryIO, name: str) -> tuple[BinaryIO, str | None]:
@@ -78,7 +81,7 @@ def decompressing(raw: BinaryIO, name: str) -> tuple[BinaryIO, str | None]:
         stream = lzma.LZMAFile(raw, mode="rb")
     else:
         stream = _zstd_reader(raw, name)
-    return _ClosingBoth(stream, raw), kind
+    return _ClosingBoth(stream, raw), kind  # type: ignore[return-value]
 
 
 class _ClosingBoth(io.RawIOBase):
@@ -93,7 +96,7 @@ class _ClosingBoth(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        return self._stream.readinto(buffer)  # type: ignore[no-any-return]
+        return self._stream.readinto(buffer)
 
     def close(self) -> None:
         if not self.closed:

@@ -27,7 +27,10 @@ def open_reader(
     Raises OSError (cannot open), CaptureError (not a capture) or ValueError
     (compression not readable here, bad BPF expression, no libpcap).
     """
-    stream, size, compression = open_input(path)
+    try:
+        stream, size, compression = open_input(path)
+    except CompressionError as exc:
+        raise ValueError(str(exc)) from None
     try:
         if bpf is not None:
             from ._bpf_input import BpfFilteredStream

@@ -242,6 +242,7 @@ def _errmsg(exc: OSError, path: str) -> str:
 
 
 def _cmd_read(args: argparse.Namespace) -> int:
+    from ._libpcap import FilterError, LibpcapMissingError
     from ._output import Progress, merge_windows
     from ._readopts import report_options
     from ._readrun import FileTotals, open_reader
@@ -327,8 +328,10 @@ def _cmd_read(args: argparse.Namespace) -> int:
             try:
                 with reader:
                     replayer.feed(tally, progress.update)  # type: ignore[arg-type]
-            except CaptureError as exc:
+            except (CaptureError, FilterError) as exc:
                 failure = str(exc)
+            except LibpcapMissingError as exc:
+                failure = f"--bpf: {exc}"
             except OSError as exc:
                 failure = _errmsg(exc, name)
             finally:
