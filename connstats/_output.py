@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from ._fastout import AddrCache, Item, csv_items, json_items, sorted_items
+from ._fastout import handles as fast_handles
 from ._filters import filter_table
 from ._report import (
     GROUPS,
@@ -25,6 +27,7 @@ from ._report import (
     connection_rows,
     conversation_rows,
     group_rows,
+    row_kind,
     sort_rows,
 )
 from .capture.windows import Window
@@ -143,21 +146,30 @@ class ReportOptions:
 
 @dataclass
 class Report:
-    """One window, shaped: the rows to show and the window's totals."""
+    """One window, shaped: the rows to show and the window's totals.
+
+    Plain connection reports keep ``items`` (see :mod:`connstats._fastout`)
+    and build :class:`Row` objects only when asked for ``rows``.
+    """
 
     window: Window
     title: str | None
-    rows: list[Row]  # shown, in order
+    shown: list[Row] | None  # in order, or None when ``items`` holds them
     total_rows: int  # before --top
     packets: int  # of the selected connections
     nbytes: int
     times: bool
     shape: str
+    items: list[Item] | None = None
 
-
-def _fast_key(item: tuple[Any, Any]) -> tuple[int, int, Any]:
-    conn, c = item
-    return (-(c[1] + c[3]), -(c[0] + c[2]), conn)
+    @property
+    def rows(self) -> list[Row]:
+        if self.shown is None:
+            self.shown = [
+                Row(conn.proto, conn.src, conn.dst, counts, row_kind(conn, phys))
+                for conn, counts, phys in self.items or ()
+            ]
+        return self.shown
 
 
 def build_report(
@@ -165,6 +177,7 @@ def build_report(
     opts: ReportOptions,
     title: str | None = None,
     times: dict[Any, list[int]] | None = None,
+    cache: AddrCache | None = None,
 ) -> Report:
     """Apply filters, shape, sort and --top to one window."""
     tables: list[tuple[dict[Any, Any], bool]] = [(w.virtual, False), (w.physical, True)]
@@ -176,29 +189,11 @@ def build_report(
             packets += c[0] + c[2]
             nbytes += c[1] + c[3]
     times_on = opts.times and times is not None
-    if (
-        opts.shape == "connections"
-        and opts.sort == "bytes"
-        and not opts.reverse
-        and opts.top > 0
-    ):
-        # The common case, kept cheap for big windows: pick the top items
-        # before building any Row.
-        total = sum(len(t) for t, _ in tables)
-        picked: list[Row] = []
-        for t, phys in tables:
-            need = opts.top - len(picked)
-            if need <= 0:
-                break
-            items = (
-                heapq.nsmallest(need, t.items(), key=_fast_key)
-                if need < len(t)
-                else sorted(t.items(), key=_fast_key)
-            )
-            picked += connection_rows(
-                [(dict(items), phys)], times if times_on else None
-            )
-        return Report(w, title, picked, total, packets, nbytes, times_on, opts.shape)
+    if opts.shape == "connections" and not times_on and fast_handles(opts.sort):
+        items, total = sorted_items(
+            tables, opts.sort, opts.reverse, opts.top, cache or AddrCache()
+        )
+        return Report(w, title, None, total, packets, nbytes, False, opts.shape, items)
     rows = connection_rows(tables, times if times_on else None)
     if opts.shape == "conversations":
         rows = conversation_rows(rows)
@@ -298,6 +293,7 @@ class TableWriter:
         self._opts = options if options is not None else ReportOptions(top=top)
         self._count = 0
         self._cache: dict[Any, str] = {}
+        self._addrs = AddrCache()
 
     def window(
         self,
@@ -305,7 +301,7 @@ class TableWriter:
         title: str | None = None,
         times: dict[Any, list[int]] | None = None,
     ) -> None:
-        self.report(build_report(w, self._opts, title, times))
+        self.report(build_report(w, self._opts, title, times, self._addrs))
 
     def report(self, rep: Report) -> None:
         self._count += 1
@@ -465,6 +461,7 @@ class JsonlWriter:
         self._out = out
         self._opts = options if options is not None else ReportOptions(top=top)
         self._cache: dict[Any, str] = {}
+        self._addrs = AddrCache()
         self._encode = json.JSONEncoder(separators=(",", ":")).encode
 
     def window(
@@ -473,10 +470,18 @@ class JsonlWriter:
         title: str | None = None,
         times: dict[Any, list[int]] | None = None,
     ) -> None:
-        rep = build_report(w, self._opts, title, times)
-        self._out.write(
-            self._encode(window_message(w, rep=rep, cache=self._cache)) + "\n"
-        )
+        rep = build_report(w, self._opts, title, times, self._addrs)
+        if rep.items is not None:
+            virtual, physical = json_items(rep.items, self._addrs)
+            text = f'{{"start":"{rfc3339(w.start_ns)}","end":"{rfc3339(w.end_ns)}"'
+            if virtual:
+                text += ',"virtualTraffic":[' + ",".join(virtual) + "]"
+            if physical:
+                text += ',"physicalTraffic":[' + ",".join(physical) + "]"
+            self._out.write(text + "}\n")
+        else:
+            message = window_message(w, rep=rep, cache=self._cache)
+            self._out.write(self._encode(message) + "\n")
         self._out.flush()
 
     def note(self, text: str) -> None:
@@ -524,6 +529,7 @@ class CsvWriter:
         self._opts = options if options is not None else ReportOptions(top=top)
         self._writer = csv.writer(out, lineterminator="\r\n")
         self._cache: dict[Any, str] = {}
+        self._addrs = AddrCache()
         self._count = 0
         self._header = False
 
@@ -546,11 +552,17 @@ class CsvWriter:
         title: str | None = None,
         times: dict[Any, list[int]] | None = None,
     ) -> None:
-        rep = build_report(w, self._opts, title, times)
+        rep = build_report(w, self._opts, title, times, self._addrs)
         self._count += 1
         if not self._header:
             self._write_header(self._opts.times)
         head = (self._count, rfc3339(w.start_ns), rfc3339(w.end_ns))
+        if rep.items is not None:
+            self._out.write(
+                csv_items(rep.items, ",".join(map(str, head)) + ",", self._addrs)
+            )
+            self._out.flush()
+            return
         cache = self._cache
         shape = rep.shape
         rows = []
