@@ -652,14 +652,10 @@ def test_fast_path_writes_what_the_general_path_writes(tmp_path, sort, reverse, 
     want = [key(r) for r in general.rows][: top or None]
     assert got == want
     if not top:
-        ident = lambda r: (
-            r.kind,
-            r.proto,
-            str(r.a),
-            str(r.b),
-            r.tx_packets,
-            r.tx_bytes,
-        )  # noqa: E731
+
+        def ident(r):
+            return (r.kind, r.proto, str(r.a), str(r.b), r.tx_packets, r.tx_bytes)
+
         assert sorted(map(ident, fast.rows)) == sorted(map(ident, general.rows))
     # The same rows through the JSON encoder of the general path.
     out = io.StringIO()
