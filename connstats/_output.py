@@ -9,7 +9,6 @@ empty lists omitted, as Go's ``omitempty`` does.
 
 from __future__ import annotations
 
-import heapq
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -81,34 +80,6 @@ def human_duration(ns: int) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
-
-
-def _endpoint(addrport: Any, with_port: bool) -> str:
-    if addrport.addr is None:
-        return "-"
-    if with_port:
-        return str(addrport)
-    return str(addrport.addr)
-
-
-def _rank_key(item: tuple[Any, Any]) -> tuple[int, int, Any]:
-    conn, counts = item
-    return (
-        -(counts.tx_bytes + counts.rx_bytes),
-        -(counts.tx_packets + counts.rx_packets),
-        conn,
-    )
-
-
-def ranked(table: dict[Any, Any], top: int = 0) -> list[tuple[Any, Any]]:
-    """Connections by total bytes, then packets, largest first; ties in Connection order.
-
-    With ``top > 0`` only the first ``top``: a partial selection, since a
-    capture may hold far more connections than are shown.
-    """
-    if 0 < top < len(table):
-        return heapq.nsmallest(top, table.items(), key=_rank_key)
-    return sorted(table.items(), key=_rank_key)
 
 
 def merge_windows(windows: Iterable[Window]) -> Window | None:
@@ -281,7 +252,27 @@ def _key_cells(r: Row, shape: str, cache: dict[Any, str]) -> list[str]:
     return [r.proto_name]
 
 
-class TableWriter:
+class _Writer:
+    """What the three writers share: the output, the options and the text caches."""
+
+    def __init__(
+        self, out: TextIO, top: int = 0, options: ReportOptions | None = None
+    ) -> None:
+        self._out = out
+        self._opts = options if options is not None else ReportOptions(top=top)
+        self._cache: dict[Any, str] = {}
+        self._addrs = AddrCache()
+
+    def _build(
+        self, w: Window, title: str | None, times: dict[Any, list[int]] | None
+    ) -> Report:
+        return build_report(w, self._opts, title, times, self._addrs)
+
+    def note(self, text: str) -> None:
+        """Summaries are for people; machine formats leave them out."""
+
+
+class TableWriter(_Writer):
     """Aligned, human-readable tables, one per window."""
 
     HEADERS = _SHAPE_HEADERS["connections"]
@@ -289,11 +280,8 @@ class TableWriter:
     def __init__(
         self, out: TextIO, top: int = 20, options: ReportOptions | None = None
     ) -> None:
-        self._out = out
-        self._opts = options if options is not None else ReportOptions(top=top)
+        super().__init__(out, top, options)
         self._count = 0
-        self._cache: dict[Any, str] = {}
-        self._addrs = AddrCache()
 
     def window(
         self,
@@ -301,7 +289,7 @@ class TableWriter:
         title: str | None = None,
         times: dict[Any, list[int]] | None = None,
     ) -> None:
-        self.report(build_report(w, self._opts, title, times, self._addrs))
+        self.report(self._build(w, title, times))
 
     def report(self, rep: Report) -> None:
         self._count += 1
@@ -452,16 +440,13 @@ def window_message(
     return message
 
 
-class JsonlWriter:
+class JsonlWriter(_Writer):
     """One JSON object per window and line; compact, like Go's encoding/json."""
 
     def __init__(
         self, out: TextIO, top: int = 0, options: ReportOptions | None = None
     ) -> None:
-        self._out = out
-        self._opts = options if options is not None else ReportOptions(top=top)
-        self._cache: dict[Any, str] = {}
-        self._addrs = AddrCache()
+        super().__init__(out, top, options)
         self._encode = json.JSONEncoder(separators=(",", ":")).encode
 
     def window(
@@ -470,7 +455,7 @@ class JsonlWriter:
         title: str | None = None,
         times: dict[Any, list[int]] | None = None,
     ) -> None:
-        rep = build_report(w, self._opts, title, times, self._addrs)
+        rep = self._build(w, title, times)
         if rep.items is not None:
             virtual, physical = json_items(rep.items, self._addrs)
             text = f'{{"start":"{rfc3339(w.start_ns)}","end":"{rfc3339(w.end_ns)}"'
@@ -483,9 +468,6 @@ class JsonlWriter:
             message = window_message(w, rep=rep, cache=self._cache)
             self._out.write(self._encode(message) + "\n")
         self._out.flush()
-
-    def note(self, text: str) -> None:
-        """Summaries are for people; JSON lines stay machine-readable."""
 
 
 _CSV_KEY_COLUMNS = {
@@ -513,7 +495,7 @@ _CSV_COUNTS = {
 _CSV_TIMES = ("first_seen", "last_seen", "duration_s", "packets_per_s", "bits_per_s")
 
 
-class CsvWriter:
+class CsvWriter(_Writer):
     """RFC 4180 CSV: one header line, then one line per row of every window.
 
     Every line repeats its window (number, start, end) so the file can be
@@ -525,11 +507,8 @@ class CsvWriter:
     ) -> None:
         import csv
 
-        self._out = out
-        self._opts = options if options is not None else ReportOptions(top=top)
+        super().__init__(out, top, options)
         self._writer = csv.writer(out, lineterminator="\r\n")
-        self._cache: dict[Any, str] = {}
-        self._addrs = AddrCache()
         self._count = 0
         self._header = False
 
@@ -552,7 +531,7 @@ class CsvWriter:
         title: str | None = None,
         times: dict[Any, list[int]] | None = None,
     ) -> None:
-        rep = build_report(w, self._opts, title, times, self._addrs)
+        rep = self._build(w, title, times)
         self._count += 1
         if not self._header:
             self._write_header(self._opts.times)
@@ -602,9 +581,6 @@ class CsvWriter:
             rows.append(line)
         self._writer.writerows(rows)
         self._out.flush()
-
-    def note(self, text: str) -> None:
-        """Summaries are for people; CSV stays one table."""
 
 
 class Progress:

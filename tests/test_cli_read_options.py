@@ -24,6 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import captures as cap
+from test_cli import jsonl, run, write
 
 from connstats import _libpcap
 from connstats._protocols import IANA_PROTOCOLS, protocol_name, protocol_number
@@ -41,16 +42,6 @@ needs_libpcap = pytest.mark.skipif(
 )
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def jsonl(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
-
-
 @pytest.fixture(scope="module")
 def sample() -> str:
     ref = resources.files("connstats") / "data" / "sample.pcap"
@@ -60,12 +51,6 @@ def sample() -> str:
 
 def rows_of(out: str, key: str = "virtualTraffic") -> list[dict]:
     return [row for m in jsonl(out) for row in m.get(key, [])]
-
-
-def write(tmp_path: Path, name: str, data: bytes) -> str:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return str(path)
 
 
 # -- protocol names ---------------------------------------------------------------
