@@ -353,6 +353,9 @@ def run(
                     + "\n"
                 )
                 out.flush()
+            elif args.format == "csv":
+                # CSV rows stay rows: the summary goes to stderr
+                print(summary, file=sys.stderr, flush=True)
             else:
                 writer.note("")
                 writer.note(summary)

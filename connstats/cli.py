@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TextIO
 
+from ._readopts import add_read_options
 from ._version import __version__
 
 _NS = 1_000_000_000
@@ -98,10 +99,11 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
     group.add_argument(
         "--format",
-        choices=("table", "jsonl"),
+        choices=("table", "jsonl", "csv"),
         default="table",
         help="table: aligned columns for people (default); jsonl: one JSON object per "
-        "window, with the field names of Tailscale's network log",
+        "window, with the field names of Tailscale's network log; csv: one header "
+        "line, then one line per row of every window",
     )
     group.add_argument(
         "--total",
@@ -176,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_window_options(read, "capture time (packet timestamps)")
     _add_output_options(read)
+    add_read_options(read)
     read.set_defaults(handler=_cmd_read)
 
     live = commands.add_parser(
@@ -205,12 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
 # -- shared plumbing -----------------------------------------------------------------------
 
 
-def _writer(args: argparse.Namespace, out: TextIO) -> Any:
-    from ._output import JsonlWriter, TableWriter
+def _writer(args: argparse.Namespace, out: TextIO, options: Any = None) -> Any:
+    from ._output import CsvWriter, JsonlWriter, TableWriter
 
     if args.format == "jsonl":
-        return JsonlWriter(out, args.top if args.top is not None else 0)
-    return TableWriter(out, args.top if args.top is not None else 20)
+        return JsonlWriter(out, args.top if args.top is not None else 0, options)
+    if args.format == "csv":
+        return CsvWriter(out, args.top if args.top is not None else 0, options)
+    return TableWriter(out, args.top if args.top is not None else 20, options)
 
 
 def _open_output(stack: ExitStack, path: str | None) -> Any:
@@ -233,18 +238,28 @@ def _errmsg(exc: OSError, path: str) -> str:
 
 
 def _cmd_read(args: argparse.Namespace) -> int:
+    from ._libpcap import FilterError, LibpcapMissingError
     from ._output import Progress, merge_windows
-    from .capture import CaptureError, local_networks, open_capture
+    from ._readopts import report_options
+    from ._readrun import FileTotals, open_reader
+    from ._times import DEFAULT_RESOLUTION_NS, TimedWindows
+    from .capture import CaptureError, local_networks
     from .capture.linktypes import linktype_name
     from .capture.windows import Replayer, Window
 
     local = local_networks(args.local) if args.local else None
     period_ns = round(args.max_period * _NS) if args.max_period else 0
+    options = report_options(args, 0 if args.format != "table" else 20)
+    if options.times and args.max_conns:
+        raise _Fail(
+            "--times (and sorting by times) cannot be combined with --max-conns"
+        )
     failure: str | None = None
     summaries: list[str] = []
+    totals: list[FileTotals] = []
     with ExitStack() as stack:
         out = _open_output(stack, args.output)
-        writer = _writer(args, out)
+        writer = _writer(args, out, options)
         paths: list[tuple[str, str]] = []  # (path to open, name shown)
         if args.files:
             paths = [(p, "<stdin>" if p == "-" else p) for p in args.files]
@@ -261,61 +276,88 @@ def _cmd_read(args: argparse.Namespace) -> int:
         )
         progress = Progress(sys.stderr, total_size, enabled=_isatty(sys.stderr))
         collected: list[Window] = []
+        collected_times: dict[Any, list[int]] = {}
 
         # Without window options the one window is the whole run.
         title = None if (period_ns or args.max_conns) else "Total"
 
-        def on_window(window: Window) -> None:
+        def show(window: Window, times: dict[Any, list[int]] | None = None) -> None:
             if args.total:
                 collected.append(window)
+                if times:
+                    for conn, (first, last) in times.items():
+                        seen = collected_times.get(conn)
+                        if seen is None:
+                            collected_times[conn] = [first, last]
+                        else:
+                            seen[0] = min(seen[0], first)
+                            seen[1] = max(seen[1], last)
                 return
             progress.clear()
-            writer.window(window, title=title)
+            writer.window(window, title=title, times=times)
 
-        replayer = Replayer(
-            on_window, max_period_ns=period_ns, max_conns=args.max_conns
-        )
+        if options.times:
+            resolution = (
+                round(args.resolution * _NS)
+                if args.resolution
+                else DEFAULT_RESOLUTION_NS
+            )
+            if period_ns:
+                resolution = min(resolution, period_ns)
+            timed = TimedWindows(show, period_ns)
+            replayer = Replayer(timed.sub_window, max_period_ns=resolution)
+        else:
+            timed = None
+            replayer = Replayer(show, max_period_ns=period_ns, max_conns=args.max_conns)
+        count_bytes = len(paths) > 1
         for (path, name), size in zip(paths, sizes):
             try:
-                reader = open_capture(path, name=name, local=local)
+                reader = open_reader(path, name, local=local, bpf=args.bpf)
             except OSError as exc:
                 failure = _errmsg(exc, name)
                 break
-            except CaptureError as exc:
+            except (CaptureError, ValueError) as exc:
                 failure = str(exc)
                 break
+            tally = FileTotals(reader, count_bytes=count_bytes)
             progress.current = lambda r=reader: (r.name, r.offset, replayer.packets)
             try:
                 with reader:
-                    replayer.feed(reader, progress.update)
-            except CaptureError as exc:
+                    replayer.feed(tally, progress.update)  # type: ignore[arg-type]
+            except (CaptureError, FilterError) as exc:
                 failure = str(exc)
+            except LibpcapMissingError as exc:
+                failure = f"--bpf: {exc}"
             except OSError as exc:
                 failure = _errmsg(exc, name)
             finally:
                 progress.file_done(size or 0)
+            totals.append(tally)
             kinds = (
                 ", ".join(dict.fromkeys(linktype_name(lt) for lt in reader.linktypes))
                 or "no interfaces"
             )
-            summaries.append(
-                f"{name}: {reader.format}, {kinds}, {reader.packets} IP packets, "
-                f"{reader.skipped} non-IP frames skipped"
-            )
+            summaries.append(f"{name}: {reader.format}, {kinds}, {tally.summary()}")
             if failure:
                 break
         progress.clear()
         replayer.finish()
+        if timed is not None:
+            timed.flush()
         if args.total:
             merged = merge_windows(collected)
             if merged is not None:
-                writer.window(merged, title="Total")
+                writer.window(
+                    merged, title="Total", times=collected_times if timed else None
+                )
         if replayer.windows == 0 and summaries and args.format == "table":
             writer.note("No IP packets.")
         if summaries and args.format == "table":
             writer.note("")
             for line in summaries:
                 writer.note(line)
+            if len(totals) > 1:
+                writer.note(FileTotals.combined(totals))
     if failure:
         raise _Fail(failure)
     return 0
