@@ -209,7 +209,7 @@ def test_write_then_read_gives_the_same_counts(lab, tmp_path):
 
 
 def test_drops_are_reported_in_every_format_and_fail_on_drop(lab):
-    for fmt in ("table", "jsonl"):
+    for fmt in ("table", "jsonl", "csv"):
         proc = start(lab, "-i", lab.dev_b, "--format", fmt, "--ring-size", "8k",
                      "--block-size", "4k", "--fail-on-drop")  # fmt: skip
         # A stopped capture cannot empty its two 4 KiB blocks: the kernel drops.
@@ -223,6 +223,11 @@ def test_drops_are_reported_in_every_format_and_fail_on_drop(lab):
             _, summary, windows = jsonl(out)
             dropped = summary["kernelDrops"]
             assert windows[-1]["capture"]["kernelDrops"] == dropped
+        elif fmt == "csv":
+            # rows stay rows; the summary line goes to stderr
+            assert out.splitlines()[0].startswith("window,")
+            line = next(x for x in err.splitlines() if x.startswith(f"{lab.dev_b}: "))
+            dropped = int(line.rsplit(", ", 1)[1].split()[0])
         else:
             line = out.strip().splitlines()[-1]
             assert line.startswith(f"{lab.dev_b}: ") and " dropped" in line
