@@ -286,23 +286,55 @@ class Lab:
         payload: int = 18,
         flows: int = 1,
         raw: bool = False,
+        senders: int = 1,
     ) -> tuple[int, float, float]:
         """Blast ``count`` UDP datagrams; returns (accepted by the kernel, seconds, CPU s).
 
         ``raw``: Ethernet frames to a MAC nobody owns, sent on a packet socket
         (the receiver's stack drops them right after the capture taps).
+        ``senders`` > 1 (raw only): that many sender processes at once, each
+        with its share of ``count`` and ``rate``; seconds is the slowest one's.
         """
+        if senders > 1 and not raw:
+            raise ValueError("senders: several senders need raw frames")
         extra = [self.dev_a, OTHER_MAC] if raw else []
+        shares = [count // senders + (i < count % senders) for i in range(senders)]
         before = os.times()
-        out = self.run_in(
-            self.a, self.sender, "raw" if raw else "udp", SRC, DST, str(PORT),
-            str(count), str(rate), str(payload), str(flows), *extra,
-        ).stdout.split()  # fmt: skip
+        procs = [
+            subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.a,
+                    self.sender,
+                    "raw" if raw else "udp",
+                    SRC,
+                    DST,
+                    str(PORT),
+                    str(share),
+                    str(rate / senders),
+                    str(payload),
+                    str(flows),
+                    *extra,
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            for share in shares
+        ]
+        results = []
+        for proc in procs:
+            out, _ = proc.communicate(timeout=600)
+            if proc.returncode != 0:
+                raise subprocess.CalledProcessError(proc.returncode, proc.args, out)
+            results.append(out.split())
         after = os.times()
         cpu = (after.children_user - before.children_user) + (
             after.children_system - before.children_system
         )
-        return int(out[0]), float(out[2]), cpu
+        sent = sum(int(r[0]) for r in results)
+        return sent, max(float(r[2]) for r in results), cpu
 
 
 def wait_for_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 30) -> str:
