@@ -32,8 +32,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import signal
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -281,6 +283,7 @@ class _Run:
     tee: BinaryIO | None
     tick: Tick | None
     clock: Callable[[], float]
+    stopped: bool = False  # set by SIGINT/SIGTERM
 
     def wait_ms(self) -> int:
         if self.deadline is None:
@@ -289,6 +292,8 @@ class _Run:
         return max(0, min(_POLL_MS, int(left * 1000) + 1))
 
     def more(self, result: LiveResult) -> bool:
+        if self.stopped:
+            return False
         if self.count is not None and result.packets >= self.count:
             return False
         return self.deadline is None or self.clock() < self.deadline
@@ -316,24 +321,43 @@ def capture(
     result.kernel = source.stats
     deadline = None if duration is None else clock() + duration
     run = _Run(deadline, count, tee, tick, clock)
+    # Ctrl-C and SIGTERM end the capture between blocks, never inside one:
+    # an exception raised between counting a block and writing it to the
+    # tee would leave the two different.
+    previous = _on_stop_signals(run)
     try:
         if source.ring is not None:
             _ring_loop(source, core, result, run)
         else:
             _recv_loop(source, core, result, run)
     except KeyboardInterrupt:
-        result.interrupted = True
+        run.stopped = True
     except OSError as exc:
         # Counted packets stay counted; the caller reports them, then this.
         reason = exc.strerror or str(exc)
         if exc.errno == errno.ENETDOWN:
             reason = "the interface went down"
         result.error = f"capture on {source.name} stopped: {reason}"
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    result.interrupted = run.stopped
     try:
         source.read_stats()
     except OSError:
         pass
     return result
+
+
+def _on_stop_signals(run: _Run) -> dict[int, Any]:
+    """Make SIGINT and SIGTERM set ``run.stopped``; returns the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # only the main thread may set handlers; Ctrl-C raises there
+
+    def stop(signum: int, frame: Any) -> None:
+        run.stopped = True
+
+    return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _ring_loop(source: LiveSource, core: Any, result: LiveResult, run: _Run) -> None:

@@ -64,9 +64,11 @@ def start(lab: netlab.Lab, *args: str, pure: bool = False) -> subprocess.Popen[s
     return proc
 
 
-def stop(proc: subprocess.Popen[str], drain: float = 0.3) -> tuple[int, str, str]:
+def stop(
+    proc: subprocess.Popen[str], drain: float = 0.3, signum: int = signal.SIGINT
+) -> tuple[int, str, str]:
     time.sleep(drain)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     return proc.returncode, out, err
 
@@ -193,9 +195,11 @@ def test_write_then_read_gives_the_same_counts(lab, tmp_path):
     lab.send(5_000, rate=20_000, flows=5)
     subprocess.run(["ip", "netns", "exec", lab.b, "ping", "-q", "-c", "2", "-i", "0.05",
                     netlab.SRC], check=True, capture_output=True, timeout=30)  # fmt: skip
-    status, out, err = stop(proc)
+    # SIGTERM, as a service manager stops it: between blocks, tee complete
+    status, out, err = stop(proc, signum=signal.SIGTERM)
     assert status == 0, err
     live, summary, _ = jsonl(out)
+    assert summary["interrupted"] is True
     assert summary["packets"] == 5_004
     read = subprocess.run(
         [sys.executable, "-m", "connstats", "read", str(path), "--local", netlab.DST,
