@@ -184,3 +184,16 @@ def test_conjoin_with_a_libpcap_program():
     assert bpf.run(both, packet(4, "192.0.2.1", "192.0.2.2", 17, 53, 9))
     assert not bpf.run(both, packet(4, "192.0.2.1", "192.0.2.2", 6, 53, 9))
     assert not bpf.run(both, packet(4, "192.0.2.1", "192.0.2.2", 17, 54, 9))
+
+
+def test_bad_bpf_expression_is_one_line(capsys):
+    from connstats import _libpcap
+
+    if not _libpcap.available():
+        pytest.skip("libpcap is not installed")
+    # packets start at the IP header: libpcap refuses link-layer primitives
+    argv = ["capture", "-i", "lo", "--bpf", "ether host 02:00:00:00:00:01"]
+    assert main([*argv, "--duration", "0.1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("connstats: --bpf: bad BPF expression 'ether host"), err
+    assert err.count("\n") == 1
