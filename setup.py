@@ -65,6 +65,21 @@ def _extensions() -> list[Extension]:
         ),
         # the pcap/pcapng record scanner of connstats.capture
         Extension("connstats._capture", sources=["src/_capture.pyx"], **common),
+    ] + _linux_only(common)
+
+
+def _linux_only(common: dict) -> list[Extension]:
+    # The PACKET_MMAP ring of `connstats capture` exists on Linux only;
+    # elsewhere live capture says it needs Linux (connstats/_live.py).
+    if not sys.platform.startswith("linux"):
+        return []
+    return [
+        Extension(
+            "connstats._ring",
+            sources=["src/_ring.pyx"],
+            depends=["src/cs_ring.h"],
+            **common,
+        )
     ]
 
 

@@ -1,9 +1,21 @@
-"""``connstats read`` against a dpkt loop and NFStream on the same capture.
+"""``connstats read`` against a C record walk, a dpkt loop and the peer tools.
 
 Run on purpose (``benchmarks/`` is outside the default test paths)::
 
-    python benchmarks/gen_pcap.py /tmp/bench.pcap       # optional: keep the file
-    CONNSTATS_BENCH_PCAP=/tmp/bench.pcap python -m pytest benchmarks/test_bench_read.py
+    python benchmarks/gen_pcap.py --packets 1500000 --flows 100000 /tmp/bench.pcap
+    CONNSTATS_BENCH_PCAP=/tmp/bench.pcap CONNSTATS_BENCH_PACKETS=1500000 \
+        python -m pytest benchmarks/test_bench_read.py -p no:cacheprovider
+
+The floor is ``pcap_walk.c``, compiled by the run (``cc -O2``): it reads the
+file in 4 MiB chunks and walks the records without decoding them.  The
+targets (issue 11): the table within 3x the walk, JSON lines and CSV within
+1.3x the table.  Peers, each run as its own command on the same file when
+installed (Debian: softflowd, nfdump, argus-server + argus-client, tshark;
+PyPI: nfstream), do the same job their own way: softflowd exports NetFlow to
+a discard port; nfpcapd writes nfcapd files and ``nfdump -o csv`` prints
+them; argus writes its records and ``ra`` prints them; tshark prints its
+TCP and UDP conversation tables (only up to CONNSTATS_BENCH_TSHARK_MAX
+packets, default 300,000: it needs minutes beyond).
 
 Without CONNSTATS_BENCH_PCAP the capture (1M packets, see ``gen_pcap.py``;
 CONNSTATS_BENCH_PACKETS changes the count) is generated once per run; with
@@ -22,6 +34,8 @@ summary of ``conftest.py`` prints ns per packet and the ratio to the dpkt loop.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import gen_pcap
@@ -56,8 +70,8 @@ def _info(benchmark, path: str, count: int) -> None:
     )
 
 
-def run_connstats(path: str) -> int:
-    return connstats_main(["read", path, "--output", os.devnull])
+def run_connstats(path: str, fmt: str = "table") -> int:
+    return connstats_main(["read", path, "--output", os.devnull, "--format", fmt])
 
 
 def connstats_counts(path: str) -> dict[tuple, list[int]]:
@@ -133,6 +147,119 @@ def test_connstats_read(benchmark, bench_pcap):
 
 
 @pytest.mark.benchmark(group="read-capture")
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_connstats_read_formats(benchmark, bench_pcap, fmt):
+    path, count = bench_pcap
+    _info(benchmark, f"read-{fmt}", count)
+    result = benchmark.pedantic(
+        run_connstats, args=(path, fmt), rounds=3, iterations=1, warmup_rounds=1
+    )
+    assert result == 0
+
+
+@pytest.fixture(scope="session")
+def pcap_walk(tmp_path_factory) -> str:
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no C compiler for the record-walk floor")
+    exe = tmp_path_factory.mktemp("walk") / "pcap_walk"
+    subprocess.run(
+        [cc, "-O2", "-o", str(exe), str(Path(__file__).with_name("pcap_walk.c"))],
+        check=True,
+        timeout=120,
+    )
+    return str(exe)
+
+
+def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        timeout=3600, **kwargs,
+    )  # fmt: skip
+
+
+@pytest.mark.benchmark(group="read-capture")
+def test_c_record_walk(benchmark, bench_pcap, pcap_walk):
+    path, count = bench_pcap
+    _info(benchmark, "floor", count)
+    out = subprocess.run([pcap_walk, path], capture_output=True, text=True, check=True)
+    assert int(out.stdout.split()[0]) == count
+    benchmark.pedantic(
+        _run, args=([pcap_walk, path],), rounds=5, iterations=1, warmup_rounds=1
+    )
+
+
+def _tool(name: str) -> str:
+    exe = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if Path(p).exists()), None
+    )
+    if exe is None:
+        pytest.skip(f"{name} is not installed (apt install {name})")
+    return exe
+
+
+@pytest.mark.benchmark(group="read-capture")
+def test_softflowd(benchmark, bench_pcap):
+    exe = _tool("softflowd")
+    path, count = bench_pcap
+    _info(benchmark, "softflowd", count)
+    # -d: stay in the foreground; NetFlow goes to the discard port.
+    benchmark.pedantic(
+        _run,
+        args=([exe, "-d", "-r", path, "-n", "127.0.0.1:9"],),
+        rounds=1,
+        iterations=1,
+    )
+
+
+@pytest.mark.benchmark(group="read-capture")
+def test_nfpcapd_nfdump(benchmark, bench_pcap, tmp_path):
+    nfpcapd, nfdump = _tool("nfpcapd"), _tool("nfdump")
+    path, count = bench_pcap
+    _info(benchmark, "nfpcapd+nfdump", count)
+
+    def both() -> None:
+        out = tmp_path / "nf"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        _run([nfpcapd, "-r", path, "-w", str(out)])
+        _run([nfdump, "-R", str(out), "-q", "-o", "csv"])
+
+    benchmark.pedantic(both, rounds=1, iterations=1)
+
+
+@pytest.mark.benchmark(group="read-capture")
+def test_argus_ra(benchmark, bench_pcap, tmp_path):
+    argus, ra = _tool("argus"), _tool("ra")
+    path, count = bench_pcap
+    _info(benchmark, "argus+ra", count)
+
+    def both() -> None:
+        out = tmp_path / "out.argus"
+        out.unlink(missing_ok=True)
+        _run([argus, "-r", path, "-w", str(out)])
+        _run([ra, "-n", "-r", str(out)])
+
+    benchmark.pedantic(both, rounds=1, iterations=1)
+
+
+@pytest.mark.benchmark(group="read-capture")
+def test_tshark_conv(benchmark, bench_pcap):
+    exe = _tool("tshark")
+    path, count = bench_pcap
+    limit = int(os.environ.get("CONNSTATS_BENCH_TSHARK_MAX", "300000"))
+    if count > limit:
+        pytest.skip(f"tshark -z conv needs minutes on {count} packets (limit {limit})")
+    _info(benchmark, "tshark", count)
+    benchmark.pedantic(
+        _run,
+        args=([exe, "-r", path, "-q", "-z", "conv,tcp", "-z", "conv,udp"],),
+        rounds=1,
+        iterations=1,
+    )
+
+
+@pytest.mark.benchmark(group="read-capture")
 def test_dpkt_loop(benchmark, bench_pcap):
     pytest.importorskip("dpkt")
     path, count = bench_pcap
@@ -150,4 +277,6 @@ def test_nfstream(benchmark, bench_pcap):
     path, count = bench_pcap
     _info(benchmark, "nfstream", count)
     packets = benchmark.pedantic(run_nfstream, args=(path,), rounds=1, iterations=1)
-    assert packets == count
+    # NFStream 6.6 left one packet of the 1.5M-packet capture out of its flows
+    # (1,499,999): it still did the whole job, so a packet or two is allowed.
+    assert count - 2 <= packets <= count

@@ -1,28 +1,69 @@
 """Live capture on Linux with an AF_PACKET socket (imported only on Linux).
 
-A ``SOCK_DGRAM`` packet socket hands over each frame with its link header
-already removed, i.e. the IP packet a TUN device would deliver, together with
-the kernel's packet type: ``PACKET_OUTGOING`` frames were sent by this host
-(tx), everything else was received (rx).  Counting goes through the public
-:class:`connstats.Statistics`, whose windows follow wall-clock time here, as
-they would in a forwarder.
+The socket is ``SOCK_DGRAM``: the kernel removes the link header, so each
+frame is the IP packet a TUN device would deliver, with its ``sockaddr_ll``
+(interface, protocol, packet type).  Packets reach user space through a
+``PACKET_MMAP`` ``TPACKET_V3`` ring walked in C (``connstats._ring``), one
+block of packets per wakeup, and go to the counting core through its buffer
+entry points.  Without the compiled ring (pure-Python installs) the same
+socket is read one packet per ``recvfrom_into`` call: correct, but it keeps
+up with far less traffic.
+
+Direction comes from the packet type the kernel reports (``sll_pkttype``):
+
+- ``PACKET_OUTGOING`` (sent by this host): tx, with source and destination
+  as they are.
+- ``PACKET_HOST``, ``PACKET_BROADCAST``, ``PACKET_MULTICAST`` and
+  ``PACKET_OTHERHOST`` (received; the last only in promiscuous mode or on a
+  bridge port): rx, source and destination swapped, as the core's
+  ``update_rx_*`` does.
+- Loopback devices (``ARPHRD_LOOPBACK``, e.g. ``lo``) show every packet
+  twice, once as sent and once as received: only the received copy is
+  counted, so each packet counts once, as rx (tcpdump shows it once too).
+  The skipped copies are reported as ``loopback_copies``.
+- With ``-i any`` the rule applies per interface, so a packet forwarded by
+  the host counts as rx on its way in and tx on its way out.
+
+Kernel drops (the ring was full) come from ``PACKET_STATISTICS``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import os
+import signal
 import socket
+import struct
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from . import bpf
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 PACKET_OUTGOING = 4
+ARPHRD_LOOPBACK = 772
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+SO_ATTACH_FILTER = 26
 # Larger than any IP packet, including GSO/GRO super-packets (up to 64 KiB,
 # more with BIG TCP); a bigger one is counted by the bytes that fit.
 _RECV_BUFFER = 256 * 1024
+
+MIB = 1024 * 1024
+#: Defaults: a 64 MiB ring of 1 MiB blocks, handed over at the latest 10 ms
+#: after a block got its first packet.  At 1 Mpps of small packets a block
+#: fills in ~10 ms, so the ring absorbs ~0.6 s of stall (a window being
+#: printed, another process on the CPU).
+DEFAULT_RING_SIZE = 64 * MIB
+DEFAULT_BLOCK_SIZE = 1 * MIB
+DEFAULT_BLOCK_TIMEOUT_MS = 10
+_POLL_MS = 100  # longest sleep between checks of --duration and the drop counter
 
 
 class LiveCaptureError(Exception):
@@ -30,72 +71,362 @@ class LiveCaptureError(Exception):
 
 
 @dataclass
+class KernelStats:
+    """Cumulative PACKET_STATISTICS of a socket (the kernel resets them on each read)."""
+
+    received: int = 0  # packets that passed the filter, dropped ones included
+    dropped: int = 0  # packets the kernel could not queue (ring or buffer full)
+
+
+@dataclass
 class LiveResult:
     packets: int = 0  # IP packets counted
+    bytes: int = 0  # IP bytes counted
     skipped: int = 0  # frames of other protocols (ARP, LLDP, ...)
+    loopback_copies: int = 0  # outgoing copies on loopback, not counted
+    kernel: KernelStats = field(default_factory=KernelStats)
     interrupted: bool = False  # ended by Ctrl-C
+    error: str | None = None  # the socket failed (interface gone or down)
 
 
-def open_socket(interface: str) -> socket.socket:
-    """An AF_PACKET/SOCK_DGRAM socket bound to ``interface``, or LiveCaptureError."""
+class LiveSource:
+    """An AF_PACKET socket bound to one interface, several, or all of them."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        name: str,
+        ring: Any | None,
+    ) -> None:
+        self.sock = sock
+        self.name = name
+        self.ring = ring
+        self.stats = KernelStats()
+
+    @property
+    def mode(self) -> str:
+        if self.ring is None:
+            return "recvfrom (no compiled ring)"
+        size = self.ring.size
+        return (
+            f"TPACKET_V3 ring of {size // MIB} MiB"
+            if size >= MIB
+            else (f"TPACKET_V3 ring of {size // 1024} KiB")
+        )
+
+    def read_stats(self) -> KernelStats:
+        """Add the counters the kernel gathered since the last call."""
+        raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12)
+        packets, drops = struct.unpack_from("=II", raw)
+        self.stats.received += packets
+        self.stats.dropped += drops
+        return self.stats
+
+    def close(self) -> None:
+        if self.ring is not None:
+            self.ring.close()
+        self.sock.close()
+
+
+def _ifindex(name: str) -> int:
     try:
-        # Protocol 0 receives nothing until bind(): binding with ETH_P_ALL then
-        # limits the socket to the interface, with no frames of other
-        # interfaces queued in between.
+        return socket.if_nametoindex(name)
+    except OSError:
+        raise LiveCaptureError(f"no such network interface: {name}") from None
+
+
+_libc: Any = None
+
+
+def _bind(sock: socket.socket, ifindex: int) -> None:
+    # Python's AF_PACKET bind() takes an interface name and refuses ifindex 0
+    # ("all interfaces"); the C call takes a struct sockaddr_ll.
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    addr = struct.pack(
+        "=HHiHBB8s", socket.AF_PACKET, socket.htons(ETH_P_ALL), ifindex, 0, 0, 0, b""
+    )
+    buf = ctypes.create_string_buffer(addr, len(addr))
+    if _libc.bind(sock.fileno(), buf, len(addr)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def attach_filter(sock: socket.socket, program: Sequence[bpf.Insn]) -> None:
+    """SO_ATTACH_FILTER: the kernel runs ``program`` before queueing a packet."""
+    code = bpf.pack(program)
+    buf = ctypes.create_string_buffer(code, len(code))
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
+    fprog = struct.pack("@HP", len(program), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def open_source(
+    interfaces: Sequence[str],
+    *,
+    program: Sequence[bpf.Insn] | None = None,
+    ring_size: int = DEFAULT_RING_SIZE,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_timeout_ms: int = DEFAULT_BLOCK_TIMEOUT_MS,
+    tee: bool = False,
+    use_ring: bool = True,
+) -> LiveSource:
+    """Open, filter, map and bind the capture socket, in that order.
+
+    ``interfaces``: names; ``["any"]`` is every interface.  The socket gets
+    its filter and ring before bind(), so no packet is queued unfiltered or
+    outside the ring.
+    """
+    names = list(dict.fromkeys(interfaces))
+    if not names:
+        raise LiveCaptureError("no interface given")
+    if "any" in names:
+        if len(names) > 1:
+            raise LiveCaptureError("-i any already captures every interface")
+        indexes: list[int] = []
+    else:
+        indexes = [_ifindex(n) for n in names]
+    try:
+        # Protocol 0 receives nothing until bind(): no frames of other
+        # interfaces are queued while the socket is being set up.
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
     except PermissionError:
         raise LiveCaptureError(
             "capturing needs root or the CAP_NET_RAW capability "
             "(try sudo, or 'setcap cap_net_raw+ep' on the Python binary)"
         ) from None
+    ring = None
     try:
-        sock.bind((interface, ETH_P_ALL))
-    except OSError as exc:
+        if len(indexes) > 1:
+            # One socket can be bound to one interface or all: take all and
+            # let the kernel filter keep the chosen ones.
+            program = bpf.ifindex_program(indexes, program)
+        if program:
+            try:
+                attach_filter(sock, program)
+            except OSError as exc:
+                raise LiveCaptureError(
+                    f"the kernel refused the capture filter: {exc.strerror}"
+                ) from None
+        if use_ring:
+            ring = _make_ring(sock, ring_size, block_size, block_timeout_ms, tee)
+        if ring is None:
+            _grow_buffer(sock, ring_size)
+        try:
+            _bind(sock, indexes[0] if len(indexes) == 1 else 0)
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                raise LiveCaptureError(
+                    f"no such network interface: {names[0]}"
+                ) from None
+            if exc.errno == errno.ENETDOWN:
+                raise LiveCaptureError(f"interface {names[0]} is down") from None
+            raise LiveCaptureError(
+                f"cannot capture on {', '.join(names)}: {exc.strerror}"
+            ) from None
+        source = LiveSource(sock, ", ".join(names), ring)
+        source.read_stats()  # start from zero: nothing before bind counts
+        source.stats = KernelStats()
+        return source
+    except BaseException:
+        if ring is not None:
+            ring.close()
         sock.close()
-        if exc.errno == errno.ENODEV:
-            raise LiveCaptureError(f"no such network interface: {interface}") from None
+        raise
+
+
+def _grow_buffer(sock: socket.socket, size: int) -> None:
+    # Without a ring, the socket's receive buffer is what absorbs stalls; the
+    # default (~200 KiB) holds only a few hundred small packets.
+    so_rcvbufforce = 33
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, so_rcvbufforce, min(size, 1 << 30))
+    except OSError:  # not root: as much as net.core.rmem_max allows
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, min(size, 1 << 30))
+
+
+def _make_ring(
+    sock: socket.socket, ring_size: int, block_size: int, timeout_ms: int, tee: bool
+) -> Any | None:
+    from ._select import NO_EXTENSIONS
+
+    if NO_EXTENSIONS:
+        return None  # pure Python asked for: the recvfrom fallback
+    try:
+        from ._ring import Ring
+    except ImportError:
+        return None  # pure-Python install: recvfrom fallback
+    block_size = min(block_size, ring_size)
+    block_nr = max(1, ring_size // block_size)
+    try:
+        return Ring(sock.fileno(), block_size, block_nr, timeout_ms, tee)
+    except ValueError as exc:
+        raise LiveCaptureError(f"--ring-size/--block-size: {exc}") from None
+    except OSError as exc:
         raise LiveCaptureError(
-            f"cannot capture on {interface}: {exc.strerror}"
+            f"cannot set up a {ring_size // 1024} KiB capture ring of "
+            f"{block_size // 1024} KiB blocks: {exc.strerror} (try a smaller "
+            "--ring-size, or a --block-size that is a power of two)"
         ) from None
-    return sock
+
+
+Tick = Callable[[LiveResult], None]
+
+
+@dataclass
+class _Run:
+    """What ends a capture and where its packets go besides the core."""
+
+    deadline: float | None
+    count: int | None
+    tee: BinaryIO | None
+    tick: Tick | None
+    clock: Callable[[], float]
+    stopped: bool = False  # set by SIGINT/SIGTERM
+
+    def wait_ms(self) -> int:
+        if self.deadline is None:
+            return _POLL_MS
+        left = self.deadline - self.clock()
+        return max(0, min(_POLL_MS, int(left * 1000) + 1))
+
+    def more(self, result: LiveResult) -> bool:
+        if self.stopped:
+            return False
+        if self.count is not None and result.packets >= self.count:
+            return False
+        return self.deadline is None or self.clock() < self.deadline
 
 
 def capture(
-    sock: socket.socket,
-    update_tx: Callable[[memoryview], None],
-    update_rx: Callable[[memoryview], None],
+    source: LiveSource,
+    core: Any,
     *,
     duration: float | None = None,
     count: int | None = None,
+    tee: BinaryIO | None = None,
+    tick: Tick | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> LiveResult:
-    """Count IP packets from ``sock`` until ``duration`` seconds, ``count`` packets or Ctrl-C."""
+    """Count IP packets until ``duration`` seconds, ``count`` packets or Ctrl-C.
+
+    ``core``: anything with the ``update_{tx,rx}_virtual_buffer`` and
+    ``update_{tx,rx}_virtual`` entry points (a Statistics).  ``tee``: a
+    binary file that gets a pcapng enhanced packet block per counted packet
+    (the caller writes the header).  ``tick(result)`` is called at least
+    every 100 ms with the kernel counters refreshed.
+    """
     result = LiveResult()
+    result.kernel = source.stats
+    deadline = None if duration is None else clock() + duration
+    run = _Run(deadline, count, tee, tick, clock)
+    # Ctrl-C and SIGTERM end the capture between blocks, never inside one:
+    # an exception raised between counting a block and writing it to the
+    # tee would leave the two different.
+    previous = _on_stop_signals(run)
+    try:
+        if source.ring is not None:
+            _ring_loop(source, core, result, run)
+        else:
+            _recv_loop(source, core, result, run)
+    except KeyboardInterrupt:
+        run.stopped = True
+    except OSError as exc:
+        # Counted packets stay counted; the caller reports them, then this.
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.ENETDOWN:
+            reason = "the interface went down"
+        result.error = f"capture on {source.name} stopped: {reason}"
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    result.interrupted = run.stopped
+    try:
+        source.read_stats()
+    except OSError:
+        pass
+    return result
+
+
+def _on_stop_signals(run: _Run) -> dict[int, Any]:
+    """Make SIGINT and SIGTERM set ``run.stopped``; returns the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # only the main thread may set handlers; Ctrl-C raises there
+
+    def stop(signum: int, frame: Any) -> None:
+        run.stopped = True
+
+    return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _ring_loop(source: LiveSource, core: Any, result: LiveResult, run: _Run) -> None:
+    ring = source.ring
+    assert ring is not None
+    update_tx = core.update_tx_virtual_buffer
+    update_rx = core.update_rx_virtual_buffer
+    clock, tee, tick = run.clock, run.tee, run.tick
+    next_tick = clock()
+    try:
+        while run.more(result):
+            limit = 0 if run.count is None else run.count - result.packets
+            n = ring.next_block(run.wait_ms(), limit)
+            if n > 0:
+                ring.count(update_tx, update_rx)
+                if tee is not None:
+                    tee.write(ring.tee_bytes())
+            ring.release()
+            result.packets = ring.packets
+            if tick is not None and (n < 0 or clock() >= next_tick):
+                next_tick = clock() + _POLL_MS / 1000
+                _refresh(source, result)
+                tick(result)
+    finally:
+        ring.release()
+        _refresh(source, result)
+
+
+def _refresh(source: LiveSource, result: LiveResult) -> None:
+    ring = source.ring
+    if ring is not None:
+        result.packets = ring.packets
+        result.bytes = ring.bytes
+        result.skipped = ring.skipped
+        result.loopback_copies = ring.loopback_copies
+    source.read_stats()
+
+
+def _recv_loop(source: LiveSource, core: Any, result: LiveResult, run: _Run) -> None:
+    from ._pcapng_out import enhanced_packet
+
+    clock, tee, tick = run.clock, run.tee, run.tick
+    sock = source.sock
+    update_tx = core.update_tx_virtual
+    update_rx = core.update_rx_virtual
     buf = bytearray(_RECV_BUFFER)
     view = memoryview(buf)  # slices of it hand packets over without a copy
-    deadline = None if duration is None else clock() + duration
-    try:
-        while count is None or result.packets < count:
-            if deadline is not None:
-                left = deadline - clock()
-                if left <= 0:
-                    break
-                # Wake up at the deadline even on an idle interface.
-                sock.settimeout(left)
-            try:
-                n, address = sock.recvfrom_into(buf)
-            except TimeoutError:
-                break
+    next_tick = clock()
+    while run.more(result):
+        sock.settimeout(run.wait_ms() / 1000)
+        try:
+            n, address = sock.recvfrom_into(buf)
+        except TimeoutError:
+            n = -1
+        if n >= 0:
             # address: (ifname, protocol in host order, pkttype, hatype, hwaddr)
-            protocol, pkttype = address[1], address[2]
+            protocol, pkttype, hatype = address[1], address[2], address[3]
+            outbound = pkttype == PACKET_OUTGOING
             if protocol != ETH_P_IP and protocol != ETH_P_IPV6:
                 result.skipped += 1
-                continue
-            if pkttype == PACKET_OUTGOING:
-                update_tx(view[:n])
+            elif outbound and hatype == ARPHRD_LOOPBACK:
+                result.loopback_copies += 1
             else:
-                update_rx(view[:n])
-            result.packets += 1
-    except KeyboardInterrupt:
-        result.interrupted = True
-    return result
+                (update_tx if outbound else update_rx)(view[:n])
+                result.packets += 1
+                result.bytes += n
+                if tee is not None:
+                    tee.write(enhanced_packet(view[:n], time.time_ns(), outbound))
+        if tick is not None and (n < 0 or clock() >= next_tick):
+            next_tick = clock() + _POLL_MS / 1000
+            source.read_stats()
+            tick(result)

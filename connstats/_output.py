@@ -9,13 +9,26 @@ empty lists omitted, as Go's ``omitempty`` does.
 
 from __future__ import annotations
 
-import heapq
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from ._types import protocol_name
+from ._fastout import AddrCache, Item, csv_items, json_items, sorted_items
+from ._fastout import handles as fast_handles
+from ._filters import filter_table
+from ._report import (
+    GROUPS,
+    KIND_NOTES,
+    KIND_PHYSICAL,
+    Row,
+    connection_rows,
+    conversation_rows,
+    group_rows,
+    row_kind,
+    sort_rows,
+)
 from .capture.windows import Window
 
 _NS = 1_000_000_000
@@ -69,34 +82,6 @@ def human_duration(ns: int) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _endpoint(addrport: Any, with_port: bool) -> str:
-    if addrport.addr is None:
-        return "-"
-    if with_port:
-        return str(addrport)
-    return str(addrport.addr)
-
-
-def _rank_key(item: tuple[Any, Any]) -> tuple[int, int, Any]:
-    conn, counts = item
-    return (
-        -(counts.tx_bytes + counts.rx_bytes),
-        -(counts.tx_packets + counts.rx_packets),
-        conn,
-    )
-
-
-def ranked(table: dict[Any, Any], top: int = 0) -> list[tuple[Any, Any]]:
-    """Connections by total bytes, then packets, largest first; ties in Connection order.
-
-    With ``top > 0`` only the first ``top``: a partial selection, since a
-    capture may hold far more connections than are shown.
-    """
-    if 0 < top < len(table):
-        return heapq.nsmallest(top, table.items(), key=_rank_key)
-    return sorted(table.items(), key=_rank_key)
-
-
 def merge_windows(windows: Iterable[Window]) -> Window | None:
     """One window spanning all of them, with counts added per connection."""
     virtual: dict[Any, Any] = {}
@@ -115,10 +100,112 @@ def merge_windows(windows: Iterable[Window]) -> Window | None:
     return Window(start, end, virtual, physical)
 
 
-class TableWriter:
-    """Aligned, human-readable tables, one per window."""
+@dataclass
+class ReportOptions:
+    """How windows become rows: filters, shape, sorting (see :mod:`connstats._report`)."""
 
-    HEADERS = (
+    top: int = 20
+    #: "connections", "conversations", or a --group-by value ("host", "port", "proto")
+    shape: str = "connections"
+    sort: str = "bytes"
+    reverse: bool = False
+    #: Connection -> bool; None selects everything
+    select: Callable[[Any], bool] | None = None
+    #: show first/last seen, duration and rates
+    times: bool = False
+
+
+@dataclass
+class Report:
+    """One window, shaped: the rows to show and the window's totals.
+
+    Plain connection reports keep ``items`` (see :mod:`connstats._fastout`)
+    and build :class:`Row` objects only when asked for ``rows``.
+    """
+
+    window: Window
+    title: str | None
+    shown: list[Row] | None  # in order, or None when ``items`` holds them
+    total_rows: int  # before --top
+    packets: int  # of the selected connections
+    nbytes: int
+    times: bool
+    shape: str
+    items: list[Item] | None = None
+
+    @property
+    def rows(self) -> list[Row]:
+        if self.shown is None:
+            self.shown = [
+                Row(conn.proto, conn.src, conn.dst, counts, row_kind(conn, phys))
+                for conn, counts, phys in self.items or ()
+            ]
+        return self.shown
+
+
+def build_report(
+    w: Window,
+    opts: ReportOptions,
+    title: str | None = None,
+    times: dict[Any, list[int]] | None = None,
+    cache: AddrCache | None = None,
+) -> Report:
+    """Apply filters, shape, sort and --top to one window."""
+    tables: list[tuple[dict[Any, Any], bool]] = [(w.virtual, False), (w.physical, True)]
+    if opts.select is not None:
+        tables = [(filter_table(t, opts.select), phys) for t, phys in tables]
+    packets = nbytes = 0
+    for t, _phys in tables:
+        for c in t.values():
+            packets += c[0] + c[2]
+            nbytes += c[1] + c[3]
+    times_on = opts.times and times is not None
+    if opts.shape == "connections" and not times_on and fast_handles(opts.sort):
+        items, total = sorted_items(
+            tables, opts.sort, opts.reverse, opts.top, cache or AddrCache()
+        )
+        return Report(w, title, None, total, packets, nbytes, False, opts.shape, items)
+    rows = connection_rows(tables, times if times_on else None)
+    if opts.shape == "conversations":
+        rows = conversation_rows(rows)
+    elif opts.shape in GROUPS:
+        rows = group_rows(rows, opts.shape)
+    total = len(rows)
+    shown = sort_rows(rows, opts.sort, opts.reverse, opts.top)
+    return Report(w, title, shown, total, packets, nbytes, times_on, opts.shape)
+
+
+def _addr_text(addr: Any, cache: dict[Any, str]) -> str:
+    text = cache.get(addr)
+    if text is None:
+        text = "-" if addr is None else str(addr)
+        if len(cache) < 1_000_000:
+            cache[addr] = text
+    return text
+
+
+def _endpoint_text(ap: Any, cache: dict[Any, str], with_port: bool) -> str:
+    if ap is None or ap.addr is None:
+        return "-"
+    text = _addr_text(ap.addr, cache)
+    if not with_port:
+        return text
+    if ap.addr.version == 6:
+        return f"[{text}]:{ap.port}"
+    return f"{text}:{ap.port}"
+
+
+def _rate(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.1f} {prefix}{unit}"
+    return f"{value:.1f} {unit}"
+
+
+_SHAPE_HEADERS = {
+    "connections": (
         "PROTO",
         "SOURCE",
         "DESTINATION",
@@ -126,60 +213,139 @@ class TableWriter:
         "TX BYTES",
         "RX PKTS",
         "RX BYTES",
-    )
+    ),
+    "conversations": (
+        "PROTO",
+        "ADDRESS A",
+        "ADDRESS B",
+        "A->B PKTS",
+        "A->B BYTES",
+        "B->A PKTS",
+        "B->A BYTES",
+    ),
+    "host": ("HOST", "TX PKTS", "TX BYTES", "RX PKTS", "RX BYTES"),
+    "port": ("PROTO", "PORT", "TX PKTS", "TX BYTES", "RX PKTS", "RX BYTES"),
+    "proto": ("PROTO", "TX PKTS", "TX BYTES", "RX PKTS", "RX BYTES"),
+}
+_TIME_HEADERS = ("FIRST SEEN", "LAST SEEN", "DURATION", "PKTS/S", "BITS/S")
+_UNITS_NOUN = {
+    "connections": "connection",
+    "conversations": "conversation",
+    "host": "host",
+    "port": "port",
+    "proto": "protocol",
+}
 
-    def __init__(self, out: TextIO, top: int = 20) -> None:
+
+def _key_cells(r: Row, shape: str, cache: dict[Any, str]) -> list[str]:
+    if shape in ("connections", "conversations"):
+        with_port = bool(r.a is not None and r.b is not None and (r.a.port or r.b.port))
+        return [
+            r.proto_name,
+            _endpoint_text(r.a, cache, with_port),
+            _endpoint_text(r.b, cache, with_port),
+        ]
+    if shape == "host":
+        return [r.kind or _addr_text(r.a, cache)]
+    if shape == "port":
+        return [r.proto_name, "-" if r.kind else str(r.a)]
+    return [r.proto_name]
+
+
+class _Writer:
+    """What the three writers share: the output, the options and the text caches."""
+
+    def __init__(
+        self, out: TextIO, top: int = 0, options: ReportOptions | None = None
+    ) -> None:
         self._out = out
-        self._top = top
+        self._opts = options if options is not None else ReportOptions(top=top)
+        self._cache: dict[Any, str] = {}
+        self._addrs = AddrCache()
+
+    def _build(
+        self, w: Window, title: str | None, times: dict[Any, list[int]] | None
+    ) -> Report:
+        return build_report(w, self._opts, title, times, self._addrs)
+
+    def note(self, text: str) -> None:
+        """Summaries are for people; machine formats leave them out."""
+
+
+class TableWriter(_Writer):
+    """Aligned, human-readable tables, one per window."""
+
+    HEADERS = _SHAPE_HEADERS["connections"]
+
+    def __init__(
+        self, out: TextIO, top: int = 20, options: ReportOptions | None = None
+    ) -> None:
+        super().__init__(out, top, options)
         self._count = 0
 
-    def window(self, w: Window, title: str | None = None) -> None:
+    def window(
+        self,
+        w: Window,
+        title: str | None = None,
+        times: dict[Any, list[int]] | None = None,
+    ) -> None:
+        self.report(self._build(w, title, times))
+
+    def report(self, rep: Report) -> None:
         self._count += 1
-        tables = (w.virtual, w.physical)
-        nconns = len(w.virtual) + len(w.physical)
-        packets = sum(c.tx_packets + c.rx_packets for t in tables for c in t.values())
-        nbytes = sum(c.tx_bytes + c.rx_bytes for t in tables for c in t.values())
-        label = title if title is not None else f"Window {self._count}"
+        w = rep.window
+        label = rep.title if rep.title is not None else f"Window {self._count}"
         same_day = w.start_ns // (86400 * _NS) == w.end_ns // (86400 * _NS)
         span = (
             f"{human_time(w.start_ns)} -> {human_time(w.end_ns, date=not same_day)} UTC"
         )
-        conns = f"{nconns} connection{'s' if nconns != 1 else ''}"
+        noun = _UNITS_NOUN[rep.shape]
+        count = f"{rep.total_rows} {noun}{'s' if rep.total_rows != 1 else ''}"
         out = self._out
         if self._count > 1:
             out.write("\n")
         out.write(
-            f"{label}: {span} ({human_duration(w.end_ns - w.start_ns)}), {conns}, "
-            f"{packets} packets, {human_bytes(nbytes)}\n"
+            f"{label}: {span} ({human_duration(w.end_ns - w.start_ns)}), {count}, "
+            f"{rep.packets} packets, {human_bytes(rep.nbytes)}\n"
         )
-        shown = ranked(w.virtual, self._top)
-        if self._top <= 0 or len(shown) < self._top:
-            shown += ranked(w.physical, self._top - len(shown) if self._top > 0 else 0)
-        lines = [self.HEADERS]
-        for conn, counts in shown:
-            with_port = bool(conn.src.port or conn.dst.port)
-            lines.append(
-                (
-                    protocol_name(conn.proto)
-                    or ("phys" if conn in w.physical else "-"),
-                    _endpoint(conn.src, with_port),
-                    _endpoint(conn.dst, with_port),
-                    str(counts.tx_packets),
-                    human_bytes(counts.tx_bytes),
-                    str(counts.rx_packets),
-                    human_bytes(counts.rx_bytes),
-                )
-            )
-        widths = [max(len(line[i]) for line in lines) for i in range(len(self.HEADERS))]
+        headers = _SHAPE_HEADERS[rep.shape]
+        nkey = len(headers) - 4
+        if rep.times:
+            headers = headers + _TIME_HEADERS
+        lines: list[tuple[str, ...]] = [headers]
+        kinds: dict[str, None] = {}
+        cache = self._cache
+        for r in rep.rows:
+            cells = _key_cells(r, rep.shape, cache) + [
+                str(r.tx_packets),
+                human_bytes(r.tx_bytes),
+                str(r.rx_packets),
+                human_bytes(r.rx_bytes),
+            ]
+            if rep.times:
+                d = r.duration_ns
+                cells += [
+                    "-" if r.first_ns is None else human_time(r.first_ns, date=False),
+                    "-" if r.last_ns is None else human_time(r.last_ns, date=False),
+                    "-" if d is None else human_duration(d),
+                    _rate(r.packets_per_second, "").strip() or "-",
+                    _rate(r.bits_per_second, "b/s"),
+                ]
+            if r.kind in KIND_NOTES:
+                kinds[r.kind] = None
+            lines.append(tuple(cells))
+        widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
         for line in lines:
-            left = [line[i].ljust(widths[i]) for i in range(3)]
-            right = [line[i].rjust(widths[i]) for i in range(3, 7)]
+            left = [line[i].ljust(widths[i]) for i in range(nkey)]
+            right = [line[i].rjust(widths[i]) for i in range(nkey, len(headers))]
             out.write("  ".join(left + right).rstrip() + "\n")
-        if len(shown) < nconns:
-            hidden = nconns - len(shown)
+        if len(rep.rows) < rep.total_rows:
+            hidden = rep.total_rows - len(rep.rows)
             out.write(
-                f"... {hidden} more connection{'s' if hidden != 1 else ''} (--top 0 shows all)\n"
+                f"... {hidden} more {noun}{'s' if hidden != 1 else ''} (--top 0 shows all)\n"
             )
+        for kind in kinds:
+            out.write(f"  {KIND_NOTES[kind]}\n")
         out.flush()
 
     def note(self, text: str) -> None:
@@ -187,33 +353,234 @@ class TableWriter:
         self._out.flush()
 
 
-def window_message(w: Window, top: int = 0) -> dict[str, Any]:
+def _time_fields(r: Row, out: dict[str, Any]) -> None:
+    if r.first_ns is None or r.last_ns is None:
+        return
+    out["firstSeen"] = rfc3339(r.first_ns)
+    out["lastSeen"] = rfc3339(r.last_ns)
+    d = r.last_ns - r.first_ns
+    out["durationSec"] = d / _NS
+    if d:
+        out["pktsPerSec"] = round(r.packets * _NS / d, 3)
+        out["bitsPerSec"] = round(r.bytes * 8 * _NS / d, 3)
+
+
+def _counts_fields(
+    r: Row, out: dict[str, Any], names: tuple[str, str, str, str]
+) -> None:
+    for name, value in zip(names, (r.tx_packets, r.tx_bytes, r.rx_packets, r.rx_bytes)):
+        if value:
+            out[name] = value
+
+
+_TX_RX = ("txPkts", "txBytes", "rxPkts", "rxBytes")
+_A_B = ("aToBPkts", "aToBBytes", "bToAPkts", "bToABytes")
+
+
+def row_dict(r: Row, shape: str, cache: dict[Any, str]) -> dict[str, Any]:
+    """One row as JSON: the network log's field names, ``kind`` on special rows."""
+    out: dict[str, Any] = {}
+    if r.kind and r.kind != KIND_PHYSICAL:
+        out["kind"] = r.kind
+    if shape in ("connections", "conversations"):
+        if r.proto:
+            out["proto"] = r.proto
+        with_port = (
+            bool(r.a is not None and r.b is not None and (r.a.port or r.b.port))
+            or not r.kind
+        )
+        names = ("src", "dst") if shape == "connections" else ("a", "b")
+        for name, ap in zip(names, (r.a, r.b)):
+            if ap is not None and ap.addr is not None:
+                out[name] = _endpoint_text(ap, cache, with_port)
+        _counts_fields(r, out, _TX_RX if shape == "connections" else _A_B)
+    elif shape == "host":
+        if r.a is not None:
+            out["host"] = _addr_text(r.a, cache)
+        _counts_fields(r, out, _TX_RX)
+    else:
+        out["proto"] = r.proto
+        if shape == "port" and not r.kind:
+            out["port"] = r.a
+        _counts_fields(r, out, _TX_RX)
+    _time_fields(r, out)
+    return out
+
+
+_JSON_KEYS = {
+    "connections": "virtualTraffic",
+    "conversations": "conversations",
+    "host": "groups",
+    "port": "groups",
+    "proto": "groups",
+}
+
+
+def window_message(
+    w: Window,
+    top: int = 0,
+    rep: Report | None = None,
+    cache: dict[Any, str] | None = None,
+) -> dict[str, Any]:
     """The network-log message for one window, as a JSON-ready dict."""
+    if rep is None:
+        rep = build_report(w, ReportOptions(top=top))
+    cache = cache if cache is not None else {}
     message: dict[str, Any] = {"start": rfc3339(w.start_ns), "end": rfc3339(w.end_ns)}
-    for key, table in (("virtualTraffic", w.virtual), ("physicalTraffic", w.physical)):
-        items = ranked(table, top)
-        if items:
-            message[key] = [
-                {**conn.to_dict(), **counts.to_dict()} for conn, counts in items
-            ]
+    if rep.shape in GROUPS:
+        message["groupBy"] = rep.shape
+    virtual = [r for r in rep.rows if r.kind != KIND_PHYSICAL]
+    physical = [r for r in rep.rows if r.kind == KIND_PHYSICAL]
+    if virtual:
+        message[_JSON_KEYS[rep.shape]] = [
+            row_dict(r, rep.shape, cache) for r in virtual
+        ]
+    if physical:
+        message["physicalTraffic"] = [row_dict(r, rep.shape, cache) for r in physical]
     return message
 
 
-class JsonlWriter:
+class JsonlWriter(_Writer):
     """One JSON object per window and line; compact, like Go's encoding/json."""
 
-    def __init__(self, out: TextIO, top: int = 0) -> None:
-        self._out = out
-        self._top = top
+    def __init__(
+        self, out: TextIO, top: int = 0, options: ReportOptions | None = None
+    ) -> None:
+        super().__init__(out, top, options)
+        self._encode = json.JSONEncoder(separators=(",", ":")).encode
 
-    def window(self, w: Window, title: str | None = None) -> None:
-        self._out.write(
-            json.dumps(window_message(w, self._top), separators=(",", ":")) + "\n"
-        )
+    def window(
+        self,
+        w: Window,
+        title: str | None = None,
+        times: dict[Any, list[int]] | None = None,
+    ) -> None:
+        rep = self._build(w, title, times)
+        if rep.items is not None:
+            virtual, physical = json_items(rep.items, self._addrs)
+            text = f'{{"start":"{rfc3339(w.start_ns)}","end":"{rfc3339(w.end_ns)}"'
+            if virtual:
+                text += ',"virtualTraffic":[' + ",".join(virtual) + "]"
+            if physical:
+                text += ',"physicalTraffic":[' + ",".join(physical) + "]"
+            self._out.write(text + "}\n")
+        else:
+            message = window_message(w, rep=rep, cache=self._cache)
+            self._out.write(self._encode(message) + "\n")
         self._out.flush()
 
-    def note(self, text: str) -> None:
-        """Summaries are for people; JSON lines stay machine-readable."""
+
+_CSV_KEY_COLUMNS = {
+    "connections": (
+        "proto",
+        "proto_name",
+        "src_addr",
+        "src_port",
+        "dst_addr",
+        "dst_port",
+    ),
+    "conversations": ("proto", "proto_name", "a_addr", "a_port", "b_addr", "b_port"),
+    "host": ("host",),
+    "port": ("proto", "proto_name", "port"),
+    "proto": ("proto", "proto_name"),
+}
+_CSV_COUNTS = {
+    "conversations": (
+        "a_to_b_packets",
+        "a_to_b_bytes",
+        "b_to_a_packets",
+        "b_to_a_bytes",
+    ),
+}
+_CSV_TIMES = ("first_seen", "last_seen", "duration_s", "packets_per_s", "bits_per_s")
+
+
+class CsvWriter(_Writer):
+    """RFC 4180 CSV: one header line, then one line per row of every window.
+
+    Every line repeats its window (number, start, end) so the file can be
+    loaded as one table; ``kind`` is empty for ordinary rows.
+    """
+
+    def __init__(
+        self, out: TextIO, top: int = 0, options: ReportOptions | None = None
+    ) -> None:
+        import csv
+
+        super().__init__(out, top, options)
+        self._writer = csv.writer(out, lineterminator="\r\n")
+        self._count = 0
+        self._header = False
+
+    def _write_header(self, times: bool) -> None:
+        shape = self._opts.shape
+        counts = _CSV_COUNTS.get(
+            shape, ("tx_packets", "tx_bytes", "rx_packets", "rx_bytes")
+        )
+        self._writer.writerow(
+            ("window", "window_start", "window_end", "kind")
+            + _CSV_KEY_COLUMNS[shape]
+            + counts
+            + (_CSV_TIMES if times else ())
+        )
+        self._header = True
+
+    def window(
+        self,
+        w: Window,
+        title: str | None = None,
+        times: dict[Any, list[int]] | None = None,
+    ) -> None:
+        rep = self._build(w, title, times)
+        self._count += 1
+        if not self._header:
+            self._write_header(self._opts.times)
+        head = (self._count, rfc3339(w.start_ns), rfc3339(w.end_ns))
+        if rep.items is not None:
+            self._out.write(
+                csv_items(rep.items, ",".join(map(str, head)) + ",", self._addrs)
+            )
+            self._out.flush()
+            return
+        cache = self._cache
+        shape = rep.shape
+        rows = []
+        for r in rep.rows:
+            kind = r.kind
+            if shape in ("connections", "conversations"):
+                key: tuple[Any, ...] = (
+                    r.proto,
+                    r.proto_name,
+                    _addr_text(r.a.addr, cache) if r.a.addr is not None else "",
+                    r.a.port if r.a.addr is not None else "",
+                    _addr_text(r.b.addr, cache) if r.b.addr is not None else "",
+                    r.b.port if r.b.addr is not None else "",
+                )
+            elif shape == "host":
+                key = (_addr_text(r.a, cache) if r.a is not None else "",)
+            elif shape == "port":
+                key = (r.proto, r.proto_name, "" if kind else r.a)
+            else:
+                key = (r.proto, r.proto_name)
+            line = (
+                head
+                + (kind,)
+                + key
+                + (r.tx_packets, r.tx_bytes, r.rx_packets, r.rx_bytes)
+            )
+            if self._opts.times:
+                d = r.duration_ns
+                pps, bps = r.packets_per_second, r.bits_per_second
+                line += (
+                    "" if r.first_ns is None else rfc3339(r.first_ns),
+                    "" if r.last_ns is None else rfc3339(r.last_ns),
+                    "" if d is None else d / _NS,
+                    "" if pps is None else round(pps, 3),
+                    "" if bps is None else round(bps, 3),
+                )
+            rows.append(line)
+        self._writer.writerows(rows)
+        self._out.flush()
 
 
 class Progress:

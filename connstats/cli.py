@@ -11,13 +11,13 @@ import argparse
 import os
 import re
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TextIO
 
+from ._readopts import add_read_options
 from ._version import __version__
 
 _NS = 1_000_000_000
@@ -99,10 +99,11 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
     group.add_argument(
         "--format",
-        choices=("table", "jsonl"),
+        choices=("table", "jsonl", "csv"),
         default="table",
         help="table: aligned columns for people (default); jsonl: one JSON object per "
-        "window, with the field names of Tailscale's network log",
+        "window, with the field names of Tailscale's network log; csv: one header "
+        "line, then one line per row of every window",
     )
     group.add_argument(
         "--total",
@@ -177,23 +178,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_window_options(read, "capture time (packet timestamps)")
     _add_output_options(read)
+    add_read_options(read)
     read.set_defaults(handler=_cmd_read)
 
     live = commands.add_parser(
         "capture",
         help="count live traffic on a network interface (Linux, needs root or CAP_NET_RAW)",
         description="Count packets and bytes per connection on a network interface, "
-        "using an AF_PACKET socket (Linux). Packets the host sends are tx, packets it "
-        "receives are rx. Windows are printed as they close; the last one when the "
-        "capture ends (--duration, --count or Ctrl-C).",
+        "through a memory-mapped AF_PACKET ring (Linux). Packets the host sends are "
+        "tx, packets it receives are rx; on loopback each packet counts once. Windows "
+        "are printed as they close; the last one when the capture ends (--duration, "
+        "--count or Ctrl-C), with the kernel's drop count.",
     )
-    live.add_argument(
-        "--interface",
-        "-i",
-        required=True,
-        metavar="IF",
-        help="interface to capture on (eth0, lo, ...)",
-    )
+    from ._live_cmd import add_arguments as _add_capture_arguments
+
+    _add_capture_arguments(live)
     live.add_argument(
         "--duration", type=_seconds, metavar="SECONDS", help="stop after this long"
     )
@@ -209,21 +208,26 @@ def build_parser() -> argparse.ArgumentParser:
 # -- shared plumbing -----------------------------------------------------------------------
 
 
-def _writer(args: argparse.Namespace, out: TextIO) -> Any:
-    from ._output import JsonlWriter, TableWriter
+def _writer(args: argparse.Namespace, out: TextIO, options: Any = None) -> Any:
+    from ._output import CsvWriter, JsonlWriter, TableWriter
 
     if args.format == "jsonl":
-        return JsonlWriter(out, args.top if args.top is not None else 0)
-    return TableWriter(out, args.top if args.top is not None else 20)
+        return JsonlWriter(out, args.top if args.top is not None else 0, options)
+    if args.format == "csv":
+        return CsvWriter(out, args.top if args.top is not None else 0, options)
+    return TableWriter(out, args.top if args.top is not None else 20, options)
 
 
-def _open_output(stack: ExitStack, path: str | None) -> TextIO:
+def _open_output(stack: ExitStack, path: str | None) -> Any:
+    from ._outstream import GuardedOutput
+
     if path is None or path == "-":
-        return sys.stdout
+        return GuardedOutput(sys.stdout, "standard output")
     try:
-        return stack.enter_context(open(path, "w", encoding="utf-8"))
+        stream = stack.enter_context(open(path, "w", encoding="utf-8"))
     except OSError as exc:
         raise _Fail(f"cannot write {path}: {exc.strerror}") from None
+    return GuardedOutput(stream, path)
 
 
 def _errmsg(exc: OSError, path: str) -> str:
@@ -234,18 +238,28 @@ def _errmsg(exc: OSError, path: str) -> str:
 
 
 def _cmd_read(args: argparse.Namespace) -> int:
+    from ._libpcap import FilterError, LibpcapMissingError
     from ._output import Progress, merge_windows
-    from .capture import CaptureError, local_networks, open_capture
+    from ._readopts import report_options
+    from ._readrun import FileTotals, open_reader
+    from ._times import DEFAULT_RESOLUTION_NS, TimedWindows
+    from .capture import CaptureError, local_networks
     from .capture.linktypes import describe_linktype, linktype_name
     from .capture.windows import Replayer, Window
 
     local = local_networks(args.local) if args.local else None
     period_ns = round(args.max_period * _NS) if args.max_period else 0
+    options = report_options(args, 0 if args.format != "table" else 20)
+    if options.times and args.max_conns:
+        raise _Fail(
+            "--times (and sorting by times) cannot be combined with --max-conns"
+        )
     failure: str | None = None
     summaries: list[str] = []
+    totals: list[FileTotals] = []
     with ExitStack() as stack:
         out = _open_output(stack, args.output)
-        writer = _writer(args, out)
+        writer = _writer(args, out, options)
         paths: list[tuple[str, str]] = []  # (path to open, name shown)
         if args.files:
             paths = [(p, "<stdin>" if p == "-" else p) for p in args.files]
@@ -262,50 +276,68 @@ def _cmd_read(args: argparse.Namespace) -> int:
         )
         progress = Progress(sys.stderr, total_size, enabled=_isatty(sys.stderr))
         collected: list[Window] = []
+        collected_times: dict[Any, list[int]] = {}
 
         # Without window options the one window is the whole run.
         title = None if (period_ns or args.max_conns) else "Total"
 
-        def on_window(window: Window) -> None:
+        def show(window: Window, times: dict[Any, list[int]] | None = None) -> None:
             if args.total:
                 collected.append(window)
+                if times:
+                    for conn, (first, last) in times.items():
+                        seen = collected_times.get(conn)
+                        if seen is None:
+                            collected_times[conn] = [first, last]
+                        else:
+                            seen[0] = min(seen[0], first)
+                            seen[1] = max(seen[1], last)
                 return
             progress.clear()
-            writer.window(window, title=title)
+            writer.window(window, title=title, times=times)
 
-        replayer = Replayer(
-            on_window, max_period_ns=period_ns, max_conns=args.max_conns
-        )
+        if options.times:
+            resolution = (
+                round(args.resolution * _NS)
+                if args.resolution
+                else DEFAULT_RESOLUTION_NS
+            )
+            if period_ns:
+                resolution = min(resolution, period_ns)
+            timed = TimedWindows(show, period_ns)
+            replayer = Replayer(timed.sub_window, max_period_ns=resolution)
+        else:
+            timed = None
+            replayer = Replayer(show, max_period_ns=period_ns, max_conns=args.max_conns)
+        count_bytes = len(paths) > 1
         for (path, name), size in zip(paths, sizes):
             try:
-                reader = open_capture(path, name=name, local=local)
+                reader = open_reader(path, name, local=local, bpf=args.bpf)
             except OSError as exc:
                 failure = _errmsg(exc, name)
                 break
-            except CaptureError as exc:
+            except (CaptureError, ValueError) as exc:
                 failure = str(exc)
                 break
+            tally = FileTotals(reader, count_bytes=count_bytes)
             progress.current = lambda r=reader: (r.name, r.offset, replayer.packets)
             try:
                 with reader:
-                    replayer.feed(reader, progress.update)
-            except CaptureError as exc:
+                    replayer.feed(tally, progress.update)  # type: ignore[arg-type]
+            except (CaptureError, FilterError) as exc:
                 failure = str(exc)
+            except LibpcapMissingError as exc:
+                failure = f"--bpf: {exc}"
             except OSError as exc:
                 failure = _errmsg(exc, name)
             finally:
                 progress.file_done(size or 0)
+            totals.append(tally)
             kinds = (
                 ", ".join(dict.fromkeys(linktype_name(lt) for lt in reader.linktypes))
                 or "no interfaces"
             )
-            summary = (
-                f"{name}: {reader.format}, {kinds}, {reader.packets} IP packets, "
-                f"{reader.skipped} non-IP frames skipped"
-            )
-            if reader.truncated:
-                summary += f", {reader.truncated} cut by the snap length"
-            summaries.append(summary)
+            summaries.append(f"{name}: {reader.format}, {kinds}, {tally.summary()}")
             if reader.unsupported:
                 types = ", ".join(
                     describe_linktype(lt) for lt in reader.unsupported_linktypes
@@ -319,16 +351,22 @@ def _cmd_read(args: argparse.Namespace) -> int:
                 break
         progress.clear()
         replayer.finish()
+        if timed is not None:
+            timed.flush()
         if args.total:
             merged = merge_windows(collected)
             if merged is not None:
-                writer.window(merged, title="Total")
+                writer.window(
+                    merged, title="Total", times=collected_times if timed else None
+                )
         if replayer.windows == 0 and summaries and args.format == "table":
             writer.note("No IP packets.")
         if summaries and args.format == "table":
             writer.note("")
             for line in summaries:
                 writer.note(line)
+            if len(totals) > 1:
+                writer.note(FileTotals.combined(totals))
     if failure:
         raise _Fail(failure)
     return 0
@@ -353,84 +391,13 @@ def _isatty(stream: TextIO) -> bool:
 # -- capture -----------------------------------------------------------------------------------
 
 
-def _ns(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
-
-
 def _cmd_capture(args: argparse.Namespace) -> int:
-    if not sys.platform.startswith("linux"):
-        raise _Fail(
-            "live capture needs Linux (AF_PACKET); elsewhere, capture with "
-            "'tcpdump -w FILE' and run 'connstats read FILE'"
-        )
-    from . import Statistics
-    from ._live_linux import LiveCaptureError, capture, open_socket
-    from ._output import merge_windows
-    from .capture.windows import Window
+    from ._live_cmd import CaptureFailed, run
 
-    with ExitStack() as stack:
-        try:
-            sock = open_socket(args.interface)
-        except LiveCaptureError as exc:
-            raise _Fail(str(exc)) from None
-        stack.callback(sock.close)
-        out = _open_output(stack, args.output)
-        writer = _writer(args, out)
-        lock = threading.Lock()
-        collected: list[Window] = []
-
-        title = None if (args.max_period or args.max_conns) else "Total"
-
-        def dump(
-            start: datetime,
-            end: datetime,
-            virtual: dict[Any, Any],
-            physical: dict[Any, Any],
-        ) -> None:
-            # Called from the Statistics flush thread.
-            window = Window(_ns(start), _ns(end), virtual, physical)
-            with lock:
-                if args.total:
-                    collected.append(window)
-                else:
-                    writer.window(window, title=title)
-
-        stats = Statistics(
-            max_period=args.max_period or 0, max_conns=args.max_conns, dump=dump
-        )
-        limits = []
-        if args.duration:
-            limits.append(f"for {args.duration:g} s")
-        if args.count:
-            limits.append(f"for {args.count} packets")
-        until = " or ".join(limits) if limits else "until Ctrl-C"
-        print(
-            f"connstats: capturing on {args.interface} {until}",
-            file=sys.stderr,
-            flush=True,
-        )
-        try:
-            result = capture(
-                sock,
-                stats.update_tx_virtual,
-                stats.update_rx_virtual,
-                duration=args.duration,
-                count=args.count,
-            )
-        finally:
-            stats.shutdown()
-        with lock:
-            if args.total:
-                merged = merge_windows(collected)
-                if merged is not None:
-                    writer.window(merged, title="Total")
-            if args.format == "table":
-                writer.note("")
-                writer.note(
-                    f"{args.interface}: {result.packets} IP packets, "
-                    f"{result.skipped} non-IP frames skipped"
-                )
-    return 0
+    try:
+        return run(args, _open_output, _writer)
+    except CaptureFailed as exc:
+        raise _Fail(str(exc)) from None
 
 
 # -- entry point ---------------------------------------------------------------------------------
@@ -441,37 +408,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    from ._outstream import EXIT_BROKEN_PIPE, OutputError, flush_stdout
+
     try:
-        return handler(args)
+        status = handler(args)
+        failed = flush_stdout()
+        if failed is not None:
+            raise failed
+        return status
     except _Fail as exc:
-        _flush_quietly()
+        flush_stdout()
         print(f"connstats: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        _flush_quietly()
+        flush_stdout()
         print("connstats: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # `connstats read big.pcap | head`: the reader went away; say nothing.
-        _silence_stdout()
+    except OutputError as exc:
+        # `connstats read big.pcap | head`: the reader went away, which is
+        # not an error; say nothing and exit as a tool killed by SIGPIPE.
+        flush_stdout()
+        if exc.broken_pipe:
+            return EXIT_BROKEN_PIPE
+        print(f"connstats: {exc}", file=sys.stderr)
         return 1
-
-
-def _flush_quietly() -> None:
-    try:
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError):
-        _silence_stdout()
-
-
-def _silence_stdout() -> None:
-    # Python flushes stdout again at exit; point it at /dev/null so that this
-    # does not print a second BrokenPipeError.
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
+    except BrokenPipeError:
+        flush_stdout()
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover

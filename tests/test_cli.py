@@ -305,10 +305,11 @@ def test_several_files_and_stdin(capsys, trace, tmp_path, monkeypatch):
     code, out, _ = run(capsys, "read", trace, "-", "--format", "table")
     assert code == 0
     assert "[2001:db8::1]:5000  [2001:db8:1::9]:53        2" in out
-    assert (
-        out.splitlines()[-1]
-        == "<stdin>: pcapng, RAW, 1 IP packets, 0 non-IP frames skipped"
+    lines = out.splitlines()
+    assert lines[-2] == (
+        f"<stdin>: pcapng, RAW, 1 IP packets ({len(P3)} B), 0 non-IP frames skipped"
     )
+    assert lines[-1].startswith("all 2 files: 6 IP packets (")
 
 
 def test_empty_capture(capsys, tmp_path):

@@ -173,8 +173,12 @@ def test_live_capture_counts_exact_packets_and_bytes():
         assert capture.returncode == 0, err
         assert err == ""
         totals: dict[tuple, list[int]] = {}
-        for line in out.splitlines():
-            for entry in json.loads(line)["virtualTraffic"]:
+        lines = [json.loads(line) for line in out.splitlines()]
+        # the last line sums the capture up, kernel drop count included
+        summary = lines.pop()["captureSummary"]
+        assert (summary["packets"], summary["kernelDrops"]) == (11, 0)
+        for message in lines:
+            for entry in message["virtualTraffic"]:
                 key = (entry["proto"], entry["src"], entry["dst"])
                 counts = totals.setdefault(key, [0, 0, 0, 0])
                 for i, field in enumerate(("txPkts", "txBytes", "rxPkts", "rxBytes")):

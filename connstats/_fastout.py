@@ -1,0 +1,222 @@
+"""The fast path of ``connstats read`` output: plain connection tables.
+
+A capture of 100,000 connections must not cost more to print than to count.
+For the common report (one row per connection, sorted by a count column, no
+times) the rows are never turned into :class:`~connstats._report.Row`
+objects: ``(Connection, Counts)`` items are sorted with a key of plain
+integers and written straight to JSON or CSV text.
+
+* Address text: ``socket.inet_ntop`` on the packed address (several times
+  faster than ``str(IPv4Address)``, same text: RFC 5952 for IPv6), except
+  IPv4-mapped/compatible IPv6 addresses, for which libc and ``ipaddress``
+  disagree; those keep ``str()``.  The text and the sort key of each address
+  are cached by object identity: the core builds one object per distinct
+  address of a window, and the cache keeps a reference so an identity is
+  never reused while cached.
+* Sorting: by the count column, then the other count (bytes, then packets),
+  ties broken by (protocol, source text, source port, destination text,
+  destination port), so the order is the same from run to run although the
+  core's hash table is seeded per process.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._protocols import protocol_name
+from ._report import row_kind
+
+_AF_INET = socket.AF_INET
+_AF_INET6 = socket.AF_INET6
+_ntop = socket.inet_ntop
+
+Item = tuple[Any, Any, bool]  # (Connection, Counts, physical)
+
+
+class AddrCache:
+    """Text and sort key of address objects, by identity."""
+
+    __slots__ = ("_keys", "_texts")
+
+    LIMIT = 2_000_000
+
+    def __init__(self) -> None:
+        self._texts: dict[int, tuple[Any, str]] = {}
+        self._keys: dict[int, tuple[Any, tuple[int, int]]] = {}
+
+    def text(self, addr: Any) -> str:
+        hit = self._texts.get(id(addr))
+        if hit is not None and hit[0] is addr:
+            return hit[1]
+        if addr is None:
+            text = "-"
+        elif addr.version == 4:
+            text = _ntop(_AF_INET, addr.packed)
+        else:
+            text = _ntop(_AF_INET6, addr.packed)
+            if "." in text:
+                text = str(addr)  # ::ffff:a.b.c.d: libc and ipaddress differ
+        if len(self._texts) >= self.LIMIT:
+            self._texts.clear()
+        self._texts[id(addr)] = (addr, text)
+        return text
+
+    def key(self, addr: Any) -> tuple[int, int]:
+        hit = self._keys.get(id(addr))
+        if hit is not None and hit[0] is addr:
+            return hit[1]
+        key = (0, 0) if addr is None else (addr.version, int(addr))
+        if len(self._keys) >= self.LIMIT:
+            self._keys.clear()
+        self._keys[id(addr)] = (addr, key)
+        return key
+
+    def endpoint(self, ap: Any, with_port: bool) -> str:
+        if ap.addr is None:
+            return "-"
+        text = self.text(ap.addr)
+        if not with_port:
+            return text
+        if ap.addr.version == 6:
+            return f"[{text}]:{ap.port}"
+        return f"{text}:{ap.port}"
+
+
+#: count column -> (index pair into Counts summed for the key, descending)
+_COUNT_COLUMNS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "bytes": ((1, 3), (0, 2)),
+    "packets": ((0, 2), (1, 3)),
+    "tx-packets": ((0,), ()),
+    "tx-bytes": ((1,), ()),
+    "rx-packets": ((2,), ()),
+    "rx-bytes": ((3,), ()),
+}
+
+
+def handles(column: str) -> bool:
+    return column in _COUNT_COLUMNS
+
+
+def sorted_items(
+    tables: Iterable[tuple[dict[Any, Any], bool]],
+    column: str,
+    reverse: bool,
+    top: int,
+    cache: AddrCache,
+) -> tuple[list[Item], int]:
+    """(items in order, number before --top): virtual rows before physical ones.
+
+    Sorting is by a pair of integers first (C comparisons only); the tie
+    break on the connection is computed only for runs of equal counts.
+    """
+    first, second = _COUNT_COLUMNS[column]
+    sign = 1 if reverse else -1
+    text = cache.text
+
+    def tie(conn: Any) -> tuple[Any, ...]:
+        # The address text is needed for the output anyway (and cached).
+        src, dst = conn.src, conn.dst
+        return (conn.proto, text(src.addr), src.port, text(dst.addr), dst.port)
+
+    out: list[Item] = []
+    total = 0
+    for table, physical in tables:
+        total += len(table)
+        need = top - len(out) if top > 0 else len(table)
+        if need <= 0 or not table:
+            continue
+        items = list(table.items())
+        counts = [c for _, c in items]
+        if column == "bytes":
+            nk = [(sign * (c[1] + c[3]), sign * (c[0] + c[2])) for c in counts]
+        elif column == "packets":
+            nk = [(sign * (c[0] + c[2]), sign * (c[1] + c[3])) for c in counts]
+        else:
+            (i,) = first
+            nk = [(sign * c[i], 0) for c in counts]
+        get = nk.__getitem__
+        if need < len(items):
+            import heapq
+
+            order = heapq.nsmallest(need, range(len(items)), key=get)
+            cut = nk[order[-1]]
+            # Everything tied with the last one chosen competes for its place.
+            chosen = set(order)
+            order += [i for i in range(len(items)) if nk[i] == cut and i not in chosen]
+            order.sort(key=get)
+        else:
+            order = sorted(range(len(items)), key=get)
+        ranked: list[int] = []
+        run = 0
+        while run < len(order):
+            end = run + 1
+            key = nk[order[run]]
+            while end < len(order) and nk[order[end]] == key:
+                end += 1
+            if end - run == 1:
+                ranked.append(order[run])
+            else:
+                ranked += sorted(order[run:end], key=lambda i: tie(items[i][0]))
+            run = end
+        out += [(items[i][0], items[i][1], physical) for i in ranked[:need]]
+    return out, total
+
+
+def json_items(items: list[Item], cache: AddrCache) -> tuple[list[str], list[str]]:
+    """(virtual, physical) rows as compact JSON objects, as ``json.dumps`` would write."""
+    endpoint = cache.endpoint
+    virtual: list[str] = []
+    physical: list[str] = []
+    for conn, c, phys in items:
+        parts = []
+        kind = "" if phys else row_kind(conn)
+        if kind:
+            parts.append(f'"kind":"{kind}"')
+        if conn.proto:
+            parts.append(f'"proto":{conn.proto}')
+        # Special rows have no ports to show; ordinary ones always do (":0"
+        # for ICMP), as the network log writes them.
+        with_port = not kind or bool(conn.src.port or conn.dst.port)
+        if conn.src.addr is not None:
+            parts.append(f'"src":"{endpoint(conn.src, with_port)}"')
+        if conn.dst.addr is not None:
+            parts.append(f'"dst":"{endpoint(conn.dst, with_port)}"')
+        tp, tb, rp, rb = c
+        if tp:
+            parts.append(f'"txPkts":{tp}')
+        if tb:
+            parts.append(f'"txBytes":{tb}')
+        if rp:
+            parts.append(f'"rxPkts":{rp}')
+        if rb:
+            parts.append(f'"rxBytes":{rb}')
+        (physical if phys else virtual).append("{" + ",".join(parts) + "}")
+    return virtual, physical
+
+
+def csv_items(items: list[Item], head: str, cache: AddrCache) -> str:
+    """CSV lines (CRLF) for the connection shape; ``head`` is the window columns + ','.
+
+    Every field is a number, an address or a protocol name: no quoting needed.
+    """
+    text = cache.text
+    name: Callable[[int], str] = protocol_name
+    lines = []
+    for conn, c, phys in items:
+        kind = "physical" if phys else row_kind(conn)
+        src, dst = conn.src, conn.dst
+        pname = kind if kind and kind != "physical" else name(conn.proto)
+        if src.addr is None:
+            s = ","
+        else:
+            s = f"{text(src.addr)},{src.port}"
+        if dst.addr is None:
+            d = ","
+        else:
+            d = f"{text(dst.addr)},{dst.port}"
+        lines.append(
+            f"{head}{kind},{conn.proto},{pname},{s},{d},{c[0]},{c[1]},{c[2]},{c[3]}\r\n"
+        )
+    return "".join(lines)

@@ -1,0 +1,83 @@
+"""Output failures of the command line, told apart from input failures.
+
+A write to standard output can fail for two reasons that need opposite
+treatment.  The reader went away (``connstats read big.pcap | head``): that
+is not an error, and coreutils say nothing; they are killed by SIGPIPE, so
+the shell sees status 141 (128 + 13).  Python ignores SIGPIPE and gets EPIPE
+instead, so the command exits quietly with 141 itself.  Any other failure
+(``> /dev/full``: ENOSPC, a closed descriptor, EIO) is a real error and gets
+one line, ``connstats: cannot write standard output: No space left on
+device``, and status 1.
+
+:class:`GuardedOutput` wraps the text stream the writers use and turns any
+``OSError`` of a write or flush into :class:`OutputError`, which is not an
+``OSError``: the read loop catches ``OSError`` to blame the input file, and
+must not blame it for the output's failures.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from typing import TextIO
+
+#: Exit status after EPIPE: what the shell reports for a tool killed by SIGPIPE.
+EXIT_BROKEN_PIPE = 128 + 13
+
+
+class OutputError(Exception):
+    """Writing the output failed; ``broken_pipe`` when the reader went away."""
+
+    def __init__(self, name: str, exc: BaseException) -> None:
+        self.name = name
+        self.errno = getattr(exc, "errno", None)
+        self.broken_pipe = isinstance(exc, BrokenPipeError) or self.errno == errno.EPIPE
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        super().__init__(f"cannot write {name}: {reason}")
+
+
+class GuardedOutput:
+    """A text stream whose write and flush raise :class:`OutputError`."""
+
+    def __init__(self, stream: TextIO, name: str) -> None:
+        self._stream = stream
+        self.name = name
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError) as exc:
+            raise OutputError(self.name, exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError) as exc:
+            raise OutputError(self.name, exc) from None
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+
+def silence_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's own flush at exit stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def flush_stdout() -> OutputError | None:
+    """Flush standard output now; the failure, if any, instead of a traceback at exit."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        silence_stdout()
+        return OutputError("standard output", exc)
+    return None

@@ -1,0 +1,261 @@
+/* A PACKET_MMAP TPACKET_V3 receive ring, walked block by block (Linux only).
+ *
+ * The kernel fills fixed-size blocks of the ring with packets and hands a
+ * block to user space when it is full or when its retire timer fires; user
+ * space walks the block and gives it back by writing TP_STATUS_KERNEL into
+ * its header.  One wakeup and one hand-over per block instead of one system
+ * call per packet is what lets a capture keep up with small packets.
+ *
+ * The walk only writes offsets and lengths (relative to the start of the
+ * mapping) of the IP packets into four arrays, split by direction, so that
+ * the counting core can take a whole block through its buffer entry point.
+ * Nothing here touches Python: every function may run without the GIL.
+ */
+#ifndef CS_RING_H
+#define CS_RING_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if_arp.h>
+
+typedef struct {
+    int fd;
+    uint8_t *map;
+    size_t map_len;
+    uint32_t block_size;
+    uint32_t block_nr;
+    uint32_t cur;          /* the block to look at next */
+    int held;              /* cur is owned by user space and not yet released */
+} cs_ring;
+
+typedef struct {
+    /* outputs of one walk, offsets relative to the start of the mapping */
+    uint32_t *tx_off, *tx_len, *rx_off, *rx_len;
+    uint32_t cap;              /* capacity of each array */
+    uint32_t n_tx, n_rx;
+    uint64_t skipped;          /* frames that are not IPv4/IPv6 (ARP, LLDP, ...) */
+    uint64_t loopback_copies;  /* PACKET_OUTGOING copies on loopback, not counted */
+    uint64_t packets;          /* IP packets handed over */
+    uint64_t bytes;            /* IP bytes handed over */
+    uint64_t frames;           /* every frame of the block, including skipped ones */
+    /* optional pcapng tee: enhanced packet blocks of the counted packets */
+    uint8_t *tee;
+    size_t tee_len, tee_cap;
+    int tee_on;
+} cs_walk;
+
+/* Set TPACKET_V3, create the ring and map it.  Returns 0 or -errno. */
+static int cs_ring_setup(cs_ring *r, int fd, uint32_t block_size,
+                         uint32_t block_nr, uint32_t retire_ms)
+{
+    int version = TPACKET_V3;
+    struct tpacket_req3 req;
+    /* Frames have no fixed size in V3 (packets are packed in the block);
+     * the kernel still wants a frame size that divides the block size. */
+    const uint32_t frame = 2048;
+    void *map;
+
+    memset(r, 0, sizeof(*r));
+    r->fd = fd;
+    if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) < 0)
+        return -errno;
+    memset(&req, 0, sizeof(req));
+    req.tp_block_size = block_size;
+    req.tp_block_nr = block_nr;
+    req.tp_frame_size = frame;
+    req.tp_frame_nr = (uint32_t)(((uint64_t)block_size / frame) * block_nr);
+    req.tp_retire_blk_tov = retire_ms;
+    req.tp_sizeof_priv = 0;
+    req.tp_feature_req_word = 0;
+    if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
+        return -errno;
+    r->map_len = (size_t)block_size * block_nr;
+    map = mmap(NULL, r->map_len, PROT_READ | PROT_WRITE,
+               MAP_SHARED | MAP_LOCKED, fd, 0);
+    if (map == MAP_FAILED) {
+        /* MAP_LOCKED needs RLIMIT_MEMLOCK room; the ring works without it */
+        map = mmap(NULL, r->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (map == MAP_FAILED)
+            return -errno;
+    }
+    r->map = (uint8_t *)map;
+    r->block_size = block_size;
+    r->block_nr = block_nr;
+    return 0;
+}
+
+static void cs_ring_free(cs_ring *r)
+{
+    if (r->map != NULL)
+        munmap(r->map, r->map_len);
+    r->map = NULL;
+}
+
+static inline struct tpacket_block_desc *cs_ring_block(cs_ring *r, uint32_t i)
+{
+    return (struct tpacket_block_desc *)(r->map + (size_t)i * r->block_size);
+}
+
+static inline int cs_block_ready(struct tpacket_block_desc *b)
+{
+    return (__atomic_load_n(&b->hdr.bh1.block_status, __ATOMIC_ACQUIRE)
+            & TP_STATUS_USER) != 0;
+}
+
+/* Wait until the next block belongs to user space.
+ * Returns 1 (ready), 0 (timeout) or -errno (-EINTR for a signal). */
+static int cs_ring_wait(cs_ring *r, int timeout_ms)
+{
+    struct pollfd p;
+    int n;
+    if (cs_block_ready(cs_ring_block(r, r->cur)))
+        return 1;
+    p.fd = r->fd;
+    p.events = POLLIN | POLLERR;
+    p.revents = 0;
+    n = poll(&p, 1, timeout_ms);
+    if (n < 0)
+        return -errno;
+    if (p.revents & (POLLERR | POLLNVAL))
+        return -ENETDOWN;
+    return cs_block_ready(cs_ring_block(r, r->cur)) ? 1 : 0;
+}
+
+static int cs_tee_reserve(cs_walk *w, size_t more)
+{
+    size_t cap;
+    uint8_t *grown;
+    if (w->tee_len + more <= w->tee_cap)
+        return 0;
+    cap = w->tee_cap ? w->tee_cap : 65536;
+    while (cap < w->tee_len + more)
+        cap *= 2;
+    grown = (uint8_t *)realloc(w->tee, cap);
+    if (grown == NULL)
+        return -1;
+    w->tee = grown;
+    w->tee_cap = cap;
+    return 0;
+}
+
+static inline void cs_put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+
+/* pcapng enhanced packet block (host byte order, interface 0, ns timestamps)
+ * with the epb_flags direction: 1 inbound, 2 outbound. */
+static int cs_tee_packet(cs_walk *w, const uint8_t *data, uint32_t caplen,
+                         uint32_t origlen, uint64_t ts_ns, int outbound)
+{
+    uint32_t padded = (caplen + 3u) & ~3u;
+    uint32_t total = 28 + padded + 8 /* epb_flags */ + 4 /* opt_endofopt */ + 4;
+    uint8_t *p;
+    if (cs_tee_reserve(w, total) < 0)
+        return -1;
+    p = w->tee + w->tee_len;
+    cs_put32(p, 6);
+    cs_put32(p + 4, total);
+    cs_put32(p + 8, 0);
+    cs_put32(p + 12, (uint32_t)(ts_ns >> 32));
+    cs_put32(p + 16, (uint32_t)ts_ns);
+    cs_put32(p + 20, caplen);
+    cs_put32(p + 24, origlen);
+    memcpy(p + 28, data, caplen);
+    memset(p + 28 + caplen, 0, padded - caplen);
+    p += 28 + padded;
+    {
+        uint16_t opt[2] = {2, 4};  /* epb_flags, 4 bytes */
+        memcpy(p, opt, 4);
+    }
+    cs_put32(p + 4, outbound ? 2u : 1u);
+    cs_put32(p + 8, 0);
+    cs_put32(p + 12, total);
+    w->tee_len += total;
+    return 0;
+}
+
+/* Walk the current block (which must be ready).  At most `limit` IP
+ * packets are handed over (0: no limit); the rest of the block is left
+ * uncounted.  skip_outgoing_loopback: on loopback devices every packet is
+ * seen twice (as sent and as received); keep only the received copy, as
+ * tcpdump does.  Returns 0, or -1 if the tee could not grow (out of memory). */
+static int cs_ring_walk(cs_ring *r, cs_walk *w, uint64_t limit)
+{
+    struct tpacket_block_desc *b = cs_ring_block(r, r->cur);
+    uint32_t n = b->hdr.bh1.num_pkts;
+    uint32_t off = b->hdr.bh1.offset_to_first_pkt;
+    size_t base = (size_t)r->cur * r->block_size;
+    uint64_t taken = 0;
+    uint32_t i;
+    int rc = 0;
+
+    w->n_tx = w->n_rx = 0;
+    w->tee_len = 0;
+    r->held = 1;
+    for (i = 0; i < n; i++) {
+        struct tpacket3_hdr *h;
+        const struct sockaddr_ll *sll;
+        uint16_t proto;
+        uint32_t data_off, len;
+        int outbound;
+        if (off < sizeof(struct tpacket_block_desc)
+            || (uint64_t)off + sizeof(struct tpacket3_hdr) > r->block_size)
+            break;  /* never trust a header that points outside the block */
+        h = (struct tpacket3_hdr *)((uint8_t *)b + off);
+        sll = (const struct sockaddr_ll *)((uint8_t *)h
+              + TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
+        w->frames++;
+        proto = ntohs(sll->sll_protocol);
+        data_off = off + h->tp_mac;
+        len = h->tp_snaplen;
+        outbound = sll->sll_pkttype == PACKET_OUTGOING;
+        if ((uint64_t)data_off + len > r->block_size) {
+            w->skipped++;
+        } else if (proto != ETH_P_IP && proto != ETH_P_IPV6) {
+            w->skipped++;
+        } else if (outbound && sll->sll_hatype == ARPHRD_LOOPBACK) {
+            w->loopback_copies++;
+        } else if (limit == 0 || taken < limit) {
+            if (w->n_tx + w->n_rx >= w->cap)
+                break;  /* cannot happen: cap covers a block of minimal frames */
+            if (outbound) {
+                w->tx_off[w->n_tx] = (uint32_t)(base + data_off);
+                w->tx_len[w->n_tx++] = len;
+            } else {
+                w->rx_off[w->n_rx] = (uint32_t)(base + data_off);
+                w->rx_len[w->n_rx++] = len;
+            }
+            w->bytes += len;
+            w->packets++;
+            taken++;
+            if (w->tee_on && rc == 0)
+                rc = cs_tee_packet(w, (uint8_t *)b + data_off, len, h->tp_len,
+                                   (uint64_t)h->tp_sec * 1000000000u + h->tp_nsec,
+                                   outbound);
+        }
+        if (h->tp_next_offset == 0)
+            break;
+        off += h->tp_next_offset;
+    }
+    return rc;
+}
+
+/* Give the current block back to the kernel and move to the next one. */
+static void cs_ring_release(cs_ring *r)
+{
+    if (!r->held)
+        return;
+    __atomic_store_n(&cs_ring_block(r, r->cur)->hdr.bh1.block_status,
+                     TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+    r->held = 0;
+    r->cur = (r->cur + 1) % r->block_nr;
+}
+
+#endif
