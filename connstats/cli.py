@@ -368,10 +368,16 @@ def _cmd_read(args: argparse.Namespace) -> int:
 
 
 def _size(path: str) -> int | None:
+    """Bytes the reader will go through, for progress; None when unknown."""
+    from ._compress import detect
+
     if path == "-":
         return None
     try:
-        return os.stat(path).st_size
+        with open(path, "rb") as f:
+            if detect(f.read(6)):
+                return None  # the reader counts decompressed bytes
+            return os.fstat(f.fileno()).st_size
     except OSError:
         return None
 
