@@ -667,3 +667,25 @@ def test_fast_path_writes_what_the_general_path_writes(tmp_path, sort, reverse, 
     TableWriter(io.StringIO(), options=opts).window(
         w
     )  # the table takes the fast rows too
+
+
+@needs_libpcap
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_bpf_on_simple_packet_blocks_junk_and_two_sections(
+    capsys, tmp_path, big_endian
+):
+    dns = cap.ethernet(cap.udp4("10.0.0.1", 5000, "10.0.0.2", 53, b"q"))
+    web = cap.ethernet(cap.tcp4("10.0.0.1", 5001, "10.0.0.2", 443))
+    first = cap.Section(
+        [cap.Interface(1)], [(None, 0, dns), (None, 0, web), (0, T0, cap.ARP_FRAME)],
+        big_endian=big_endian, junk=True,
+    )  # fmt: skip
+    second = cap.Section([cap.Interface(1)], [(0, T0 + S, web), (0, T0 + 2 * S, dns)])
+    path = write(tmp_path, "spb.pcapng", cap.pcapng([first, second]))
+    code, out, _ = run(capsys, "read", path, "--bpf", "tcp", "--format", "jsonl")
+    assert code == 0
+    assert [(r["dst"], r["txPkts"]) for r in rows_of(out)] == [("10.0.0.2:443", 2)]
+    code, out, _ = run(capsys, "read", path, "--bpf", "arp or udp")
+    assert out.splitlines()[-1].endswith(
+        "2 IP packets, 1 non-IP frames skipped, 2 packets rejected by --bpf"
+    )
