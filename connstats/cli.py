@@ -336,6 +336,9 @@ def _cmd_read(args: argparse.Namespace) -> int:
                 failure = _errmsg(exc, name)
             finally:
                 progress.file_done(size or 0)
+            cut = getattr(getattr(reader, "compressed_stream", None), "truncated", None)
+            if cut and not failure:
+                failure = f"{name}: {cut}"
             totals.append(tally)
             kinds = (
                 ", ".join(dict.fromkeys(linktype_name(lt) for lt in reader.linktypes))

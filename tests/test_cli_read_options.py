@@ -689,3 +689,45 @@ def test_bpf_on_simple_packet_blocks_junk_and_two_sections(
     assert out.splitlines()[-1].endswith(
         "2 IP packets, 1 non-IP frames skipped, 2 packets rejected by --bpf"
     )
+
+
+def _big_capture(tmp_path: Path) -> bytes:
+    recs = [
+        (
+            T0 + i * MS,
+            cap.udp4("10.0.0.1", 1000 + i % 50, "10.0.0.2", 53, bytes(range(200))),
+        )
+        for i in range(2000)
+    ]
+    return cap.pcap(recs, 101, nanosecond=True)
+
+
+@pytest.mark.parametrize("kind", ["gzip", "bzip2", "xz"])
+def test_truncated_compressed_capture_counts_what_came_then_fails(
+    capsys, tmp_path, kind
+):
+    import bz2
+    import gzip
+    import lzma
+
+    compress = {"gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress}[kind]
+    data = compress(_big_capture(tmp_path))
+    path = write(tmp_path, "cut.data", data[: len(data) * 2 // 3])
+    code, out, err = run(capsys, "read", path)
+    assert code == 1
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert err.startswith(f"connstats: {path}: truncated")
+    if kind != "bzip2":  # a bzip2 block decompresses whole or not at all
+        packets = int(out.splitlines()[-1].split(", ")[-2].split()[0])
+        assert 0 < packets < 2000
+
+
+def test_corrupt_compressed_capture_is_one_line(capsys, tmp_path):
+    import gzip
+
+    data = bytearray(gzip.compress(_big_capture(tmp_path)))
+    data[len(data) // 2] ^= 0xFF
+    path = write(tmp_path, "bad.gz", bytes(data))
+    code, _out, err = run(capsys, "read", path)
+    assert code == 1
+    assert err.startswith(f"connstats: {path}: ") and len(err.splitlines()) == 1
