@@ -26,7 +26,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._protocols import protocol_name
+from ._protocols import PROTOCOL_NAMES, protocol_name
 from ._report import row_kind
 
 _AF_INET = socket.AF_INET
@@ -220,9 +220,42 @@ def _full_keys(items: list[tuple[Any, Any]], nk: list[tuple[int, int]]) -> list[
 def json_items(items: list[Item], cache: AddrCache) -> tuple[list[str], list[str]]:
     """(virtual, physical) rows as compact JSON objects, as ``json.dumps`` would write."""
     endpoint = cache.endpoint
+    text = cache.text
+    texts = cache._texts.get
     virtual: list[str] = []
     physical: list[str] = []
+    add = virtual.append
     for conn, c, phys in items:
+        proto = conn.proto
+        src, dst = conn.src, conn.dst
+        a, b = src.addr, dst.addr
+        if not phys and proto and proto != 255 and a is not None and b is not None:
+            # The common row, inlined: one f-string, cached address text.
+            hit = texts(id(a))
+            sa = hit[1] if hit is not None and hit[0] is a else text(a)
+            hit = texts(id(b))
+            sb = hit[1] if hit is not None and hit[0] is b else text(b)
+            se = f"[{sa}]:{src.port}" if ":" in sa else f"{sa}:{src.port}"
+            de = f"[{sb}]:{dst.port}" if ":" in sb else f"{sb}:{dst.port}"
+            tp, tb, rp, rb = c
+            if tp and tb and not rp and not rb:
+                add(
+                    f'{{"proto":{proto},"src":"{se}","dst":"{de}",'
+                    f'"txPkts":{tp},"txBytes":{tb}}}'
+                )
+                continue
+            counts = []
+            if tp:
+                counts.append(f'"txPkts":{tp}')
+            if tb:
+                counts.append(f'"txBytes":{tb}')
+            if rp:
+                counts.append(f'"rxPkts":{rp}')
+            if rb:
+                counts.append(f'"rxBytes":{rb}')
+            tail = "," + ",".join(counts) if counts else ""
+            add(f'{{"proto":{proto},"src":"{se}","dst":"{de}"{tail}}}')
+            continue
         parts = []
         kind = "" if phys else row_kind(conn)
         if kind:
@@ -256,10 +289,26 @@ def csv_items(items: list[Item], head: str, cache: AddrCache) -> str:
     """
     text = cache.text
     name: Callable[[int], str] = protocol_name
-    lines = []
+    texts = cache._texts.get
+    names = PROTOCOL_NAMES
+    lines: list[str] = []
+    add = lines.append
     for conn, c, phys in items:
-        kind = "physical" if phys else row_kind(conn)
         src, dst = conn.src, conn.dst
+        proto = conn.proto
+        a, b = src.addr, dst.addr
+        if not phys and proto and proto != 255 and a is not None and b is not None:
+            # The common row, inlined.
+            hit = texts(id(a))
+            sa = hit[1] if hit is not None and hit[0] is a else text(a)
+            hit = texts(id(b))
+            sb = hit[1] if hit is not None and hit[0] is b else text(b)
+            add(
+                f"{head},{proto},{names[proto]},{sa},{src.port},{sb},{dst.port},"
+                f"{c[0]},{c[1]},{c[2]},{c[3]}\r\n"
+            )
+            continue
+        kind = "physical" if phys else row_kind(conn)
         pname = kind if kind and kind != "physical" else name(conn.proto)
         if src.addr is None:
             s = ","
@@ -269,7 +318,7 @@ def csv_items(items: list[Item], head: str, cache: AddrCache) -> str:
             d = ","
         else:
             d = f"{text(dst.addr)},{dst.port}"
-        lines.append(
+        add(
             f"{head}{kind},{conn.proto},{pname},{s},{d},{c[0]},{c[1]},{c[2]},{c[3]}\r\n"
         )
     return "".join(lines)
