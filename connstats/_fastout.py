@@ -217,6 +217,15 @@ def _full_keys(items: list[tuple[Any, Any]], nk: list[tuple[int, int]]) -> list[
         ]  # fmt: skip
 
 
+def _json_counts(c: Any) -> list[str]:
+    """The non-zero counters with the network log's names (Go's omitempty)."""
+    return [
+        f'"{name}":{value}'
+        for name, value in zip(("txPkts", "txBytes", "rxPkts", "rxBytes"), c)
+        if value
+    ]
+
+
 def json_items(items: list[Item], cache: AddrCache) -> tuple[list[str], list[str]]:
     """(virtual, physical) rows as compact JSON objects, as ``json.dumps`` would write."""
     endpoint = cache.endpoint
@@ -244,15 +253,7 @@ def json_items(items: list[Item], cache: AddrCache) -> tuple[list[str], list[str
                     f'"txPkts":{tp},"txBytes":{tb}}}'
                 )
                 continue
-            counts = []
-            if tp:
-                counts.append(f'"txPkts":{tp}')
-            if tb:
-                counts.append(f'"txBytes":{tb}')
-            if rp:
-                counts.append(f'"rxPkts":{rp}')
-            if rb:
-                counts.append(f'"rxBytes":{rb}')
+            counts = _json_counts(c)
             tail = "," + ",".join(counts) if counts else ""
             add(f'{{"proto":{proto},"src":"{se}","dst":"{de}"{tail}}}')
             continue
@@ -269,15 +270,7 @@ def json_items(items: list[Item], cache: AddrCache) -> tuple[list[str], list[str
             parts.append(f'"src":"{endpoint(conn.src, with_port)}"')
         if conn.dst.addr is not None:
             parts.append(f'"dst":"{endpoint(conn.dst, with_port)}"')
-        tp, tb, rp, rb = c
-        if tp:
-            parts.append(f'"txPkts":{tp}')
-        if tb:
-            parts.append(f'"txBytes":{tb}')
-        if rp:
-            parts.append(f'"rxPkts":{rp}')
-        if rb:
-            parts.append(f'"rxBytes":{rb}')
+        parts += _json_counts(c)
         (physical if phys else virtual).append("{" + ",".join(parts) + "}")
     return virtual, physical
 
