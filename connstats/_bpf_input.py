@@ -149,11 +149,13 @@ class BpfFilteredStream(io.RawIOBase):
             if len(head) < 8:
                 yield head
                 return
-            btype = struct.unpack("<I", head[:4])[0]
-            if btype == _PCAPNG_SHB and len(head) >= 12:
+            if head[:4] == b"\x0a\x0d\x0d\x0a" and len(head) >= 12:
+                # A section header (its type reads the same in both orders)
+                # sets the byte order of the blocks that follow.
                 bom = head[8:12]
                 order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
                 interfaces = []
+            btype = struct.unpack(order + "I", head[:4])[0]
             blen = struct.unpack(order + "I", head[4:8])[0]
             if blen < 12 or blen % 4 or blen > _MAX_BLOCK:
                 yield head
@@ -192,5 +194,5 @@ class BpfFilteredStream(io.RawIOBase):
             else:
                 yield block
             head = self._read(8)
-            if len(head) == 8 and struct.unpack("<I", head[:4])[0] == _PCAPNG_SHB:
+            if head[:4] == b"\x0a\x0d\x0d\x0a":
                 head += self._read(4)

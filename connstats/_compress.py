@@ -81,22 +81,42 @@ def decompressing(raw: BinaryIO, name: str) -> tuple[BinaryIO, str | None]:
         stream = lzma.LZMAFile(raw, mode="rb")
     else:
         stream = _zstd_reader(raw, name)
-    return _ClosingBoth(stream, raw), kind  # type: ignore[return-value]
+    return _ClosingBoth(stream, raw, kind), kind  # type: ignore[return-value]
 
 
 class _ClosingBoth(io.RawIOBase):
-    """A decompressing stream that also closes the file below it (not stdin)."""
+    """A decompressing stream that also closes the file below it (not stdin).
 
-    def __init__(self, stream: Any, raw: BinaryIO) -> None:
+    A compressed stream cut short ends like a file cut short: the reader sees
+    the end of its input (and counts every whole record before it), and
+    :attr:`truncated` says what happened, for the caller to report.  Corrupt
+    compressed data is an ``OSError`` naming the compression.
+    """
+
+    def __init__(self, stream: Any, raw: BinaryIO, kind: str) -> None:
         super().__init__()
         self._stream = stream
         self._raw = raw
+        self.kind = kind
+        #: Why the stream ended early, or None.
+        self.truncated: str | None = None
+        # One decompressed chunk per call: a full-size read would lose what
+        # it had gathered when a truncated stream raises EOFError.
+        self._readinto = getattr(stream, "readinto1", None) or stream.readinto
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        return self._stream.readinto(buffer)
+        try:
+            return self._readinto(buffer)  # type: ignore[no-any-return, unused-ignore]
+        except EOFError:
+            self.truncated = f"truncated: the {self.kind} stream ends early"
+            return 0
+        except OSError:
+            raise
+        except Exception as exc:  # zlib.error, lzma.LZMAError, zstd errors
+            raise OSError(f"corrupt {self.kind} data: {exc}") from None
 
     def close(self) -> None:
         if not self.closed:

@@ -14,9 +14,10 @@ integers and written straight to JSON or CSV text.
   address of a window, and the cache keeps a reference so an identity is
   never reused while cached.
 * Sorting: by the count column, then the other count (bytes, then packets),
-  ties broken by (protocol, source text, source port, destination text,
-  destination port), so the order is the same from run to run although the
-  core's hash table is seeded per process.
+  ties broken by (protocol, source, source port, destination, destination
+  port) in address order (IPv4 before IPv6, then numerically): the order of
+  ``Connection`` and of the general path, the same from run to run although
+  the core's hash table is seeded per process.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._protocols import protocol_name
+from ._protocols import PROTOCOL_NAMES, protocol_name
 from ._report import row_kind
 
 _AF_INET = socket.AF_INET
@@ -113,12 +114,26 @@ def sorted_items(
     """
     first, second = _COUNT_COLUMNS[column]
     sign = 1 if reverse else -1
-    text = cache.text
+    akey = cache.key
 
     def tie(conn: Any) -> tuple[Any, ...]:
-        # The address text is needed for the output anyway (and cached).
         src, dst = conn.src, conn.dst
-        return (conn.proto, text(src.addr), src.port, text(dst.addr), dst.port)
+        a, b = src.addr, dst.addr
+        try:
+            # ipaddress keeps the version and the integer in slots; reading
+            # them is several times cheaper than int() or str().
+            return (
+                conn.proto,
+                a._version,
+                a._ip,
+                src.port,
+                b._version,
+                b._ip,
+                dst.port,
+            )
+        except AttributeError:  # no address (undecoded), or another ipaddress
+            ka, kb = akey(a), akey(b)
+            return (conn.proto, ka[0], ka[1], src.port, kb[0], kb[1], dst.port)
 
     out: list[Item] = []
     total = 0
@@ -137,6 +152,12 @@ def sorted_items(
             (i,) = first
             nk = [(sign * c[i], 0) for c in counts]
         get = nk.__getitem__
+        if need >= len(items):
+            # Everything is shown: one sort on complete integer keys.
+            full = _full_keys(items, nk)
+            order = sorted(range(len(items)), key=full.__getitem__)
+            out += [(items[i][0], items[i][1], physical) for i in order]
+            continue
         if need < len(items):
             import heapq
 
@@ -164,12 +185,78 @@ def sorted_items(
     return out, total
 
 
+class _NoAddr:
+    """Stands for a missing address in sort keys: before every real one."""
+
+    _version = 0
+    _ip = 0
+
+
+_NO_ADDR = _NoAddr()
+
+
+def _full_keys(items: list[tuple[Any, Any]], nk: list[tuple[int, int]]) -> list[Any]:
+    """(counts, protocol, source, port, destination, port) per item, as integers.
+
+    ipaddress keeps the version and the integer in slots; reading them is
+    several times cheaper than ``int()`` or ``str()``.
+    """
+    try:
+        return [
+            (*k, c.proto, c.src.addr._version, c.src.addr._ip, c.src.port,
+             c.dst.addr._version, c.dst.addr._ip, c.dst.port)
+            for k, (c, _) in zip(nk, items)
+        ]  # fmt: skip
+    except AttributeError:  # the undecoded row has no addresses
+        none = _NO_ADDR
+        return [
+            (*k, c.proto, (c.src.addr or none)._version, (c.src.addr or none)._ip,
+             c.src.port, (c.dst.addr or none)._version, (c.dst.addr or none)._ip,
+             c.dst.port)
+            for k, (c, _) in zip(nk, items)
+        ]  # fmt: skip
+
+
+def _json_counts(c: Any) -> list[str]:
+    """The non-zero counters with the network log's names (Go's omitempty)."""
+    return [
+        f'"{name}":{value}'
+        for name, value in zip(("txPkts", "txBytes", "rxPkts", "rxBytes"), c)
+        if value
+    ]
+
+
 def json_items(items: list[Item], cache: AddrCache) -> tuple[list[str], list[str]]:
     """(virtual, physical) rows as compact JSON objects, as ``json.dumps`` would write."""
     endpoint = cache.endpoint
+    text = cache.text
+    texts = cache._texts.get
     virtual: list[str] = []
     physical: list[str] = []
+    add = virtual.append
     for conn, c, phys in items:
+        proto = conn.proto
+        src, dst = conn.src, conn.dst
+        a, b = src.addr, dst.addr
+        if not phys and proto and proto != 255 and a is not None and b is not None:
+            # The common row, inlined: one f-string, cached address text.
+            hit = texts(id(a))
+            sa = hit[1] if hit is not None and hit[0] is a else text(a)
+            hit = texts(id(b))
+            sb = hit[1] if hit is not None and hit[0] is b else text(b)
+            se = f"[{sa}]:{src.port}" if ":" in sa else f"{sa}:{src.port}"
+            de = f"[{sb}]:{dst.port}" if ":" in sb else f"{sb}:{dst.port}"
+            tp, tb, rp, rb = c
+            if tp and tb and not rp and not rb:
+                add(
+                    f'{{"proto":{proto},"src":"{se}","dst":"{de}",'
+                    f'"txPkts":{tp},"txBytes":{tb}}}'
+                )
+                continue
+            counts = _json_counts(c)
+            tail = "," + ",".join(counts) if counts else ""
+            add(f'{{"proto":{proto},"src":"{se}","dst":"{de}"{tail}}}')
+            continue
         parts = []
         kind = "" if phys else row_kind(conn)
         if kind:
@@ -183,15 +270,7 @@ def json_items(items: list[Item], cache: AddrCache) -> tuple[list[str], list[str
             parts.append(f'"src":"{endpoint(conn.src, with_port)}"')
         if conn.dst.addr is not None:
             parts.append(f'"dst":"{endpoint(conn.dst, with_port)}"')
-        tp, tb, rp, rb = c
-        if tp:
-            parts.append(f'"txPkts":{tp}')
-        if tb:
-            parts.append(f'"txBytes":{tb}')
-        if rp:
-            parts.append(f'"rxPkts":{rp}')
-        if rb:
-            parts.append(f'"rxBytes":{rb}')
+        parts += _json_counts(c)
         (physical if phys else virtual).append("{" + ",".join(parts) + "}")
     return virtual, physical
 
@@ -203,10 +282,26 @@ def csv_items(items: list[Item], head: str, cache: AddrCache) -> str:
     """
     text = cache.text
     name: Callable[[int], str] = protocol_name
-    lines = []
+    texts = cache._texts.get
+    names = PROTOCOL_NAMES
+    lines: list[str] = []
+    add = lines.append
     for conn, c, phys in items:
-        kind = "physical" if phys else row_kind(conn)
         src, dst = conn.src, conn.dst
+        proto = conn.proto
+        a, b = src.addr, dst.addr
+        if not phys and proto and proto != 255 and a is not None and b is not None:
+            # The common row, inlined.
+            hit = texts(id(a))
+            sa = hit[1] if hit is not None and hit[0] is a else text(a)
+            hit = texts(id(b))
+            sb = hit[1] if hit is not None and hit[0] is b else text(b)
+            add(
+                f"{head},{proto},{names[proto]},{sa},{src.port},{sb},{dst.port},"
+                f"{c[0]},{c[1]},{c[2]},{c[3]}\r\n"
+            )
+            continue
+        kind = "physical" if phys else row_kind(conn)
         pname = kind if kind and kind != "physical" else name(conn.proto)
         if src.addr is None:
             s = ","
@@ -216,7 +311,7 @@ def csv_items(items: list[Item], head: str, cache: AddrCache) -> str:
             d = ","
         else:
             d = f"{text(dst.addr)},{dst.port}"
-        lines.append(
+        add(
             f"{head}{kind},{conn.proto},{pname},{s},{d},{c[0]},{c[1]},{c[2]},{c[3]}\r\n"
         )
     return "".join(lines)

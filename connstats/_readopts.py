@@ -53,10 +53,20 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
         "with a libpcap filter expression before counting, as tcpdump would.",
     )
     sel.add_argument(
-        "--host", action="append", default=[], type=_keep(parse_host), metavar="ADDR"
+        "--host",
+        action="append",
+        default=[],
+        type=_keep(parse_host),
+        metavar="ADDR",
+        help="connections to or from this address",
     )
     sel.add_argument(
-        "--net", action="append", default=[], type=_keep(parse_net), metavar="CIDR"
+        "--net",
+        action="append",
+        default=[],
+        type=_keep(parse_net),
+        metavar="CIDR",
+        help="connections to or from this network",
     )
     sel.add_argument(
         "--port",
@@ -64,6 +74,7 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         type=_keep(parse_port),
         metavar="PORT[-PORT]",
+        help="connections with this source or destination port (or range)",
     )
     sel.add_argument(
         "--proto",

@@ -16,6 +16,7 @@ from typing import Any
 
 from ._compress import CompressionError, open_input
 from ._output import human_bytes
+from .capture.errors import CaptureError, TruncatedCaptureError
 from .capture.reader import CaptureReader
 
 
@@ -41,6 +42,12 @@ def open_reader(
     except CompressionError as exc:
         _close(stream)
         raise ValueError(str(exc)) from None
+    except CaptureError:
+        cut = getattr(stream, "truncated", None)
+        _close(stream)
+        if cut:  # "empty input" would hide why it is empty
+            raise TruncatedCaptureError(f"{name}: {cut}") from None
+        raise
     except OSError as exc:
         _close(stream)
         from ._libpcap import LibpcapMissingError
@@ -52,6 +59,7 @@ def open_reader(
         _close(stream)
         raise
     reader.compression = compression  # type: ignore[attr-defined]
+    reader.compressed_stream = stream if compression else None  # type: ignore[attr-defined]
     reader.bpf_stream = stream if bpf is not None else None  # type: ignore[attr-defined]
     return reader
 

@@ -239,7 +239,8 @@ def _num(value: float | None) -> float:
 
 
 def _key_sort(r: Row) -> tuple[Any, ...]:
-    return (r.kind != "", r.kind, r.proto, _any_key(r.a), _any_key(r.b))
+    # Connection order (protocol, source, destination), as the fast path.
+    return (r.proto, _any_key(r.a), _any_key(r.b), r.kind)
 
 
 def _any_key(v: Any) -> tuple[Any, ...]:

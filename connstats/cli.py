@@ -87,11 +87,18 @@ examples:
   connstats read trace.pcapng --top 5     the five biggest connections
   connstats read trace.pcap --local 10.0.0.0/8 --max-period 60s
   tcpdump -i eth0 -w - | connstats read - --max-period 10 --format jsonl
+  connstats read trace.pcap.gz --conversations --sort packets
+  connstats read a.pcap b.pcapng --group-by host --total
+  connstats read trace.pcap --proto udp --port 53 --times --format csv
+  connstats read trace.pcap --bpf 'tcp port 443 and not host 10.0.0.1'
 
 Windows follow the capture's timestamps: --max-period cuts a window when
 that much capture time has passed since its first packet; --max-conns cuts
 it when a new connection would exceed the bound.  Bytes are IP bytes (from
 the IP header on; link headers and Ethernet padding are not counted).
+gzip, bzip2, xz and zstd captures are read as they are.  Rows labelled
+'undecoded' (no addresses could be read), 'ip' (no usable transport header)
+and 'fragment' (IP fragments after the first) are explained under the table.
 """
 
 
@@ -332,6 +339,9 @@ def _cmd_read(args: argparse.Namespace) -> int:
                 failure = _errmsg(exc, name)
             finally:
                 progress.file_done(size or 0)
+            cut = getattr(getattr(reader, "compressed_stream", None), "truncated", None)
+            if cut and not failure:
+                failure = f"{name}: {cut}"
             totals.append(tally)
             kinds = (
                 ", ".join(dict.fromkeys(linktype_name(lt) for lt in reader.linktypes))
@@ -373,10 +383,16 @@ def _cmd_read(args: argparse.Namespace) -> int:
 
 
 def _size(path: str) -> int | None:
+    """Bytes the reader will go through, for progress; None when unknown."""
+    from ._compress import detect
+
     if path == "-":
         return None
     try:
-        return os.stat(path).st_size
+        with open(path, "rb") as f:
+            if detect(f.read(6)):
+                return None  # the reader counts decompressed bytes
+            return os.fstat(f.fileno()).st_size
     except OSError:
         return None
 
