@@ -3,9 +3,16 @@
 # build or import connstats). Installed in one apt transaction where we are
 # root with apt-get; anywhere else the tests that need them skip and say why.
 #   iperf3, iputils-ping   tests/test_tun_router.py, benchmarks/test_bench_tun_router.py
-#   tshark, tcpdump        oracles of tests/test_capture_real.py and the read tests
+#   tshark, tcpdump        oracles of tests/test_capture_real.py and of the read
+#                          options (conversations, --bpf); peers in benchmarks
+#   libpcap0.8             compiles `read --bpf` and `capture --bpf` (loaded at run time)
+#   softflowd, nfdump, argus-server, argus-client
+#                          the peers of benchmarks/test_bench_read.py
+#   iproute2, gcc          the veth lab and C sender of the live capture tests
+#                          and benchmarks/test_bench_capture.py
 set -uo pipefail
-packages=(iperf3 iputils-ping tshark tcpdump)
+packages=(iperf3 iputils-ping tshark tcpdump libpcap0.8 softflowd nfdump
+          argus-server argus-client iproute2 gcc)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
