@@ -96,10 +96,10 @@ class Flusher:
         self._attempts = 0  # failed builds of self._held[0]
         self.dump_errors = 0
         self.windows_delivered = 0
-        # Windows whose dicts could not be built BUILD_ATTEMPTS times.
-        self.dropped_windows = 0
-        self.dropped_packets = 0
-        self.dropped_bytes = 0
+        # (windows, packets, bytes) whose dicts could not be built in
+        # BUILD_ATTEMPTS tries: one tuple, replaced in one store, so that a
+        # reader in another thread never sees a window half counted.
+        self.dropped: tuple[int, int, int] = (0, 0, 0)
         self._reported_drops = 0
         self._last_drop_warning = 0.0
         # True once everything counted was delivered or counted as dropped.
@@ -259,9 +259,12 @@ class Flusher:
             bytes_ = int(window.bytes)
         except BaseException:  # pragma: no cover - counted as a window anyway
             pass
-        self.dropped_windows += 1
-        self.dropped_packets = (self.dropped_packets + packets) & 0xFFFFFFFFFFFFFFFF
-        self.dropped_bytes = (self.dropped_bytes + bytes_) & 0xFFFFFFFFFFFFFFFF
+        windows, packets_before, bytes_before = self.dropped
+        self.dropped = (
+            windows + 1,
+            (packets_before + packets) & 0xFFFFFFFFFFFFFFFF,
+            (bytes_before + bytes_) & 0xFFFFFFFFFFFFFFFF,
+        )
         _log(
             "connstats: dropped a window of %d packets (%d bytes): its dicts "
             "could not be built in %d attempts",

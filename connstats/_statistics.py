@@ -260,21 +260,21 @@ class Statistics:
         """Windows lost because ``dump`` fell behind, or because their dicts
         could not be built (see the README's Guarantees)."""
         flusher = self._flusher
-        extra = flusher.dropped_windows if flusher is not None else 0
+        extra = flusher.dropped[0] if flusher is not None else 0
         return int(self._core.dropped_windows) + extra
 
     @property
     def dropped_packets(self) -> int:
         """Packets counted in windows that were lost (see ``dropped_windows``)."""
         flusher = self._flusher
-        extra = flusher.dropped_packets if flusher is not None else 0
+        extra = flusher.dropped[1] if flusher is not None else 0
         return (int(self._core.dropped_packets) + extra) & _U64
 
     @property
     def dropped_bytes(self) -> int:
         """Bytes counted in windows that were lost (see ``dropped_windows``)."""
         flusher = self._flusher
-        extra = flusher.dropped_bytes if flusher is not None else 0
+        extra = flusher.dropped[2] if flusher is not None else 0
         return (int(self._core.dropped_bytes) + extra) & _U64
 
     @property
