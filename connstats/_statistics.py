@@ -39,8 +39,8 @@ def _period_seconds(value: Any) -> float:
 
 
 def _stop_flusher(holder: list[Optional[Flusher]], core: Any) -> None:
-    # weakref.finalize callback: a Statistics dropped without shutdown()
-    # must not leave its thread behind.  ``holder`` is a one-item list so
+    # Called when a Statistics is garbage-collected (see _register): one
+    # dropped without shutdown() must not leave its thread behind.  ``holder`` is a one-item list so
     # that a fork() child's replacement Flusher is the one stopped.
     core.close()
     flusher = holder[0]
@@ -112,10 +112,7 @@ class Statistics:
             Flusher(core, dump, period, self._returned) if dump is not None else None
         )
         self._flusher_holder = [self._flusher]
-        self._finalizer = weakref.finalize(
-            self, _stop_flusher, self._flusher_holder, core
-        )
-        _register(self)
+        _register(self, self._flusher_holder, core)
 
     def _bind_hot_path(self) -> None:
         # The per-packet methods are the core's bound C methods stored on the
@@ -323,15 +320,22 @@ _U64 = (1 << 64) - 1
 # builds between two steps of a Python-level iteration).  An RLock: the
 # garbage collector may drop an instance (running _unregister) in a thread
 # that is inside _register, or a signal handler may create one.
+# (weakref.finalize is not used for the same reason: at exit it walks its
+# own registry unguarded, which fails while daemon threads create instances.)
 _registry_lock = threading.RLock()
 _registry: dict[int, "weakref.ref[Statistics]"] = {}
 _registry_keys = itertools.count()
 
 
-def _register(stats: Statistics) -> None:
+def _register(stats: Statistics, holder: list[Optional[Flusher]], core: Any) -> None:
     with _registry_lock:
         key = next(_registry_keys)
-        _registry[key] = weakref.ref(stats, lambda _ref: _unregister(key))
+
+        def collected(_ref: Any) -> None:
+            _unregister(key)
+            _stop_flusher(holder, core)
+
+        _registry[key] = weakref.ref(stats, collected)
 
 
 def _unregister(key: int) -> None:

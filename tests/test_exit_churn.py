@@ -10,12 +10,12 @@ See tests/isolated/exit_churn.py.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from subproc import core_env
 
 SCRIPT = Path(__file__).parent / "isolated" / "exit_churn.py"
 KEEP = 30
@@ -24,11 +24,7 @@ RUNS = 4
 
 @pytest.mark.parametrize("run", range(RUNS))
 def test_exit_delivers_every_window_while_threads_churn_instances(impl, run):
-    env = dict(os.environ)
-    if impl.name == "py":
-        env["CONNSTATS_NO_EXTENSIONS"] = "1"
-    else:
-        env.pop("CONNSTATS_NO_EXTENSIONS", None)
+    env = core_env(impl.name)
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), str(KEEP)],
         capture_output=True,

@@ -13,16 +13,14 @@ Children report through a pipe and leave with os._exit.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import threading
 import time
-import traceback
 from typing import Any, Callable
 
 import pytest
 from captures import udp4
+from subproc import collect, fork_here, report_and_exit
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
@@ -41,49 +39,6 @@ class Recorder:
 
     def packets(self) -> int:
         return sum(c.tx_packets for w in self.windows for c in w.values())
-
-
-def fork_here(child: Callable[[], Any]) -> Callable[[], Any]:
-    """Fork now: the child runs child(), reports and exits; the parent gets a
-    function that collects the report."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(r)
-            payload = json.dumps({"ok": child()})
-            code = 0
-        except BaseException:
-            payload = json.dumps({"error": traceback.format_exc()})
-        try:
-            os.write(w, payload.encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-
-    def collect(timeout: float = 20.0) -> Any:
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                done, _status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    break
-                if time.monotonic() > deadline:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    pytest.fail("the forked child hung")
-                time.sleep(0.005)
-            chunks = []
-            while chunk := os.read(r, 65536):
-                chunks.append(chunk)
-        finally:
-            os.close(r)
-        report = json.loads(b"".join(chunks) or b'{"error": "no report"}')
-        assert "error" not in report, report["error"]
-        return report["ok"]
-
-    return collect
 
 
 class ForkingCore:
@@ -178,16 +133,7 @@ def test_dump_that_forks_leaves_one_flush_loop_in_the_child(impl):
         forker = threading.current_thread()
 
         def report() -> None:
-            code = 1
-            try:
-                payload = json.dumps({"ok": child_checks(forker)})
-                code = 0
-            except BaseException:
-                payload = json.dumps({"error": traceback.format_exc()})
-            try:
-                os.write(w, payload.encode())
-            finally:
-                os._exit(code)
+            report_and_exit(w, lambda: child_checks(forker))
 
         threading.Thread(target=report).start()
 
@@ -199,23 +145,8 @@ def test_dump_that_forks_leaves_one_flush_loop_in_the_child(impl):
         time.sleep(0.005)
     assert "pid" in state, "dump never ran"
     os.close(w)
-    pid = state["pid"]
-    try:
-        while True:
-            done, _status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline + 10:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                pytest.fail("the child of a forking dump hung")
-            time.sleep(0.005)
-        report = json.loads(os.read(r, 65536) or b'{"error": "no report"}')
-    finally:
-        os.close(r)
+    report = collect(state["pid"], r, 20.0)
     assert stats.shutdown(timeout=10) is True
-    assert "error" not in report, report["error"]
-    report = report["ok"]
     assert report["inherited_loop_alive"] is False, report
     assert report["flush_threads"] == 1, report
     assert report["windows"] == [1] and report["shutdown"] is True, report
@@ -228,5 +159,5 @@ def test_child_keeps_the_parents_hash_seeds(impl):
     conn = impl.decode(udp4("10.0.0.1", 1, "192.0.2.1", 53))
     value = impl.Connection(*conn)
     parent = [hash(value), hash(conn[1]), hash(conn[2])]
-    collect = fork_here(lambda: [hash(value), hash(conn[1]), hash(conn[2])])
-    assert collect() == parent
+    child = fork_here(lambda: [hash(value), hash(conn[1]), hash(conn[2])])
+    assert child() == parent

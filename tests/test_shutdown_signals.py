@@ -13,7 +13,6 @@ step.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 from captures import udp4
+from subproc import core_env
 
 from connstats import _flusher
 
@@ -35,11 +35,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.mark.parametrize("scenario", ["reentry", "interrupt"])
 def test_shutdown_under_real_signals(impl, scenario):
-    env = dict(os.environ)
-    if impl.name == "py":
-        env["CONNSTATS_NO_EXTENSIONS"] = "1"
-    else:
-        env.pop("CONNSTATS_NO_EXTENSIONS", None)
+    env = core_env(impl.name)
     try:
         proc = subprocess.run(
             [sys.executable, str(SCRIPT), scenario, "600"],
