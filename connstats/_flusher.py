@@ -187,8 +187,11 @@ class Flusher:
             # arrive, so what is left now is everything.
             while self._take(core.pop_pending()):
                 self._deliver_held()
-            while self._returned:
-                self._held.append(self._returned.popleft())
+            # extract() may take these concurrently: each goes to one side.
+            try:
+                self._held.extend(iter(self._returned.popleft, None))
+            except IndexError:
+                pass
             self._take(core.cut())
             self._deliver_held()
             self._report_drops(final=True)
