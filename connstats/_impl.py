@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from ._select import NO_EXTENSIONS, load
 
@@ -24,4 +24,19 @@ def materialize(window: Any) -> tuple[dict[Any, Any], dict[Any, Any]]:
     return virtual, physical
 
 
-__all__ = ["IS_COMPILED", "NO_EXTENSIONS", "core", "materialize"]
+def materialize_all(windows: Sequence[Any]) -> tuple[dict[Any, Any], dict[Any, Any]]:
+    """``materialize`` for several disjoint windows: counts of a connection
+    present in more than one are added up."""
+    if len(windows) == 1:
+        return materialize(windows[0])
+    virtual: dict[Any, Any] = {}
+    physical: dict[Any, Any] = {}
+    for window in windows:
+        for part, total in zip(materialize(window), (virtual, physical)):
+            for conn, counts in part.items():
+                before = total.get(conn)
+                total[conn] = counts if before is None else before + counts
+    return virtual, physical
+
+
+__all__ = ["IS_COMPILED", "NO_EXTENSIONS", "core", "materialize", "materialize_all"]

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import math
 import os
 import threading
 import time
 import weakref
+from collections import deque
 from datetime import timedelta
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from . import _impl
 from ._flusher import DumpCallback, Flusher
-from ._impl import materialize
+from ._impl import materialize_all
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -39,12 +41,20 @@ def _period_seconds(value: Any) -> float:
     return seconds
 
 
-def _stop_flusher(flusher: Optional[Flusher], core: Any) -> None:
-    # weakref.finalize callback: a Statistics dropped without shutdown()
-    # must not leave its thread behind.
+def _stop_flusher(holder: list[Optional[Flusher]], core: Any) -> None:
+    # Called when a Statistics is garbage-collected (see _register): one
+    # dropped without shutdown() must not leave its thread behind.  ``holder`` is a one-item list so
+    # that a fork() child's replacement Flusher is the one stopped.
     core.close()
+    flusher = holder[0]
     if flusher is not None:
         flusher.stop()
+
+
+#: Longest wait for the flush thread to end once its final flush is done
+#: (it ends microseconds later; the bound keeps a re-entrant call from
+#: waiting on a join the interrupted outer call is in the middle of).
+JOIN_GRACE = 1.0
 
 
 class Statistics:
@@ -97,12 +107,15 @@ class Statistics:
         self._period = period
         self._max_conns = max_conns
         self._dump = dump
-        self._shutdown_lock = threading.Lock()
-        self._shut_down = False
+        # Windows extract() cut but could not hand out (building the dicts
+        # raised): the next extract() returns them, or the final flush.
+        self._returned: deque[Any] = deque()
         self._bind_hot_path()
-        self._flusher = Flusher(core, dump, period) if dump is not None else None
-        self._finalizer = weakref.finalize(self, _stop_flusher, self._flusher, core)
-        _live_instances.add(self)
+        self._flusher = (
+            Flusher(core, dump, period, self._returned) if dump is not None else None
+        )
+        self._flusher_holder = [self._flusher]
+        _register(self, self._flusher_holder, core)
 
     def _bind_hot_path(self) -> None:
         # The per-packet methods are the core's bound C methods stored on the
@@ -165,10 +178,25 @@ class Statistics:
         Returns ``(virtual, physical)``, each ``dict[Connection, Counts]``.
         Windows already cut for ``dump`` are not included.
         """
-        window = self._core.cut()
-        if window is None:
-            return {}, {}
-        return materialize(window)
+        # A cut window is held in ``windows`` until the dicts are built: if
+        # building raises (MemoryError on a huge window, Ctrl-C), it goes
+        # back to self._returned and the next extract() (or the final flush)
+        # hands it out.  The moves are deque/list C calls, so no Python-level
+        # exception can land between taking a window and holding it.
+        windows: list[Any] = []
+        built = False
+        try:
+            try:
+                windows.extend(iter(self._returned.popleft, None))
+            except IndexError:
+                pass
+            windows.extend(itertools.islice(iter(self._core.cut, None), 1))
+            result = materialize_all(windows) if windows else ({}, {})
+            built = True
+        finally:
+            if not built:
+                self._returned.extendleft(windows[::-1])
+        return result
 
     def test_extract(self) -> tuple[dict[Connection, Counts], dict[Connection, Counts]]:
         """Alias of :meth:`extract`, kept for parity with the Go package."""
@@ -190,21 +218,27 @@ class Statistics:
                 )
             if math.isnan(timeout) or timeout < 0:
                 raise ValueError(f"timeout: must be >= 0, got {timeout!r}")
-        with self._shutdown_lock:
-            first = not self._shut_down
-            self._shut_down = True
-        if first:
-            self._core.close()
-            if self._flusher is not None:
-                self._flusher.stop()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # No lock and no "first call" flag: every step is idempotent, so a
+        # call interrupted anywhere (Ctrl-C) leaves a state that the next call
+        # completes, and a signal handler may call shutdown() while this
+        # thread is already inside it.  Closing the core is what "shut down"
+        # means (is_shutdown reads it), so no flag can disagree with it.
+        self._core.close()
         flusher = self._flusher
         if flusher is None:
             return True
-        if threading.current_thread() is flusher.thread:
-            return flusher.finished.is_set()
-        if not flusher.finished.wait(timeout):
+        flusher.stop()
+        if flusher.in_thread():
+            return flusher.done
+        if not flusher.wait(deadline):
             return False
-        flusher.thread.join(timeout)
+        thread = flusher.thread
+        if thread is not None:
+            grace = JOIN_GRACE
+            if deadline is not None:
+                grace = max(0.0, min(grace, deadline - time.monotonic()))
+            thread.join(grace)
         return True
 
     def __enter__(self) -> Statistics:
@@ -217,8 +251,8 @@ class Statistics:
 
     @property
     def is_shutdown(self) -> bool:
-        """True once shutdown() has been called."""
-        return self._shut_down
+        """True once shutdown() has stopped counting."""
+        return bool(self._core.closed)
 
     @property
     def connections(self) -> int:
@@ -227,26 +261,34 @@ class Statistics:
 
     @property
     def dropped_windows(self) -> int:
-        """Windows lost because ``dump`` fell behind (see the README's Guarantees)."""
-        return int(self._core.dropped_windows)
+        """Windows lost because ``dump`` fell behind, or because their dicts
+        could not be built (see the README's Guarantees)."""
+        flusher = self._flusher
+        extra = flusher.dropped[0] if flusher is not None else 0
+        return int(self._core.dropped_windows) + extra
 
     @property
     def dropped_packets(self) -> int:
         """Packets counted in windows that were lost (see ``dropped_windows``)."""
-        return int(self._core.dropped_packets)
+        flusher = self._flusher
+        extra = flusher.dropped[1] if flusher is not None else 0
+        return (int(self._core.dropped_packets) + extra) & _U64
 
     @property
     def dropped_bytes(self) -> int:
         """Bytes counted in windows that were lost (see ``dropped_windows``)."""
-        return int(self._core.dropped_bytes)
+        flusher = self._flusher
+        extra = flusher.dropped[2] if flusher is not None else 0
+        return (int(self._core.dropped_bytes) + extra) & _U64
 
     @property
     def dump_errors(self) -> int:
-        """How many times ``dump`` raised (each is logged on logger "connstats")."""
+        """Failed hand-overs: ``dump`` raised, or a window's dicts could not be
+        built (each is logged on logger "connstats")."""
         return self._flusher.dump_errors if self._flusher is not None else 0
 
     def __repr__(self) -> str:
-        state = "shut down" if self._shut_down else "running"
+        state = "shut down" if self.is_shutdown else "running"
         return (
             f"<connstats.Statistics max_period={self._period:g}s max_conns={self._max_conns} "
             f"connections={self.connections} {state}>"
@@ -255,28 +297,72 @@ class Statistics:
     def _after_fork_in_child(self) -> None:
         # Locks and threads of the parent do not survive fork(); the child
         # starts from an empty table and, if needed, its own flush thread.
-        self._shutdown_lock = threading.Lock()
+        # The core keeps its closed state: an instance is shut down in the
+        # child exactly when its core was closed at the fork, whatever step
+        # of a shutdown() the parent was in.
         self._core._after_fork_in_child()
-        if self._flusher is not None and self._shut_down:
-            # The parent's flush thread (maybe still delivering) does not
-            # exist here, and the child's table is empty: nothing is left to
-            # flush, so shutdown() must not wait for that thread.  A fresh
-            # Event: the inherited one's lock may be held by a parent thread.
-            self._flusher.finished = threading.Event()
-            self._flusher.finished.set()
-        elif self._flusher is not None:
-            self._flusher = Flusher(self._core, self._flusher._dump, self._period)
-            self._finalizer.detach()
-            self._finalizer = weakref.finalize(
-                self, _stop_flusher, self._flusher, self._core
-            )
+        self._returned = deque()  # the parent's counts stay with the parent
+        old = self._flusher
+        if old is None:
+            return
+        # If dump() forked, the old loop runs on in the child's only thread;
+        # retired, it ends as soon as dump returns instead of competing with
+        # the new thread for the child's windows.
+        old.retire()
+        self._flusher = Flusher(
+            self._core,
+            old._dump,
+            self._period,
+            self._returned,
+            start=not self._core.closed,
+        )
+        self._flusher_holder[0] = self._flusher
 
 
-_live_instances: "weakref.WeakSet[Statistics]" = weakref.WeakSet()
+_U64 = (1 << 64) - 1
+
+# Live instances, for the fork and exit hooks.  A dict of weak references
+# guarded by a lock: the hooks iterate a snapshot taken under it while other
+# threads create and drop instances (on free-threaded builds, and on GIL
+# builds between two steps of a Python-level iteration).  An RLock: the
+# garbage collector may drop an instance (running _unregister) in a thread
+# that is inside _register, or a signal handler may create one.
+# (weakref.finalize is not used for the same reason: at exit it walks its
+# own registry unguarded, which fails while daemon threads create instances.)
+_registry_lock = threading.RLock()
+_registry: dict[int, "weakref.ref[Statistics]"] = {}
+_registry_keys = itertools.count()
+
+
+def _register(stats: Statistics, holder: list[Optional[Flusher]], core: Any) -> None:
+    with _registry_lock:
+        key = next(_registry_keys)
+
+        def collected(_ref: Any) -> None:
+            _unregister(key)
+            _stop_flusher(holder, core)
+
+        _registry[key] = weakref.ref(stats, collected)
+
+
+def _unregister(key: int) -> None:
+    with _registry_lock:
+        _registry.pop(key, None)
+
+
+def _live_instances() -> list[tuple[int, Statistics]]:
+    # dict.copy() allocates no object while it copies, so the collector
+    # cannot run _unregister (re-entering the RLock) in the middle of it.
+    with _registry_lock:
+        refs = _registry.copy()
+    return [(key, stats) for key, ref in refs.items() if (stats := ref()) is not None]
 
 
 def _reset_after_fork() -> None:
-    for stats in list(_live_instances):
+    global _registry_lock
+    # Another thread of the parent may have held the lock at fork time.
+    _registry_lock = threading.RLock()
+    for _key, stats in _live_instances():
         stats._after_fork_in_child()
 
 
@@ -291,15 +377,28 @@ EXIT_FLUSH_BUDGET = 1.0
 def _shutdown_at_exit() -> None:
     # Runs after non-daemon threads are joined and before daemon threads
     # (the flush threads) are stopped: deliver what is left, within a budget,
-    # so that a blocked dump cannot hold up exit.
+    # so that a blocked dump cannot hold up exit.  Daemon threads may still
+    # create instances meanwhile: new ones are picked up by the next pass,
+    # until a pass finds none or the budget is spent (then one last pass
+    # still stops counting everywhere).
     deadline = time.monotonic() + EXIT_FLUSH_BUDGET
-    for stats in list(_live_instances):
-        try:
-            stats.shutdown(timeout=max(0.0, deadline - time.monotonic()))
-        except Exception:  # pragma: no cover - exit must go on
-            logging.getLogger("connstats").exception(
-                "connstats: shutdown at exit failed"
-            )
+    seen: set[int] = set()
+    last_pass = False
+    while True:
+        fresh = [(k, s) for k, s in _live_instances() if k not in seen]
+        if not fresh:
+            return
+        for key, stats in fresh:
+            seen.add(key)
+            try:
+                stats.shutdown(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception:  # pragma: no cover - exit must go on
+                logging.getLogger("connstats").exception(
+                    "connstats: shutdown at exit failed"
+                )
+        if last_pass:
+            return
+        last_pass = time.monotonic() >= deadline
 
 
 atexit.register(_shutdown_at_exit)

@@ -12,17 +12,15 @@ parent waits with a timeout and kills a child that hangs.
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import signal
 import threading
 import time
-import traceback
 from typing import Any, Callable
 
 import pytest
 from captures import udp4
+from subproc import fork_here
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
@@ -45,43 +43,7 @@ def _plain_table(table: dict) -> dict:
 
 def _fork(child: Callable[[], Any], timeout: float = CHILD_TIMEOUT) -> Any:
     """Run child() in a forked process; return what it returned (JSON)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 1
-        try:
-            os.close(r)
-            payload = json.dumps({"ok": child()})
-            code = 0
-        except BaseException:
-            payload = json.dumps({"error": traceback.format_exc()})
-        try:
-            os.write(w, payload.encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                pytest.fail(
-                    f"the forked child did not finish within {timeout} s (deadlock?)"
-                )
-            time.sleep(0.005)
-        chunks = []
-        while chunk := os.read(r, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(r)
-    report = json.loads(b"".join(chunks) or b'{"error": "no report"}')
-    assert "error" not in report, report["error"]
-    assert os.waitstatus_to_exitcode(status) == 0
-    return report["ok"]
+    return fork_here(child)(timeout)
 
 
 class Recorder:
