@@ -485,15 +485,7 @@ class Core:
         return notify
 
     def _count_one(self, physical: bool, rx: bool, key: RawKey, n: int) -> None:
-        with self._lock:
-            # Checked under the lock: nothing may be counted once close()
-            # has returned.
-            if self._closed:
-                return
-            notify = self._add_locked(physical, 2 if rx else 0, key, n)
-        # Outside the lock: the waiter takes it right after waking up.
-        if notify:
-            self._event.set()
+        self._count(physical, rx, ((key, n),))
 
     def _count(
         self, physical: bool, rx: bool, entries: Iterable[tuple[RawKey, int]]
@@ -501,13 +493,21 @@ class Core:
         """``_count_one`` for many entries, in order, under one lock."""
         column = 2 if rx else 0
         notify = False
-        with self._lock:
-            if self._closed:
-                return
-            for key, n in entries:
-                notify |= self._add_locked(physical, column, key, n)
-        if notify:
-            self._event.set()
+        opened = self._next_generation
+        try:
+            with self._lock:
+                # Checked under the lock: nothing may be counted once close()
+                # has returned.
+                if self._closed:
+                    return
+                for key, n in entries:
+                    notify |= self._add_locked(physical, column, key, n)
+        finally:
+            # Outside the lock: the waiter takes it right after waking up.
+            # Also when an entry failed (MemoryError): a window this call
+            # opened must still wake the waiter.
+            if notify or self._next_generation != opened:
+                self._event.set()
 
     def _virtual(self, packet: Any, rx: bool) -> None:
         if self._closed:

@@ -85,3 +85,4 @@ def decode(packet):
 
 SHARDS = NSHARDS
 ENTRY_BYTES = sizeof(cs_entry)
+WINDOW_BYTES = sizeof(cs_window)
