@@ -32,8 +32,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the hostile objects the tests use too (tests/hostile.py)
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from _common import GuardedBuffer, Reader, instrumented_imports, main
+from hostile import Exporter, HugeV4, HugeV6, LyingInt, Mutating, MyV4, MyV6
 
 with instrumented_imports():
     from connstats import _fastparse_py as pure
@@ -247,54 +250,8 @@ def _check_state(core: Any, model: Model) -> None:
         raise AssertionError(f"pending {pending} != model {len(model.pending)}")
 
 
-class Exporter:
-    """A buffer exporter written in Python (PEP 688, 3.12+)."""
-
-    def __init__(self, packet: bytes) -> None:
-        self.data = bytearray(packet)
-
-    def __buffer__(self, flags: int) -> memoryview:
-        return memoryview(self.data)
-
-
 class Bytearray(bytearray):
     pass
-
-
-class LyingInt(int):
-    """An int whose comparisons say it is in any range."""
-
-    def __lt__(self, other: object) -> bool:
-        return False
-
-    def __le__(self, other: object) -> bool:
-        return True
-
-    def __gt__(self, other: object) -> bool:
-        return False
-
-    def __ge__(self, other: object) -> bool:
-        return True
-
-
-class MyV4(ipaddress.IPv4Address):
-    pass
-
-
-class MyV6(ipaddress.IPv6Address):
-    pass
-
-
-class HugeV4(ipaddress.IPv4Address):
-    @property
-    def packed(self) -> bytes:  # type: ignore[override]
-        return bytes(256)
-
-
-class HugeV6(ipaddress.IPv6Address):
-    @property
-    def packed(self) -> bytes:  # type: ignore[override]
-        return bytes(4)
 
 
 HAS_BUFFER_PROTOCOL = sys.version_info >= (3, 12)
@@ -339,22 +296,9 @@ def _hostile_batch(core: Any, model: Model, r: Reader, rx: bool) -> None:
         _packet_object(p, 0 if f == 3 else f) for p, f in zip(packets, forms)
     ]
     if HAS_BUFFER_PROTOCOL:
-        victim = objects
-
-        class Mutating:
-            def __init__(self, packet: bytes) -> None:
-                self.data = bytearray(packet)
-
-            def __buffer__(self, flags: int) -> memoryview:
-                if how == 0:
-                    victim.clear()
-                elif how == 1:
-                    victim[:] = [b"\x45 not counted"] * 64
-                else:
-                    del victim[len(victim) // 2 :]
-                return memoryview(self.data)
-
-        objects[where] = Mutating(packets[where])
+        objects[where] = Mutating(
+            objects, packets[where], ("clear", "replace", "truncate")[how]
+        )
     getattr(core, f"update_{d}_virtual_batch")(objects)
     for p in packets:
         model.virtual(p, rx)
