@@ -232,6 +232,8 @@ class IPFIXExporter:
         self.records_not_sent = 0
         #: IPFIX messages sent, templates included.
         self.messages_sent = 0
+        #: Template messages sent (one per observation domain and refresh).
+        self.templates_sent = 0
 
     # -- the dump callback -------------------------------------------------------------
 
@@ -322,6 +324,7 @@ class IPFIXExporter:
                     export_time, self._sequence[domain], domain
                 )
                 if self._send_udp(templates):
+                    self.templates_sent += 1
                     self._templates_at[domain] = time.monotonic()
                     self._since_templates[domain] = 0
             set_sequence(message, self._sequence[domain])
@@ -388,6 +391,7 @@ class IPFIXExporter:
         for domain in self._sequence:
             self._sequence[domain] = 0
             tcp.enqueue(_ipfix.template_message(int(time.time()) & _U32, 0, domain), 0)
+            self.templates_sent += 1
 
     def _enqueue_tcp(self, message: memoryview, records: int) -> bool:
         tcp = self._tcp
