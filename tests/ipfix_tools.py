@@ -383,8 +383,10 @@ class Nfacctd:
             f"nfacctd_ip: {self.host}\n"
             f"nfacctd_port: {self.port}\n"
             "nfacctd_pipe_size: 8388608\n"
+            # the core -> print plugin pipe must hold a 100,000-connection
+            # burst, or the core drops what the plugin has not taken yet
             "plugin_buffer_size: 102400\n"
-            "plugin_pipe_size: 102400000\n"
+            "plugin_pipe_size: 204800000\n"
             "plugins: print[out]\n"
             f"aggregate_primitives: {prims}\n"
             "aggregate[out]: src_host, dst_host, src_port, dst_port, proto, "
@@ -393,7 +395,8 @@ class Nfacctd:
             f"print_output_file[out]: {self.out}\n"
             "print_output_file_append[out]: true\n"
             "print_refresh_time[out]: 1\n"
-            "print_cache_entries[out]: 1000003\n"
+            # 32771 buckets x depth 10: room for a 100,000-connection window
+            "print_cache_entries[out]: 32771\n"
             "timestamps_since_epoch: true\n"
             f"logfile: {self.log}\n"
         )
@@ -408,8 +411,16 @@ class Nfacctd:
         assert self.proc is not None
         if self.proc.poll() is None:
             wait_drained(self.port)
-            time.sleep(2.5)  # two print_refresh_time periods: the cache is written out
-            self.proc.send_signal(signal.SIGTERM)
+            # The print plugin writes its cache every second and may lag
+            # behind the core: wait until its output stops growing.
+            deadline = time.monotonic() + 180
+            last, since = -1, time.monotonic()
+            while time.monotonic() < deadline and time.monotonic() - since < 3.5:
+                size = self.out.stat().st_size if self.out.exists() else 0
+                if size != last:
+                    last, since = size, time.monotonic()
+                time.sleep(0.2)
+            self.proc.send_signal(signal.SIGINT)  # nfacctd's clean exit
             self.proc.wait(30)
         return self.log.read_text(errors="replace")
 
