@@ -162,16 +162,34 @@ def expected(
     own addresses, rx is ingress with them swapped back.
     """
     out: Counter = Counter()
-    for start, end, virtual, physical in windows:
+    for start, _end, virtual, physical in windows:
         for domain, table in zip(domains, (virtual, physical)):
             for conn, c in table.items():
                 s, d = conn.src, conn.dst
                 if c.tx_packets or c.tx_bytes:
-                    key = (domain, ms(start), conn.proto, s.addr, s.port, d.addr, d.port, 1)
+                    key = (
+                        domain,
+                        ms(start),
+                        conn.proto,
+                        s.addr,
+                        s.port,
+                        d.addr,
+                        d.port,
+                        1,
+                    )
                     out[key + ("p",)] += c.tx_packets
                     out[key + ("b",)] += c.tx_bytes
                 if c.rx_packets or c.rx_bytes:
-                    key = (domain, ms(start), conn.proto, d.addr, d.port, s.addr, s.port, 0)
+                    key = (
+                        domain,
+                        ms(start),
+                        conn.proto,
+                        d.addr,
+                        d.port,
+                        s.addr,
+                        s.port,
+                        0,
+                    )
                     out[key + ("p",)] += c.rx_packets
                     out[key + ("b",)] += c.rx_bytes
     return out
@@ -216,14 +234,23 @@ def random_window(
             AddrPort(dst, rng.randrange(1, 65536) if ports else 0),
         )
         kind = rng.random()
-        tx = (rng.randrange(1, 10**6), rng.randrange(1, 2**40)) if kind > 0.2 else (0, 0)
-        rx = (rng.randrange(1, 10**6), rng.randrange(1, 2**40)) if kind < 0.8 else (0, 0)
+        tx = (
+            (rng.randrange(1, 10**6), rng.randrange(1, 2**40)) if kind > 0.2 else (0, 0)
+        )
+        rx = (
+            (rng.randrange(1, 10**6), rng.randrange(1, 2**40)) if kind < 0.8 else (0, 0)
+        )
         virtual[conn] = Counts(tx[0], tx[1], rx[0], rx[1])
     physical = {}
     for i in range(rng.randrange(1, 5)):
         peer = AddrPort(ipaddress.IPv4Address(0xC6336400 + i), 41641)
-        physical[Connection(0, AddrPort(ipaddress.IPv4Address("192.0.2.1"), 0), peer)] = (
-            Counts(rng.randrange(1, 1000), rng.randrange(1, 10**6), rng.randrange(1, 1000), rng.randrange(1, 10**6))
+        physical[
+            Connection(0, AddrPort(ipaddress.IPv4Address("192.0.2.1"), 0), peer)
+        ] = Counts(
+            rng.randrange(1, 1000),
+            rng.randrange(1, 10**6),
+            rng.randrange(1, 1000),
+            rng.randrange(1, 10**6),
         )
     return start, start + timedelta(seconds=seconds), virtual, physical
 
@@ -262,7 +289,9 @@ def wait_drained(port: int, timeout: float = 60.0) -> None:
     time.sleep(0.3)
 
 
-def _wait_for(path: Path, pattern: str, proc: subprocess.Popen, timeout: float = 20.0) -> str:
+def _wait_for(
+    path: Path, pattern: str, proc: subprocess.Popen, timeout: float = 20.0
+) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = path.read_text(errors="replace") if path.exists() else ""
@@ -289,8 +318,19 @@ class Nfcapd:
         # -B: a receive buffer that holds a burst (capped by net.core.rmem_max).
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(
-                ["nfcapd", "-b", self.host, "-p", str(self.port), "-w", str(self.dir),
-                 "-t", "3600", "-B", "4000000"],
+                [
+                    "nfcapd",
+                    "-b",
+                    self.host,
+                    "-p",
+                    str(self.port),
+                    "-w",
+                    str(self.dir),
+                    "-t",
+                    "3600",
+                    "-B",
+                    "4000000",
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -314,7 +354,9 @@ class Nfcapd:
         """nfcapd's SysID -> IPFIX observation domain, from its log."""
         return {
             int(sysid): int(domain)
-            for sysid, domain in re.findall(r"SysID: (\d+), Observation domain (\d+)", log)
+            for sysid, domain in re.findall(
+                r"SysID: (\d+), Observation domain (\d+)", log
+            )
         }
 
     def records(self, log: str) -> Counter:
@@ -335,7 +377,10 @@ class Nfcapd:
                     continue
                 src = r.get("src4_addr") or r.get("src6_addr")
                 dst = r.get("dst4_addr") or r.get("dst6_addr")
-                start = int(datetime.fromisoformat(r["first"] + "+00:00").timestamp() * 1000 + 0.5)
+                start = int(
+                    datetime.fromisoformat(r["first"] + "+00:00").timestamp() * 1000
+                    + 0.5
+                )
                 key = (
                     sysids[r["export_sysid"]],
                     start,
@@ -344,7 +389,9 @@ class Nfcapd:
                     r.get("src_port", 0),
                     ipaddress.ip_address(dst),
                     # ICMP: nfdump shows the destination port as type and code
-                    r.get("dst_port", r.get("icmp_type", 0) << 8 | r.get("icmp_code", 0)),
+                    r.get(
+                        "dst_port", r.get("icmp_type", 0) << 8 | r.get("icmp_code", 0)
+                    ),
                     r["direction"],
                 )
                 out[key + ("p",)] += r["in_packets"]
@@ -354,8 +401,12 @@ class Nfcapd:
     def stat(self) -> str:
         files = sorted(str(p) for p in self.dir.rglob("nfcapd.*"))
         return subprocess.run(
-            ["nfdump", "-R", str(self.dir), "-I"] if len(files) > 1 else ["nfdump", "-r", files[0], "-I"],
-            check=True, capture_output=True, text=True,
+            ["nfdump", "-R", str(self.dir), "-I"]
+            if len(files) > 1
+            else ["nfdump", "-r", files[0], "-I"],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
 
 
@@ -457,7 +508,9 @@ def need(binary: str) -> None:
     import pytest
 
     if shutil.which(binary) is None:
-        pytest.skip(f"{binary} is not installed (Debian: apt-get install nfdump pmacct tshark)")
+        pytest.skip(
+            f"{binary} is not installed (Debian: apt-get install nfdump pmacct tshark)"
+        )
 
 
 def has_ipv6_loopback() -> bool:

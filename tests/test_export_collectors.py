@@ -80,7 +80,9 @@ def test_nfcapd_exact_100k_window_and_many_windows(tmp_path):
     # several messages per window, templates refreshed inside the big one
     assert exporter.messages_sent > records // 30
     assert exporter.templates_sent >= 2 + (records // 29) // 1000
-    assert collector.domains(log).keys() and set(collector.domains(log).values()) == set(DOMAINS)
+    assert collector.domains(log).keys() and set(
+        collector.domains(log).values()
+    ) == set(DOMAINS)
     _assert_same(collector.records(log), want)
     assert re.search(r"Sequence Errors: 0, Bad Packets: 0", log), log
     assert "Sequence failures: 0" in collector.stat()

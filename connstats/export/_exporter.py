@@ -223,6 +223,7 @@ class IPFIXExporter:
         self._templates_at: dict[int, float | None] = dict.fromkeys(self._sequence)
         self._since_templates = dict.fromkeys(self._sequence, 0)
         self._next_send = 0.0
+        self._deadline = 0.0
         self._closed = False
         #: Failed sends, connects and dropped messages (each logged, rate-limited).
         self.export_errors = 0
@@ -255,6 +256,8 @@ class IPFIXExporter:
                     physical
                 )
                 return
+            # TCP waits for the collector this long in all per window.
+            self._deadline = time.monotonic() + self.timeout
             try:
                 if self._tcp is not None:
                     self._tcp_prepare()
@@ -265,7 +268,7 @@ class IPFIXExporter:
                     if table:
                         self._export_table(domain, table, start_ms, end_ms)
                 if self._tcp is not None:
-                    self._tcp_flush(time.monotonic() + self.timeout)
+                    self._tcp_flush(self._deadline)
             except Exception:  # never let the flush thread see an exporter bug
                 self.export_errors += 1
                 logger.exception("IPFIX export to %s failed", self._where())
@@ -380,7 +383,7 @@ class IPFIXExporter:
         if tcp.connected:
             return
         try:
-            tcp.connect(time.monotonic() + self.timeout)
+            tcp.connect(self._deadline)
         except OSError as exc:
             self.export_errors += 1
             self._log.warning(
@@ -400,8 +403,9 @@ class IPFIXExporter:
             return False
         if tcp.enqueue(message, records):
             return True
-        # Queue full: write what the collector takes now, then try once more.
-        self._tcp_flush(time.monotonic() + self.timeout)
+        # Queue full: write what the collector takes (until the window's
+        # deadline), then try once more.
+        self._tcp_flush(self._deadline)
         if tcp.connected and tcp.enqueue(message, records):
             return True
         self.export_errors += 1
