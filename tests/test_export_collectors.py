@@ -114,3 +114,82 @@ def test_nfacctd_exact_100k_window_and_many_windows(tmp_path):
     # pmacct logs "expecting flow 'N' but received 'M'" for sequence gaps
     assert "expecting flow" not in log, log
     print(f"nfacctd: {exporter.records_sent} records, exact")
+
+
+def test_cli_read_export_to_nfcapd(tmp_path):
+    """``connstats read --export``: nfcapd stores what the jsonl output shows."""
+    import ipaddress
+    import json
+    import subprocess
+    import sys
+    from collections import Counter
+
+    need("nfcapd")
+    need("nfdump")
+    out = tmp_path / "windows.jsonl"
+    with Nfcapd(tmp_path) as collector:
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "connstats",
+                "read",
+                "--local",
+                "192.0.2.1",
+                "--local",
+                "2001:db8::1",
+                "--max-period",
+                "0.3",
+                "--format",
+                "jsonl",
+                "-o",
+                str(out),
+                "--export",
+                f"ipfix://127.0.0.1:{collector.port}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        log = collector.stop()
+    assert "0 not sent, 0 errors" in run.stderr
+    want: Counter = Counter()
+    for line in out.read_text().splitlines():
+        window = json.loads(line)
+        start = datetime.fromisoformat(window["start"].replace("Z", "+00:00"))
+        start_ms = (start - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+            milliseconds=1
+        )
+        for c in window["virtualTraffic"]:
+            (sa, sp), (da, dp) = (_split(c["src"]), _split(c["dst"]))
+            for direction, key_pk, key_b, addrs in (
+                (1, "txPkts", "txBytes", (sa, sp, da, dp)),
+                (0, "rxPkts", "rxBytes", (da, dp, sa, sp)),
+            ):
+                if c.get(key_pk) or c.get(key_b):
+                    key = (
+                        1,
+                        start_ms,
+                        c.get("proto", 0),
+                        ipaddress.ip_address(addrs[0]),
+                        addrs[1],
+                        ipaddress.ip_address(addrs[2]),
+                        addrs[3],
+                        direction,
+                    )
+                    want[key + ("p",)] += c.get(key_pk, 0)
+                    want[key + ("b",)] += c.get(key_b, 0)
+    assert len(want) > 20
+    _assert_same(collector.records(log), want)
+    assert "Sequence Errors: 0, Bad Packets: 0" in log
+
+
+def _split(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host:  # ICMP: no port in the jsonl
+        return text, 0
+    if host.startswith("["):
+        return host[1:-1], int(port)
+    if host.count(":") > 1:  # bare IPv6 without a port
+        return text, 0
+    return host, int(port)
