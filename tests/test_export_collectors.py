@@ -9,8 +9,10 @@ skips, saying why, only where the collector binary is missing.
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -118,11 +120,8 @@ def test_nfacctd_exact_100k_window_and_many_windows(tmp_path):
 
 def test_cli_read_export_to_nfcapd(tmp_path):
     """``connstats read --export``: nfcapd stores what the jsonl output shows."""
-    import ipaddress
-    import json
     import subprocess
     import sys
-    from collections import Counter
 
     need("nfcapd")
     need("nfdump")
@@ -153,6 +152,18 @@ def test_cli_read_export_to_nfcapd(tmp_path):
         )
         log = collector.stop()
     assert "0 not sent, 0 errors" in run.stderr
+    want = _jsonl_expected(out)
+    assert len(want) > 20
+    _assert_same(collector.records(log), want)
+    assert "Sequence Errors: 0, Bad Packets: 0" in log
+
+
+def _jsonl_expected(out):
+    """What the collector must hold, from ``--format jsonl`` (what dump received)."""
+    import ipaddress
+    import json
+    from collections import Counter
+
     want: Counter = Counter()
     for line in out.read_text().splitlines():
         window = json.loads(line)
@@ -179,9 +190,7 @@ def test_cli_read_export_to_nfcapd(tmp_path):
                     )
                     want[key + ("p",)] += c.get(key_pk, 0)
                     want[key + ("b",)] += c.get(key_b, 0)
-    assert len(want) > 20
-    _assert_same(collector.records(log), want)
-    assert "Sequence Errors: 0, Bad Packets: 0" in log
+    return want
 
 
 def _split(text: str) -> tuple[str, int]:
@@ -193,3 +202,58 @@ def _split(text: str) -> tuple[str, int]:
     if host.count(":") > 1:  # bare IPv6 without a port
         return text, 0
     return host, int(port)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid")
+    or os.geteuid() != 0
+    or not sys.platform.startswith("linux"),
+    reason="live capture on lo needs Linux and root",
+)
+def test_cli_capture_export_to_nfcapd(tmp_path):
+    """``connstats capture -i lo --export``: what nfcapd stores equals the jsonl
+    windows of the same run (the exported datagrams themselves are captured
+    too, and other traffic on lo may join: both sides see the same)."""
+    import socket
+    import subprocess
+    import time
+
+    need("nfcapd")
+    need("nfdump")
+    out = tmp_path / "windows.jsonl"
+    with Nfcapd(tmp_path) as collector:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "connstats",
+                "capture",
+                "-i",
+                "lo",
+                "--duration",
+                "2",
+                "--max-period",
+                "0.4",
+                "--format",
+                "jsonl",
+                "-o",
+                str(out),
+                "--export",
+                f"ipfix://127.0.0.1:{collector.port}",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(0.5)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(50):
+                s.sendto(b"x" * i, ("127.0.0.1", 9))
+                time.sleep(0.01)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        log = collector.stop()
+    assert "(0 not sent, 0 errors)" in err
+    want = _jsonl_expected(out)
+    assert any(k[6] == 9 for k in want)  # our datagrams to port 9 were captured
+    _assert_same(collector.records(log), want)
+    assert "Sequence Errors: 0, Bad Packets: 0" in log
