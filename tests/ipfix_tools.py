@@ -431,6 +431,8 @@ class Nfacctd:
         conf = self.dir / "nfacctd.conf"
         conf.write_text(
             "daemonize: false\n"
+            # log sequence number gaps ("expecting flow N but received M")
+            "nfacctd_disable_checks: false\n"
             f"nfacctd_ip: {self.host}\n"
             f"nfacctd_port: {self.port}\n"
             "nfacctd_pipe_size: 8388608\n"
