@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import sys
 from datetime import UTC, datetime, timedelta
 
@@ -257,3 +258,26 @@ def test_cli_capture_export_to_nfcapd(tmp_path):
     assert any(k[6] == 9 for k in want)  # our datagrams to port 9 were captured
     _assert_same(collector.records(log), want)
     assert "Sequence Errors: 0, Bad Packets: 0" in log
+
+
+def test_collectors_do_report_a_sequence_gap(tmp_path):
+    """The "no sequence errors" checks above can fail: a forced gap is reported."""
+    windows = _windows(4, [50, 50])
+    collectors = []
+    if shutil.which("nfcapd"):
+        collectors.append(Nfcapd(tmp_path))
+    if shutil.which("nfacctd"):
+        collectors.append(Nfacctd(tmp_path))
+    if not collectors:
+        pytest.skip("neither nfcapd nor nfacctd is installed")
+    for collector in collectors:
+        with collector:
+            with IPFIXExporter(("127.0.0.1", collector.port)) as exporter:
+                exporter(*windows[0])
+                exporter._sequence[1] += 7  # as if 7 records were lost
+                exporter(*windows[1])
+            log = collector.stop()
+        if isinstance(collector, Nfcapd):
+            assert "Sequence Errors: 1," in log
+        else:
+            assert "expecting flow" in log
