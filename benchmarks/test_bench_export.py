@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from harness import record
+from test_bench_materialize import _filled
 from workloads import joined, window_packets
 
-import connstats
 from connstats.export import IPFIXExporter
 from connstats.export._ipfix import Encoder
 
@@ -32,14 +32,6 @@ T0 = datetime(2026, 11, 28, 12, tzinfo=UTC)
 def export_window():
     packets = window_packets("realistic", CONNS)
     return [joined(packets[i : i + 4096]) for i in range(0, CONNS, 4096)]
-
-
-def _filled(buffers):
-    s = connstats.Statistics()
-    for buf, offsets, lengths in buffers:
-        s.update_tx_virtual_buffer(buf, offsets, lengths)
-    assert s.connections == CONNS
-    return s
 
 
 @pytest.fixture(scope="session")

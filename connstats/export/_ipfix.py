@@ -177,6 +177,9 @@ class Encoder:
         # whose stubs do not know _ip (the int behind every address).
         v4type: Any = _V4
         v6type: Any = _V6
+        # The four record blocks below (IPv4/IPv6 x tx/rx) are written out
+        # rather than shared through a helper: a Python call per record
+        # would cost more than packing it.
         for conn, counts in table.items():
             src = conn.src
             dst = conn.dst
