@@ -256,7 +256,8 @@ class IPFIXExporter:
                     physical
                 )
                 return
-            # TCP waits for the collector this long in all per window.
+            # A window waits for the network this long in all (TCP: a slow
+            # collector; UDP: a full socket buffer).
             self._deadline = time.monotonic() + self.timeout
             try:
                 if self._tcp is not None:
@@ -365,7 +366,7 @@ class IPFIXExporter:
         assert self._udp is not None
         self._pace()
         try:
-            ok = self._udp.send(message)
+            ok = self._udp.send(message, self._deadline)
         except OSError as exc:
             self.export_errors += 1
             self._log.warning("IPFIX export to %s: %s", self._where(), exc)

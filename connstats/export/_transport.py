@@ -49,9 +49,21 @@ class UDPTransport:
             self._sock = sock
         return self._sock
 
-    def send(self, message: memoryview | bytes) -> bool:
-        """Send one message; False if it was not sent (OSError for errors)."""
-        return self._socket().send(message) == len(message)
+    def send(self, message: memoryview | bytes, deadline: float) -> bool:
+        """Send one message; False if it was not sent (OSError for errors).
+
+        A full socket buffer (a burst faster than the interface) is waited
+        out until ``deadline`` (time.monotonic()), then raises.
+        """
+        sock = self._socket()
+        while True:
+            try:
+                return sock.send(message) == len(message)
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                select.select([], [sock], [], left)
 
     def close(self) -> None:
         if self._sock is not None:
