@@ -189,6 +189,22 @@ def test_big_window_fits_the_mtu_and_counts_exactly(receiver, mtu):
     assert exporter.templates_sent == sum(1 for m in messages if m["templates"])
 
 
+def test_sequence_numbers_wrap_modulo_2_32(receiver):
+    windows = [random_window(random.Random(4), 2000, start=T0)]
+    exporter = IPFIXExporter((receiver.host, receiver.port), observation_domain_id=7)
+    exporter._sequence[7] = 2**32 - 100  # as after ~4 billion records
+    with exporter:
+        exporter(*windows[0])
+    messages = _decode_all(receiver.datagrams())
+    virtual = [m for m in messages if m["domain"] == 7 and m["records"]]
+    assert virtual[0]["sequence"] == 2**32 - 100
+    seq = 2**32 - 100
+    for m in virtual:
+        assert m["sequence"] == seq
+        seq = (seq + len(m["records"])) % 2**32
+    assert virtual[-1]["sequence"] < 2**32 - 100  # went past 2**32 and wrapped
+
+
 def test_template_refresh_by_time(receiver):
     w = random_window(random.Random(5), 10, start=T0)
     exporter = IPFIXExporter(
