@@ -2,9 +2,12 @@
 
 Same window as test_bench_materialize's "realistic" one (1,000 clients x 100
 ports to 4 servers), with traffic in both directions, so every connection
-gives two data records (200,000 per window).  Timed in the same run:
+gives two data records (200,000 per window).  Run with
+test_bench_materialize's ``extract`` of that window (the dicts ``dump`` gets)
+for the ratio in one run:
 
-* materialize: ``Statistics.extract()`` of the window (the dicts ``dump`` gets);
+    pytest benchmarks/test_bench_export.py benchmarks/test_bench_materialize.py -k "export or extract_realistic"
+
 * encode: ``Encoder.messages`` over those dicts, no socket;
 * export: ``IPFIXExporter(...)(start, end, virtual, physical)``, encoding and
   sending every message over UDP to a loopback socket.
@@ -54,21 +57,6 @@ def sink():
     s.bind(("127.0.0.1", 0))
     yield s
     s.close()
-
-
-@pytest.mark.benchmark(group="export")
-def test_export_materialize_100k(benchmark, export_window):
-    record(
-        benchmark,
-        unit="connection",
-        count=CONNS,
-        path="extract",
-        workload="window-realistic",
-    )
-    virtual, _ = benchmark.pedantic(
-        lambda s: s.extract(), rounds=10, setup=lambda: ((_filled(export_window),), {})
-    )
-    assert len(virtual) == CONNS
 
 
 @pytest.mark.benchmark(group="export")
