@@ -16,9 +16,23 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
+from .._select import NO_EXTENSIONS
+
+_Packer = Callable[
+    [Mapping[Any, Any], int, int], tuple[bytes, int, bytes, int, list[Any]]
+]
+_compiled_pack: _Packer | None = None
+if not NO_EXTENSIONS:
+    try:  # the compiled record packer (src/_ipfix_encode.pyx); Python otherwise
+        from .._ipfix_encode import pack_records as _compiled_pack
+    except ImportError:  # pragma: no cover - depends on the install
+        pass
+
+#: True when records are packed by the compiled helper.
+IS_COMPILED: Final = _compiled_pack is not None
 VERSION: Final = 10
 HEADER_LEN: Final = 16
 SET_HEADER_LEN: Final = 4
@@ -130,13 +144,16 @@ def set_sequence(message: memoryview | bytearray, sequence: int) -> None:
 class Encoder:
     """Turns tables into IPFIX data messages of at most ``max_size`` bytes."""
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, *, compiled: bool | None = None) -> None:
         if max_size < min_message_size():
             raise ValueError(
                 f"max message size {max_size} is below the {min_message_size()} "
                 "bytes needed for the templates and one record"
             )
         self.max_size = max_size
+        if compiled and _compiled_pack is None:
+            raise ValueError("compiled: the compiled IPFIX packer is not available")
+        self.compiled = IS_COMPILED if compiled is None else compiled
         self.per_message = {
             tid: (max_size - HEADER_LEN - SET_HEADER_LEN) // size
             for tid, size in RECORD_SIZES.items()
@@ -156,6 +173,12 @@ class Encoder:
         copy it before asking for the next one.  Its sequence number is 0
         until :func:`set_sequence` fills it in.
         """
+        if self.compiled:
+            yield from self._compiled_messages(
+                table, start_ms, end_ms, export_time, domain
+            )
+            return
+        # The reference loop (the compiled one mirrors it record for record).
         # One buffer per template; a full one is framed and handed out.
         bufs = {tid: bytearray(self.max_size) for tid in TEMPLATES}
         for tid, buf in bufs.items():
@@ -171,6 +194,7 @@ class Encoder:
         first = HEADER_LEN + SET_HEADER_LEN
         v4off = v6off = first
         v4n = v6n = 0
+        noaddr: list[tuple[Any, Any]] = []
         frame = self._frame
         t0, t1 = start_ms, end_ms
         # Typed Any: the checks below must not narrow to ipaddress classes,
@@ -239,7 +263,8 @@ class Encoder:
                 s = sa._ip
                 d = da._ip
             elif sa is None and da is None:
-                continue  # the zero connection, below
+                noaddr.append((conn, counts))  # the zero connection, below
+                continue
             else:
                 s, d = _as_v6(sa), _as_v6(da)
             sh, sl, dh, dl = s >> 64, s & _U64, d >> 64, d & _U64
@@ -293,28 +318,51 @@ class Encoder:
             yield frame(v4buf, v4off, v4n, export_time, domain)
         if v6n:
             yield frame(v6buf, v6off, v6n, export_time, domain)
-        # Address-less connections are rare (undecodable packets): a slow,
-        # separate pass keeps them out of the loop above.
-        yield from self._noaddr(
-            table, bufs[TEMPLATE_NOADDR], t0, t1, export_time, domain
-        )
+        # Address-less connections are rare (undecodable packets): packed
+        # after the others.
+        yield from self._noaddr(noaddr, t0, t1, export_time, domain)
+
+    def _compiled_messages(
+        self,
+        table: Mapping[Any, Any],
+        start_ms: int,
+        end_ms: int,
+        export_time: int,
+        domain: int,
+    ) -> Iterator[tuple[memoryview, int]]:
+        assert _compiled_pack is not None
+        v4, n4, v6, n6, noaddr = _compiled_pack(table, start_ms, end_ms)
+        first = HEADER_LEN + SET_HEADER_LEN
+        for tid, blob, count in ((TEMPLATE_IPV4, v4, n4), (TEMPLATE_IPV6, v6, n6)):
+            buf = bytearray(self.max_size)
+            _SET_HEADER.pack_into(buf, HEADER_LEN, tid, 0)
+            cap = self.per_message[tid]
+            size = RECORD_SIZES[tid]
+            view = memoryview(blob)
+            for i in range(0, count, cap):
+                k = min(cap, count - i)
+                buf[first : first + k * size] = view[i * size : (i + k) * size]
+                yield self._frame(buf, first + k * size, k, export_time, domain)
+        pairs = [(conn, table[conn]) for conn in noaddr]
+        yield from self._noaddr(pairs, start_ms, end_ms, export_time, domain)
 
     def _noaddr(
         self,
-        table: Mapping[Any, Any],
-        buf: bytearray,
+        pairs: list[tuple[Any, Any]],
         t0: int,
         t1: int,
         export_time: int,
         domain: int,
     ) -> Iterator[tuple[memoryview, int]]:
+        if not pairs:
+            return
+        buf = bytearray(self.max_size)
+        _SET_HEADER.pack_into(buf, HEADER_LEN, TEMPLATE_NOADDR, 0)
         cap = self.per_message[TEMPLATE_NOADDR]
         first = HEADER_LEN + SET_HEADER_LEN
         off, n = first, 0
-        for conn, counts in table.items():
+        for conn, counts in pairs:
             src, dst = conn.src, conn.dst
-            if src.addr is not None or dst.addr is not None:
-                continue
             for direction, packets, octets, sport, dport in (
                 (EGRESS, counts.tx_packets, counts.tx_bytes, src.port, dst.port),
                 (INGRESS, counts.rx_packets, counts.rx_bytes, dst.port, src.port),
