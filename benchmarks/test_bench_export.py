@@ -8,7 +8,8 @@ for the ratio in one run:
 
     pytest benchmarks/test_bench_export.py benchmarks/test_bench_materialize.py -k "export or extract_realistic"
 
-* encode: ``Encoder.messages`` over those dicts, no socket;
+* encode: ``Encoder.messages`` over those dicts, no socket, with the
+  compiled record packer and with the pure-Python loop;
 * export: ``IPFIXExporter(...)(start, end, virtual, physical)``, encoding and
   sending every message over UDP to a loopback socket.
 
@@ -24,7 +25,7 @@ from harness import record
 from test_bench_materialize import _filled
 from workloads import joined, window_packets
 
-from connstats.export import IPFIXExporter
+from connstats.export import IPFIXExporter, _ipfix
 from connstats.export._ipfix import Encoder
 
 CONNS = 100_000
@@ -60,14 +61,17 @@ def sink():
 
 
 @pytest.mark.benchmark(group="export")
-def test_export_encode_100k(benchmark, tables):
+@pytest.mark.parametrize("packer", ["compiled", "python"])
+def test_export_encode_100k(benchmark, tables, packer):
     virtual, _ = tables
-    encoder = Encoder(1372)
+    if packer == "compiled" and not _ipfix.IS_COMPILED:
+        pytest.skip("compiled IPFIX packer not built")
+    encoder = Encoder(1372, compiled=packer == "compiled")
     record(
         benchmark,
         unit="record",
         count=2 * CONNS,
-        path="ipfix-encode",
+        path=f"ipfix-encode-{packer}",
         workload="window-realistic",
     )
 
