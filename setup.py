@@ -67,6 +67,10 @@ def _extensions() -> list[Extension]:
         ),
         # the pcap/pcapng record scanner of connstats.capture
         Extension("connstats._capture", sources=["src/_capture.pyx"], **common),
+        # IPFIX record packing for connstats.export (pure-Python twin there)
+        Extension(
+            "connstats._ipfix_encode", sources=["src/_ipfix_encode.pyx"], **common
+        ),
     ] + _linux_only(common)
 
 

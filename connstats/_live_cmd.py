@@ -196,6 +196,7 @@ def run(
     args: argparse.Namespace,
     open_output: Callable[[ExitStack, str | None], TextIO],
     make_writer: Callable[[argparse.Namespace, TextIO], Any],
+    make_exporter: Callable[[argparse.Namespace, ExitStack], Any],
 ) -> int:
     """Run ``connstats capture``; returns the exit status."""
     message = platform_error()
@@ -235,6 +236,7 @@ def run(
             write_header(tee, source.name, f"connstats {__version__}")
         out = open_output(stack, args.output)
         writer = make_writer(args, out)
+        exporter = make_exporter(args, stack)
         jsonl = args.format == "jsonl"
         lock = threading.Lock()
         collected: list[Window] = []
@@ -261,6 +263,8 @@ def run(
             physical: dict[Any, Any],
         ) -> None:
             # Called from the Statistics flush thread.
+            if exporter is not None:
+                exporter(start, end, virtual, physical)
             window = Window(_ns(start), _ns(end), virtual, physical)
             with lock:
                 if args.total:

@@ -130,6 +130,12 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="write to FILE instead of standard output",
     )
+    group.add_argument(
+        "--export",
+        metavar="URL",
+        help="also send every window as IPFIX flow records to a collector: "
+        "ipfix://HOST:PORT (UDP) or ipfix+tcp://HOST:PORT",
+    )
 
 
 def _add_window_options(parser: argparse.ArgumentParser, clock: str) -> None:
@@ -237,6 +243,30 @@ def _open_output(stack: ExitStack, path: str | None) -> Any:
     return GuardedOutput(stream, path)
 
 
+def _exporter(args: argparse.Namespace, stack: ExitStack) -> Any:
+    """The IPFIX exporter of ``--export``, closed (with a summary) on leaving."""
+    if not args.export:
+        return None
+    from .export import IPFIXExporter
+
+    try:
+        exporter = IPFIXExporter(args.export)
+    except (TypeError, ValueError) as exc:
+        raise _Fail(f"--export: {exc}") from None
+
+    def close() -> None:
+        exporter.close()
+        print(
+            f"connstats: exported {exporter.records_sent} flow records in "
+            f"{exporter.messages_sent} IPFIX messages to {args.export} "
+            f"({exporter.records_not_sent} not sent, {exporter.export_errors} errors)",
+            file=sys.stderr,
+        )
+
+    stack.callback(close)
+    return exporter
+
+
 def _errmsg(exc: OSError, path: str) -> str:
     return f"{path}: {exc.strerror or exc}"
 
@@ -284,11 +314,16 @@ def _cmd_read(args: argparse.Namespace) -> int:
         progress = Progress(sys.stderr, total_size, enabled=_isatty(sys.stderr))
         collected: list[Window] = []
         collected_times: dict[Any, list[int]] = {}
+        exporter = _exporter(args, stack)
 
         # Without window options the one window is the whole run.
         title = None if (period_ns or args.max_conns) else "Total"
 
         def show(window: Window, times: dict[Any, list[int]] | None = None) -> None:
+            if exporter is not None:
+                start = _EPOCH + timedelta(microseconds=window.start_ns // 1000)
+                end = _EPOCH + timedelta(microseconds=window.end_ns // 1000)
+                exporter(start, end, window.virtual, window.physical)
             if args.total:
                 collected.append(window)
                 if times:
@@ -411,7 +446,7 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     from ._live_cmd import CaptureFailed, run
 
     try:
-        return run(args, _open_output, _writer)
+        return run(args, _open_output, _writer, _exporter)
     except CaptureFailed as exc:
         raise _Fail(str(exc)) from None
 

@@ -8,11 +8,12 @@
 #   libpcap0.8             compiles `read --bpf` and `capture --bpf` (loaded at run time)
 #   softflowd, nfdump, argus-server, argus-client
 #                          the peers of benchmarks/test_bench_read.py
+#   nfdump, pmacct         real IPFIX collectors (nfcapd, nfacctd) of tests/test_export_*.py
 #   iproute2, gcc          the veth lab and C sender of the live capture tests
 #                          and benchmarks/test_bench_capture.py
 set -uo pipefail
 packages=(iperf3 iputils-ping tshark tcpdump libpcap0.8 softflowd nfdump
-          argus-server argus-client iproute2 gcc)
+          argus-server argus-client pmacct iproute2 gcc)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,8 @@
+"""Type stubs for the compiled IPFIX record packer (src/_ipfix_encode.pyx)."""
+
+from collections.abc import Mapping
+from typing import Any
+
+def pack_records(
+    table: Mapping[Any, Any], t0: int, t1: int
+) -> tuple[bytes, int, bytes, int, list[Any]]: ...
