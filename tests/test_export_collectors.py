@@ -168,6 +168,8 @@ def _jsonl_expected(out):
     want: Counter = Counter()
     for line in out.read_text().splitlines():
         window = json.loads(line)
+        if "captureSummary" in window:  # capture's closing line, not a window
+            continue
         start = datetime.fromisoformat(window["start"].replace("Z", "+00:00"))
         start_ms = (start - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
             milliseconds=1
