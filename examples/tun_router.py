@@ -58,9 +58,9 @@ from datetime import datetime
 from typing import Any
 
 import connstats
+from connstats._live_cmd import _ns  # datetime -> ns since the epoch, exactly
 from connstats._output import TableWriter
 from connstats.capture.windows import Window
-from connstats._live_cmd import _ns  # datetime -> ns since the epoch, exactly
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
