@@ -1,7 +1,7 @@
 """The pure-Python baseline the benchmarks compare connstats against.
 
 What a competent developer would write without a C extension: ``struct``
-header parsing following SPEC section 3, a ``dict`` keyed by a tuple, a
+header parsing following docs/contract.md §4, a ``dict`` keyed by a tuple, a
 ``threading.Lock``, and the usual CPython speed habits (precompiled
 ``struct.Struct`` objects, ``unpack_from`` instead of slicing, globals bound
 to locals, in-place counter lists instead of new tuples).  It has the same
@@ -43,7 +43,7 @@ def decode(
     _u16: Any = _U16.unpack_from,
     _ported: Any = _PORTED,
 ) -> tuple[int, Optional[bytes], int, Optional[bytes], int]:
-    """Decode ``b`` into the key ``(proto, src, sport, dst, dport)`` (SPEC section 3).
+    """Decode ``b`` into the key ``(proto, src, sport, dst, dport)`` (docs/contract.md §4).
 
     Addresses are packed bytes (or None), so the key is cheap to hash.
     """

@@ -1,8 +1,8 @@
 """Pure-Python twin of the compiled core (``src/_fastparse.pyx``).
 
 It serves installs without a compiler (or ``CONNSTATS_NO_EXTENSIONS=1``) and
-is the reference the compiled core is tested against, so it follows SPEC
-sections 2, 3 and 5 literally and favours clarity over speed.
+is the reference the compiled core is tested against, so it follows
+docs/contract.md sections 2 to 4 and 7 literally and favours clarity over speed.
 
 Internally a connection is a "raw key" ``(proto, src, sport, dst, dport)``
 whose addresses are packed ``bytes`` (4 or 16 long) or ``None``.  Packed bytes
@@ -30,7 +30,7 @@ __all__ = ["AddrPort", "Connection", "Counts", "Core", "Window", "decode"]
 
 _U64 = (1 << 64) - 1
 
-# IP protocol numbers the decoder treats specially (SPEC section 3).
+# IP protocol numbers the decoder treats specially (docs/contract.md §4).
 _ICMP = 1
 _IGMP = 2
 _TCP = 6
@@ -92,7 +92,7 @@ def _byte_view(obj: Any, argname: str) -> ByteView:
     if not view.c_contiguous:
         raise ValueError(f"{argname}: buffer is not C-contiguous")
     if view.ndim != 1 or view.format != "B":
-        # SPEC: any C-contiguous bytes-like is a packet, so a buffer of
+        # docs/contract.md §4: any C-contiguous bytes-like is a packet, so a buffer of
         # wider items (or more dimensions) is read as its raw bytes.
         try:
             view = view.cast("B")
@@ -181,7 +181,7 @@ def _non_negative_int(value: Any, argname: str) -> int:
 
 
 # --------------------------------------------------------------------------
-# decoding (SPEC section 3)
+# decoding (docs/contract.md §4)
 
 
 def _ported(proto: int, b: ByteView, sub: int, src: bytes, dst: bytes) -> RawKey:
@@ -289,7 +289,7 @@ def _connection(key: RawKey) -> Connection:
 
 
 def decode(packet: Any) -> Connection:
-    """Decode one packet to (proto, src, dst) in tx orientation (SPEC section 3).
+    """Decode one packet to (proto, src, dst) in tx orientation (docs/contract.md §4).
 
     The result is a :class:`Connection`, i.e. a ``tuple[int, AddrPort, AddrPort]``.
     """

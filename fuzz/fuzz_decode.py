@@ -1,4 +1,4 @@
-"""Differential fuzzing of the packet decoder (SPEC section 3).
+"""Differential fuzzing of the packet decoder (docs/contract.md §4).
 
 Every input is one packet.  The compiled decoder (``connstats._fastparse``)
 must give the same ``(proto, src, dst)`` as the pure-Python reference

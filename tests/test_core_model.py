@@ -1,4 +1,4 @@
-"""The Core's counting and window bookkeeping (SPEC sections 2 and 5).
+"""The Core's counting and window bookkeeping (docs/contract.md §2, §3 and §7).
 
 Tables are compared as plain tuples ``(proto, src_addr, sport, dst_addr,
 dport) -> (tx_packets, tx_bytes, rx_packets, rx_bytes)`` so that the test
@@ -852,7 +852,7 @@ def test_bad_constructor_arguments_raise_naming_the_argument(impl, kwargs, exc, 
 
 
 class Model:
-    """The counting rules of SPEC section 2 in the plainest possible form."""
+    """The counting rules of docs/contract.md §2 in the plainest possible form."""
 
     def __init__(self, max_conns: int, max_pending: int, ignore: set) -> None:
         self.max_conns = max_conns

@@ -1,4 +1,4 @@
-"""One test per decoding rule of SPEC section 3, on hand-built packets.
+"""One test per decoding rule of docs/contract.md §4, on hand-built packets.
 
 Every rule is pinned from both sides of its boundary (19 and 20 bytes for
 TCP, fragment offset 9 and 10, ...), so that changing any rule fails a test.

@@ -2,7 +2,7 @@
 
 Random bytes mostly exercise the early rejections, so most examples are
 well-formed IPv4/IPv6 headers (options, fragments, extension header) around
-every length threshold of SPEC section 3, then mutated by byte flips,
+every length threshold of docs/contract.md §4, then mutated by byte flips,
 truncation or extension.  Results are compared as plain tuples because the
 two cores may return different AddrPort classes.
 """

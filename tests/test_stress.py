@@ -1,4 +1,4 @@
-"""Threads, faults and scale: exact totals wherever the SPEC promises them.
+"""Threads, faults and scale: exact totals wherever docs/contract.md promises them.
 
 Every worker thread counts its own traffic on connections of its own, so each
 counted value can be checked exactly:
