@@ -7,6 +7,7 @@ Knobs (environment):
   CONNSTATS_CYTHON_ANNOTATE=1  write the cython -a HTML report next to the .pyx
 """
 
+import glob
 import os
 import sys
 
@@ -60,7 +61,8 @@ def _extensions() -> list[Extension]:
         Extension(
             "connstats._fastparse",
             sources=["src/_fastparse.pyx"],
-            depends=["src/cs_platform.h", "src/_values.pxi"],
+            # the per-concern files _fastparse.pyx includes
+            depends=["src/cs_platform.h", *sorted(glob.glob("src/core/*.pxi"))],
             **common,
         ),
         # the pcap/pcapng record scanner of connstats.capture

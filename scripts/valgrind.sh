@@ -82,7 +82,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 run_dir, root = sys.argv[1], sys.argv[2]
-OURS = ("_fastparse", "_capture", "cs_platform.h", "_values.pxi")
+OURS = ("_fastparse", "_capture", "cs_platform.h", ".pxi")
 
 
 def ours(frame) -> bool:

@@ -247,7 +247,7 @@ def test_sdist_contents() -> None:
         "tests/conftest.py",
         "tests/test_install.py",
     }
-    for pattern in ("src/*.pyx", "src/*.pxd", "src/*.pxi", "src/*.h"):
+    for pattern in ("src/**/*.pyx", "src/**/*.pxd", "src/**/*.pxi", "src/**/*.h"):
         required |= {p.relative_to(ROOT).as_posix() for p in ROOT.glob(pattern)}
     required |= {f"connstats/{p.name}" for p in ROOT.glob("connstats/*.pyi")}
     missing = sorted(required - names)

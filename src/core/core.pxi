@@ -1,0 +1,700 @@
+# The core: the Core type, its locks, the open window, the pending-window
+# queue and every entry point that counts.
+
+cdef struct cs_ignore:
+    uint8_t fam
+    uint8_t addr[16]
+
+
+@cython.final
+cdef class Core:
+    """Counter table with C locks; see connstats.Statistics for the public API."""
+
+    cdef cs_mutex *locks        # NSHARDS shard locks + the pending-queue lock
+    cdef cs_window *cur
+    cdef int closed
+    cdef int64_t max_conns
+    cdef int64_t next_generation
+    cdef uint64_t seed
+    cdef cs_ignore *ignore
+    cdef int n_ignore
+    # pending windows (cut by max_conns), guarded by locks[NSHARDS]
+    cdef cs_window *qhead
+    cdef cs_window *qtail
+    cdef int64_t qlen
+    cdef int64_t qconns
+    cdef int64_t max_pending
+    cdef int64_t max_pending_conns
+    cdef uint64_t dropped_windows_
+    cdef uint64_t dropped_packets_
+    cdef uint64_t dropped_bytes_
+    # wake-up for the flush thread: a lock used as a binary semaphore
+    cdef PyThread_type_lock sig
+    cdef int signaled
+
+    def __cinit__(self, max_conns=0, ignore_destinations=(), max_pending=1024,
+                  max_pending_conns=1 << 21):
+        cdef int i
+        cdef bytes packed
+        if isinstance(max_conns, bool) or not isinstance(max_conns, int):
+            raise TypeError(f"max_conns: expected an int, got {type(max_conns).__name__}")
+        if max_conns < 0:
+            raise ValueError(f"max_conns: must be >= 0, got {max_conns}")
+        for name, value in (("max_pending", max_pending), ("max_pending_conns", max_pending_conns)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+            if value < 1:
+                raise ValueError(f"{name}: must be >= 1, got {value}")
+        try:
+            destinations = list(ignore_destinations)
+        except TypeError:
+            raise TypeError(
+                f"ignore_destinations: expected an iterable of addresses, "
+                f"got {type(ignore_destinations).__name__}") from None
+        ignored = [_addr.packed_address(a, "ignore_destinations") for a in destinations]
+        self.max_conns = min(max_conns, 2 ** 62)
+        self.max_pending = min(max_pending, 2 ** 62)
+        self.max_pending_conns = min(max_pending_conns, 2 ** 62)
+        self.seed = _random_seed()
+        self._allocate_runtime()
+        if ignored:
+            self.ignore = <cs_ignore *>calloc(len(ignored), sizeof(cs_ignore))
+            if self.ignore == NULL:
+                raise MemoryError()
+            for i, packed in enumerate(ignored):
+                self.ignore[i].fam = 4 if len(packed) == 4 else 6
+                memcpy(self.ignore[i].addr, <const char *>packed, len(packed))
+            self.n_ignore = len(ignored)
+
+    cdef int _allocate_runtime(self) except -1:
+        # Locks, the empty window and the wake-up lock; also used after fork.
+        cdef int i
+        self.locks = <cs_mutex *>malloc((NSHARDS + 1) * sizeof(cs_mutex))
+        if self.locks == NULL:
+            raise MemoryError()
+        for i in range(NSHARDS + 1):
+            if cs_mutex_init(&self.locks[i]) != 0:
+                raise MemoryError("connstats: cannot initialise a mutex")
+        self.cur = self._new_window()
+        if self.cur == NULL:
+            raise MemoryError()
+        self.qhead = NULL
+        self.qtail = NULL
+        self.qlen = 0
+        self.qconns = 0
+        self.sig = PyThread_allocate_lock()
+        if self.sig == NULL:
+            raise MemoryError()
+        PyThread_acquire_lock(self.sig, WAIT_LOCK)
+        self.signaled = 0
+        return 0
+
+    def __dealloc__(self):
+        cdef cs_window *w
+        _window_free(self.cur)
+        w = self.qhead
+        while w != NULL:
+            nxt = w.next
+            _window_free(w)
+            w = nxt
+        if self.sig != NULL:
+            PyThread_free_lock(self.sig)
+        free(self.locks)
+        free(self.ignore)
+
+    cdef cs_window *_new_window(self) noexcept nogil:
+        cdef cs_window *w = <cs_window *>calloc(1, sizeof(cs_window))
+        if w != NULL:
+            w.generation = self.next_generation
+            self.next_generation += 1
+        return w
+
+    # -- locking -----------------------------------------------------------
+
+    cdef inline void _lock_all(self) noexcept nogil:
+        cdef int i
+        for i in range(NSHARDS):
+            cs_mutex_lock(&self.locks[i])
+
+    cdef inline void _unlock_all(self) noexcept nogil:
+        cdef int i
+        for i in range(NSHARDS - 1, -1, -1):
+            cs_mutex_unlock(&self.locks[i])
+
+    cdef inline void _notify(self) noexcept nogil:
+        if cs_atomic_exchange_int(&self.signaled, 1) == 0:
+            PyThread_release_lock(self.sig)
+
+    cdef int _cut_full(self, int64_t generation) noexcept nogil:
+        """Replace the open window by a new one and queue it, if it still has
+        `generation` (compared by generation, not by pointer: a freed window's
+        address can come back as a new window's)."""
+        cdef cs_window *fresh
+        cdef cs_window *full
+        cdef cs_window *dropped = NULL
+        cdef uint64_t packets, nbytes
+        self._lock_all()
+        full = self.cur
+        if self.closed or full.generation != generation:
+            # Closed: the window stays current, so that shutdown's final
+            # cut() delivers it instead of it being stranded in the queue.
+            self._unlock_all()  # or another thread cut it first
+            return 0
+        fresh = self._new_window()
+        if fresh == NULL:
+            self._unlock_all()
+            return -1
+        self.cur = fresh
+        full.end_ns = cs_now_ns()
+        cs_mutex_lock(&self.locks[NSHARDS])
+        # Bounded by windows and by connections (memory); one window is
+        # always accepted so that a huge max_conns still gets delivered.
+        if self.qlen == 0 or (self.qlen < self.max_pending and
+                              self.qconns + full.nconns <= self.max_pending_conns):
+            full.next = NULL
+            if self.qtail == NULL:
+                self.qhead = full
+            else:
+                self.qtail.next = full
+            self.qtail = full
+            self.qlen += 1
+            self.qconns += full.nconns
+        else:
+            dropped = full
+        cs_mutex_unlock(&self.locks[NSHARDS])
+        self._unlock_all()
+        if dropped != NULL:
+            # Accounted outside the shard locks: walking it is O(n).
+            _window_totals(dropped, &packets, &nbytes)
+            _window_free(dropped)
+            cs_mutex_lock(&self.locks[NSHARDS])
+            self.dropped_windows_ += 1
+            self.dropped_packets_ += packets
+            self.dropped_bytes_ += nbytes
+            cs_mutex_unlock(&self.locks[NSHARDS])
+        self._notify()
+        return 0
+
+    # -- counting (no Python objects; callable without the GIL) ------------
+
+    cdef inline bint _is_ignored(self, const cs_key *k) noexcept nogil:
+        cdef int i
+        for i in range(self.n_ignore):
+            if (self.ignore[i].fam == k.dfam and
+                    memcmp(self.ignore[i].addr, k.dst, _addr_len(k.dfam)) == 0):
+                return True
+        return False
+
+    cdef inline int _count_key(self, const cs_key *k, bint rx, uint64_t nbytes) noexcept nogil:
+        cdef uint64_t h = cs_hash40(k, self.seed)
+        cdef uint32_t shard = <uint32_t>(h >> SHARD_SHIFT)
+        cdef cs_window *w
+        cdef int64_t generation
+        cdef int r
+        while True:
+            cs_mutex_lock(&self.locks[shard])
+            if self.closed:
+                cs_mutex_unlock(&self.locks[shard])
+                return 0
+            w = self.cur
+            generation = w.generation
+            r = _window_add(w, shard, k, h, rx, 1, nbytes, self.max_conns)
+            cs_mutex_unlock(&self.locks[shard])
+            if r == ADD_FULL:
+                if self._cut_full(generation) < 0:
+                    return -1
+                continue
+            if r == ADD_OPENED:
+                self._notify()
+                return 0
+            return r
+
+    cdef inline int _count_packet(self, const uint8_t *p, Py_ssize_t n, bint rx) noexcept nogil:
+        cdef cs_key k
+        if cs_atomic_load_int(&self.closed):
+            return 0  # shut down: drop without parsing
+        _decode(p, n, &k)
+        if rx:
+            _swap(&k)
+        if self.n_ignore and self._is_ignored(&k):
+            return 0
+        return self._count_key(&k, rx, <uint64_t>n)
+
+    cdef int _count_many(self, const uint8_t **ptrs, const int64_t *lens,
+                         Py_ssize_t n, bint rx) noexcept nogil:
+        """Count n packets: parse a chunk, then take each shard lock once."""
+        cdef cs_key keys[CHUNK]
+        cdef uint64_t hashes[CHUNK]
+        cdef uint64_t sizes[CHUNK]
+        cdef uint64_t npkts[CHUNK]
+        cdef uint16_t order[CHUNK]
+        cdef uint16_t fill[NSHARDS + 1]
+        cdef uint8_t shard_of[CHUNK]
+        cdef Py_ssize_t base = 0, m, i, pos, ahead
+        cdef uint32_t s, first, todo, step
+        cdef bint progressed
+        cdef cs_window *w
+        cdef int64_t generation
+        cdef int r
+        cdef bint opened = False
+        while base < n:
+            if cs_atomic_load_int(&self.closed):
+                return 0
+            m = n - base if n - base < CHUNK else CHUNK
+            pos = 0
+            for i in range(m):
+                # Packet headers are scattered in memory: fetch ahead.
+                ahead = base + i + 8
+                if ahead < n:
+                    cs_prefetch(ptrs[ahead])
+                _decode(ptrs[base + i], lens[base + i], &keys[pos])
+                if rx:
+                    _swap(&keys[pos])
+                if self.n_ignore and self._is_ignored(&keys[pos]):
+                    continue
+                if pos and cs_key40_equal(&keys[pos], &keys[pos - 1]):
+                    # Flows come in bursts: fold a run of one connection
+                    # into one table update (exact, and order-preserving).
+                    npkts[pos - 1] += 1
+                    sizes[pos - 1] += <uint64_t>lens[base + i]
+                    continue
+                hashes[pos] = cs_hash40(&keys[pos], self.seed)
+                shard_of[pos] = <uint8_t>(hashes[pos] >> SHARD_SHIFT)
+                sizes[pos] = <uint64_t>lens[base + i]
+                npkts[pos] = 1
+                pos += 1
+            m = pos
+            if self.max_conns > 0:
+                # Packet order decides where a max_conns cut falls: keep it.
+                i = 0
+                while i < m:
+                    s = shard_of[i]
+                    cs_mutex_lock(&self.locks[s])
+                    if self.closed:
+                        cs_mutex_unlock(&self.locks[s])
+                        return 0
+                    w = self.cur
+                    generation = w.generation
+                    r = ADD_OK
+                    while i < m and shard_of[i] == s:
+                        r = _window_add(w, s, &keys[i], hashes[i], rx, npkts[i], sizes[i],
+                                        self.max_conns)
+                        if r == ADD_FULL or r == ADD_NOMEM:
+                            break
+                        if r == ADD_OPENED:
+                            opened = True
+                        i += 1
+                    cs_mutex_unlock(&self.locks[s])
+                    if r == ADD_NOMEM:
+                        return -1
+                    if r == ADD_FULL:
+                        if self._cut_full(generation) < 0:
+                            return -1
+            else:
+                # Group the chunk by shard (counting sort) so that each shard
+                # lock is taken once per chunk.
+                memset(fill, 0, sizeof(fill))
+                for i in range(m):
+                    fill[shard_of[i] + 1] += 1
+                for s in range(NSHARDS):
+                    fill[s + 1] += fill[s]
+                self._group(m, shard_of, fill, order)
+                todo = 0
+                for s in range(NSHARDS):
+                    if fill[s] != (0 if s == 0 else fill[s - 1]):
+                        todo |= 1u << s
+                # Take the shards whose locks are free first and come back
+                # for the busy ones, so that two threads feeding batches
+                # work on different shards instead of queueing in lockstep.
+                # A per-thread starting shard (stack addresses differ).
+                first = <uint32_t>((<size_t>&keys[0]) >> 14) + <uint32_t>(base // CHUNK)
+                while todo:
+                    progressed = False
+                    for step in range(NSHARDS):
+                        s = (first + step) & (NSHARDS - 1)
+                        if not (todo >> s) & 1:
+                            continue
+                        if not cs_mutex_trylock(&self.locks[s]):
+                            continue
+                        todo &= ~(1u << s)
+                        progressed = True
+                        r = self._add_run(s, keys, hashes, npkts, sizes, order,
+                                          0 if s == 0 else fill[s - 1], fill[s], rx)
+                        if r < 0:
+                            return r
+                        if r == ADD_OPENED:
+                            opened = True
+                    if not progressed:
+                        # every remaining shard is busy: wait for one
+                        for s in range(NSHARDS):
+                            if (todo >> s) & 1:
+                                break
+                        cs_mutex_lock(&self.locks[s])
+                        todo &= ~(1u << s)
+                        r = self._add_run(s, keys, hashes, npkts, sizes, order,
+                                          0 if s == 0 else fill[s - 1], fill[s], rx)
+                        if r < 0:
+                            return r
+                        if r == ADD_OPENED:
+                            opened = True
+            if opened:
+                self._notify()
+                opened = False
+            base += CHUNK
+        return 0
+
+    cdef int _add_run(self, uint32_t s, cs_key *keys, uint64_t *hashes, uint64_t *npkts,
+                      uint64_t *sizes, uint16_t *order, Py_ssize_t j,
+                      Py_ssize_t end, bint rx) noexcept nogil:
+        """Add order[j:end] to shard s and unlock it.  The caller holds its lock."""
+        cdef cs_window *w = self.cur
+        cdef Py_ssize_t i
+        cdef int r, result = ADD_OK
+        if self.closed:
+            cs_mutex_unlock(&self.locks[s])
+            return ADD_OK
+        while j < end:
+            # Two-stage prefetch for large tables: the slot of item j+16,
+            # then the entry that item j+8's slot names.
+            if j + 16 < end:
+                _prefetch_slot(&w.shards[s], hashes[order[j + 16]])
+            if j + 8 < end:
+                _prefetch_entry(&w.shards[s], hashes[order[j + 8]])
+            i = order[j]
+            r = _window_add(w, s, &keys[i], hashes[i], rx, npkts[i], sizes[i], 0)
+            if r == ADD_NOMEM:
+                cs_mutex_unlock(&self.locks[s])
+                return ADD_NOMEM
+            if r == ADD_OPENED:
+                result = ADD_OPENED
+            j += 1
+        cs_mutex_unlock(&self.locks[s])
+        return result
+
+    cdef inline void _group(self, Py_ssize_t m, const uint8_t *shard_of, uint16_t *fill,
+                            uint16_t *order) noexcept nogil:
+        # Stable counting sort of chunk indices by shard into `order`.
+        # On entry fill[s] is the start of shard s's run; on exit its end.
+        cdef Py_ssize_t i
+        for i in range(m):
+            order[fill[shard_of[i]]] = <uint16_t>i
+            fill[shard_of[i]] += 1
+
+    # -- single-packet entry points ----------------------------------------
+    #
+    # These keep the GIL: see benchmarks/RESULTS.md ("GIL decision").  The
+    # work is ~20-40 ns, and dropping and retaking the GIL costs more than
+    # that and makes a second Python thread pay for the hand-off.
+
+    def update_tx_virtual(self, packet):
+        """Count one transmitted IP packet (any C-contiguous bytes-like)."""
+        self._virtual(packet, False)
+
+    def update_rx_virtual(self, packet):
+        """Count one received IP packet; src and dst are swapped."""
+        self._virtual(packet, True)
+
+    cdef int _virtual(self, object packet, bint rx) except -1:
+        cdef Py_buffer view
+        cdef int r
+        if PyBytes_CheckExact(packet):
+            r = self._count_packet(<const uint8_t *>PyBytes_AS_STRING(packet),
+                                   PyBytes_GET_SIZE(packet), rx)
+        else:
+            _get_buffer(packet, &view, "packet")
+            r = self._count_packet(<const uint8_t *>view.buf, view.len, rx)
+            PyBuffer_Release(&view)
+        if r < 0:
+            raise MemoryError("connstats: cannot grow the connection table")
+        return 0
+
+    def update_tx_physical(self, src, dst, n):
+        """Count one transmitted WireGuard packet of n bytes to peer dst."""
+        self._physical(src, dst, n, False)
+
+    def update_rx_physical(self, src, dst, n):
+        """Count one received WireGuard packet of n bytes from peer dst."""
+        self._physical(src, dst, n, True)
+
+    cdef int _physical(self, object src, object dst, object n, bint rx) except -1:
+        cdef cs_key k
+        cdef bytes sp, dp
+        cdef int port
+        cdef uint64_t nbytes
+        if cs_atomic_load_int(&self.closed):
+            return 0
+        sp = _addr.packed_address(src, "src")
+        dp, port = _addr.packed_addrport(dst, "dst")
+        nbytes = _addr.byte_count(n, "n")
+        memset(&k, 0, sizeof(cs_key))
+        k.kind = KIND_PHYSICAL
+        k.sfam = 4 if len(sp) == 4 else 6
+        k.dfam = 4 if len(dp) == 4 else 6
+        memcpy(k.src, <const char *>sp, len(sp))
+        memcpy(k.dst, <const char *>dp, len(dp))
+        k.dport = <uint16_t>port
+        if self.n_ignore and self._is_ignored(&k):
+            return 0
+        if self._count_key(&k, rx, nbytes) < 0:
+            raise MemoryError("connstats: cannot grow the connection table")
+        return 0
+
+    # -- batch entry points (GIL released for the whole batch) -------------
+
+    def update_tx_virtual_batch(self, packets):
+        """Count a sequence of transmitted packets; the GIL is released while counting."""
+        self._batch(packets, False)
+
+    def update_rx_virtual_batch(self, packets):
+        """Count a sequence of received packets; the GIL is released while counting."""
+        self._batch(packets, True)
+
+    cdef int _batch(self, object packets, bint rx) except -1:
+        cdef object seq
+        cdef Py_ssize_t n, i, held = 0, nviews = 0
+        cdef const uint8_t **ptrs = NULL
+        cdef int64_t *lens = NULL
+        cdef PyObject **refs = NULL
+        cdef Py_buffer *views = NULL
+        cdef PyObject *item
+        cdef int r = 0
+        if isinstance(packets, (bytes, bytearray, memoryview, str)):
+            raise TypeError(
+                f"packets: expected a sequence of bytes-like objects, got "
+                f"{type(packets).__name__} (use update_*_virtual for one packet)")
+        if not PySequence_Check(packets):
+            # sets, dicts and iterators have no stable order or length
+            raise TypeError(
+                f"packets: expected a sequence of bytes-like objects, "
+                f"got {type(packets).__name__}")
+        try:
+            seq = PySequence_Fast(packets, "packets: expected a sequence of bytes-like objects")
+        except TypeError:
+            raise TypeError(
+                f"packets: expected a sequence of bytes-like objects, "
+                f"got {type(packets).__name__}") from None
+        n = PySequence_Fast_GET_SIZE(seq)
+        if n == 0:
+            return 0
+        ptrs = <const uint8_t **>malloc(n * sizeof(uint8_t *))
+        lens = <int64_t *>malloc(n * sizeof(int64_t))
+        refs = <PyObject **>malloc(n * sizeof(PyObject *))
+        try:
+            if ptrs == NULL or lens == NULL or refs == NULL:
+                raise MemoryError()
+            for i in range(n):
+                item = PySequence_Fast_GET_ITEM(seq, i)
+                if PyBytes_CheckExact(<object>item):
+                    # A reference keeps the bytes alive even if another thread
+                    # replaces the list item while the GIL is released.
+                    Py_INCREF(<object>item)
+                    refs[held] = item
+                    held += 1
+                    ptrs[i] = <const uint8_t *>PyBytes_AS_STRING(<object>item)
+                    lens[i] = PyBytes_GET_SIZE(<object>item)
+                else:
+                    if views == NULL:
+                        views = <Py_buffer *>malloc(n * sizeof(Py_buffer))
+                        if views == NULL:
+                            raise MemoryError()
+                    _get_buffer(<object>item, &views[nviews], "packets", i)
+                    ptrs[i] = <const uint8_t *>views[nviews].buf
+                    lens[i] = views[nviews].len
+                    nviews += 1
+            with nogil:
+                r = self._count_many(ptrs, lens, n, rx)
+            if r < 0:
+                raise MemoryError("connstats: cannot grow the connection table")
+        finally:
+            for i in range(held):
+                Py_DECREF(<object>refs[i])
+            for i in range(nviews):
+                PyBuffer_Release(&views[i])
+            free(views)
+            free(refs)
+            free(<void *>ptrs)
+            free(lens)
+        return 0
+
+    def update_tx_virtual_buffer(self, buffer, offsets, lengths):
+        """Count transmitted packets buffer[offsets[i]:offsets[i]+lengths[i]]."""
+        self._buffer(buffer, offsets, lengths, False)
+
+    def update_rx_virtual_buffer(self, buffer, offsets, lengths):
+        """Count received packets buffer[offsets[i]:offsets[i]+lengths[i]]."""
+        self._buffer(buffer, offsets, lengths, True)
+
+    cdef int _buffer(self, object buffer, object offsets, object lengths, bint rx) except -1:
+        cdef Py_buffer view
+        cdef int64_t *offs = NULL
+        cdef int64_t *lns = NULL
+        cdef Py_ssize_t n_off, n_len, i
+        cdef const uint8_t **ptrs = NULL
+        cdef const uint8_t *base
+        cdef int r = 0
+        _get_buffer(buffer, &view, "buffer")
+        try:
+            _read_index_array(offsets, "offsets", &n_off, &offs)
+            _read_index_array(lengths, "lengths", &n_len, &lns)
+            if n_off != n_len:
+                raise ValueError(
+                    f"lengths: has {n_len} items but offsets has {n_off}")
+            for i in range(n_off):
+                if offs[i] > view.len or lns[i] > view.len - offs[i]:
+                    raise ValueError(
+                        f"offsets[{i}]/lengths[{i}]: packet {offs[i]}..{offs[i] + lns[i]} "
+                        f"is beyond the buffer's {view.len} bytes")
+            if n_off:
+                ptrs = <const uint8_t **>malloc(n_off * sizeof(uint8_t *))
+                if ptrs == NULL:
+                    raise MemoryError()
+                base = <const uint8_t *>view.buf
+                for i in range(n_off):
+                    ptrs[i] = base + offs[i]
+                with nogil:
+                    r = self._count_many(ptrs, lns, n_off, rx)
+                if r < 0:
+                    raise MemoryError("connstats: cannot grow the connection table")
+        finally:
+            PyBuffer_Release(&view)
+            free(<void *>ptrs)
+            free(offs)
+            free(lns)
+        return 0
+
+    # -- windows -----------------------------------------------------------
+
+    def cut(self, generation=-1):
+        """Swap out the current window and return it (None if empty).
+
+        With generation >= 0, only cut if the open window has that generation.
+        """
+        cdef cs_window *w
+        cdef cs_window *fresh
+        cdef int64_t gen = generation
+        with nogil:
+            self._lock_all()
+            w = self.cur
+            if cs_atomic_load64(&w.nconns) == 0 or (gen >= 0 and w.generation != gen):
+                w = NULL
+            else:
+                fresh = self._new_window()
+                if fresh == NULL:
+                    w = NULL
+                else:
+                    self.cur = fresh
+                    w.end_ns = cs_now_ns()
+            self._unlock_all()
+        if w == NULL:
+            return None
+        return Window.wrap(w)
+
+    def window_info(self):
+        """(generation, start epoch seconds) of the open window, or None if empty."""
+        cdef int64_t gen = 0, start = 0, count
+        with nogil:
+            self._lock_all()
+            count = cs_atomic_load64(&self.cur.nconns)
+            if count:
+                gen = self.cur.generation
+                start = self.cur.start_ns
+            self._unlock_all()
+        if count == 0:
+            return None
+        return (gen, start / 1e9)
+
+    def pop_pending(self):
+        """The oldest window cut by max_conns that is not handed out yet, or None."""
+        cdef cs_window *w
+        cs_mutex_lock(&self.locks[NSHARDS])
+        w = self.qhead
+        if w != NULL:
+            self.qhead = w.next
+            if self.qhead == NULL:
+                self.qtail = NULL
+            self.qlen -= 1
+            self.qconns -= w.nconns
+            w.next = NULL
+        cs_mutex_unlock(&self.locks[NSHARDS])
+        if w == NULL:
+            return None
+        return Window.wrap(w)
+
+    def wait(self, timeout=None):
+        """Block until notify() (True) or until timeout seconds pass (False)."""
+        cdef long long micros
+        cdef PyLockStatus status
+        if timeout is None:
+            micros = -1
+        else:
+            # clamp: PY_TIMEOUT_MAX is platform-dependent; callers loop anyway
+            micros = <long long>(max(0.0, min(float(timeout), 2000.0)) * 1e6)
+        with nogil:
+            status = PyThread_acquire_lock_timed(self.sig, micros, 0)
+        if status == PY_LOCK_ACQUIRED:
+            cs_atomic_store_int(&self.signaled, 0)
+            return True
+        return False
+
+    def notify(self):
+        """Wake a thread blocked in wait()."""
+        self._notify()
+
+    def close(self):
+        """Drop every later update.  Already counted windows stay."""
+        with nogil:
+            self._lock_all()
+            cs_atomic_store_int(&self.closed, 1)
+            self._unlock_all()
+
+    @property
+    def closed(self):
+        return bool(cs_atomic_load_int(&self.closed))
+
+    @property
+    def connections(self):
+        """Connections in the open window."""
+        cdef int64_t count
+        cs_mutex_lock(&self.locks[0])
+        count = cs_atomic_load64(&self.cur.nconns)
+        cs_mutex_unlock(&self.locks[0])
+        return count
+
+    @property
+    def table_bytes(self):
+        """Bytes of C memory held by the open window's table."""
+        cdef Py_ssize_t total
+        with nogil:
+            self._lock_all()
+            total = _window_table_bytes(self.cur)
+            self._unlock_all()
+        return total
+
+    @property
+    def pending(self):
+        """Windows cut by max_conns waiting to be handed out."""
+        return self.qlen
+
+    @property
+    def dropped_windows(self):
+        return self.dropped_windows_
+
+    @property
+    def dropped_packets(self):
+        return self.dropped_packets_
+
+    @property
+    def dropped_bytes(self):
+        return self.dropped_bytes_
+
+    def _after_fork_in_child(self):
+        """Give the child fresh locks and an empty table.
+
+        Locks inherited from the parent may be held by threads that do not
+        exist in the child: they and the windows they guard are leaked on
+        purpose, never unlocked or freed.
+        """
+        self._allocate_runtime()
+        self.dropped_windows_ = 0
+        self.dropped_packets_ = 0
+        self.dropped_bytes_ = 0

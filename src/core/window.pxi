@@ -1,0 +1,190 @@
+# Windows handed to Python: the Window type and the building of address
+# and value objects from a cut window's C table.
+
+cdef object _object_new = object.__new__
+
+
+cdef bint _check_fast_addresses():
+    # Materializing a window builds many address objects; ipaddress's own
+    # constructors cost 3x more than filling the `_ip` slot directly.  That
+    # slot is private, so use the shortcut only if it gives objects that are
+    # indistinguishable from the constructors' on this Python.
+    try:
+        for cls, value in ((_IPv4Address, 0x64400001), (_IPv6Address, (0xfd7a << 112) | 0x53)):
+            fast = _object_new(cls)
+            fast._ip = value
+            if cls is _IPv6Address:
+                fast._scope_id = None
+            slow = cls(value)
+            if not (fast == slow and hash(fast) == hash(slow) and str(fast) == str(slow)
+                    and fast.packed == slow.packed and repr(fast) == repr(slow)):
+                return False
+        return True
+    except Exception:
+        return False
+
+
+cdef bint _FAST_ADDRESSES = _check_fast_addresses()
+
+
+cdef inline uint64_t _be64(const uint8_t *p) noexcept nogil:
+    cdef uint64_t v = 0
+    cdef int i
+    for i in range(8):
+        v = (v << 8) | p[i]
+    return v
+
+
+cdef object _address_value(uint8_t fam, const uint8_t *raw):
+    # The address as the int ipaddress stores: built from machine words, not
+    # through int.from_bytes.
+    if fam == 4:
+        return PyLong_FromUnsignedLong((<unsigned long>raw[0] << 24) | (raw[1] << 16) |
+                                       (raw[2] << 8) | raw[3])
+    return (PyLong_FromUnsignedLongLong(_be64(raw)) << 64) | PyLong_FromUnsignedLongLong(_be64(raw + 8))
+
+
+cdef object _address_object(uint8_t fam, object value):
+    cdef object addr
+    cdef object cls = _IPv4Address if fam == 4 else _IPv6Address
+    if not _FAST_ADDRESSES:
+        return cls(value)
+    # What object.__new__ does, without the call overhead.
+    addr = cs_alloc_instance(cls)
+    addr._ip = value
+    if fam == 6:
+        addr._scope_id = None
+    # It holds only an int (and None): it cannot be part of a cycle.  Left
+    # tracked, 200,000 fresh addresses make the collector walk the whole
+    # heap several times per window.
+    PyObject_GC_UnTrack(<void *>addr)
+    return addr
+
+
+@cython.final
+cdef class Window:
+    """A window of counts cut from a Core; owns its C table."""
+
+    cdef cs_window *w
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Window objects come from Core.cut() and Core.pop_pending()")
+
+    def __dealloc__(self):
+        _window_free(self.w)
+        self.w = NULL
+
+    cdef inline cs_window *_table(self) except NULL:
+        # Window.__new__(Window) from Python has no table.
+        if self.w == NULL:
+            raise ValueError("this Window has no table (made with Window.__new__)")
+        return self.w
+
+    @staticmethod
+    cdef Window wrap(cs_window *w):
+        cdef Window obj = Window.__new__(Window)
+        obj.w = w
+        return obj
+
+    @property
+    def start(self):
+        """Epoch seconds of the window's first insertion."""
+        return self._table().start_ns / 1e9
+
+    @property
+    def end(self):
+        """Epoch seconds at which the window was cut."""
+        return self._table().end_ns / 1e9
+
+    @property
+    def generation(self):
+        return self._table().generation
+
+    @property
+    def packets(self):
+        cdef uint64_t packets, nbytes
+        _window_totals(self._table(), &packets, &nbytes)
+        return packets
+
+    @property
+    def bytes(self):
+        cdef uint64_t packets, nbytes
+        _window_totals(self._table(), &packets, &nbytes)
+        return nbytes
+
+    @property
+    def table_bytes(self):
+        """Bytes of C memory the window's table holds."""
+        return _window_table_bytes(self._table())
+
+    def __len__(self):
+        return self._table().nconns
+
+    def to_dicts(self):
+        """Return (virtual, physical): dict[Connection, Counts] each.
+
+        One C call that holds the GIL throughout; connstats itself uses
+        materialize_slices (see connstats._impl.materialize)."""
+        cdef dict virtual = {}
+        cdef dict physical = {}
+        for _ in self.materialize_slices(virtual, physical):
+            pass
+        return virtual, physical
+
+    def materialize_slices(self, dict virtual not None, dict physical not None):
+        """Fill virtual and physical (dict[Connection, Counts]) with this
+        window's connections, yielding after every MATERIALIZE_SLICE of them.
+
+        A single C call never reaches the eval loop, which is where CPython
+        hands the GIL to a thread that has waited for a switch interval: a
+        packet thread would stall for the whole window (tens of ms at 100k
+        connections).  Driven by a Python-level loop, each yield is such a
+        point.  (Releasing the GIL from C instead does not work: the waiter
+        only asks for the GIL after its 5 ms timeout, and every release
+        shorter than that wakes it, loses the race and restarts its wait.)
+        The window is immutable, so other threads may run in between."""
+        cdef dict addresses = {}
+        cdef cs_window *w = self._table()
+        cdef int i
+        cdef uint32_t j
+        cdef uint32_t since_yield = 0
+        cdef cs_entry *e
+        cdef Counts counts
+        cdef Connection conn
+        for i in range(NSHARDS):
+            for j in range(w.shards[i].count):
+                e = &w.shards[i].entries[j]
+                conn = Connection.__new__(Connection)
+                conn.proto = e.key.proto
+                conn.src = _materialize_addrport(addresses, e.key.sfam, e.key.src, e.key.sport)
+                conn.dst = _materialize_addrport(addresses, e.key.dfam, e.key.dst, e.key.dport)
+                conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash)
+                counts = Counts.__new__(Counts)
+                counts.tx_packets = e.tx_packets
+                counts.tx_bytes = e.tx_bytes
+                counts.rx_packets = e.rx_packets
+                counts.rx_bytes = e.rx_bytes
+                if e.key.kind == KIND_PHYSICAL:
+                    physical[conn] = counts
+                else:
+                    virtual[conn] = counts
+                since_yield += 1
+                if since_yield == MATERIALIZE_SLICE:
+                    since_yield = 0
+                    yield
+
+
+cdef inline AddrPort _materialize_addrport(dict cache, uint8_t fam, const uint8_t *raw,
+                                           uint16_t port):
+    # Address objects repeat across connections: build each one once.  The
+    # cache is keyed by (int value, family): 1.2.3.4 and ::102:304 differ.
+    cdef object value, key, addr
+    if fam == 0:
+        return _NO_ADDRPORT if port == 0 else _make_addrport(None, 0, raw, port)
+    value = _address_value(fam, raw)
+    key = value if fam == 4 else (value, 6)
+    addr = cache.get(key)
+    if addr is None:
+        addr = _address_object(fam, value)
+        cache[key] = addr
+    return _make_addrport(addr, fam, raw, port)
