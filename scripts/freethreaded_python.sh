@@ -116,9 +116,10 @@ build() {
     fi
     ensure_deb_src
     install_build_deps
-    local work pkg ver prefix srcdir start
+    local pkg ver prefix srcdir start
+    # global: the EXIT trap runs after this function's locals are gone
     work="$(mktemp -d "${TMPDIR:-/tmp}/connstats-ft-build.XXXXXX")"
-    trap 'rm -rf "$work"' EXIT
+    trap 'rm -rf "${work:-}"' EXIT
     read -r pkg ver < <(fetch_source "$work") || true
     [ -n "${ver:-}" ] || exit 1
     prefix="$cache_root/cpython-${ver}t"

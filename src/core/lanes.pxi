@@ -32,3 +32,27 @@ cdef struct cs_lane:
     uint64_t sizes[LANE_N]
     cs_key keys[LANE_N]
     char pad[64]        # the next lane's lock on another cache line
+
+
+# Deferred reference counting (CPython 3.14+, free-threaded): an object
+# shared by every thread that calls it (Statistics' bound update methods)
+# otherwise has its reference count written from all of them on each call,
+# one cache line bouncing between cores.  The object is then freed by the
+# garbage collector instead of at its last reference.  A no-op elsewhere.
+cdef extern from *:
+    """
+    #if defined(Py_GIL_DISABLED) && PY_VERSION_HEX >= 0x030E0000
+    static int cs_defer_refcount(PyObject *o) { return PyUnstable_Object_EnableDeferredRefcount(o); }
+    #else
+    static int cs_defer_refcount(PyObject *o) { (void)o; return 0; }
+    #endif
+    """
+    int cs_defer_refcount(object o) except -1
+
+
+def defer_refcount(obj):
+    """Enable deferred reference counting on ``obj`` where the runtime has it.
+
+    Returns True if it was enabled (free-threaded CPython 3.14+ only).
+    """
+    return cs_defer_refcount(obj) == 1
