@@ -343,6 +343,10 @@ def test_threads_sharing_a_scanner_on_corrupt_input(name):
     assert not errors, errors
     # Alone again, the scanner is exact.
     assert shared.scan(bad, 24, len(bad), False, 0, 0) == _consts.ST_CORRUPT
-    assert (shared.error, shared.n_tx + shared.n_rx, shared.pos) == (corrupt_text, 1, second)
+    assert (shared.error, shared.n_tx + shared.n_rx, shared.pos) == (
+        corrupt_text,
+        1,
+        second,
+    )
     assert shared.scan(good, 24, len(good), False, 0, 0) == _consts.ST_FULL
     assert (shared.error, shared.n_tx + shared.n_rx) == ("", 16)

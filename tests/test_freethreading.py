@@ -26,7 +26,13 @@ NTHREADS = 8
 
 def _packets(index: int, conns: int) -> list[bytes]:
     return [
-        udp4(f"10.{index}.{c // 250}.{c % 250 + 1}", 1000 + c, "192.0.2.1", 53, b"x" * index)
+        udp4(
+            f"10.{index}.{c // 250}.{c % 250 + 1}",
+            1000 + c,
+            "192.0.2.1",
+            53,
+            b"x" * index,
+        )
         for c in range(conns)
     ]
 
@@ -145,7 +151,7 @@ def test_packets_counted_before_shutdown_are_in_the_final_window(impl):
 
 @pytest.mark.skipif(not FREE_THREADED, reason="needs a free-threaded CPython build")
 def test_the_gil_stays_disabled():
-    import connstats  # noqa: F401
+    import connstats
     import connstats.capture  # noqa: F401
 
     assert not sys._is_gil_enabled()  # type: ignore[attr-defined]

@@ -183,7 +183,15 @@ class Scanner:
         ``int(float(ts) * ts_factor)`` when ``ts_factor`` is not 0 (binary
         ones, rare enough that double precision is acceptable).
         """
-        entry = (kind_of(linktype), linktype, snaplen, ts_mul, ts_div, ts_factor, ts_offset_ns)
+        entry = (
+            kind_of(linktype),
+            linktype,
+            snaplen,
+            ts_mul,
+            ts_div,
+            ts_factor,
+            ts_offset_ns,
+        )
         with self._lock:
             self._ifaces.append(entry)
 
