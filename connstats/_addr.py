@@ -28,15 +28,34 @@ def _parse_ip_text(text: str) -> bytes:
     return ipaddress.ip_address(text).packed
 
 
+def _checked_packed(value: Any, argname: str) -> bytes:
+    # An address subclass can override .packed (and a bytes subclass __len__
+    # and __bytes__): the result must be exact bytes of the family's length,
+    # as the compiled core copies it into 4- or 16-byte fields.
+    packed = value.packed
+    want = 4 if isinstance(value, ipaddress.IPv4Address) else 16
+    if type(packed) is not bytes or len(packed) != want:
+        got = f"{len(packed)} bytes" if isinstance(packed, bytes) else _describe(packed)
+        raise ValueError(
+            f"{argname}: {type(value).__name__}.packed gave {got}, expected {want} bytes"
+        )
+    return packed
+
+
 def packed_address(value: Any, argname: str) -> bytes:
     """Return the 4- or 16-byte packed form of an IP address argument."""
-    if isinstance(value, _IP_TYPES):
+    if type(value) in _IP_TYPES:
         return value.packed
+    if isinstance(value, _IP_TYPES):
+        return _checked_packed(value, argname)
     if isinstance(value, (bytes, bytearray)):
-        if len(value) in (4, 16):
-            return bytes(value)
+        # Copied first (through the buffer, not a subclass's __bytes__), then
+        # measured: the copy is exact bytes, whose length cannot lie.
+        packed = bytes(memoryview(value))
+        if len(packed) in (4, 16):
+            return packed
         raise ValueError(
-            f"{argname}: packed address must be 4 or 16 bytes, got {len(value)}"
+            f"{argname}: packed address must be 4 or 16 bytes, got {len(packed)}"
         )
     if isinstance(value, str):
         try:
@@ -52,16 +71,17 @@ def packed_address(value: Any, argname: str) -> bytes:
 
 
 def _port(value: Any, argname: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = operator.index(value)
-        except TypeError:
-            raise TypeError(
-                f"{argname}: port must be an int, got {_describe(value)}"
-            ) from None
+    try:
+        # An exact int (operator.index copies an int subclass's real value),
+        # so the range check cannot be fooled by overridden comparisons.
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{argname}: port must be an int, got {_describe(value)}"
+        ) from None
     if not 0 <= value <= 0xFFFF:
         raise ValueError(f"{argname}: port {value} is out of range 0..65535")
-    return int(value)
+    return value
 
 
 @lru_cache(maxsize=4096)
@@ -112,15 +132,14 @@ def packed_addrport(value: Any, argname: str) -> tuple[bytes, int]:
 
 def byte_count(value: Any, argname: str = "n") -> int:
     """Validate the byte count of a physical update."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = operator.index(value)
-        except TypeError:
-            raise TypeError(
-                f"{argname}: expected an int byte count, got {_describe(value)}"
-            ) from None
+    try:
+        value = operator.index(value)  # an exact int, as in _port
+    except TypeError:
+        raise TypeError(
+            f"{argname}: expected an int byte count, got {_describe(value)}"
+        ) from None
     if value < 0:
         raise ValueError(f"{argname}: byte count must be >= 0, got {value}")
     if value >= _U64_LIMIT:
         raise ValueError(f"{argname}: byte count must be < 2**64, got {value}")
-    return int(value)
+    return value

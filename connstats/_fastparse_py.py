@@ -111,7 +111,10 @@ def _packet_list(packets: Any, argname: str) -> list[ByteView]:
             f"{argname}: expected a sequence of bytes-like objects, got "
             f"{_type_name(packets)}"
         )
-    return [_byte_view(p, f"{argname}[{i}]") for i, p in enumerate(packets)]
+    # A snapshot first, as the compiled core takes: a __buffer__ method (or
+    # another thread) may change the caller's list while it is read.
+    items = tuple(packets)
+    return [_byte_view(p, f"{argname}[{i}]") for i, p in enumerate(items)]
 
 
 def _int_list(obj: Any, argname: str) -> list[int]:
@@ -137,7 +140,7 @@ def _int_list(obj: Any, argname: str) -> list[int]:
         values = view.tolist()  # also copes with strided views
     elif _is_sequence(obj):
         values = []
-        for i, item in enumerate(obj):
+        for i, item in enumerate(tuple(obj)):  # a snapshot, as for packets
             if isinstance(item, bool):
                 raise TypeError(f"{argname}[{i}]: expected an int, got bool")
             try:
@@ -383,6 +386,9 @@ class Core:
         max_pending: int = 1024,
         max_pending_conns: int = 1 << 21,
     ) -> None:
+        if hasattr(self, "_lock"):
+            # Re-running __init__ would empty a live table: counts lost.
+            raise TypeError("Core objects cannot be initialised twice")
         self._max_conns = _non_negative_int(max_conns, "max_conns")
         self._max_pending = _non_negative_int(max_pending, "max_pending")
         self._max_pending_conns = _non_negative_int(
@@ -456,7 +462,9 @@ class Core:
         ``column`` is 0 for tx and 2 for rx; ``key`` is already oriented (rx
         swap done).  Returns whether the waiter must be notified.
         """
-        if key[3] in self._ignore:
+        if not physical and key[3] in self._ignore:
+            # Virtual traffic only, as the reference: a WireGuard peer's
+            # endpoint is counted even if it is in ignore_destinations.
             return False
         notify = False
         window = self._window
@@ -477,15 +485,7 @@ class Core:
         return notify
 
     def _count_one(self, physical: bool, rx: bool, key: RawKey, n: int) -> None:
-        with self._lock:
-            # Checked under the lock: nothing may be counted once close()
-            # has returned.
-            if self._closed:
-                return
-            notify = self._add_locked(physical, 2 if rx else 0, key, n)
-        # Outside the lock: the waiter takes it right after waking up.
-        if notify:
-            self._event.set()
+        self._count(physical, rx, ((key, n),))
 
     def _count(
         self, physical: bool, rx: bool, entries: Iterable[tuple[RawKey, int]]
@@ -493,13 +493,21 @@ class Core:
         """``_count_one`` for many entries, in order, under one lock."""
         column = 2 if rx else 0
         notify = False
-        with self._lock:
-            if self._closed:
-                return
-            for key, n in entries:
-                notify |= self._add_locked(physical, column, key, n)
-        if notify:
-            self._event.set()
+        opened = self._next_generation
+        try:
+            with self._lock:
+                # Checked under the lock: nothing may be counted once close()
+                # has returned.
+                if self._closed:
+                    return
+                for key, n in entries:
+                    notify |= self._add_locked(physical, column, key, n)
+        finally:
+            # Outside the lock: the waiter takes it right after waking up.
+            # Also when an entry failed (MemoryError): a window this call
+            # opened must still wake the waiter.
+            if notify or self._next_generation != opened:
+                self._event.set()
 
     def _virtual(self, packet: Any, rx: bool) -> None:
         if self._closed:

@@ -5,7 +5,12 @@ ignored destinations) followed by a sequence of operations on one core:
 tx/rx virtual updates (single packet as bytes, bytearray, memoryview or a
 page-guarded buffer; batch; offsets/lengths buffer), tx/rx physical updates,
 ``cut`` (what ``extract`` does), ``pop_pending``, close, and bad calls that
-must raise ``TypeError``/``ValueError`` and count nothing.  After every
+must raise ``TypeError``/``ValueError`` and count nothing.  Hostile Python
+objects too: buffer exporters written in Python (``__buffer__``, 3.12+),
+format-odd and multi-dimensional views, ``int`` and ``ipaddress`` subclasses
+(honest ones count by their value, lying ones must be refused) and batches
+whose list is changed by one of its own items while it is read (the batch
+counts the list as it was when the call began).  After every
 operation the core's connection count, pending queue and drop counters must
 match the model; every window handed out must match it exactly.  The model
 decodes packets with the pure-Python reference decoder.
@@ -27,8 +32,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the hostile objects the tests use too (tests/hostile.py)
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from _common import GuardedBuffer, Reader, instrumented_imports, main
+from hostile import Exporter, HugeV4, HugeV6, LyingInt, Mutating, MyV4, MyV6
 
 with instrumented_imports():
     from connstats import _fastparse_py as pure
@@ -170,7 +178,8 @@ class Model:
         return packets, nbytes
 
     def add(self, kind: str, key: tuple, rx: bool, n: int) -> None:
-        if self.closed or key[3] in self.ignore:
+        # ignore_destinations filters virtual traffic only
+        if self.closed or (kind == "v" and key[3] in self.ignore):
             return
         full = (kind, key)
         if full not in self.cur:
@@ -241,15 +250,127 @@ def _check_state(core: Any, model: Model) -> None:
         raise AssertionError(f"pending {pending} != model {len(model.pending)}")
 
 
+class Bytearray(bytearray):
+    pass
+
+
+HAS_BUFFER_PROTOCOL = sys.version_info >= (3, 12)
+
+
 def _packet_object(packet: bytes, form: int) -> Any:
-    form %= 4
+    form %= 8
     if form == 0:
         return packet
     if form == 1:
         return bytearray(packet)
     if form == 2:
         return memoryview(b"\xee" + packet)[1:]  # a view that starts inside its buffer
-    return _GUARD.place(packet)
+    if form == 3:
+        return _GUARD.place(packet)
+    if form == 4 and HAS_BUFFER_PROTOCOL:
+        return Exporter(packet)
+    if form == 5:
+        # format-odd views: signed chars, or wider items when the size allows
+        if len(packet) % 4 == 0:
+            return memoryview(array.array("I", packet))
+        return memoryview(array.array("b", packet))
+    if form == 6 and len(packet) % 2 == 0 and packet:
+        return memoryview(packet).cast("B", (2, len(packet) // 2))  # C-contiguous 2-D
+    return Bytearray(packet)
+
+
+def _hostile_address(text: str, sel: int) -> Any:
+    addr = ipaddress.ip_address(text)
+    return (MyV4 if addr.version == 4 else MyV6)(text) if sel & 1 else addr
+
+
+def _hostile_batch(core: Any, model: Model, r: Reader, rx: bool) -> None:
+    """A batch whose list an item changes while the batch reads it."""
+    d = "rx" if rx else "tx"
+    packets = [_packet(r) for _ in range(1 + r.u8() % 8)]
+    where = r.u8() % len(packets)
+    how = r.u8() % 3
+    # Form 3 (the guarded buffer) is not used here: it holds one packet at a time.
+    forms = [r.u8() % 8 for _ in packets]
+    objects: list[Any] = [
+        _packet_object(p, 0 if f == 3 else f) for p, f in zip(packets, forms)
+    ]
+    if HAS_BUFFER_PROTOCOL:
+        objects[where] = Mutating(
+            objects, packets[where], ("clear", "replace", "truncate")[how]
+        )
+    getattr(core, f"update_{d}_virtual_batch")(objects)
+    for p in packets:
+        model.virtual(p, rx)
+
+
+def _hostile_physical(
+    core: Any, model: Model, r: Reader, rx: bool, closed: bool
+) -> None:
+    d = "rx" if rx else "tx"
+    src = ADDRS[r.u8() % len(ADDRS)]
+    dst = ADDRS[r.u8() % len(ADDRS)]
+    port = (0, 53, 41641, 65535)[r.u8() % 4]
+    n = r.u8()
+    sel = r.u8()
+    bad = sel % 5
+    src_obj: Any = _hostile_address(src, sel >> 3)
+    dst_obj: Any = _hostile_address(dst, sel >> 4)
+    port_obj: Any = LyingInt(port) if sel & 0x20 else port
+    n_obj: Any = LyingInt(n) if sel & 0x40 else n
+    if bad == 1:
+        src_obj = (HugeV4 if ":" not in src else HugeV6)(src)
+    elif bad == 2:
+        dst_obj = (HugeV4 if ":" not in dst else HugeV6)(dst)
+    elif bad == 3:
+        port_obj = LyingInt(65536 + port)
+    elif bad == 4:
+        n_obj = LyingInt(-1 - n)
+    call = getattr(core, f"update_{d}_physical")
+    if bad:
+        try:
+            call(src_obj, (dst_obj, port_obj), n_obj)
+        except ValueError:
+            return
+        if not closed:
+            raise AssertionError(f"hostile physical #{bad} was accepted")
+        return
+    call(src_obj, (dst_obj, port_obj), n_obj)
+    model.add("p", (0, _packed(src), 0, _packed(dst), port), rx, n)
+
+
+def _hostile_buffer(core: Any, model: Model, r: Reader, rx: bool, closed: bool) -> None:
+    """offsets/lengths as lists of int subclasses with lying comparisons."""
+    d = "rx" if rx else "tx"
+    packets = [_packet(r) for _ in range(r.u8() % 6)]
+    buf = bytearray()
+    offsets: list[int] = []
+    lengths: list[int] = []
+    for p in packets:
+        buf += bytes(r.u8() % 3)
+        offsets.append(LyingInt(len(buf)))
+        lengths.append(LyingInt(len(p)))
+        buf += p
+    bad = r.u8() % 4 if packets else 0
+    call = getattr(core, f"update_{d}_virtual_buffer")
+    if bad:
+        i = r.u8() % len(packets)
+        if bad == 1:
+            offsets[i] = LyingInt(-1 - r.u8())
+        elif bad == 2:
+            lengths[i] = LyingInt(-1 - r.u8())
+        else:
+            offsets[i] = LyingInt(len(buf) + 1 + r.u8())
+        try:
+            call(bytes(buf), offsets, lengths)
+        except ValueError:
+            return
+        if not closed:
+            raise AssertionError(f"hostile buffer #{bad} was accepted")
+        return
+    call(bytes(buf), offsets, lengths)
+    for p in packets:
+        model.virtual(p, rx)
 
 
 def _address_form(text: str, form: int) -> Any:
@@ -316,7 +437,7 @@ def test_one_input(data: bytes) -> None:
     ops = 0
     while r.remaining() and ops < 200:
         ops += 1
-        op = r.u8() % 14
+        op = r.u8() % 17
         rx = bool(op & 1)
         d = "rx" if rx else "tx"
         if op in (0, 1):
@@ -373,6 +494,12 @@ def test_one_input(data: bytes) -> None:
             if r.u8() < 16:  # rarely: later updates must be dropped
                 core.close()
                 model.closed = True
+        elif op == 14:
+            _hostile_batch(core, model, r, bool(r.u8() & 1))
+        elif op == 15:
+            _hostile_physical(core, model, r, bool(r.u8() & 1), model.closed)
+        elif op == 16:
+            _hostile_buffer(core, model, r, bool(r.u8() & 1), model.closed)
         else:
             generation = r.u8()
             # a cut for a generation that is not the open window's: nothing happens

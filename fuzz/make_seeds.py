@@ -109,7 +109,43 @@ def core_seeds() -> dict[str, bytes]:
         "close": bytes([5]) + script + close + script + cut,
         "bad_calls": bytes([0])
         + b"".join(bytes([11, 0, 0, 0, 0, 0, 0, 0, i & 1, i]) for i in range(12)),
+        "hostile_objects": bytes([0x20])
+        + hostile_script()
+        + cut
+        + hostile_script()
+        + cut,
+        "hostile_max_conns_2": bytes([3]) + hostile_script() + pop + cut,
     }
+
+
+def hostile_script() -> bytes:
+    """fuzz_core.py ops 14-16 and the odd packet forms of op 0/1."""
+
+    def tpl(kind: int) -> bytes:  # a template packet: kind, 4 pools, ports, pad
+        return bytes([kind, 0, 1, 0, 1, 0, 1, 2])
+
+    # single packets as every odd form: exporter, array views, 2-D, subclass
+    odd = b"".join(
+        bytes([i & 1]) + tpl(i) + bytes([form]) for i, form in enumerate((4, 5, 6, 7))
+    )
+    # batches whose list an item clears / replaces / truncates (op, rx,
+    # count-1, packets, where, how, forms)
+    batches = b"".join(
+        bytes([14, how & 1, 2]) + tpl(0) + tpl(3) + tpl(1) + bytes([how, how, 4, 5, 7])
+        for how in range(3)
+    )
+    # physical: honest subclasses (0x78), then each lying kind (0x79-0x7c)
+    physical = b"".join(
+        bytes([15, sel & 1, 0, 5, 2, 40, sel]) for sel in range(0x78, 0x7D)
+    )
+    # offsets/lengths of lying ints: honest, then negative offset / length,
+    # offset past the end
+    buffers = bytes([16, 1, 2]) + tpl(0) + tpl(4) + bytes([1, 2, 0])
+    buffers += b"".join(
+        bytes([16, 0, 2]) + tpl(0) + tpl(4) + bytes([0, 1, bad, 1, 5])
+        for bad in (1, 2, 3)
+    )
+    return odd + batches + physical + buffers
 
 
 def capture_seeds() -> dict[str, bytes]:

@@ -41,13 +41,14 @@ from cpython.buffer cimport (
 )
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong
+from cpython.number cimport PyNumber_Index
 from cpython.object cimport Py_EQ, Py_GE, Py_GT, Py_LE, Py_LT, Py_NE, PyObject
 from cpython.pythread cimport (
     PY_LOCK_ACQUIRED, PyLockStatus, PyThread_acquire_lock, PyThread_allocate_lock,
     PyThread_free_lock, PyThread_release_lock, PyThread_type_lock, WAIT_LOCK,
 )
 from cpython.ref cimport Py_DECREF, Py_INCREF
-from cpython.sequence cimport PySequence_Check, PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
+from cpython.sequence cimport PySequence_Check, PySequence_Tuple
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
@@ -86,3 +87,4 @@ def decode(packet):
 
 SHARDS = NSHARDS
 ENTRY_BYTES = sizeof(cs_entry)
+WINDOW_BYTES = sizeof(cs_window)

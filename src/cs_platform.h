@@ -187,4 +187,15 @@ static inline PyObject *cs_alloc_instance(PyObject *cls) {
     return type->tp_alloc(type, 0);
 }
 
+/* ---- sizes ------------------------------------------------------------ */
+/* *out = n * size unless that exceeds PY_SSIZE_T_MAX (what PyMem_Malloc
+ * also refuses); then -1.  Every array allocation of the core sizes itself
+ * with this: on 32-bit builds n * sizeof(...) wraps for reachable n. */
+static inline int cs_array_bytes(size_t n, size_t size, size_t *out) {
+    if (size != 0 && n > (size_t)PY_SSIZE_T_MAX / size)
+        return -1;
+    *out = n * size;
+    return 0;
+}
+
 #endif /* CONNSTATS_PLATFORM_H */

@@ -422,7 +422,6 @@ def test_service_destinations_are_not_counted(impl):
     stats.update_rx_virtual(udp4("100.100.100.100", 53, "100.64.0.1", 5000))
     stats.update_tx_virtual(udp6("fd7a:115c:a1e0::1", 5000, "fd7a:115c:a1e0::53", 53))
     stats.update_tx_virtual_batch([udp4("100.64.0.1", 5001, "100.100.100.100", 53)])
-    stats.update_tx_physical("100.64.0.1", ("100.100.100.100", 1), 10)
     counted = udp4(
         "100.100.100.100", 53, "100.64.0.1", 5000
     )  # from the service: counted

@@ -37,19 +37,20 @@ cdef class Core:
 
     def __cinit__(self, max_conns=0, ignore_destinations=(), max_pending=1024,
                   max_pending_conns=1 << 21):
-        cdef int i
-        cdef bytes packed
-        if isinstance(max_conns, bool) or not isinstance(max_conns, int):
-            raise TypeError(f"max_conns: expected an int, got {type(max_conns).__name__}")
+        cdef Py_ssize_t i, n
+        cdef list ignored
+        # Exact ints before any comparison (an int subclass can lie in its
+        # own comparisons); clamped so that they fit int64 counters.
+        max_conns = _exact_int(max_conns, "max_conns")
         if max_conns < 0:
             raise ValueError(f"max_conns: must be >= 0, got {max_conns}")
+        max_pending = _exact_int(max_pending, "max_pending")
+        max_pending_conns = _exact_int(max_pending_conns, "max_pending_conns")
         for name, value in (("max_pending", max_pending), ("max_pending_conns", max_pending_conns)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
             if value < 1:
                 raise ValueError(f"{name}: must be >= 1, got {value}")
         try:
-            destinations = list(ignore_destinations)
+            destinations = tuple(ignore_destinations)
         except TypeError:
             raise TypeError(
                 f"ignore_destinations: expected an iterable of addresses, "
@@ -60,14 +61,18 @@ cdef class Core:
         self.max_pending_conns = min(max_pending_conns, 2 ** 62)
         self.seed = _random_seed()
         self._allocate_runtime()
-        if ignored:
-            self.ignore = <cs_ignore *>calloc(len(ignored), sizeof(cs_ignore))
-            if self.ignore == NULL:
-                raise MemoryError()
-            for i, packed in enumerate(ignored):
-                self.ignore[i].fam = 4 if len(packed) == 4 else 6
-                memcpy(self.ignore[i].addr, <const char *>packed, len(packed))
-            self.n_ignore = len(ignored)
+        n = len(ignored)
+        if n:
+            if n > 0x7FFFFFFF:
+                raise ValueError(f"ignore_destinations: too many addresses ({n})")
+            self.ignore = <cs_ignore *>_alloc_array(n, sizeof(cs_ignore))
+            memset(self.ignore, 0, n * sizeof(cs_ignore))
+            for i in range(n):
+                # packed_address() already checks; _packed_into re-checks on
+                # the exact bytes it copies from.
+                self.ignore[i].fam = _packed_into(ignored[i], "ignore_destinations",
+                                                  self.ignore[i].addr)
+            self.n_ignore = <int>n
 
     cdef int _allocate_runtime(self) except -1:
         # Locks, the empty window and the wake-up lock; also used after fork.
@@ -156,6 +161,9 @@ cdef class Core:
         fresh = self._new_window()
         if fresh == NULL:
             self._unlock_all()
+            # The full window stays open: wake the flush thread anyway, so it
+            # delivers it (and frees memory) instead of waiting for its period.
+            self._notify()
             return -1
         self.cur = fresh
         full.end_ns = cs_now_ns()
@@ -407,10 +415,10 @@ cdef class Core:
                         i += 1
                     cs_mutex_unlock(&self.locks[s])
                     if r == ADD_NOMEM:
-                        return -1
+                        return self._failed(opened)
                     if r == ADD_FULL:
                         if self._cut_full(generation) < 0:
-                            return -1
+                            return self._failed(opened)
             else:
                 # Group the chunk by shard (counting sort) so that each shard
                 # lock is taken once per chunk.
@@ -442,7 +450,7 @@ cdef class Core:
                         r = self._add_run(s, keys, hashes, npkts, sizes, order,
                                           0 if s == 0 else fill[s - 1], fill[s], rx)
                         if r < 0:
-                            return r
+                            return self._failed(opened)
                         if r == ADD_OPENED:
                             opened = True
                     if not progressed:
@@ -455,7 +463,7 @@ cdef class Core:
                         r = self._add_run(s, keys, hashes, npkts, sizes, order,
                                           0 if s == 0 else fill[s - 1], fill[s], rx)
                         if r < 0:
-                            return r
+                            return self._failed(opened)
                         if r == ADD_OPENED:
                             opened = True
             if opened:
@@ -463,6 +471,13 @@ cdef class Core:
                 opened = False
             base += CHUNK
         return 0
+
+    cdef inline int _failed(self, bint opened) noexcept nogil:
+        # Out of memory part-way through a batch: what was counted stays
+        # counted, and a window this batch opened still wakes the flusher.
+        if opened:
+            self._notify()
+        return -1
 
     cdef int _add_run(self, uint32_t s, cs_key *keys, uint64_t *hashes, uint64_t *npkts,
                       uint64_t *sizes, uint16_t *order, Py_ssize_t j,
@@ -539,8 +554,7 @@ cdef class Core:
 
     cdef int _physical(self, object src, object dst, object n, bint rx) except -1:
         cdef cs_key k
-        cdef bytes sp, dp
-        cdef int port
+        cdef object sp, dp, port
         cdef uint64_t nbytes
         if cs_atomic_load_int(&self.closed):
             return 0
@@ -549,13 +563,13 @@ cdef class Core:
         nbytes = _addr.byte_count(n, "n")
         memset(&k, 0, sizeof(cs_key))
         k.kind = KIND_PHYSICAL
-        k.sfam = 4 if len(sp) == 4 else 6
-        k.dfam = 4 if len(dp) == 4 else 6
-        memcpy(k.src, <const char *>sp, len(sp))
-        memcpy(k.dst, <const char *>dp, len(dp))
-        k.dport = <uint16_t>port
-        if self.n_ignore and self._is_ignored(&k):
-            return 0
+        # Lengths checked on the exact bytes copied (an address subclass's
+        # .packed can be any size), the port in C.
+        k.sfam = _packed_into(sp, "src", k.src)
+        k.dfam = _packed_into(dp, "dst", k.dst)
+        k.dport = <uint16_t>_int64_in(port, "dst", 0, 0xFFFF)
+        # ignore_destinations filters virtual traffic only (as the reference
+        # does): a WireGuard peer's endpoint is counted even if it is listed.
         if self._count_key(&k, rx, nbytes) < 0:
             raise MemoryError("connstats: cannot grow the connection table")
         return 0
@@ -571,13 +585,12 @@ cdef class Core:
         self._batch(packets, True)
 
     cdef int _batch(self, object packets, bint rx) except -1:
-        cdef object seq
-        cdef Py_ssize_t n, i, held = 0, nviews = 0
+        cdef tuple seq
+        cdef Py_ssize_t n, i, nviews = 0
         cdef const uint8_t **ptrs = NULL
         cdef int64_t *lens = NULL
-        cdef PyObject **refs = NULL
         cdef Py_buffer *views = NULL
-        cdef PyObject *item
+        cdef object item
         cdef int r = 0
         if isinstance(packets, (bytes, bytearray, memoryview, str)):
             raise TypeError(
@@ -588,37 +601,31 @@ cdef class Core:
             raise TypeError(
                 f"packets: expected a sequence of bytes-like objects, "
                 f"got {type(packets).__name__}")
+        # A snapshot: getting a buffer runs Python code (__buffer__), and on
+        # free-threaded builds other threads run anyway, so the caller's list
+        # may shrink or change under us.  The tuple keeps every item alive
+        # until the batch is counted.
         try:
-            seq = PySequence_Fast(packets, "packets: expected a sequence of bytes-like objects")
+            seq = _sequence_snapshot(packets)
         except TypeError:
             raise TypeError(
                 f"packets: expected a sequence of bytes-like objects, "
                 f"got {type(packets).__name__}") from None
-        n = PySequence_Fast_GET_SIZE(seq)
+        n = len(seq)
         if n == 0:
             return 0
-        ptrs = <const uint8_t **>malloc(n * sizeof(uint8_t *))
-        lens = <int64_t *>malloc(n * sizeof(int64_t))
-        refs = <PyObject **>malloc(n * sizeof(PyObject *))
         try:
-            if ptrs == NULL or lens == NULL or refs == NULL:
-                raise MemoryError()
+            ptrs = <const uint8_t **>_alloc_array(n, sizeof(uint8_t *))
+            lens = <int64_t *>_alloc_array(n, sizeof(int64_t))
             for i in range(n):
-                item = PySequence_Fast_GET_ITEM(seq, i)
-                if PyBytes_CheckExact(<object>item):
-                    # A reference keeps the bytes alive even if another thread
-                    # replaces the list item while the GIL is released.
-                    Py_INCREF(<object>item)
-                    refs[held] = item
-                    held += 1
-                    ptrs[i] = <const uint8_t *>PyBytes_AS_STRING(<object>item)
-                    lens[i] = PyBytes_GET_SIZE(<object>item)
+                item = seq[i]
+                if PyBytes_CheckExact(item):
+                    ptrs[i] = <const uint8_t *>PyBytes_AS_STRING(item)
+                    lens[i] = PyBytes_GET_SIZE(item)
                 else:
                     if views == NULL:
-                        views = <Py_buffer *>malloc(n * sizeof(Py_buffer))
-                        if views == NULL:
-                            raise MemoryError()
-                    _get_buffer(<object>item, &views[nviews], "packets", i)
+                        views = <Py_buffer *>_alloc_array(n, sizeof(Py_buffer))
+                    _get_buffer(item, &views[nviews], "packets", i)
                     ptrs[i] = <const uint8_t *>views[nviews].buf
                     lens[i] = views[nviews].len
                     nviews += 1
@@ -627,12 +634,9 @@ cdef class Core:
             if r < 0:
                 raise MemoryError("connstats: cannot grow the connection table")
         finally:
-            for i in range(held):
-                Py_DECREF(<object>refs[i])
             for i in range(nviews):
                 PyBuffer_Release(&views[i])
             free(views)
-            free(refs)
             free(<void *>ptrs)
             free(lens)
         return 0
@@ -661,14 +665,15 @@ cdef class Core:
                 raise ValueError(
                     f"lengths: has {n_len} items but offsets has {n_off}")
             for i in range(n_off):
+                # Both are in 0..2**63-1 (checked in C when read), so the
+                # end is computed as unsigned: it cannot wrap.
                 if offs[i] > view.len or lns[i] > view.len - offs[i]:
                     raise ValueError(
-                        f"offsets[{i}]/lengths[{i}]: packet {offs[i]}..{offs[i] + lns[i]} "
+                        f"offsets[{i}]/lengths[{i}]: packet {offs[i]}.."
+                        f"{<uint64_t>offs[i] + <uint64_t>lns[i]} "
                         f"is beyond the buffer's {view.len} bytes")
             if n_off:
-                ptrs = <const uint8_t **>malloc(n_off * sizeof(uint8_t *))
-                if ptrs == NULL:
-                    raise MemoryError()
+                ptrs = <const uint8_t **>_alloc_array(n_off, sizeof(uint8_t *))
                 base = <const uint8_t *>view.buf
                 for i in range(n_off):
                     ptrs[i] = base + offs[i]
@@ -693,6 +698,10 @@ cdef class Core:
         cdef cs_window *w
         cdef cs_window *fresh
         cdef int64_t gen = generation
+        cdef bint nomem = False
+        # The Python object first: once the window is cut, nothing may fail
+        # before it is handed out, or its counts would be lost.
+        cdef Window out = Window.__new__(Window)
         with nogil:
             # Lanes first (their packets were counted before this cut), and
             # held until the new window is in, so none lands in it unseen.
@@ -705,15 +714,20 @@ cdef class Core:
                 fresh = self._new_window()
                 if fresh == NULL:
                     w = NULL
+                    nomem = True  # the window stays open, with its counts
                 else:
                     self.cur = fresh
                     w.end_ns = cs_now_ns()
                     cs_atomic_store_int(&self.window_open, 0)
             self._unlock_all()
             self._lanes_unlock()
+        if nomem:
+            # Not None: None means "nothing counted", which is not true.
+            raise MemoryError("connstats: cannot allocate a new window; the open one is kept")
         if w == NULL:
             return None
-        return Window.wrap(w)
+        out.w = w
+        return out
 
     def window_info(self):
         """(generation, start epoch seconds) of the open window, or None if empty."""
@@ -732,6 +746,7 @@ cdef class Core:
     def pop_pending(self):
         """The oldest window cut by max_conns that is not handed out yet, or None."""
         cdef cs_window *w
+        cdef Window out = Window.__new__(Window)  # before the window leaves the queue
         cs_mutex_lock(&self.locks[NSHARDS])
         w = self.qhead
         if w != NULL:
@@ -744,17 +759,25 @@ cdef class Core:
         cs_mutex_unlock(&self.locks[NSHARDS])
         if w == NULL:
             return None
-        return Window.wrap(w)
+        out.w = w
+        return out
 
     def wait(self, timeout=None):
         """Block until notify() (True) or until timeout seconds pass (False)."""
         cdef long long micros
+        cdef double seconds
         cdef PyLockStatus status
         if timeout is None:
             micros = -1
         else:
-            # clamp: PY_TIMEOUT_MAX is platform-dependent; callers loop anyway
-            micros = <long long>(max(0.0, min(float(timeout), 2000.0)) * 1e6)
+            # Clamped in C (NaN included: a C cast of NaN is undefined):
+            # PY_TIMEOUT_MAX is platform-dependent; callers loop anyway.
+            seconds = float(timeout)
+            if not seconds > 0.0:
+                seconds = 0.0
+            elif seconds > 2000.0:
+                seconds = 2000.0
+            micros = <long long>(seconds * 1e6)
         with nogil:
             status = PyThread_acquire_lock_timed(self.sig, micros, 0)
         if status == PY_LOCK_ACQUIRED:

@@ -78,6 +78,7 @@ cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint6
     cdef uint64_t s
     cdef cs_entry *e = NULL
     cdef cs_entry *grown
+    cdef size_t grown_bytes
     cdef int64_t before
     cdef int result = ADD_OK
     if t.mask == 0 or t.count >= ((t.mask + 1) >> 1) + ((t.mask + 1) >> 2):
@@ -96,8 +97,12 @@ cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint6
         pos = (pos + 1) & t.mask
     if e == NULL:
         if t.count == t.capacity:
+            if t.capacity >= (<uint32_t>1 << 31):
+                return ADD_NOMEM  # the capacity would wrap
             cap = 8 if t.capacity == 0 else t.capacity * 2
-            grown = <cs_entry *>realloc(t.entries, cap * sizeof(cs_entry))
+            if cs_array_bytes(cap, sizeof(cs_entry), &grown_bytes) < 0:
+                return ADD_NOMEM
+            grown = <cs_entry *>realloc(t.entries, grown_bytes)
             if grown == NULL:
                 return ADD_NOMEM
             t.entries = grown

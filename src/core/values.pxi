@@ -50,24 +50,25 @@ cdef class AddrPort:
     cdef uint8_t _raw[16]
     cdef Py_hash_t _hash
 
-    def __init__(self, addr, port):
-        cdef bytes packed
+    # Construction happens in __cinit__ (tp_new), and there is no __init__:
+    # calling __init__ again on a value is object.__init__, a no-op, so a
+    # value (and its hash, while it is a dict key) can never change.
+    def __cinit__(self, addr=None, port=0):
         cdef int number
+        if addr is None and port is 0:
+            # AddrPort.__new__(AddrPort) from the table builders: they set
+            # every field themselves, and tp_new zeroed the C fields.
+            self._hash = _EMPTY_ADDRPORT_HASH
+            return
         if addr is None:
             self._fam = 0
         elif isinstance(addr, (_IPv4Address, _IPv6Address)):
-            packed = addr.packed
-            self._fam = 4 if len(packed) == 4 else 6
-            memcpy(self._raw, <const char *>packed, len(packed))
+            self._fam = _ip_into(addr, "addr", self._raw)
         else:
             raise TypeError(
                 f"addr: expected ipaddress.IPv4Address, IPv6Address or None, "
                 f"got {type(addr).__name__}")
-        if isinstance(port, bool) or not isinstance(port, int):
-            raise TypeError(f"port: expected an int, got {type(port).__name__}")
-        if not 0 <= port <= 0xFFFF:
-            raise ValueError(f"port: {port} is out of range 0..65535")
-        number = port
+        number = <int>_int64_in(port, "port", 0, 0xFFFF)
         self.addr = addr
         self.port = number
         self._hash = _addrport_hash(self._fam, self._raw, <uint16_t>number)
@@ -138,6 +139,7 @@ cdef AddrPort _make_addrport(object addr, uint8_t fam, const uint8_t *raw, uint1
     return ap
 
 
+cdef Py_hash_t _EMPTY_ADDRPORT_HASH = _addrport_hash(0, NULL, 0)
 cdef AddrPort _NO_ADDRPORT = _make_addrport(None, 0, NULL, 0)
 
 
@@ -165,18 +167,15 @@ cdef class Connection:
     cdef readonly AddrPort dst
     cdef Py_hash_t _hash
 
-    def __cinit__(self):
-        # Never None, even for Connection.__new__(Connection) without __init__.
-        self.src = _NO_ADDRPORT
-        self.dst = _NO_ADDRPORT
-        self._hash = _connection_hash(0, _NO_ADDRPORT._hash, _NO_ADDRPORT._hash)
-
-    def __init__(self, proto=0, src=None, dst=None):
-        if isinstance(proto, bool) or not isinstance(proto, int):
-            raise TypeError(f"proto: expected an int, got {type(proto).__name__}")
-        if not 0 <= proto <= 255:
-            raise ValueError(f"proto: {proto} is out of range 0..255")
-        self.proto = proto
+    # Built in __cinit__ with no __init__, as AddrPort: immutable.
+    def __cinit__(self, proto=0, src=None, dst=None):
+        # src and dst are never None, even for Connection.__new__(Connection).
+        if proto is 0 and src is None and dst is None:
+            self.src = _NO_ADDRPORT
+            self.dst = _NO_ADDRPORT
+            self._hash = _EMPTY_CONNECTION_HASH
+            return
+        self.proto = <int>_int64_in(proto, "proto", 0, 255)
         self.src = _NO_ADDRPORT if src is None else _as_addrport(src, "src")
         self.dst = _NO_ADDRPORT if dst is None else _as_addrport(dst, "dst")
         self._hash = _connection_hash(self.proto, self.src._hash, self.dst._hash)
@@ -235,6 +234,9 @@ cdef inline Py_hash_t _connection_hash(int proto, Py_hash_t src, Py_hash_t dst) 
     return _fix_hash(h)
 
 
+cdef Py_hash_t _EMPTY_CONNECTION_HASH = _connection_hash(0, _NO_ADDRPORT._hash, _NO_ADDRPORT._hash)
+
+
 @cython.final
 @cython.freelist(64)
 cdef class Counts:
@@ -245,7 +247,10 @@ cdef class Counts:
     cdef readonly uint64_t rx_packets
     cdef readonly uint64_t rx_bytes
 
-    def __init__(self, tx_packets=0, tx_bytes=0, rx_packets=0, rx_bytes=0):
+    # Built in __cinit__ with no __init__, as AddrPort: immutable.
+    def __cinit__(self, tx_packets=0, tx_bytes=0, rx_packets=0, rx_bytes=0):
+        if tx_packets is 0 and tx_bytes is 0 and rx_packets is 0 and rx_bytes is 0:
+            return  # Counts.__new__(Counts): tp_new zeroed the counters
         self.tx_packets = _u64_arg(tx_packets, "tx_packets")
         self.tx_bytes = _u64_arg(tx_bytes, "tx_bytes")
         self.rx_packets = _u64_arg(rx_packets, "rx_packets")
@@ -323,8 +328,8 @@ cdef class Counts:
 
 
 cdef uint64_t _u64_arg(object value, str argname) except? 0:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{argname}: expected an int, got {type(value).__name__}")
+    # Converted to an exact int before any comparison (see _exact_int).
+    value = _exact_int(value, argname)
     if not 0 <= value < 2 ** 64:
         raise ValueError(f"{argname}: {value} is out of range 0..2**64-1")
     return <uint64_t>value

@@ -80,12 +80,6 @@ cdef class Window:
             raise ValueError("this Window has no table (made with Window.__new__)")
         return self.w
 
-    @staticmethod
-    cdef Window wrap(cs_window *w):
-        cdef Window obj = Window.__new__(Window)
-        obj.w = w
-        return obj
-
     @property
     def start(self):
         """Epoch seconds of the window's first insertion."""
