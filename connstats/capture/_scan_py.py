@@ -217,34 +217,23 @@ class Scanner:
     ) -> int:
         """Scan ``buf[pos:end]``; return a status (``_consts.ST_*``)."""
         with self._lock:
-            return self._scan_locked(buf, pos, end, has_stop, stop_ns, max_packets)
-
-    def _scan_locked(
-        self,
-        buf: bytes | bytearray | memoryview,
-        pos: int,
-        end: int,
-        has_stop: bool,
-        stop_ns: int,
-        max_packets: int,
-    ) -> int:
-        self.n_tx = 0
-        self.n_rx = 0
-        self.skipped = 0
-        self.error = ""
-        if end > len(buf) or pos < 0 or pos > end:
-            raise ValueError("scan: pos/end out of the buffer")
-        mv = memoryview(buf).cast("B") if not isinstance(buf, bytes) else buf
-        limit = self.capacity
-        if 0 < max_packets < limit:
-            limit = max_packets
-        if self._mode == _MODE_PCAP:
-            status = self._scan_pcap(mv, pos, end, has_stop, stop_ns, limit)
-        elif self._mode == _MODE_PCAPNG:
-            status = self._scan_pcapng(mv, pos, end, has_stop, stop_ns, limit)
-        else:
-            raise ValueError("scan: the scanner was not configured")
-        return status
+            self.n_tx = 0
+            self.n_rx = 0
+            self.skipped = 0
+            self.error = ""
+            if end > len(buf) or pos < 0 or pos > end:
+                raise ValueError("scan: pos/end out of the buffer")
+            mv = memoryview(buf).cast("B") if not isinstance(buf, bytes) else buf
+            limit = self.capacity
+            if 0 < max_packets < limit:
+                limit = max_packets
+            if self._mode == _MODE_PCAP:
+                status = self._scan_pcap(mv, pos, end, has_stop, stop_ns, limit)
+            elif self._mode == _MODE_PCAPNG:
+                status = self._scan_pcapng(mv, pos, end, has_stop, stop_ns, limit)
+            else:
+                raise ValueError("scan: the scanner was not configured")
+            return status
 
     def _emit(self, buf: bytes | memoryview, off: int, caplen: int, hdr: int) -> None:
         ip = off + hdr
