@@ -16,6 +16,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._fastparse import AddrPort, Connection, Counts
+    from ._typing import Buffer
 else:
     # Value types of the selected core: C types, or the NamedTuples of
     # _types.py when running on the pure-Python core.
@@ -24,7 +25,7 @@ else:
     Counts = _core.Counts
 
 
-def decode(packet: object) -> tuple[int, AddrPort, AddrPort]:
+def decode(packet: Buffer) -> tuple[int, AddrPort, AddrPort]:
     """Decode one IP packet into ``(proto, src, dst)`` the way the counters do."""
     return _core.decode(packet)
 

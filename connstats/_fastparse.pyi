@@ -4,12 +4,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final, SupportsIndex
 
-from typing_extensions import Buffer
+from ._typing import Buffer, IndexArray
 
 _Address = IPv4Address | IPv6Address
 _AddressArg = str | bytes | bytearray | IPv4Address | IPv6Address
 _AddrPortArg = tuple[_AddressArg, SupportsIndex] | str
-_IndexArray = Buffer | Sequence[int]
+_IndexArray = IndexArray
 
 class AddrPort:
     """An IP address (``None`` when the packet had none) and a port."""

@@ -13,6 +13,7 @@ family in the key (a v4-mapped IPv6 address never equals its IPv4 twin);
 
 from __future__ import annotations
 
+import _thread
 import operator
 import struct
 import threading
@@ -419,11 +420,17 @@ class Core:
 
     def _reset(self) -> None:
         """Fresh lock, event and empty state (construction and after fork)."""
-        self._lock = threading.Lock()
-        # An Event rather than a Condition: a notify() that happens while the
-        # waiter is busy must not be lost, or a window cut by max_conns could
-        # sit in the queue until the next period.
-        self._event = threading.Event()
+        # Re-entrant: a signal handler may call into the core (shutdown()
+        # closes it) while its thread is inside a locked section.
+        self._lock = threading.RLock()
+        # The wake-up is a bare lock used as a binary semaphore (released =
+        # a notification is pending), as in the compiled core: a notify()
+        # that happens while the waiter is busy is kept, and taking or giving
+        # it is one C call, so neither a signal handler nor an exception
+        # raised by one (Ctrl-C) can land inside it the way they can inside
+        # threading.Event's Python-level Condition and leave it locked.
+        self._signal = _thread.allocate_lock()
+        self._signal.acquire()
         self._closed = False
         # None while no connection has been counted since the last cut.
         self._window: Optional[Window] = None
@@ -507,7 +514,7 @@ class Core:
             # Also when an entry failed (MemoryError): a window this call
             # opened must still wake the waiter.
             if notify or self._next_generation != opened:
-                self._event.set()
+                self._notify()
 
     def _virtual(self, packet: Any, rx: bool) -> None:
         if self._closed:
@@ -644,21 +651,27 @@ class Core:
 
         A notification sent while nobody waits is kept for the next wait().
         """
-        if self._event.wait(timeout):
-            self._event.clear()
-            return True
-        return False
+        if timeout is None:
+            return self._signal.acquire()
+        # clamped like the compiled core's wait: callers loop anyway
+        return self._signal.acquire(True, max(0.0, min(float(timeout), 2000.0)))
+
+    def _notify(self) -> None:
+        try:
+            self._signal.release()
+        except RuntimeError:
+            pass  # already released: a notification is pending
 
     def notify(self) -> None:
         """Wake the waiter."""
-        self._event.set()
+        self._notify()
 
     def close(self) -> None:
         """Drop every later update; the open window stays available to cut()."""
         with self._lock:
             self._closed = True
         # Wake the flush thread so it notices the shutdown promptly.
-        self._event.set()
+        self._notify()
 
     def _after_fork_in_child(self) -> None:
         """Start the child of a fork() from an empty table.

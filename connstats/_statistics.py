@@ -18,7 +18,10 @@ from ._flusher import DumpCallback, Flusher
 from ._impl import materialize
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._fastparse import Connection, Counts
+    from ._typing import Buffer, IndexArray
 
 
 def _period_seconds(value: Any) -> float:
@@ -138,11 +141,11 @@ class Statistics:
 
     # -- counting ------------------------------------------------------------
 
-    def update_tx_virtual(self, packet: Any) -> None:
+    def update_tx_virtual(self, packet: Buffer) -> None:
         """Count one transmitted IP packet (any C-contiguous bytes-like object)."""
         self._core.update_tx_virtual(packet)
 
-    def update_rx_virtual(self, packet: Any) -> None:
+    def update_rx_virtual(self, packet: Buffer) -> None:
         """Count one received IP packet; its src and dst are swapped."""
         self._core.update_rx_virtual(packet)
 
@@ -154,19 +157,23 @@ class Statistics:
         """Count one received WireGuard packet of ``n`` bytes from physical peer ``dst``."""
         self._core.update_rx_physical(src, dst, n)
 
-    def update_tx_virtual_batch(self, packets: Any) -> None:
+    def update_tx_virtual_batch(self, packets: Sequence[Buffer]) -> None:
         """Count a sequence of transmitted packets (GIL released while counting)."""
         self._core.update_tx_virtual_batch(packets)
 
-    def update_rx_virtual_batch(self, packets: Any) -> None:
+    def update_rx_virtual_batch(self, packets: Sequence[Buffer]) -> None:
         """Count a sequence of received packets (GIL released while counting)."""
         self._core.update_rx_virtual_batch(packets)
 
-    def update_tx_virtual_buffer(self, buffer: Any, offsets: Any, lengths: Any) -> None:
+    def update_tx_virtual_buffer(
+        self, buffer: Buffer, offsets: IndexArray, lengths: IndexArray
+    ) -> None:
         """Count transmitted packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
         self._core.update_tx_virtual_buffer(buffer, offsets, lengths)
 
-    def update_rx_virtual_buffer(self, buffer: Any, offsets: Any, lengths: Any) -> None:
+    def update_rx_virtual_buffer(
+        self, buffer: Buffer, offsets: IndexArray, lengths: IndexArray
+    ) -> None:
         """Count received packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
         self._core.update_rx_virtual_buffer(buffer, offsets, lengths)
 

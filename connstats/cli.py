@@ -236,7 +236,7 @@ def _errmsg(exc: OSError, path: str) -> str:
 def _cmd_read(args: argparse.Namespace) -> int:
     from ._output import Progress, merge_windows
     from .capture import CaptureError, local_networks, open_capture
-    from .capture.linktypes import linktype_name
+    from .capture.linktypes import describe_linktype, linktype_name
     from .capture.windows import Replayer, Window
 
     local = local_networks(args.local) if args.local else None
@@ -299,10 +299,22 @@ def _cmd_read(args: argparse.Namespace) -> int:
                 ", ".join(dict.fromkeys(linktype_name(lt) for lt in reader.linktypes))
                 or "no interfaces"
             )
-            summaries.append(
+            summary = (
                 f"{name}: {reader.format}, {kinds}, {reader.packets} IP packets, "
                 f"{reader.skipped} non-IP frames skipped"
             )
+            if reader.truncated:
+                summary += f", {reader.truncated} cut by the snap length"
+            summaries.append(summary)
+            if reader.unsupported:
+                types = ", ".join(
+                    describe_linktype(lt) for lt in reader.unsupported_linktypes
+                )
+                print(
+                    f"connstats: warning: {name}: skipped {reader.unsupported} "
+                    f"packets of interfaces with unsupported link type {types}",
+                    file=sys.stderr,
+                )
             if failure:
                 break
         progress.clear()

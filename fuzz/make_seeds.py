@@ -170,6 +170,19 @@ def capture_seeds() -> dict[str, bytes]:
         (t0 + 3, cap.ethernet(packets[2], pad_to=80)),
     ]
     seeds["pcap_eth_vlan_arp"] = cap.pcap(eth, 1)
+    tunnels = [
+        (t0, cap.ethernet(cap.mpls(packets[0], 2), ethertype=0x8847)),
+        (t0 + 1, cap.ethernet(cap.pppoe(packets[2]), ethertype=0x8864)),
+        (t0 + 2, cap.ethernet(packets[1], vlans=[(0x8100, 9)])),
+    ]
+    seeds["pcap_eth_mpls_pppoe"] = cap.pcap(tunnels, 1)
+    big = cap.tcp4("10.0.0.1", 40000, "192.0.2.7", 443, b"x" * 900)
+    seeds["pcap_eth_snaplen_cut"] = cap.pcap(
+        [(t0, cap.ethernet(big)), (t0 - 5, cap.ethernet(packets[2]))], 1, snaplen=70
+    )
+    seeds["pcap_radiotap_pad"] = cap.pcap(
+        [(t0, cap.radiotap(p, flags=True)) for p in packets], 127
+    )
     seeds["pcap_truncated"] = cap.pcap(raw, 101)[:-7]
     seeds["pcap_header_only"] = cap.pcap([], 101)
     seeds["pcap_unsupported_lt"] = cap.pcap(raw[:1], 147)
@@ -187,6 +200,12 @@ def capture_seeds() -> dict[str, bytes]:
         ],
     )
     seeds["pcapng_le"] = cap.pcapng(section)
+    seeds["pcapng_unsupported_iface"] = cap.pcapng(
+        cap.Section(
+            interfaces=[cap.Interface(147), cap.Interface(1)],
+            packets=[(0, t0, b"\0" * 12), (1, t0 + 1, cap.ethernet(packets[0]))],
+        )
+    )
     seeds["pcapng_be_junk"] = cap.pcapng(
         cap.Section(
             interfaces=[cap.Interface(101, snaplen=40)],

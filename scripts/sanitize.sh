@@ -83,7 +83,7 @@ else
     tests=()
     for t in test_decode.py test_decode_hypothesis.py test_core_model.py test_statistics.py \
              test_stress.py test_fork.py test_exit.py test_capture_scan.py test_capture_formats.py \
-             test_capture_windows.py; do
+             test_capture_windows.py test_hostile_callers.py test_ignore_destinations.py; do
         if [ -f "$root/tests/$t" ]; then
             tests+=("$root/tests/$t")
         fi

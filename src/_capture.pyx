@@ -47,6 +47,18 @@ KIND_LOOP = 2
 KIND_ETHERNET = 3
 KIND_SLL = 4
 KIND_SLL2 = 5
+KIND_PPP = 6
+KIND_PPP_HDLC = 7
+KIND_PPP_ETHER = 8
+KIND_C_HDLC = 9
+KIND_IEEE802_11 = 10
+KIND_RADIOTAP = 11
+KIND_NFLOG = 12
+KIND_PFLOG = 13
+KIND_ENC = 14
+KIND_IPNET = 15
+KIND_FRELAY = 16
+KIND_SLIP = 17
 KIND_UNSUPPORTED = 255
 
 cdef enum:
@@ -56,6 +68,18 @@ cdef enum:
     K_ETHERNET = 3
     K_SLL = 4
     K_SLL2 = 5
+    K_PPP = 6
+    K_PPP_HDLC = 7
+    K_PPP_ETHER = 8
+    K_C_HDLC = 9
+    K_IEEE802_11 = 10
+    K_RADIOTAP = 11
+    K_NFLOG = 12
+    K_PFLOG = 13
+    K_ENC = 14
+    K_IPNET = 15
+    K_FRELAY = 16
+    K_SLIP = 17
     K_UNSUPPORTED = 255
 
 cdef enum:
@@ -96,6 +120,30 @@ cdef int _kind_of(long linktype):
         return K_SLL
     if linktype == 276:
         return K_SLL2
+    if linktype == 8:
+        return K_SLIP
+    if linktype == 9:
+        return K_PPP
+    if linktype == 50:
+        return K_PPP_HDLC
+    if linktype == 51:
+        return K_PPP_ETHER
+    if linktype == 104:
+        return K_C_HDLC
+    if linktype == 105:
+        return K_IEEE802_11
+    if linktype == 107:
+        return K_FRELAY
+    if linktype == 109:
+        return K_ENC
+    if linktype == 117:
+        return K_PFLOG
+    if linktype == 127:
+        return K_RADIOTAP
+    if linktype == 226:
+        return K_IPNET
+    if linktype == 239:
+        return K_NFLOG
     return K_UNSUPPORTED
 
 
@@ -107,6 +155,7 @@ cdef struct Iface:
     uint64_t div
     double factor
     int64_t offset
+    bint announced
 
 cdef struct Net4:
     uint32_t net
@@ -135,46 +184,234 @@ cdef inline uint64_t _be64(const uint8_t* p) noexcept nogil:
     return (<uint64_t>_be32(p) << 32) | _be32(p + 4)
 
 
+cdef inline uint32_t _le16(const uint8_t* p) noexcept nogil:
+    return (<uint32_t>p[1] << 8) | p[0]
+
+cdef inline uint32_t _host_family(const uint8_t* p) noexcept nogil:
+    cdef uint32_t family = _le32(p)
+    if family > 0xFFFF:
+        family = _be32(p)
+    return family
+
+cdef inline bint _is_ip_family(uint32_t family) noexcept nogil:
+    return family == 2 or family == 10 or family == 24 or family == 28 or family == 30
+
+cdef inline long _ppp_ethertype(uint32_t proto) noexcept nogil:
+    if proto == 0x0021:
+        return 0x0800
+    if proto == 0x0057:
+        return 0x86DD
+    if proto == 0x0281 or proto == 0x0283:
+        return 0x8847
+    return -1
+
+# The helpers below return the header length and set etype[0]; -1: not IP.
+cdef inline Py_ssize_t _ppp(const uint8_t* f, Py_ssize_t hdr, Py_ssize_t caplen,
+                            long* etype) noexcept nogil:
+    if hdr >= caplen:
+        return -1
+    if f[hdr] & 1:
+        etype[0] = _ppp_ethertype(f[hdr])
+        return hdr + 1
+    if hdr + 2 > caplen:
+        return -1
+    etype[0] = _ppp_ethertype(_be16(f + hdr))
+    return hdr + 2
+
+cdef inline Py_ssize_t _wifi(const uint8_t* f, Py_ssize_t at, Py_ssize_t caplen, bint pad,
+                             long* etype) noexcept nogil:
+    cdef uint32_t fc0, fc1
+    cdef Py_ssize_t length, hdr
+    cdef const uint8_t* llc
+    if at + 24 > caplen:
+        return -1
+    fc0 = f[at]
+    fc1 = f[at + 1]
+    if (fc0 & 0x0F) != 0x08 or fc0 & 0x40 or fc1 & 0x40:
+        return -1
+    length = 24
+    if (fc1 & 0x03) == 0x03:
+        length += 6
+    if fc0 & 0x80:
+        length += 2
+        if fc1 & 0x80:
+            length += 4
+    if pad:
+        length = (length + 3) & ~3
+    hdr = at + length
+    if hdr + 8 > caplen:
+        return -1
+    llc = f + hdr
+    if (llc[0] != 0xAA or llc[1] != 0xAA or llc[2] != 0x03 or llc[3] != 0 or llc[4] != 0
+            or (llc[5] != 0 and llc[5] != 0xF8)):
+        return -1
+    etype[0] = _be16(llc + 6)
+    return hdr + 8
+
+cdef inline Py_ssize_t _radiotap(const uint8_t* f, Py_ssize_t caplen, long* etype) noexcept nogil:
+    cdef Py_ssize_t rlen, at
+    cdef uint32_t first, word
+    cdef bint pad = False
+    if caplen < 8 or f[0] != 0:
+        return -1
+    rlen = _le16(f + 2)
+    if rlen < 8 or rlen > caplen:
+        return -1
+    first = _le32(f + 4)
+    word = first
+    at = 8
+    while (word >> 31) & 1:
+        if at + 4 > rlen:
+            return -1
+        word = _le32(f + at)
+        at += 4
+    if first & 0x02:
+        if first & 0x01:
+            at = ((at + 7) & ~7) + 8
+        if at < rlen:
+            pad = (f[at] & 0x20) != 0
+    return _wifi(f, rlen, caplen, pad, etype)
+
+cdef inline Py_ssize_t _frelay(const uint8_t* f, Py_ssize_t caplen, long* etype) noexcept nogil:
+    cdef Py_ssize_t at = 0
+    cdef uint32_t nlpid
+    while at < 4 and at < caplen and not (f[at] & 1):
+        at += 1
+    at += 1
+    if at + 2 > caplen:
+        return -1
+    if f[at] != 0x03:
+        etype[0] = _be16(f + at)
+        return at + 2
+    at += 1
+    if f[at] == 0 and at + 1 < caplen:
+        at += 1
+    nlpid = f[at]
+    if nlpid == 0xCC:
+        etype[0] = 0x0800
+        return at + 1
+    if nlpid == 0x8E:
+        etype[0] = 0x86DD
+        return at + 1
+    if nlpid == 0x80 and at + 6 <= caplen and (f[at + 1] | f[at + 2] | f[at + 3]) == 0:
+        etype[0] = _be16(f + at + 4)
+        return at + 6
+    return -1
+
+cdef inline Py_ssize_t _nflog(const uint8_t* f, Py_ssize_t caplen) noexcept nogil:
+    cdef Py_ssize_t at = 4
+    cdef uint32_t tlen
+    if caplen < 4 or f[1] != 0 or (f[0] != 2 and f[0] != 10):
+        return -1
+    while at + 4 <= caplen:
+        tlen = _le16(f + at)
+        if (_le16(f + at + 2) & 0x7FFF) == 9:
+            return at + 4
+        if tlen < 4:
+            return -1
+        at += (tlen + 3) & ~3
+    return -1
+
+
 cdef inline Py_ssize_t _strip(int kind, const uint8_t* f, Py_ssize_t caplen) noexcept nogil:
     """Length of the link header before the IP packet; -1 for a non-IP frame."""
     cdef Py_ssize_t hdr
-    cdef uint32_t etype, family
+    cdef long etype = -1
+    cdef uint32_t family, version
+    cdef bint bottom
+    cdef Py_ssize_t at = -1
     if kind == K_RAW:
         return 0
     if kind == K_ETHERNET:
-        if caplen < 14:
-            return -1
         hdr = 14
-        etype = _be16(f + 12)
+        at = 12
     elif kind == K_SLL:
-        if caplen < 16:
-            return -1
         hdr = 16
-        etype = _be16(f + 14)
+        at = 14
     elif kind == K_SLL2:
-        if caplen < 20:
-            return -1
         hdr = 20
-        etype = _be16(f)
+        at = 0
+    elif kind == K_C_HDLC:
+        hdr = 4
+        at = 2
+    if at >= 0:
+        if caplen < hdr:
+            return -1
+        etype = _be16(f + at)
     elif kind == K_NULL or kind == K_LOOP:
         if caplen < 4:
             return -1
         if kind == K_LOOP:
             family = _be32(f)
         else:
-            family = _le32(f)
-            if family > 0xFFFF:
-                family = _be32(f)
-        if family == 2 or family == 10 or family == 24 or family == 28 or family == 30:
-            return 4
-        return -1
+            family = _host_family(f)
+        return 4 if _is_ip_family(family) else -1
+    elif kind == K_ENC:
+        if caplen < 12:
+            return -1
+        return 12 if _is_ip_family(_host_family(f)) else -1
+    elif kind == K_IPNET:
+        if caplen < 24:
+            return -1
+        return 24 if f[1] == 2 or f[1] == 26 else -1
+    elif kind == K_PFLOG:
+        if caplen < 4:
+            return -1
+        hdr = (f[0] + 3) & ~3
+        if hdr < 4 or hdr > caplen or not _is_ip_family(f[1]):
+            return -1
+        return hdr
+    elif kind == K_SLIP:
+        if caplen <= 16 or (f[16] >> 4 != 4 and f[16] >> 4 != 6):
+            return -1
+        return 16
+    elif kind == K_NFLOG:
+        return _nflog(f, caplen)
+    elif kind == K_PPP or kind == K_PPP_HDLC:
+        if caplen >= 2 and f[0] == 0xFF and f[1] == 0x03:
+            hdr = _ppp(f, 2, caplen, &etype)
+        elif kind == K_PPP_HDLC and caplen >= 4 and (f[0] == 0x0F or f[0] == 0x8F) and f[1] == 0:
+            hdr = 4
+            etype = _be16(f + 2)
+        else:
+            hdr = _ppp(f, 0, caplen, &etype)
+    elif kind == K_PPP_ETHER:
+        hdr = _ppp(f, 6, caplen, &etype)
+    elif kind == K_IEEE802_11:
+        hdr = _wifi(f, 0, caplen, False, &etype)
+    elif kind == K_RADIOTAP:
+        hdr = _radiotap(f, caplen, &etype)
+    elif kind == K_FRELAY:
+        hdr = _frelay(f, caplen, &etype)
     else:
         return -1
-    while etype == 0x8100 or etype == 0x88A8 or etype == 0x9100:
-        if hdr + 4 > caplen:
-            return -1
-        etype = _be16(f + hdr + 2)
-        hdr += 4
+    if hdr < 0:
+        return -1
+    while True:
+        if etype == 0x8100 or etype == 0x88A8 or etype == 0x9100:
+            if hdr + 4 > caplen:
+                return -1
+            etype = _be16(f + hdr + 2)
+            hdr += 4
+        elif etype == 0x8864:
+            if hdr + 8 > caplen:
+                return -1
+            etype = _ppp_ethertype(_be16(f + hdr + 6))
+            hdr += 8
+        elif etype == 0x8847 or etype == 0x8848:
+            while True:
+                if hdr + 4 > caplen:
+                    return -1
+                bottom = f[hdr + 2] & 1
+                hdr += 4
+                if bottom:
+                    break
+            if hdr >= caplen:
+                return -1
+            version = f[hdr] >> 4
+            return hdr if version == 4 or version == 6 else -1
+        else:
+            break
     if etype == 0x0800 or etype == 0x86DD:
         return hdr
     return -1
@@ -216,10 +453,14 @@ cdef class Scanner:
     cdef readonly Py_ssize_t n_tx
     cdef readonly Py_ssize_t n_rx
     cdef readonly Py_ssize_t skipped
+    cdef readonly Py_ssize_t truncated
+    cdef readonly Py_ssize_t unsupported
     cdef readonly Py_ssize_t pos
     cdef readonly int64_t first_ns
     cdef readonly int64_t last_ns
     cdef readonly int64_t next_ns
+    cdef readonly int64_t min_ns
+    cdef readonly int64_t max_ns
     cdef readonly long error_linktype
     cdef int _mode
     cdef bint _big
@@ -227,6 +468,7 @@ cdef class Scanner:
     cdef int _kind
     cdef long _linktype
     cdef uint32_t _max_caplen
+    cdef Py_ssize_t _buflen
     cdef Iface* _ifaces
     cdef Py_ssize_t _n_ifaces
     cdef Py_ssize_t _cap_ifaces
@@ -302,6 +544,7 @@ cdef class Scanner:
                 it.div = ts_div
                 it.factor = ts_factor
                 it.offset = ts_offset_ns
+                it.announced = False
                 self._n_ifaces += 1
         if failed:
             raise MemoryError()
@@ -358,6 +601,8 @@ cdef class Scanner:
                 self.n_tx = 0
                 self.n_rx = 0
                 self.skipped = 0
+                self.truncated = 0
+                self.unsupported = 0
                 self._err = E_NONE
                 self.pos = pos
             return C_NEED_MORE
@@ -368,6 +613,9 @@ cdef class Scanner:
                 self.n_tx = 0
                 self.n_rx = 0
                 self.skipped = 0
+                self.truncated = 0
+                self.unsupported = 0
+                self._buflen = view.shape[0]
                 self._err = E_NONE
                 if self._mode == MODE_PCAP:
                     status = self._scan_pcap(base, pos, end, has_stop, stop_ns, limit)
@@ -389,7 +637,7 @@ cdef class Scanner:
         return _message(err, ea, eb) if err != E_NONE else ""
 
     cdef inline void _emit(self, const uint8_t* base, Py_ssize_t off, Py_ssize_t caplen,
-                           Py_ssize_t hdr) noexcept nogil:
+                           Py_ssize_t hdr, Py_ssize_t wirelen) noexcept nogil:
         cdef Py_ssize_t ip = off + hdr
         cdef Py_ssize_t length = caplen - hdr
         cdef const uint8_t* p = base + ip
@@ -397,15 +645,22 @@ cdef class Scanner:
         cdef uint32_t total, dst4
         cdef uint64_t hi, lo
         cdef bint rx = False
+        cdef bint cut = caplen < wirelen
         cdef Py_ssize_t i
         if version == 4 and length >= 20:
             total = _be16(p + 2)
             if 20 <= total and total < length:
                 length = total
+            elif cut and total > length:
+                length = self._cut(p, ip, length, total, wirelen - hdr)
         elif version == 6 and length >= 40:
             total = _be16(p + 4)
             if total and 40 + total < length:
                 length = 40 + total
+            elif cut and total and 40 + total > length:
+                length = self._cut(p, ip, length, 40 + total, wirelen - hdr)
+        elif cut:
+            self.truncated += 1
         if version == 4 and self._n4 and length >= 20:
             dst4 = _be32(p + 16)
             for i in range(self._n4):
@@ -428,13 +683,72 @@ cdef class Scanner:
             self._txl[self.n_tx] = <uint32_t>length
             self.n_tx += 1
 
+    cdef inline Py_ssize_t _cut(self, const uint8_t* p, Py_ssize_t ip, Py_ssize_t captured,
+                                Py_ssize_t total, Py_ssize_t wire) noexcept nogil:
+        """The length to emit for an IP packet cut by the snap length (see the twin)."""
+        cdef int proto
+        cdef Py_ssize_t sub, need, header
+        self.truncated += 1
+        if total > wire or ip + total > self._buflen:
+            return captured
+        if p[0] >> 4 == 4:
+            proto = p[9]
+            sub = (p[0] & 0x0F) * 4
+            need = 20
+            if sub > total or (_be16(p + 6) & 0x1FFF):
+                proto = -1
+        else:
+            proto = p[6]
+            sub = 40
+            need = 40
+            if proto == 44:
+                if total < 48:
+                    proto = -1
+                else:
+                    need = 48
+                    proto = p[40]
+                    sub = 48
+                    if _be16(p + 42) >> 3:
+                        proto = -1
+        if proto == 6:
+            header = 20
+        elif proto == 17:
+            header = 8
+        elif proto == 132:
+            header = 12
+        else:
+            header = 0
+        if header and total - sub >= header and sub + 4 > need:
+            need = sub + 4
+        return total if captured >= need else captured
+
+    cdef inline void _time(self, int64_t ts) noexcept nogil:
+        if self.n_tx + self.n_rx == 0:
+            self.first_ns = ts
+            self.min_ns = ts
+            self.max_ns = ts
+        elif ts < self.min_ns:
+            self.min_ns = ts
+        elif ts > self.max_ns:
+            self.max_ns = ts
+        self.last_ns = ts
+
+    cdef inline bint _skip_unsupported(self, Iface* it, Py_ssize_t pos) noexcept nogil:
+        self.unsupported += 1
+        if it.announced:
+            return False
+        it.announced = True
+        self.pos = pos
+        self.error_linktype = it.linktype
+        return True
+
     cdef int _scan_pcap(self, const uint8_t* b, Py_ssize_t pos, Py_ssize_t end, bint has_stop,
                         int64_t stop_ns, Py_ssize_t limit) noexcept nogil:
         cdef bint big = self._big
         cdef int kind = self._kind
         cdef int64_t frac_mul = self._frac_mul
         cdef uint32_t max_caplen = self._max_caplen
-        cdef uint32_t sec, frac, caplen
+        cdef uint32_t sec, frac, caplen, orig
         cdef Py_ssize_t hdr
         cdef int64_t ts
         if kind == K_UNSUPPORTED:
@@ -448,6 +762,7 @@ cdef class Scanner:
             sec = _rd32(b + pos, big)
             frac = _rd32(b + pos + 4, big)
             caplen = _rd32(b + pos + 8, big)
+            orig = _rd32(b + pos + 12, big)
             if caplen > max_caplen:
                 self.pos = pos
                 self._err = E_PCAP_CAPLEN
@@ -467,10 +782,8 @@ cdef class Scanner:
                 self.pos = pos
                 self.next_ns = ts
                 return C_STOP_TIME
-            if self.n_tx + self.n_rx == 0:
-                self.first_ns = ts
-            self.last_ns = ts
-            self._emit(b, pos + 16, caplen, hdr)
+            self._time(ts)
+            self._emit(b, pos + 16, caplen, hdr, orig)
             pos += 16 + caplen
             if self.n_tx + self.n_rx >= limit:
                 self.pos = pos
@@ -479,7 +792,7 @@ cdef class Scanner:
     cdef int _scan_pcapng(self, const uint8_t* b, Py_ssize_t pos, Py_ssize_t end, bint has_stop,
                           int64_t stop_ns, Py_ssize_t limit) noexcept nogil:
         cdef bint big = self._big
-        cdef uint32_t btype, blen, iface, caplen, snap
+        cdef uint32_t btype, blen, iface, caplen, snap, orig
         cdef uint64_t raw
         cdef double value
         cdef int64_t ts
@@ -520,6 +833,7 @@ cdef class Scanner:
                     return C_CORRUPT
                 iface = _rd32(b + pos + 8, big)
                 caplen = _rd32(b + pos + 20, big)
+                orig = _rd32(b + pos + 24, big)
                 if caplen > blen - 32:
                     self.pos = pos
                     self._err = E_EPB_OVERRUN
@@ -533,9 +847,10 @@ cdef class Scanner:
                     return C_CORRUPT
                 it = &self._ifaces[iface]
                 if it.kind == K_UNSUPPORTED:
-                    self.pos = pos
-                    self.error_linktype = it.linktype
-                    return C_UNSUPPORTED
+                    pos += blen
+                    if self._skip_unsupported(it, pos):
+                        return C_UNSUPPORTED
+                    continue
                 data = pos + 28
                 hdr = _strip(it.kind, b + data, caplen)
                 if hdr < 0:
@@ -561,10 +876,12 @@ cdef class Scanner:
                     return C_CORRUPT
                 it = &self._ifaces[0]
                 if it.kind == K_UNSUPPORTED:
-                    self.pos = pos
-                    self.error_linktype = it.linktype
-                    return C_UNSUPPORTED
+                    pos += blen
+                    if self._skip_unsupported(it, pos):
+                        return C_UNSUPPORTED
+                    continue
                 caplen = _rd32(b + pos + 8, big)
+                orig = caplen
                 if caplen > blen - 16:
                     caplen = blen - 16
                 snap = it.snaplen
@@ -584,10 +901,8 @@ cdef class Scanner:
                 self.pos = pos
                 self.next_ns = ts
                 return C_STOP_TIME
-            if self.n_tx + self.n_rx == 0:
-                self.first_ns = ts
-            self.last_ns = ts
-            self._emit(b, data, caplen, hdr)
+            self._time(ts)
+            self._emit(b, data, caplen, hdr, orig)
             pos += blen
             if self.n_tx + self.n_rx >= limit:
                 self.pos = pos

@@ -70,7 +70,7 @@ include "core/core.pxi"
 
 
 def decode(packet):
-    """Decode one IP packet as docs/contract.md §3 says: (proto, src, dst) AddrPorts."""
+    """Decode one IP packet as docs/contract.md §4 says: (proto, src, dst) AddrPorts."""
     cdef Py_buffer view
     cdef cs_key k
     cdef dict cache = {}

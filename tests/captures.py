@@ -148,6 +148,108 @@ def loop(packet: bytes, *, family: int | None = None) -> bytes:
     return fam.to_bytes(4, "big") + packet
 
 
+def ppp_protocol(packet: bytes) -> bytes:
+    return b"\x00\x57" if packet[0] >> 4 == 6 else b"\x00\x21"
+
+
+def ppp(packet: bytes) -> bytes:
+    """PPP in HDLC-like framing (RFC 1662): address ff, control 03, protocol."""
+    return b"\xff\x03" + ppp_protocol(packet) + packet
+
+
+def ppp_bare(packet: bytes) -> bytes:
+    """PPP without framing, the protocol compressed to one byte (RFC 1661)."""
+    return ppp_protocol(packet)[1:] + packet
+
+
+def pppoe(packet: bytes) -> bytes:
+    """A PPPoE session header (RFC 2516), then the PPP protocol."""
+    return (
+        struct.pack(">BBHH", 0x11, 0, 0x1234, len(packet) + 2)
+        + ppp_protocol(packet)
+        + packet
+    )
+
+
+def c_hdlc(packet: bytes) -> bytes:
+    return b"\x0f\x00" + struct.pack(">H", ethertype_of(packet)) + packet
+
+
+def mpls(packet: bytes, labels: int = 2) -> bytes:
+    """An MPLS label stack (the last label has the bottom-of-stack bit) before the packet."""
+    out = b""
+    for i in range(labels):
+        bottom = 1 if i == labels - 1 else 0
+        out += struct.pack(">I", (1000 + i) << 12 | bottom << 8 | 64)
+    return out + packet
+
+
+def wifi(packet: bytes, *, qos: bool = False, wds: bool = False) -> bytes:
+    """An 802.11 data frame (to the DS) with LLC/SNAP."""
+    fc0 = 0x88 if qos else 0x08
+    fc1 = 0x03 if wds else 0x01
+    hdr = bytes([fc0, fc1]) + b"\0\0" + MAC_B + MAC_A + MAC_B + b"\0\0"
+    if wds:
+        hdr += MAC_A
+    if qos:
+        hdr += b"\0\0"
+    snap = b"\xaa\xaa\x03\x00\x00\x00" + struct.pack(">H", ethertype_of(packet))
+    return hdr + snap + packet
+
+
+def radiotap(packet: bytes, *, flags: bool = False) -> bytes:
+    """A radiotap header, then an 802.11 frame.
+
+    With ``flags``: TSFT and Flags fields, "data pad" set, and the QoS
+    header (26 bytes) padded to 28.
+    """
+    if not flags:
+        return struct.pack("<BBHI", 0, 0, 8, 0) + wifi(packet)
+    body = struct.pack("<Q", 1) + b"\x20"  # TSFT, then Flags = data pad
+    header = struct.pack("<BBHI", 0, 0, 8 + len(body), 0x3) + body
+    frame = wifi(packet, qos=True)
+    return header + frame[:26] + b"\0\0" + frame[26:]
+
+
+def nflog(packet: bytes) -> bytes:
+    family = 10 if packet[0] >> 4 == 6 else 2
+    prefix = struct.pack("<HH", 8, 10) + b"abc\0"  # NFULA_PREFIX, then the payload
+    return (
+        struct.pack(">BBH", family, 0, 5)
+        + prefix
+        + struct.pack("<HH", 4 + len(packet), 9)
+        + packet
+    )
+
+
+def pflog(packet: bytes) -> bytes:
+    family = 24 if packet[0] >> 4 == 6 else 2
+    return bytes([61, family]) + bytes(62) + packet
+
+
+def enc(packet: bytes) -> bytes:
+    family = 24 if packet[0] >> 4 == 6 else 2
+    return struct.pack("<III", family, 0x100, 0) + packet
+
+
+def ipnet(packet: bytes) -> bytes:
+    family = 26 if packet[0] >> 4 == 6 else 2
+    return struct.pack(">BBHIIIII", 2, family, 0, len(packet), 1, 0, 0, 0) + packet
+
+
+def frelay(packet: bytes) -> bytes:
+    nlpid = b"\x8e" if packet[0] >> 4 == 6 else b"\xcc"
+    return b"\x18\x41\x03" + nlpid + packet
+
+
+def frelay_cisco(packet: bytes) -> bytes:
+    return b"\x48\xe1" + struct.pack(">H", ethertype_of(packet)) + packet
+
+
+def slip(packet: bytes) -> bytes:
+    return b"\x00\x40" + bytes(14) + packet
+
+
 ARP_FRAME = ethernet(bytes(28), ethertype=0x0806)
 LLDP_FRAME = ethernet(bytes(40), ethertype=0x88CC)
 
@@ -290,6 +392,18 @@ LINK_WRAPPERS = {
     1: ethernet,
     113: sll,
     276: sll2,
+    8: slip,
+    9: ppp,
+    50: ppp,
+    51: pppoe,
+    104: c_hdlc,
+    105: wifi,
+    107: frelay,
+    109: enc,
+    117: pflog,
+    127: radiotap,
+    226: ipnet,
+    239: nflog,
 }
 
 
@@ -343,6 +457,14 @@ def as_table(virtual: dict) -> Table:
         )
         for c, n in virtual.items()
     }
+
+
+def drain(reader) -> None:
+    """Read a reader to its end (its counters are then final)."""
+    from connstats.capture import Stop
+
+    while reader.read().stop is not Stop.EOF:
+        pass
 
 
 def read_windows(

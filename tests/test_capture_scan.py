@@ -90,7 +90,11 @@ def trace(
                     batch.last_ns if batch.packets else None,
                     batch.stop,
                     batch.next_ns,
+                    (batch.min_ns, batch.max_ns) if batch.packets else None,
                     reader.skipped,
+                    reader.truncated,
+                    reader.unsupported,
+                    tuple(reader.unsupported_linktypes),
                     reader.offset,
                 )
             )
@@ -113,7 +117,26 @@ def sample_captures():
     ]
     recs = [(T0 + i * 250_000_000, p) for i, p in enumerate(pkts * 3)]
     out = []
-    for lt in (1, 113, 276, 0, 108, 101):
+    for lt in (
+        1,
+        113,
+        276,
+        0,
+        108,
+        101,
+        8,
+        9,
+        50,
+        51,
+        104,
+        105,
+        107,
+        109,
+        117,
+        127,
+        226,
+        239,
+    ):
         wrap = cap.LINK_WRAPPERS[lt]
         frames = [(t, wrap(p)) for t, p in recs]
         frames.insert(2, (T0, cap.ARP_FRAME))
@@ -137,6 +160,19 @@ def sample_captures():
                 )
             )
         )
+    # An unsupported interface between two Ethernet ones, times out of order.
+    frames = [
+        (T0 - i * 1000 if i % 4 == 0 else T0 + i, cap.ethernet(p))
+        for i, (t, p) in enumerate(recs)
+    ]
+    out.append(
+        cap.pcapng(
+            Section(
+                [Interface(1, snaplen=60), Interface(192), Interface(1)],
+                [(i % 3, t, f) for i, (t, f) in enumerate(frames)],
+            )
+        )
+    )
     return out
 
 

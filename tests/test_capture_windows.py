@@ -120,9 +120,33 @@ def test_max_conns_with_directions(scanner):
 
 def test_time_going_backwards_stays_in_the_open_window(scanner):
     data = capture([("A", 5), ("B", 3), ("C", 6), ("D", 7.5)])
+    # The window holds B (at 3 s): it starts at its earliest packet.
     assert windows_of(data, scanner, max_period_ns=2 * S) == [
-        expect(5, 7, A=1, B=1, C=1),
+        expect(3, 7, A=1, B=1, C=1),
         expect(7.5, 7.5, D=1),
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_total_spans_the_earliest_to_the_latest_packet(scanner, fmt):
+    # A merged capture whose first packet is not its earliest nor its last
+    # its latest: the one window still spans 0 s to 69 s.
+    data = capture([("A", 40), ("B", 0), ("C", 69), ("D", 12)], fmt)
+    assert windows_of(data, scanner) == [expect(0, 69, A=1, B=1, C=1, D=1)]
+    many = capture([(name, (17 * i) % 70) for i, name in enumerate("ABCD" * 50)], fmt)
+    assert windows_of(many, scanner, capacity=3)[0][:2] == (T0, T0 + 69 * S)
+
+
+def test_files_given_out_of_date_order(scanner):
+    later = capture([("A", 100), ("B", 160)])
+    earlier = capture([("C", 0), ("D", 30)], "pcapng")
+    windows: list = []
+    replayer = Replayer(windows.append)
+    for data in (later, earlier):
+        replayer.feed(CaptureReader(io.BytesIO(data), "f", scanner_class=scanner))
+    replayer.finish()
+    assert [(w.start_ns, w.end_ns, cap.as_table(w.virtual)) for w in windows] == [
+        expect(0, 160, A=1, B=1, C=1, D=1)
     ]
 
 

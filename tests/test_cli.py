@@ -359,8 +359,8 @@ def test_corrupt_file_reports_what_came_before_then_fails(capsys, tmp_path):
         ),
         (b"", "{path}: empty input, not a pcap or pcapng capture\n"),
         (
-            cap.pcap([], 105),
-            "{path}: unsupported link type 105 (IEEE802_11); connstats reads ",
+            cap.pcap([], 192),
+            "{path}: unsupported link type 192 (PPI); connstats reads ",
         ),
     ],
     ids=["text", "empty", "linktype"],

@@ -132,6 +132,49 @@ def test_installed_metadata() -> None:
     assert [ep.value for ep in scripts] == ["connstats.cli:main"]
 
 
+USER_PROGRAM = """\
+import array
+
+import connstats
+
+stats = connstats.Statistics()
+stats.update_tx_virtual(b"E")
+stats.update_rx_virtual(bytearray(20))
+stats.update_tx_virtual(memoryview(b"E"))
+stats.update_tx_virtual_batch([b"E", array.array("B", [69])])
+stats.update_tx_virtual_buffer(b"EE", array.array("I", [0]), [1])
+proto, src, dst = connstats.decode(b"E")
+virtual, physical = stats.extract()
+total: int = sum(counts.tx_bytes for counts in virtual.values())
+stats.update_tx_virtual("E")
+"""
+
+
+def test_mypy_strict_sees_the_installed_package(tmp_path: Path) -> None:
+    # A user's program, outside the source tree, checked with the
+    # interpreter's mypy: it must find the installed connstats (an editable
+    # install included: setuptools' import-hook editable installs hide the
+    # package from type checkers), its stubs and its buffer types.
+    pytest.importorskip("mypy", reason="mypy is not installed")
+    prog = tmp_path / "user_program.py"
+    prog.write_text(USER_PROGRAM)
+    cmd = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--strict",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
+    done = subprocess.run(
+        [*cmd, str(prog)], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
+    assert (
+        len(errors) == 1 and 'incompatible type "str"; expected "Buffer"' in errors[0]
+    ), done.stdout + done.stderr
+
+
 # -- a built wheel, in a fresh venv ---------------------------------------
 
 
@@ -300,3 +343,42 @@ def test_workflow_actions_are_pinned() -> None:
             if action == "pypa/cibuildwheel":
                 # the action and the local `cibuildwheel` must agree
                 assert ref == f"v{cibw.group(1)}", f"{path.name}: {uses} vs {pins}"
+
+
+def test_source_checkout_shadowing_the_install_is_explained(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # `pip install .` then Python started in the checkout: the uncompiled
+    # tree shadows the install.  The warning must say so, not suggest that
+    # the pure-Python core was wanted.
+    _skip_without_extension(request.config)
+    import shutil
+
+    import connstats
+
+    checkout = tmp_path / "checkout"
+    shutil.copytree(
+        ROOT / "connstats",
+        checkout / "connstats",
+        ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"),
+    )
+    (checkout / "src").mkdir()
+    shutil.copy(ROOT / "src" / "_fastparse.pyx", checkout / "src")
+    installed = Path(connstats.__file__).resolve().parent
+    env = {k: v for k, v in os.environ.items() if k != "CONNSTATS_NO_EXTENSIONS"}
+    code = "import connstats; print(connstats.IS_COMPILED)"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.strip() == "False", done.stderr
+    assert (
+        f"imported from the source checkout {checkout.resolve() / 'connstats'}"
+        in done.stderr
+    )
+    assert f"instead of the compiled install in {installed}" in done.stderr
+    assert "CONNSTATS_NO_EXTENSIONS" not in done.stderr

@@ -33,10 +33,22 @@ from ._consts import (
     ST_UNSUPPORTED,
 )
 from .linktypes import (
+    KIND_C_HDLC,
+    KIND_ENC,
     KIND_ETHERNET,
+    KIND_FRELAY,
+    KIND_IEEE802_11,
+    KIND_IPNET,
     KIND_LOOP,
+    KIND_NFLOG,
     KIND_NULL,
+    KIND_PFLOG,
+    KIND_PPP,
+    KIND_PPP_ETHER,
+    KIND_PPP_HDLC,
+    KIND_RADIOTAP,
     KIND_RAW,
+    KIND_SLIP,
     KIND_SLL,
     KIND_SLL2,
     KIND_UNSUPPORTED,
@@ -50,16 +62,177 @@ _MODE_PCAPNG = 2
 
 _ETH_IPV4 = 0x0800
 _ETH_IPV6 = 0x86DD
-_VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
+_ETH_MPLS = 0x8847
+_ETH_MPLS_MULTICAST = 0x8848
+_ETH_PPPOE_SESSION = 0x8864
 # Address families that mean IPv6 in NULL/LOOP headers: Linux, NetBSD and
 # OpenBSD, FreeBSD, macOS (the value depends on the OS that wrote the file).
 _AF_INET = 2
 _AF_INET6 = (10, 24, 28, 30)
+# Transports whose ports the decoder reads, and the header length it requires
+# of the packet for that (docs/contract.md §4).
+_PORTED_HEADER_LEN = {6: 20, 17: 8, 132: 12}
 
 
 def _wrap64(value: int) -> int:
     """Wrap to a signed 64-bit integer, as the C code's arithmetic does."""
     return ((value + (1 << 63)) & _U64) - (1 << 63)
+
+
+def _be16(buf: bytes | memoryview, at: int) -> int:
+    return (buf[at] << 8) | buf[at + 1]
+
+
+def _le16(buf: bytes | memoryview, at: int) -> int:
+    return buf[at] | (buf[at + 1] << 8)
+
+
+def _host_family(buf: bytes | memoryview, at: int) -> int:
+    """A 4-byte address family in the writer's host byte order.
+
+    That order need not be the file's: families are small, so a value in the
+    high half means the other order (what Wireshark does too).
+    """
+    family = int.from_bytes(buf[at : at + 4], "little")
+    if family > 0xFFFF:
+        family = int.from_bytes(buf[at : at + 4], "big")
+    return family
+
+
+def _ppp_ethertype(proto: int) -> int:
+    """The EtherType of a PPP protocol number that carries IP or MPLS; -1 else."""
+    if proto == 0x0021:
+        return _ETH_IPV4
+    if proto == 0x0057:
+        return _ETH_IPV6
+    if proto == 0x0281 or proto == 0x0283:
+        return _ETH_MPLS
+    return -1
+
+
+def _ppp(buf: bytes | memoryview, off: int, hdr: int, caplen: int) -> tuple[int, int]:
+    """(header length, EtherType) after a PPP protocol field at ``hdr``.
+
+    The field is one byte when compressed (RFC 1661: its low bit is then set).
+    """
+    if hdr >= caplen:
+        return -1, -1
+    if buf[off + hdr] & 1:
+        return hdr + 1, _ppp_ethertype(buf[off + hdr])
+    if hdr + 2 > caplen:
+        return -1, -1
+    return hdr + 2, _ppp_ethertype(_be16(buf, off + hdr))
+
+
+def _wifi(
+    buf: bytes | memoryview, off: int, at: int, caplen: int, pad: bool
+) -> tuple[int, int]:
+    """(header length, EtherType) of an 802.11 data frame at ``at`` with LLC/SNAP."""
+    if at + 24 > caplen:
+        return -1, -1
+    fc0 = buf[off + at]
+    fc1 = buf[off + at + 1]
+    # Version 0, type data; no null-function subtypes (no body); not protected.
+    if (fc0 & 0x0F) != 0x08 or fc0 & 0x40 or fc1 & 0x40:
+        return -1, -1
+    length = 24
+    if fc1 & 0x03 == 0x03:
+        length += 6  # a fourth address (wireless distribution system)
+    if fc0 & 0x80:
+        length += 2  # QoS control
+        if fc1 & 0x80:
+            length += 4  # HT control
+    if pad:
+        length = (length + 3) & ~3
+    hdr = at + length
+    if hdr + 8 > caplen:
+        return -1, -1
+    llc = off + hdr
+    # LLC AA AA 03, then SNAP with the Ethernet (000000) or bridge-tunnel (0000F8) OUI.
+    if (
+        buf[llc] != 0xAA
+        or buf[llc + 1] != 0xAA
+        or buf[llc + 2] != 0x03
+        or buf[llc + 3] != 0
+        or buf[llc + 4] != 0
+        or (buf[llc + 5] != 0 and buf[llc + 5] != 0xF8)
+    ):
+        return -1, -1
+    return hdr + 8, _be16(buf, llc + 6)
+
+
+def _radiotap(buf: bytes | memoryview, off: int, caplen: int) -> tuple[int, int]:
+    """(header length, EtherType) of a radiotap header and the 802.11 frame after it."""
+    if caplen < 8 or buf[off] != 0:
+        return -1, -1
+    rlen = _le16(buf, off + 2)
+    if rlen < 8 or rlen > caplen:
+        return -1, -1
+    first = int.from_bytes(buf[off + 4 : off + 8], "little")
+    word = first
+    at = 8
+    while word & 0x80000000:  # extended presence bitmaps
+        if at + 4 > rlen:
+            return -1, -1
+        word = int.from_bytes(buf[off + at : off + at + 4], "little")
+        at += 4
+    pad = False
+    if first & 0x02:  # the Flags field is present
+        if first & 0x01:  # after the 8-byte, 8-aligned TSFT
+            at = ((at + 7) & ~7) + 8
+        if at < rlen:
+            pad = bool(buf[off + at] & 0x20)  # "data pad" after the 802.11 header
+    return _wifi(buf, off, rlen, caplen, pad)
+
+
+def _frelay(buf: bytes | memoryview, off: int, caplen: int) -> tuple[int, int]:
+    """(header length, EtherType) after a Q.922 address, then UI control and
+    NLPID (RFC 2427) or an EtherType (Cisco)."""
+    at = 0
+    while at < 4 and at < caplen and not buf[off + at] & 1:
+        at += 1  # the address ends at the byte with its EA bit set
+    at += 1
+    if at + 2 > caplen:
+        return -1, -1
+    if buf[off + at] != 0x03:
+        # Cisco's encapsulation: an EtherType right after the address.
+        return at + 2, _be16(buf, off + at)
+    at += 1
+    if buf[off + at] == 0 and at + 1 < caplen:
+        at += 1  # padding before the NLPID
+    nlpid = buf[off + at]
+    if nlpid == 0xCC:
+        return at + 1, _ETH_IPV4
+    if nlpid == 0x8E:
+        return at + 1, _ETH_IPV6
+    if (
+        nlpid == 0x80
+        and at + 6 <= caplen
+        and buf[off + at + 1] | buf[off + at + 2] | buf[off + at + 3] == 0
+    ):
+        return at + 6, _be16(buf, off + at + 4)
+    return -1, -1
+
+
+def _nflog(buf: bytes | memoryview, off: int, caplen: int) -> int:
+    """Offset of the payload TLV's value (the IP packet) in an NFLOG frame; -1 if none."""
+    if caplen < 4 or buf[off + 1] != 0 or (buf[off] != _AF_INET and buf[off] != 10):
+        return -1
+    at = 4
+    # TLV lengths and types are in the writer's host byte order: little-endian
+    # on every machine that runs NFLOG in practice.
+    while at + 4 <= caplen:
+        tlen = _le16(buf, off + at)
+        if _le16(buf, off + at + 2) & 0x7FFF == 9:  # NFULA_PAYLOAD
+            return at + 4
+        if tlen < 4:
+            return -1
+        at += (tlen + 3) & ~3
+    return -1
+
+
+def _is_ip_family(family: int) -> bool:
+    return family == _AF_INET or family in _AF_INET6
 
 
 def _strip(kind: int, buf: bytes | memoryview, off: int, caplen: int) -> int:
@@ -69,45 +242,104 @@ def _strip(kind: int, buf: bytes | memoryview, off: int, caplen: int) -> int:
     """
     if kind == KIND_RAW:
         return 0
+    # Fixed-size headers with an EtherType at a fixed offset.
+    at = -1
     if kind == KIND_ETHERNET:
-        if caplen < 14:
-            return -1
-        hdr = 14
-        etype = (buf[off + 12] << 8) | buf[off + 13]
+        hdr, at = 14, 12
     elif kind == KIND_SLL:
-        if caplen < 16:
-            return -1
-        hdr = 16
-        etype = (buf[off + 14] << 8) | buf[off + 15]
+        hdr, at = 16, 14
     elif kind == KIND_SLL2:
-        if caplen < 20:
+        hdr, at = 20, 0
+    elif kind == KIND_C_HDLC:
+        hdr, at = 4, 2  # address, control, EtherType
+    if at >= 0:
+        if caplen < hdr:
             return -1
-        hdr = 20
-        etype = (buf[off] << 8) | buf[off + 1]
+        etype = _be16(buf, off + at)
     elif kind == KIND_NULL or kind == KIND_LOOP:
         if caplen < 4:
             return -1
         if kind == KIND_LOOP:
             family = int.from_bytes(buf[off : off + 4], "big")
         else:
-            # Host byte order of the machine that wrote it, which need not be
-            # the file's: families are small, so a value in the high half
-            # means the other order (what Wireshark does too).
-            family = int.from_bytes(buf[off : off + 4], "little")
-            if family > 0xFFFF:
-                family = int.from_bytes(buf[off : off + 4], "big")
-        if family == _AF_INET or family in _AF_INET6:
-            return 4
-        return -1
+            family = _host_family(buf, off)
+        return 4 if _is_ip_family(family) else -1
+    elif kind == KIND_ENC:
+        if caplen < 12:
+            return -1
+        return 12 if _is_ip_family(_host_family(buf, off)) else -1
+    elif kind == KIND_IPNET:
+        if caplen < 24:
+            return -1
+        return 24 if buf[off + 1] == _AF_INET or buf[off + 1] == 26 else -1
+    elif kind == KIND_PFLOG:
+        if caplen < 4:
+            return -1
+        hdr = (buf[off] + 3) & ~3  # its length, padded to 32 bits
+        if hdr < 4 or hdr > caplen or not _is_ip_family(buf[off + 1]):
+            return -1
+        return hdr
+    elif kind == KIND_SLIP:
+        # The header does not say what follows: compressed TCP is not IP.
+        if caplen <= 16 or (buf[off + 16] >> 4 != 4 and buf[off + 16] >> 4 != 6):
+            return -1
+        return 16
+    elif kind == KIND_NFLOG:
+        return _nflog(buf, off, caplen)
+    elif kind == KIND_PPP or kind == KIND_PPP_HDLC:
+        if caplen >= 2 and buf[off] == 0xFF and buf[off + 1] == 0x03:
+            hdr, etype = _ppp(buf, off, 2, caplen)
+        elif (
+            kind == KIND_PPP_HDLC
+            and caplen >= 4
+            and (buf[off] == 0x0F or buf[off] == 0x8F)
+            and buf[off + 1] == 0
+        ):
+            hdr, etype = 4, _be16(buf, off + 2)
+        else:
+            hdr, etype = _ppp(buf, off, 0, caplen)
+    elif kind == KIND_PPP_ETHER:
+        hdr, etype = _ppp(buf, off, 6, caplen)
+    elif kind == KIND_IEEE802_11:
+        hdr, etype = _wifi(buf, off, 0, caplen, False)
+    elif kind == KIND_RADIOTAP:
+        hdr, etype = _radiotap(buf, off, caplen)
+    elif kind == KIND_FRELAY:
+        hdr, etype = _frelay(buf, off, caplen)
     else:
         return -1
-    # 802.1Q (0x8100), 802.1ad (0x88a8) and the pre-standard QinQ 0x9100:
-    # each tag is 2 bytes of TCI then the next EtherType.
-    while etype in _VLAN_TYPES:
-        if hdr + 4 > caplen:
-            return -1
-        etype = (buf[off + hdr + 2] << 8) | buf[off + hdr + 3]
-        hdr += 4
+    if hdr < 0:
+        return -1
+    while True:
+        if etype == 0x8100 or etype == 0x88A8 or etype == 0x9100:
+            # 802.1Q, 802.1ad and the pre-standard QinQ 0x9100: each tag
+            # is 2 bytes of TCI then the next EtherType.
+            if hdr + 4 > caplen:
+                return -1
+            etype = _be16(buf, off + hdr + 2)
+            hdr += 4
+        elif etype == _ETH_PPPOE_SESSION:
+            # PPPoE session: version/type, code, session id, length, then PPP.
+            if hdr + 8 > caplen:
+                return -1
+            etype = _ppp_ethertype(_be16(buf, off + hdr + 6))
+            hdr += 8
+        elif etype == _ETH_MPLS or etype == _ETH_MPLS_MULTICAST:
+            # Labels of 4 bytes until the bottom-of-stack bit; MPLS does not
+            # say what follows, so the first nibble tells IPv4 from IPv6.
+            while True:
+                if hdr + 4 > caplen:
+                    return -1
+                bottom = buf[off + hdr + 2] & 1
+                hdr += 4
+                if bottom:
+                    break
+            if hdr >= caplen:
+                return -1
+            version = buf[off + hdr] >> 4
+            return hdr if version == 4 or version == 6 else -1
+        else:
+            break
     if etype == _ETH_IPV4 or etype == _ETH_IPV6:
         return hdr
     return -1
@@ -127,9 +359,13 @@ class Scanner:
         self.n_tx = 0
         self.n_rx = 0
         self.skipped = 0
+        self.truncated = 0
+        self.unsupported = 0
         self.pos = 0
         self.first_ns = 0
         self.last_ns = 0
+        self.min_ns = 0
+        self.max_ns = 0
         self.next_ns = 0
         self.error = ""
         self.error_linktype = 0
@@ -138,8 +374,11 @@ class Scanner:
         self._ts_frac_mul = 1000
         self._kind = KIND_UNSUPPORTED
         self._max_caplen = 0
+        self._buflen = 0
         # pcapng interfaces: (kind, linktype, snaplen, mul, div, factor, offset)
         self._ifaces: list[tuple[int, int, int, int, int, float, int]] = []
+        # Interfaces (of this section) whose unsupported link type was reported.
+        self._announced: set[int] = set()
         self._nets4: list[tuple[int, int]] = []
         self._nets6: list[tuple[int, int]] = []
         # As in the compiled twin: a scanner shared between threads (misuse)
@@ -166,6 +405,7 @@ class Scanner:
             self._mode = _MODE_PCAPNG
             self._big = bool(big_endian)
             self._ifaces = []
+            self._announced = set()
 
     def add_interface(
         self,
@@ -220,10 +460,13 @@ class Scanner:
             self.n_tx = 0
             self.n_rx = 0
             self.skipped = 0
+            self.truncated = 0
+            self.unsupported = 0
             self.error = ""
             if end > len(buf) or pos < 0 or pos > end:
                 raise ValueError("scan: pos/end out of the buffer")
             mv = memoryview(buf).cast("B") if not isinstance(buf, bytes) else buf
+            self._buflen = len(mv)
             limit = self.capacity
             if 0 < max_packets < limit:
                 limit = max_packets
@@ -235,10 +478,13 @@ class Scanner:
                 raise ValueError("scan: the scanner was not configured")
             return status
 
-    def _emit(self, buf: bytes | memoryview, off: int, caplen: int, hdr: int) -> None:
+    def _emit(
+        self, buf: bytes | memoryview, off: int, caplen: int, hdr: int, wirelen: int
+    ) -> None:
         ip = off + hdr
         length = caplen - hdr
         version = buf[ip] >> 4 if length > 0 else 0
+        cut = caplen < wirelen
         # Drop bytes after the IP packet's own total length (Ethernet padding
         # of short frames, a trailing FCS): they are not part of the packet a
         # TUN device would have delivered.  Zero totals (TSO, jumbograms)
@@ -247,10 +493,16 @@ class Scanner:
             total = (buf[ip + 2] << 8) | buf[ip + 3]
             if 20 <= total < length:
                 length = total
+            elif cut and total > length:
+                length = self._cut(buf, ip, length, total, wirelen - hdr)
         elif version == 6 and length >= 40:
             payload = (buf[ip + 4] << 8) | buf[ip + 5]
             if payload and 40 + payload < length:
                 length = 40 + payload
+            elif cut and payload and 40 + payload > length:
+                length = self._cut(buf, ip, length, 40 + payload, wirelen - hdr)
+        elif cut:
+            self.truncated += 1  # not even the IP header was captured
         rx = False
         if version == 4 and self._nets4 and length >= 20:
             dst = int.from_bytes(buf[ip + 16 : ip + 20], "big")
@@ -273,6 +525,69 @@ class Scanner:
             self.tx_lengths[self.n_tx] = length
             self.n_tx += 1
 
+    def _cut(
+        self, buf: bytes | memoryview, ip: int, captured: int, total: int, wire: int
+    ) -> int:
+        """The length to emit for an IP packet cut by the snap length.
+
+        The decoding rule (docs/contract.md §4) reads only the IP header and
+        the first bytes of the transport header.  When those were captured,
+        the packet is emitted with its full IP length: the decoder then sees
+        it as the whole packet it was (the bytes past the capture, which
+        belong to the next records, are never read) and its bytes count in
+        full.  Otherwise the captured bytes are emitted, and the decoder's
+        rule for a short packet applies.  The caller's buffer must extend far
+        enough past the data (the reader keeps 64 KiB spare); a length the
+        wire could not have carried is not a cut but a malformed packet.
+        """
+        self.truncated += 1
+        if total > wire or ip + total > self._buflen:
+            return captured
+        if buf[ip] >> 4 == 4:
+            frag = ((buf[ip + 6] << 8) | buf[ip + 7]) & 0x1FFF
+            proto = buf[ip + 9]
+            sub = (buf[ip] & 0x0F) * 4
+            need = 20
+            if sub > total or frag:
+                proto = -1  # no transport header is read
+        else:
+            proto = buf[ip + 6]
+            sub = 40
+            need = 40
+            if proto == 44:  # IPv6 fragment header
+                if total < 48:
+                    proto = -1
+                else:
+                    need = 48
+                    proto = buf[ip + 40]
+                    sub = 48
+                    if ((buf[ip + 42] << 8) | buf[ip + 43]) >> 3:
+                        proto = -1
+        header = _PORTED_HEADER_LEN.get(proto, 0)
+        if header and total - sub >= header:
+            need = max(need, sub + 4)  # the two ports
+        return total if captured >= need else captured
+
+    def _time(self, ts: int) -> None:
+        """Note the time of a packet about to be emitted."""
+        if self.n_tx + self.n_rx == 0:
+            self.first_ns = self.min_ns = self.max_ns = ts
+        elif ts < self.min_ns:
+            self.min_ns = ts
+        elif ts > self.max_ns:
+            self.max_ns = ts
+        self.last_ns = ts
+
+    def _skip_unsupported(self, iface: int, linktype: int, pos: int) -> bool:
+        """Count a skipped packet; True (stop and say so) for an interface's first."""
+        self.unsupported += 1
+        if iface in self._announced:
+            return False
+        self._announced.add(iface)
+        self.pos = pos
+        self.error_linktype = linktype
+        return True
+
     def _scan_pcap(
         self,
         buf: bytes | memoryview,
@@ -294,7 +609,7 @@ class Scanner:
             if pos + 16 > end:
                 self.pos = pos
                 return ST_NEED_MORE
-            sec, frac, caplen, _orig = rec.unpack_from(buf, pos)
+            sec, frac, caplen, orig = rec.unpack_from(buf, pos)
             if caplen > max_caplen:
                 self.pos = pos
                 self.error = f"record length {caplen} exceeds the limit {max_caplen}"
@@ -312,10 +627,8 @@ class Scanner:
                 self.pos = pos
                 self.next_ns = ts
                 return ST_STOP_TIME
-            if self.n_tx + self.n_rx == 0:
-                self.first_ns = ts
-            self.last_ns = ts
-            self._emit(buf, pos + 16, caplen, hdr)
+            self._time(ts)
+            self._emit(buf, pos + 16, caplen, hdr, orig)
             pos += 16 + caplen
             if self.n_tx + self.n_rx >= limit:
                 self.pos = pos
@@ -361,7 +674,7 @@ class Scanner:
                     self.pos = pos
                     self.error = f"enhanced packet block too short ({blen} bytes)"
                     return ST_CORRUPT
-                iface, ts_hi, ts_lo, caplen, _orig = epb.unpack_from(buf, pos + 8)
+                iface, ts_hi, ts_lo, caplen, orig = epb.unpack_from(buf, pos + 8)
                 if caplen > blen - 32:
                     self.pos = pos
                     self.error = (
@@ -374,9 +687,10 @@ class Scanner:
                     return ST_CORRUPT
                 kind, linktype, _snap, mul, div, factor, offset = self._ifaces[iface]
                 if kind == KIND_UNSUPPORTED:
-                    self.pos = pos
-                    self.error_linktype = linktype
-                    return ST_UNSUPPORTED
+                    pos += blen
+                    if self._skip_unsupported(iface, linktype, pos):
+                        return ST_UNSUPPORTED
+                    continue
                 data = pos + 28
                 hdr = _strip(kind, buf, data, caplen)
                 if hdr < 0:
@@ -401,10 +715,11 @@ class Scanner:
                     return ST_CORRUPT
                 kind, linktype, snap, *_ = self._ifaces[0]
                 if kind == KIND_UNSUPPORTED:
-                    self.pos = pos
-                    self.error_linktype = linktype
-                    return ST_UNSUPPORTED
-                caplen = u32.unpack_from(buf, pos + 8)[0]
+                    pos += blen
+                    if self._skip_unsupported(0, linktype, pos):
+                        return ST_UNSUPPORTED
+                    continue
+                orig = caplen = u32.unpack_from(buf, pos + 8)[0]
                 if caplen > blen - 16:
                     caplen = blen - 16
                 if snap and caplen > snap:
@@ -424,10 +739,8 @@ class Scanner:
                 self.pos = pos
                 self.next_ns = ts
                 return ST_STOP_TIME
-            if self.n_tx + self.n_rx == 0:
-                self.first_ns = ts
-            self.last_ns = ts
-            self._emit(buf, data, caplen, hdr)
+            self._time(ts)
+            self._emit(buf, data, caplen, hdr, orig)
             pos += blen
             if self.n_tx + self.n_rx >= limit:
                 self.pos = pos

@@ -15,7 +15,19 @@ KIND_LOOP = 2  # OpenBSD loopback: 4-byte address family, big-endian
 KIND_ETHERNET = 3  # 14-byte Ethernet header, then 802.1Q/802.1ad tags
 KIND_SLL = 4  # Linux "cooked" v1: 16-byte header, protocol at offset 14
 KIND_SLL2 = 5  # Linux "cooked" v2: 20-byte header, protocol at offset 0
-KIND_UNSUPPORTED = 255  # packets on such an interface are an error
+KIND_PPP = 6  # PPP: optional ff 03, then the PPP protocol (1 or 2 bytes)
+KIND_PPP_HDLC = 7  # ff 03 + PPP protocol, or Cisco HDLC (0f/8f 00 + EtherType)
+KIND_PPP_ETHER = 8  # PPPoE session header (6 bytes), then the PPP protocol
+KIND_C_HDLC = 9  # Cisco HDLC: address, control, EtherType
+KIND_IEEE802_11 = 10  # 802.11 data frames carrying LLC/SNAP
+KIND_RADIOTAP = 11  # radiotap header (its own length), then 802.11
+KIND_NFLOG = 12  # Linux NFLOG: 4-byte header, TLVs, the payload TLV is IP
+KIND_PFLOG = 13  # OpenBSD pflog: header of its own length, address family
+KIND_ENC = 14  # OpenBSD enc: 12-byte header, family in host byte order
+KIND_IPNET = 15  # Solaris ipnet: 24-byte header, family at offset 1
+KIND_FRELAY = 16  # Frame Relay: Q.922 address, control 03, NLPID
+KIND_SLIP = 17  # SLIP with the 16-byte BSD/OS header
+KIND_UNSUPPORTED = 255  # packets on such an interface are skipped and counted
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
@@ -39,6 +51,18 @@ _KINDS: dict[int, int] = {
     LINKTYPE_IPV4: KIND_RAW,
     LINKTYPE_IPV6: KIND_RAW,
     LINKTYPE_LINUX_SLL2: KIND_SLL2,
+    8: KIND_SLIP,
+    9: KIND_PPP,
+    50: KIND_PPP_HDLC,
+    51: KIND_PPP_ETHER,
+    104: KIND_C_HDLC,
+    105: KIND_IEEE802_11,
+    107: KIND_FRELAY,
+    109: KIND_ENC,
+    117: KIND_PFLOG,
+    127: KIND_RADIOTAP,
+    226: KIND_IPNET,
+    239: KIND_NFLOG,
 }
 
 #: Names as libpcap spells them (without the LINKTYPE_ prefix), for messages.
@@ -47,6 +71,7 @@ LINKTYPE_NAMES: dict[int, str] = {
     0: "NULL",
     1: "EN10MB",
     6: "IEEE802_5",
+    8: "SLIP",
     9: "PPP",
     10: "FDDI",
     12: "RAW",
@@ -58,7 +83,9 @@ LINKTYPE_NAMES: dict[int, str] = {
     105: "IEEE802_11",
     107: "FRELAY",
     108: "LOOP",
+    109: "ENC",
     113: "LINUX_SLL",
+    117: "PFLOG",
     119: "PRISM_HEADER",
     127: "IEEE802_11_RADIOTAP",
     163: "IEEE802_11_AVS",
@@ -69,9 +96,11 @@ LINKTYPE_NAMES: dict[int, str] = {
     201: "BLUETOOTH_HCI_H4_WITH_PHDR",
     215: "IEEE802_15_4_NONASK_PHY",
     220: "USB_LINUX_MMAPPED",
+    226: "IPNET",
     228: "IPV4",
     229: "IPV6",
     249: "USBPCAP",
+    239: "NFLOG",
     253: "NETLINK",
     276: "LINUX_SLL2",
     **{147 + i: f"USER{i}" for i in range(16)},

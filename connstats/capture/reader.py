@@ -59,6 +59,12 @@ _IDB_OPT_TSOFFSET = 14
 
 DEFAULT_CAPACITY = 65536
 DEFAULT_BUFFER = 4 * 1024 * 1024
+#: Bytes kept free after the data in the buffer.  A packet cut by the snap
+#: length is handed to the core with its full IP length (docs/contract.md
+#: §5), so its view may reach this far past the captured bytes; the core
+#: reads only the headers, which were captured.  The largest IP packet is an
+#: IPv6 one with a 65535-byte payload.
+SLACK = 40 + 65535
 
 
 class Stop(enum.Enum):
@@ -75,8 +81,10 @@ class Batch:
 
     ``data`` is the reader's buffer; offsets index into it.  ``first_ns`` and
     ``last_ns`` are the capture times (ns since the epoch) of the first and
-    last packet in file order; ``next_ns`` the time of the packet that
-    stopped a ``Stop.TIME`` read.
+    last packet in file order, ``min_ns`` and ``max_ns`` the earliest and
+    latest (captures merged from several interfaces are not always in time
+    order); ``next_ns`` the time of the packet that stopped a ``Stop.TIME``
+    read.
     """
 
     data: memoryview
@@ -88,6 +96,8 @@ class Batch:
     last_ns: int
     stop: Stop
     next_ns: int = 0
+    min_ns: int = 0
+    max_ns: int = 0
 
     @property
     def packets(self) -> int:
@@ -134,7 +144,7 @@ class CaptureReader:
         # -w -) yields windows as they come instead of after 4 MiB.
         readinto = getattr(stream, "readinto1", None) or getattr(stream, "readinto")  # noqa: B009
         self._readinto: Callable[[memoryview], int | None] = readinto
-        self._buf = bytearray(max(buffer_size, 64))
+        self._buf = bytearray(max(buffer_size, 64) + SLACK)
         self._start = 0  # first unconsumed byte in _buf
         self._end = 0  # end of valid data in _buf
         self._base = 0  # input offset of _buf[0]
@@ -148,6 +158,13 @@ class CaptureReader:
         self.packets = 0
         #: Frames that were not IPv4/IPv6 (ARP, LLDP, ...) and were skipped.
         self.skipped = 0
+        #: IP packets cut short by the capture's snap length (counted with
+        #: their full IP length when their headers were captured).
+        self.truncated = 0
+        #: Packets skipped because their pcapng interface's link type is not
+        #: supported, and those link types (in the order met).
+        self.unsupported = 0
+        self.unsupported_linktypes: list[int] = []
         #: "pcap" or "pcapng".
         self.format = ""
         #: Link types declared by the file (pcapng: one per interface).
@@ -164,22 +181,23 @@ class CaptureReader:
         """Read more input after the unconsumed bytes, moving or growing the buffer."""
         buf = self._buf
         pending = self._end - self._start
-        if self._start and pending < len(buf) // 2:
+        usable = len(buf) - SLACK
+        if self._start and pending < usable // 2:
             # Same-size slice assignment: allowed while batches still export
             # the buffer (those are documented as stale by now).
             buf[:pending] = buf[self._start : self._end]
             self._base += self._start
             self._start, self._end = 0, pending
-        elif self._end == len(buf):
+        elif self._end >= usable:
             # One record larger than the buffer (or nothing consumed yet):
             # copy into a bigger one rather than resize an exported buffer.
-            bigger = bytearray(max(2 * len(buf), pending + 65536))
+            bigger = bytearray(max(2 * usable, pending + 65536) + SLACK)
             bigger[:pending] = buf[self._start : self._end]
             self._base += self._start
             self._buf = buf = bigger
             self._start, self._end = 0, pending
         with memoryview(buf) as view:
-            n = self._readinto(view[self._end :])
+            n = self._readinto(view[self._end : len(buf) - SLACK])
         if not n:
             self._eof = True
         else:
@@ -349,6 +367,8 @@ class CaptureReader:
             )
             self._start = scanner.pos
             self.skipped += scanner.skipped
+            self.truncated += scanner.truncated
+            self.unsupported += scanner.unsupported
             n = scanner.n_tx + scanner.n_rx
             self.packets += n
             if status == ST_FULL:
@@ -371,6 +391,15 @@ class CaptureReader:
                 if n:
                     return self._batch(Stop.MORE)  # parse it on the next call
                 self._block()
+                continue
+            if status == ST_UNSUPPORTED and self.format == "pcapng":
+                # The first packet of an interface with an unsupported link
+                # type (now skipped): note the type and go on.
+                lt = scanner.error_linktype
+                if lt not in self.unsupported_linktypes:
+                    self.unsupported_linktypes.append(lt)
+                if n:
+                    return self._batch(Stop.MORE)
                 continue
             if status == ST_CORRUPT:
                 error: CaptureError = CorruptCaptureError(
@@ -402,6 +431,8 @@ class CaptureReader:
             s.last_ns,
             stop,
             next_ns,
+            s.min_ns,
+            s.max_ns,
         )
 
     def close(self) -> None:

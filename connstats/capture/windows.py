@@ -18,7 +18,9 @@ time:
   mode is slower than the default one when windows stay full.
 * The last window ends at the capture time of the last packet.
 
-Packets whose time goes backwards (merged captures) stay in the open window.
+Packets whose time goes backwards (merged captures, files given out of date
+order) stay in the open window, which then starts at its earliest packet and
+ends no earlier than its latest (docs/contract.md §6).
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ class Replayer:
         self._max_conns = max_conns
         self._open_start: int | None = None  # start of the open window
         self._last_ns: int | None = None  # time of the last packet fed
+        # Earliest and latest packet times of the open window.
+        self._min_ns: int | None = None
+        self._max_ns: int | None = None
         #: IP packets fed to the core so far.
         self.packets = 0
         #: Windows emitted so far.
@@ -121,6 +126,7 @@ class Replayer:
                     if full is not None:
                         self._emit(full, self._open_start, batch.first_ns)
                         self._open_start = batch.first_ns
+                self._note(batch.min_ns, batch.max_ns)
             if progress is not None:
                 progress()
             if batch.stop is Stop.TIME:
@@ -141,9 +147,21 @@ class Replayer:
             self._emit(window, self._open_start, self._last_ns)
         self._open_start = None
 
+    def _note(self, min_ns: int, max_ns: int) -> None:
+        if self._min_ns is None or min_ns < self._min_ns:
+            self._min_ns = min_ns
+        if self._max_ns is None or max_ns > self._max_ns:
+            self._max_ns = max_ns
+
     def _emit(self, window: Any, start: int | None, end: int | None) -> None:
         virtual, physical = materialize(window)
         start_ns = start if start is not None else 0
         end_ns = end if end is not None else start_ns
+        # A window spans every packet it holds, whatever order they came in.
+        if self._min_ns is not None and self._min_ns < start_ns:
+            start_ns = self._min_ns
+        if self._max_ns is not None and self._max_ns > end_ns:
+            end_ns = self._max_ns
+        self._min_ns = self._max_ns = None
         self.windows += 1
         self._on_window(Window(start_ns, max(end_ns, start_ns), virtual, physical))

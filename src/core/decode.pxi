@@ -1,4 +1,4 @@
-# Keys and decoding (docs/contract.md §3): one IP packet to a 40-byte key.
+# Keys and decoding (docs/contract.md §4): one IP packet to a 40-byte key.
 # Everything here is plain C on raw bytes, callable without the GIL.
 
 cdef struct cs_key:
@@ -76,7 +76,7 @@ cdef inline void _transport6(cs_key *k, int proto, const uint8_t *t,
 
 
 cdef inline void _decode(const uint8_t *b, Py_ssize_t L, cs_key *k) noexcept nogil:
-    """Decode packet b[0:L] into k (tx orientation) following docs/contract.md §3."""
+    """Decode packet b[0:L] into k (tx orientation) following docs/contract.md §4."""
     cdef Py_ssize_t tl, hl
     cdef int proto, frag, off
     memset(k, 0, sizeof(cs_key))

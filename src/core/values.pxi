@@ -128,7 +128,8 @@ cdef inline int _addrport_cmp(AddrPort a, AddrPort b) noexcept:
 
 
 cdef AddrPort _make_addrport(object addr, uint8_t fam, const uint8_t *raw, uint16_t port):
-    # Fast construction from the table: skips __init__'s validation.
+    # Fast construction from the table: AddrPort.__new__(AddrPort) takes
+    # __cinit__'s no-argument path, without validation.
     cdef AddrPort ap = AddrPort.__new__(AddrPort)
     ap.addr = addr
     ap.port = port
