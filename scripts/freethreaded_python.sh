@@ -159,9 +159,11 @@ run_tests() {
     local vpy="$venv/bin/python"
     export PIP_CONSTRAINT="$root/requirements/cython.txt" PIP_BUILD_CONSTRAINT="$root/requirements/cython.txt"
     "$vpy" -m pip install --quiet --upgrade pip
-    # hypothesis: only wheels (its newest release may ship an sdist only for a
-    # free-threaded tag, which would need a Rust toolchain).
-    "$vpy" -m pip install --quiet --only-binary=hypothesis -e ".[test]"
+    # Wheels only for the test dependencies that ship a Rust sdist and no
+    # free-threaded wheel (hypothesis's newest release; ast-serialize and
+    # librt, which newer mypy needs): pip then picks versions that have one,
+    # instead of failing to fetch a Rust toolchain's crates.
+    "$vpy" -m pip install --quiet --prefer-binary --only-binary=hypothesis,ast-serialize,librt -e ".[test]"
     export PYTHON_GIL=0
     # Importing an extension not declared free-threading compatible turns the
     # GIL back on with a RuntimeWarning; check it stays off after every
