@@ -51,12 +51,20 @@ def _stats(work):
 
 def _job(stats, kind, part):
     packets, batches, buffers, _ = part
-    if kind == "single":
+    if kind in ("single", "single_own"):
+        # One bound method, fetched once and shared by both threads' loops:
+        # on a free-threaded build every call writes its reference count.
         f = stats.update_tx_virtual
 
         def run():
             for p in packets:
                 f(p)
+    elif kind == "single_attr":
+        # The plain call, looked up each time (the attribute and the object
+        # are shared by both threads).
+        def run():
+            for p in packets:
+                stats.update_tx_virtual(p)
     elif kind == "batch":
         f = stats.update_tx_virtual_batch
 
@@ -75,8 +83,12 @@ def _job(stats, kind, part):
 
 def _bench(benchmark, work, kind, threads):
     stats = _stats(work)
+    # single_own: one Statistics per thread, nothing shared (the ceiling).
+    own = [_stats(work) for _ in range(threads)] if kind == "single_own" else None
     with Workers(threads) as workers:
-        workers.jobs = [_job(stats, kind, work[i]) for i in range(threads)]
+        workers.jobs = [
+            _job(own[i] if own else stats, kind, work[i]) for i in range(threads)
+        ]
         record(
             benchmark,
             unit="packet",
@@ -90,8 +102,9 @@ def _bench(benchmark, work, kind, threads):
         # Two threads need both CPUs of a 2-CPU machine: record how much CPU
         # other processes took meanwhile (report.py flags disturbed runs).
         benchmark.extra_info.update(other_load(start) or {})
-    v, _ = stats.extract()
-    assert len(v) == 2 * CONNS
+    for s in own or [stats]:
+        v, _ = s.extract()
+        assert len(v) == 2 * CONNS
 
 
 @pytest.mark.benchmark(group="threads")
@@ -122,3 +135,18 @@ def test_threads_single_1thread(benchmark, work):
 @pytest.mark.benchmark(group="threads")
 def test_threads_single_2threads(benchmark, work):
     _bench(benchmark, work, "single", 2)
+
+
+@pytest.mark.benchmark(group="threads")
+def test_threads_single_attr_1thread(benchmark, work):
+    _bench(benchmark, work, "single_attr", 1)
+
+
+@pytest.mark.benchmark(group="threads")
+def test_threads_single_attr_2threads(benchmark, work):
+    _bench(benchmark, work, "single_attr", 2)
+
+
+@pytest.mark.benchmark(group="threads")
+def test_threads_single_own_2threads(benchmark, work):
+    _bench(benchmark, work, "single_own", 2)

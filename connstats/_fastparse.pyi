@@ -162,3 +162,5 @@ SHARDS: Final[int]
 ENTRY_BYTES: Final[int]
 # C size of a window header (its allocation is what cut() needs to succeed)
 WINDOW_BYTES: Final[int]
+
+def defer_refcount(obj: object) -> bool: ...

@@ -56,6 +56,18 @@ def _stop_flusher(holder: list[Optional[Flusher]], core: Any) -> None:
 #: waiting on a join the interrupted outer call is in the middle of).
 JOIN_GRACE = 1.0
 
+# The per-packet methods bound on each instance (see _bind_hot_path).
+_HOT_PATH = (
+    "update_tx_virtual",
+    "update_rx_virtual",
+    "update_tx_physical",
+    "update_rx_physical",
+    "update_tx_virtual_batch",
+    "update_rx_virtual_batch",
+    "update_tx_virtual_buffer",
+    "update_rx_virtual_buffer",
+)
+
 
 class Statistics:
     """Per-connection packet and byte counters for IP packets of a TUN device.
@@ -131,6 +143,13 @@ class Statistics:
         self.update_rx_virtual_batch = core.update_rx_virtual_batch  # type: ignore[method-assign]
         self.update_tx_virtual_buffer = core.update_tx_virtual_buffer  # type: ignore[method-assign]
         self.update_rx_virtual_buffer = core.update_rx_virtual_buffer  # type: ignore[method-assign]
+        # Free-threaded CPython 3.14+: threads sharing this instance share
+        # these objects; deferred reference counting keeps each call from
+        # writing their reference count (a no-op elsewhere).
+        defer = getattr(self._core_module or _impl.core, "defer_refcount", None)
+        if defer is not None:
+            for name in _HOT_PATH:
+                defer(self.__dict__[name])
 
     # -- counting ------------------------------------------------------------
 

@@ -11,7 +11,11 @@ offset and length of each IP packet into ``array('I')`` outputs.
 A scanner belongs to one reader, but nothing stops two threads from sharing
 one (and the GIL is released while scanning, or absent on free-threaded
 builds): a ``cython.pymutex`` serializes scans and configuration, so that
-such misuse can give odd results but never write outside the arrays.
+such misuse can give odd results but never write outside the arrays.  No
+Python object field changes after construction: the error is kept as a code
+and two numbers (C fields written under the lock) and its text is made on
+read, because a str field assigned by two threads at once (each dropping the
+same old reference) is a double free on free-threaded builds.
 """
 
 from array import array
@@ -457,7 +461,6 @@ cdef class Scanner:
     cdef readonly int64_t next_ns
     cdef readonly int64_t min_ns
     cdef readonly int64_t max_ns
-    cdef readonly str error
     cdef readonly long error_linktype
     cdef int _mode
     cdef bint _big
@@ -473,7 +476,8 @@ cdef class Scanner:
     cdef Py_ssize_t _n4
     cdef Net6* _nets6
     cdef Py_ssize_t _n6
-    # error details, filled without the GIL
+    # The last scan's error (``error`` is made from them): filled without the
+    # GIL, read and written only under the lock.
     cdef int _err
     cdef uint64_t _ea
     cdef uint64_t _eb
@@ -491,7 +495,6 @@ cdef class Scanner:
         self._txl = self.tx_lengths
         self._rxo = self.rx_offsets
         self._rxl = self.rx_lengths
-        self.error = ""
         self._mode = MODE_NONE
         self._frac_mul = 1000
         self._kind = K_UNSUPPORTED
@@ -584,16 +587,15 @@ cdef class Scanner:
         cdef const uint8_t[::1] view = buf
         cdef Py_ssize_t limit = self.capacity
         cdef int status
-        self.error = ""
         if end > view.shape[0] or pos < 0 or pos > end:
+            self._clear_error()
             raise ValueError("scan: pos/end out of the buffer")
         if 0 < max_packets < limit:
             limit = max_packets
         if self._mode == MODE_NONE:
+            self._clear_error()
             raise ValueError("scan: the scanner was not configured")
         cdef const uint8_t* base = &view[0] if view.shape[0] else NULL
-        cdef int err = E_NONE
-        cdef uint64_t ea = 0, eb = 0
         if base == NULL:
             with self._lock:
                 self.n_tx = 0
@@ -601,7 +603,8 @@ cdef class Scanner:
                 self.skipped = 0
                 self.truncated = 0
                 self.unsupported = 0
-            self.pos = pos
+                self._err = E_NONE
+                self.pos = pos
             return C_NEED_MORE
         with nogil:
             with self._lock:
@@ -618,10 +621,20 @@ cdef class Scanner:
                     status = self._scan_pcap(base, pos, end, has_stop, stop_ns, limit)
                 else:
                     status = self._scan_pcapng(base, pos, end, has_stop, stop_ns, limit)
-                err, ea, eb = self._err, self._ea, self._eb
-        if status == C_CORRUPT:
-            self.error = _message(err, ea, eb)
         return status
+
+    cdef void _clear_error(self) noexcept:
+        with self._lock:
+            self._err = E_NONE
+
+    @property
+    def error(self):
+        """The reason of the last ``ST_CORRUPT`` scan; "" after any other."""
+        cdef int err
+        cdef uint64_t ea, eb
+        with self._lock:
+            err, ea, eb = self._err, self._ea, self._eb
+        return _message(err, ea, eb) if err != E_NONE else ""
 
     cdef inline void _emit(self, const uint8_t* base, Py_ssize_t off, Py_ssize_t caplen,
                            Py_ssize_t hdr, Py_ssize_t wirelen) noexcept nogil:

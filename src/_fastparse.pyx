@@ -30,6 +30,7 @@ dependency order:
   core/values.pxi      AddrPort, Connection, Counts
   core/args.pxi        Python arguments to C values (buffers, index arrays)
   core/window.pxi      Window, and a cut window's table to Python objects
+  core/lanes.pxi       per-thread lanes of the single-packet path (free-threaded)
   core/core.pxi        Core: entry points, cutting, pending windows, wake-up
 """
 
@@ -64,6 +65,7 @@ include "core/table.pxi"
 include "core/values.pxi"
 include "core/args.pxi"
 include "core/window.pxi"
+include "core/lanes.pxi"
 include "core/core.pxi"
 
 

@@ -322,3 +322,67 @@ def test_threads_sharing_or_not_sharing_scanners(c_scanner):
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+@pytest.mark.parametrize("name", cap.SCANNERS)
+def test_threads_sharing_a_scanner_on_corrupt_input(name):
+    """Many threads, one scanner, corrupt and valid buffers: no crash, sane state.
+
+    Each corrupt scan sets the scanner's error and each valid one clears it;
+    done by several threads at once, the compiled scanner used to assign its
+    ``error`` str outside its lock, so two threads dropped the same old
+    reference (a double free on free-threaded builds).  Its fields may mix
+    two scans (sharing is misuse) but each must be one a scan can produce.
+    """
+    import threading
+
+    scanner_class = cap.scanner_class(name)
+    frames = [
+        (T0 + i, cap.ethernet(cap.udp4("10.0.0.1", i, "10.0.0.2", 9)))
+        for i in range(40)
+    ]
+    good = cap.pcap(frames, 1, nanosecond=True)
+    # The second record claims more bytes than the limit: ST_CORRUPT there.
+    bad = bytearray(good)
+    second = 24 + 16 + len(frames[0][1])
+    bad[second + 8 : second + 12] = (10**6).to_bytes(4, "little")
+    bad = bytes(bad)
+    corrupt_text = "record length 1000000 exceeds the limit 262144"
+    shared = scanner_class(16)
+    shared.set_pcap(False, True, 1, 262144)
+    n_threads = 8
+    rounds = 5000 if name == "c" else 40
+    barrier = threading.Barrier(n_threads)
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(rounds):
+                # mostly corrupt scans: each one sets a new error string
+                data = good if (i + index) % 8 == 0 else bad
+                status = shared.scan(data, 24, len(data), False, 0, 0)
+                assert status in (_consts.ST_FULL, _consts.ST_CORRUPT)
+                assert shared.error in ("", corrupt_text)
+                assert 0 <= shared.n_tx + shared.n_rx <= 16
+                if i % 256 == 0:
+                    shared.set_local([(0x0A000002, 0xFFFFFFFF)], [])
+                    shared.set_pcap(False, True, 1, 262144)
+        except BaseException as exc:  # reported below, in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    # Alone again, the scanner is exact.
+    assert shared.scan(bad, 24, len(bad), False, 0, 0) == _consts.ST_CORRUPT
+    assert (shared.error, shared.n_tx + shared.n_rx, shared.pos) == (
+        corrupt_text,
+        1,
+        second,
+    )
+    assert shared.scan(good, 24, len(good), False, 0, 0) == _consts.ST_FULL
+    assert (shared.error, shared.n_tx + shared.n_rx) == ("", 16)

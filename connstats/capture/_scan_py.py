@@ -15,6 +15,7 @@ every rule below is mirrored line for line in ``src/_capture.pyx``.
 from __future__ import annotations
 
 import struct
+import threading
 from array import array
 
 from ._consts import (
@@ -380,23 +381,31 @@ class Scanner:
         self._announced: set[int] = set()
         self._nets4: list[tuple[int, int]] = []
         self._nets6: list[tuple[int, int]] = []
+        # As in the compiled twin: a scanner shared between threads (misuse)
+        # may give odd results but must not fail mid-scan, e.g. by writing
+        # past its arrays when two scans advance one counter at once.  Scans
+        # and configuration run under this lock, and so does every write of
+        # a field after construction.
+        self._lock = threading.Lock()
 
     # -- configuration -----------------------------------------------------
     def set_pcap(
         self, big_endian: bool, nanosecond: bool, linktype: int, max_caplen: int
     ) -> None:
-        self._mode = _MODE_PCAP
-        self._big = bool(big_endian)
-        self._ts_frac_mul = 1 if nanosecond else 1000
-        self._kind = kind_of(linktype)
-        self._linktype = linktype
-        self._max_caplen = max_caplen
+        with self._lock:
+            self._mode = _MODE_PCAP
+            self._big = bool(big_endian)
+            self._ts_frac_mul = 1 if nanosecond else 1000
+            self._kind = kind_of(linktype)
+            self._linktype = linktype
+            self._max_caplen = max_caplen
 
     def set_pcapng_section(self, big_endian: bool) -> None:
-        self._mode = _MODE_PCAPNG
-        self._big = bool(big_endian)
-        self._ifaces = []
-        self._announced = set()
+        with self._lock:
+            self._mode = _MODE_PCAPNG
+            self._big = bool(big_endian)
+            self._ifaces = []
+            self._announced = set()
 
     def add_interface(
         self,
@@ -414,24 +423,27 @@ class Scanner:
         ``int(float(ts) * ts_factor)`` when ``ts_factor`` is not 0 (binary
         ones, rare enough that double precision is acceptable).
         """
-        self._ifaces.append(
-            (
-                kind_of(linktype),
-                linktype,
-                snaplen,
-                ts_mul,
-                ts_div,
-                ts_factor,
-                ts_offset_ns,
-            )
+        entry = (
+            kind_of(linktype),
+            linktype,
+            snaplen,
+            ts_mul,
+            ts_div,
+            ts_factor,
+            ts_offset_ns,
         )
+        with self._lock:
+            self._ifaces.append(entry)
 
     def set_local(
         self, nets4: list[tuple[int, int]], nets6: list[tuple[int, int]]
     ) -> None:
         """Networks whose destination makes a packet rx: (network, mask) ints."""
-        self._nets4 = [(n & m, m) for n, m in nets4]
-        self._nets6 = [(n & m, m) for n, m in nets6]
+        n4 = [(n & m, m) for n, m in nets4]
+        n6 = [(n & m, m) for n, m in nets6]
+        with self._lock:
+            self._nets4 = n4
+            self._nets6 = n6
 
     # -- scanning ----------------------------------------------------------
     def scan(
@@ -444,26 +456,27 @@ class Scanner:
         max_packets: int,
     ) -> int:
         """Scan ``buf[pos:end]``; return a status (``_consts.ST_*``)."""
-        self.n_tx = 0
-        self.n_rx = 0
-        self.skipped = 0
-        self.truncated = 0
-        self.unsupported = 0
-        self.error = ""
-        if end > len(buf) or pos < 0 or pos > end:
-            raise ValueError("scan: pos/end out of the buffer")
-        mv = memoryview(buf).cast("B") if not isinstance(buf, bytes) else buf
-        self._buflen = len(mv)
-        limit = self.capacity
-        if 0 < max_packets < limit:
-            limit = max_packets
-        if self._mode == _MODE_PCAP:
-            status = self._scan_pcap(mv, pos, end, has_stop, stop_ns, limit)
-        elif self._mode == _MODE_PCAPNG:
-            status = self._scan_pcapng(mv, pos, end, has_stop, stop_ns, limit)
-        else:
-            raise ValueError("scan: the scanner was not configured")
-        return status
+        with self._lock:
+            self.n_tx = 0
+            self.n_rx = 0
+            self.skipped = 0
+            self.truncated = 0
+            self.unsupported = 0
+            self.error = ""
+            if end > len(buf) or pos < 0 or pos > end:
+                raise ValueError("scan: pos/end out of the buffer")
+            mv = memoryview(buf).cast("B") if not isinstance(buf, bytes) else buf
+            self._buflen = len(mv)
+            limit = self.capacity
+            if 0 < max_packets < limit:
+                limit = max_packets
+            if self._mode == _MODE_PCAP:
+                status = self._scan_pcap(mv, pos, end, has_stop, stop_ns, limit)
+            elif self._mode == _MODE_PCAPNG:
+                status = self._scan_pcapng(mv, pos, end, has_stop, stop_ns, limit)
+            else:
+                raise ValueError("scan: the scanner was not configured")
+            return status
 
     def _emit(
         self, buf: bytes | memoryview, off: int, caplen: int, hdr: int, wirelen: int

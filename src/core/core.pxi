@@ -31,6 +31,9 @@ cdef class Core:
     # wake-up for the flush thread: a lock used as a binary semaphore
     cdef PyThread_type_lock sig
     cdef int signaled
+    # free-threaded builds, max_conns == 0: per-thread lanes (lanes.pxi)
+    cdef cs_lane *lanes
+    cdef int window_open        # the open window has a connection; atomic
 
     def __cinit__(self, max_conns=0, ignore_destinations=(), max_pending=1024,
                   max_pending_conns=1 << 21):
@@ -92,6 +95,15 @@ cdef class Core:
             raise MemoryError()
         PyThread_acquire_lock(self.sig, WAIT_LOCK)
         self.signaled = 0
+        self.window_open = 0
+        self.lanes = NULL
+        if CS_FREE_THREADED and self.max_conns == 0:
+            self.lanes = <cs_lane *>calloc(LANES, sizeof(cs_lane))
+            if self.lanes == NULL:
+                raise MemoryError()
+            for i in range(LANES):
+                if cs_mutex_init(&self.lanes[i].lock) != 0:
+                    raise MemoryError("connstats: cannot initialise a mutex")
         return 0
 
     def __dealloc__(self):
@@ -106,6 +118,7 @@ cdef class Core:
             PyThread_free_lock(self.sig)
         free(self.locks)
         free(self.ignore)
+        free(self.lanes)
 
     cdef cs_window *_new_window(self) noexcept nogil:
         cdef cs_window *w = <cs_window *>calloc(1, sizeof(cs_window))
@@ -226,7 +239,115 @@ cdef class Core:
             _swap(&k)
         if self.n_ignore and self._is_ignored(&k):
             return 0
+        if CS_FREE_THREADED and self.lanes != NULL:
+            return self._count_lane(&k, rx, <uint64_t>n)
         return self._count_key(&k, rx, <uint64_t>n)
+
+    # -- per-thread lanes (free-threaded builds; see lanes.pxi) -------------
+
+    cdef int _count_lane(self, const cs_key *k, bint rx, uint64_t nbytes) noexcept nogil:
+        cdef cs_lane *lane = &self.lanes[cs_thread_lane() & (LANES - 1)]
+        cdef int r = 0
+        cdef int i
+        cs_mutex_lock(&lane.lock)
+        if not cs_atomic_load_int(&self.window_open):
+            # The window's first packet goes straight in (clock, wake-up).
+            r = self._count_key(k, rx, nbytes)
+            if r >= 0:
+                r = 0
+                cs_atomic_store_int(&self.window_open, 1)
+        else:
+            if lane.n == LANE_N:
+                r = self._lane_drain(lane)
+            if r == 0:
+                i = lane.n
+                memcpy(&lane.keys[i], k, sizeof(cs_key))
+                lane.sizes[i] = nbytes
+                lane.rx[i] = rx
+                lane.n = i + 1
+        cs_mutex_unlock(&lane.lock)
+        return r
+
+    cdef int _lane_drain(self, cs_lane *lane) noexcept nogil:
+        """Add a lane's packets to the table; the caller holds the lane's lock.
+
+        Each shard lock is taken once.  Out of memory, the packets not added
+        stay in the lane and -1 is returned.
+        """
+        cdef uint64_t hashes[LANE_N]
+        cdef uint8_t shard_of[LANE_N]
+        cdef uint8_t added[LANE_N]
+        cdef uint16_t order[LANE_N]
+        cdef uint16_t fill[NSHARDS + 1]
+        cdef Py_ssize_t i, j = 0, kept = 0, m = lane.n
+        cdef uint32_t s
+        cdef cs_window *w
+        cdef int r
+        cdef bint opened = False, failed = False
+        if m == 0:
+            return 0
+        memset(fill, 0, sizeof(fill))
+        for i in range(m):
+            hashes[i] = cs_hash40(&lane.keys[i], self.seed)
+            shard_of[i] = <uint8_t>(hashes[i] >> SHARD_SHIFT)
+            fill[shard_of[i] + 1] += 1
+            added[i] = 0
+        for s in range(NSHARDS):
+            fill[s + 1] += fill[s]
+        self._group(m, shard_of, fill, order)
+        for s in range(NSHARDS):
+            if j == fill[s]:
+                continue
+            cs_mutex_lock(&self.locks[s])
+            if self.closed:
+                # counted after close(): dropped, as every later update
+                cs_mutex_unlock(&self.locks[s])
+                lane.n = 0
+                return 0
+            w = self.cur
+            while j < fill[s]:
+                i = order[j]
+                r = _window_add(w, s, &lane.keys[i], hashes[i], lane.rx[i], 1, lane.sizes[i], 0)
+                if r == ADD_NOMEM:
+                    failed = True
+                    break
+                if r == ADD_OPENED:
+                    opened = True
+                added[i] = 1
+                j += 1
+            cs_mutex_unlock(&self.locks[s])
+            if failed:
+                break
+        if failed:
+            for i in range(m):
+                if not added[i]:
+                    if kept != i:
+                        memcpy(&lane.keys[kept], &lane.keys[i], sizeof(cs_key))
+                        lane.sizes[kept] = lane.sizes[i]
+                        lane.rx[kept] = lane.rx[i]
+                    kept += 1
+        lane.n = <int>kept
+        if opened:
+            self._notify()
+        return -1 if failed else 0
+
+    cdef int _lanes_lock_drain(self) noexcept nogil:
+        """Take every lane lock (in order) and empty the lanes into the table."""
+        cdef int i, r = 0
+        if self.lanes == NULL:
+            return 0
+        for i in range(LANES):
+            cs_mutex_lock(&self.lanes[i].lock)
+            if self._lane_drain(&self.lanes[i]) < 0:
+                r = -1
+        return r
+
+    cdef void _lanes_unlock(self) noexcept nogil:
+        cdef int i
+        if self.lanes == NULL:
+            return
+        for i in range(LANES - 1, -1, -1):
+            cs_mutex_unlock(&self.lanes[i].lock)
 
     cdef int _count_many(self, const uint8_t **ptrs, const int64_t *lens,
                          Py_ssize_t n, bint rx) noexcept nogil:
@@ -582,6 +703,9 @@ cdef class Core:
         # before it is handed out, or its counts would be lost.
         cdef Window out = Window.__new__(Window)
         with nogil:
+            # Lanes first (their packets were counted before this cut), and
+            # held until the new window is in, so none lands in it unseen.
+            self._lanes_lock_drain()
             self._lock_all()
             w = self.cur
             if cs_atomic_load64(&w.nconns) == 0 or (gen >= 0 and w.generation != gen):
@@ -594,7 +718,9 @@ cdef class Core:
                 else:
                     self.cur = fresh
                     w.end_ns = cs_now_ns()
+                    cs_atomic_store_int(&self.window_open, 0)
             self._unlock_all()
+            self._lanes_unlock()
         if nomem:
             # Not None: None means "nothing counted", which is not true.
             raise MemoryError("connstats: cannot allocate a new window; the open one is kept")
@@ -666,9 +792,11 @@ cdef class Core:
     def close(self):
         """Drop every later update.  Already counted windows stay."""
         with nogil:
+            self._lanes_lock_drain()
             self._lock_all()
             cs_atomic_store_int(&self.closed, 1)
             self._unlock_all()
+            self._lanes_unlock()
 
     @property
     def closed(self):
@@ -678,9 +806,12 @@ cdef class Core:
     def connections(self):
         """Connections in the open window."""
         cdef int64_t count
-        cs_mutex_lock(&self.locks[0])
-        count = cs_atomic_load64(&self.cur.nconns)
-        cs_mutex_unlock(&self.locks[0])
+        with nogil:
+            self._lanes_lock_drain()
+            cs_mutex_lock(&self.locks[0])
+            count = cs_atomic_load64(&self.cur.nconns)
+            cs_mutex_unlock(&self.locks[0])
+            self._lanes_unlock()
         return count
 
     @property
@@ -688,9 +819,11 @@ cdef class Core:
         """Bytes of C memory held by the open window's table."""
         cdef Py_ssize_t total
         with nogil:
+            self._lanes_lock_drain()
             self._lock_all()
             total = _window_table_bytes(self.cur)
             self._unlock_all()
+            self._lanes_unlock()
         return total
 
     @property
