@@ -108,13 +108,25 @@ class Flusher:
         # between acquiring and releasing it can never block another one.
         self.done = not start
         self._running = _thread.allocate_lock()
+        # Taken by the one caller that runs the final flush itself when no
+        # thread could be started.
+        self._inline = _thread.allocate_lock()
         self.thread: Optional[threading.Thread] = None
         if start:
             self._running.acquire()
-            self.thread = threading.Thread(
+            thread = threading.Thread(
                 target=self._run, name="connstats-flush", daemon=True
             )
-            self.thread.start()
+            try:
+                thread.start()
+            except RuntimeError:
+                # Python 3.12+ starts no thread once the interpreter is
+                # finalizing (an instance made by a daemon thread during
+                # exit). Counting still works; wait() runs the final flush in
+                # the caller of shutdown() (the exit hook's pass included).
+                pass
+            else:
+                self.thread = thread
 
     # -- control (any thread) ------------------------------------------------
 
@@ -133,6 +145,13 @@ class Flusher:
         No lock is held between two slices, so a signal handler may call
         this (through shutdown()) while the same thread is already inside it.
         """
+        if (
+            self.thread is None
+            and self._stopping
+            and not self.done
+            and self._inline.acquire(False)
+        ):
+            self._run()
         while not self.done:
             slice_ = WAIT_SLICE
             if deadline is not None:
