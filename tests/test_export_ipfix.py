@@ -161,10 +161,12 @@ def test_zero_connection_and_mixed_families(receiver):
         (r["template"], str(r["src"]), str(r["dst"]), r["direction"]): r["packets"]
         for r in _records(messages)
     }
+    # IPv4-mapped; str() spells it ::ffff:192.0.2.1 from Python 3.13 on
+    mapped = str(a("::ffff:c000:201"))
     assert recs == {
         (258, "None", "None", 1): 3,  # no address fields at all
-        (257, "::ffff:c000:201", "2001:db8::7", 1): 1,  # IPv4-mapped
-        (257, "2001:db8::7", "::ffff:c000:201", 0): 2,
+        (257, mapped, "2001:db8::7", 1): 1,
+        (257, "2001:db8::7", mapped, 0): 2,
     }
 
 
