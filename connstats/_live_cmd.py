@@ -14,14 +14,15 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, BinaryIO, TextIO
+
+from ._clock import ns_of
 
 #: Exit status of a capture that completed but lost packets in the kernel,
 #: with --fail-on-drop (1: error, 2: usage, 130: Ctrl-C).
 EXIT_DROPPED = 3
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SIZE_UNITS = {"": 1 << 20, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _PLATFORMS = {"darwin": "macOS", "win32": "Windows", "cygwin": "Cygwin"}
 
@@ -128,10 +129,6 @@ def add_arguments(live: argparse.ArgumentParser) -> None:
         "direction); 'connstats read FILE --local ADDR' gives the same counts. An "
         "--output FILE ending in .pcapng means the same",
     )
-
-
-def _ns(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def platform_error() -> str | None:
@@ -265,7 +262,7 @@ def run(
             # Called from the Statistics flush thread.
             if exporter is not None:
                 exporter(start, end, virtual, physical)
-            window = Window(_ns(start), _ns(end), virtual, physical)
+            window = Window(ns_of(start), ns_of(end), virtual, physical)
             with lock:
                 if args.total:
                     collected.append(window)

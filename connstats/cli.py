@@ -13,15 +13,14 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, TextIO
 
+from ._clock import datetime_of
 from ._readopts import add_read_options
 from ._version import __version__
 
 _NS = 1_000_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SAMPLE = "sample.pcap"
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -321,9 +320,12 @@ def _cmd_read(args: argparse.Namespace) -> int:
 
         def show(window: Window, times: dict[Any, list[int]] | None = None) -> None:
             if exporter is not None:
-                start = _EPOCH + timedelta(microseconds=window.start_ns // 1000)
-                end = _EPOCH + timedelta(microseconds=window.end_ns // 1000)
-                exporter(start, end, window.virtual, window.physical)
+                exporter(
+                    datetime_of(window.start_ns),
+                    datetime_of(window.end_ns),
+                    window.virtual,
+                    window.physical,
+                )
             if args.total:
                 collected.append(window)
                 if times:

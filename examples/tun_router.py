@@ -58,7 +58,7 @@ from datetime import datetime
 from typing import Any
 
 import connstats
-from connstats._live_cmd import _ns  # datetime -> ns since the epoch, exactly
+from connstats._clock import ns_of
 from connstats._output import TableWriter
 from connstats.capture.windows import Window
 
@@ -517,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     ) -> None:
         # From the connstats-flush thread, never from a forwarding thread.
         with lock:
-            writer.window(Window(_ns(start), _ns(end), virtual, physical))
+            writer.window(Window(ns_of(start), ns_of(end), virtual, physical))
 
     # SIGTERM tears down like Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

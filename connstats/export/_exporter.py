@@ -7,16 +7,16 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from .._clock import EPOCH
 from . import _ipfix
 from ._transport import TCPTransport, UDPTransport
 
 logger = logging.getLogger("connstats.export")
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
 _SCHEMES: Final = {"ipfix": "udp", "ipfix+udp": "udp", "ipfix+tcp": "tcp"}
 _LOG_INTERVAL: Final = 10.0
@@ -76,7 +76,7 @@ def parse_collector(collector: Any) -> tuple[str, int, str | None]:
 def _ms(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise ValueError("start/end: expected timezone-aware datetimes")
-    return (moment - _EPOCH) // _MS
+    return (moment - EPOCH) // _MS
 
 
 class _RateLimitedLog:
