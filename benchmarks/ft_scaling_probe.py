@@ -71,7 +71,9 @@ def once(case, n, shared, own):
     barrier = threading.Barrier(n + 1)
     main_method = shared.update_tx_virtual
     threads = [
-        threading.Thread(target=_worker, args=(case, shared, own, main_method, i, barrier))
+        threading.Thread(
+            target=_worker, args=(case, shared, own, main_method, i, barrier)
+        )
         for i in range(n)
     ]
     for t in threads:
