@@ -22,18 +22,9 @@ from captures import udp4
 
 import connstats
 from connstats import _fastparse_py, _impl
+from connstats._statistics import _HOT_PATH as HOT_PATH
 
 NTHREADS = 6
-HOT_PATH = (
-    "update_tx_virtual",
-    "update_rx_virtual",
-    "update_tx_physical",
-    "update_rx_physical",
-    "update_tx_virtual_batch",
-    "update_rx_virtual_batch",
-    "update_tx_virtual_buffer",
-    "update_rx_virtual_buffer",
-)
 
 
 def _defers(impl) -> bool:
