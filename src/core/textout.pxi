@@ -616,7 +616,7 @@ cdef bytes _to_name(object name):
     return (<str>name).encode()
 
 
-def csv_rows(items, str head, names):
+def csv_rows(items, str head not None, names):
     """CSV lines (CRLF) of ``items``, as ``_fastout.csv_items`` writes them.
 
     ``head`` is the window columns followed by ','; ``names`` the 256
