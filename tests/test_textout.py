@@ -314,3 +314,34 @@ def test_many_rows_one_window(tmp_path):
             _fastout._compiled = saved
         assert out[0].getvalue() == out[1].getvalue()
         assert out[0].getvalue().count("\n") >= 1
+
+
+def test_threads_sort_and_write_the_same_window():
+    # Read-only on the window and on each other's OrderedItems: with the GIL
+    # off (free-threaded build) every thread still writes the same text.
+    import threading
+
+    ap, c = core.AddrPort, core.Connection
+    virtual = {
+        c(6, ap(IPv4Address(i), i % 65536), ap(IPv4Address(i * 7), 80)): core.Counts(
+            i % 17, i, 1, 2
+        )
+        for i in range(20000)
+    }
+    shared, _ = core.sorted_items([(virtual, False)], "bytes", False, 0)
+    want = (core.json_rows(shared), core.csv_rows(shared, "1,", PROTOCOL_NAMES))
+    got: list = []
+
+    def work() -> None:
+        for _ in range(3):
+            mine, _ = core.sorted_items([(virtual, False)], "bytes", False, 0)
+            got.append(
+                (core.json_rows(mine), core.csv_rows(shared, "1,", PROTOCOL_NAMES))
+            )
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 12 and all(g == want for g in got)
