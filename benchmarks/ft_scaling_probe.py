@@ -1,23 +1,27 @@
-"""Quick probe of single-packet scaling with threads (free-threaded builds).
+"""Probe of single-packet scaling with threads (free-threaded builds).
 
-    PYTHON_GIL=0 python benchmarks/ft_scaling_probe.py [REPEAT] [CASE...]
+    PYTHON_GIL=0 python benchmarks/ft_scaling_probe.py [CASE...]
 
-Each of two threads sends 1,000 connections of its own REPEAT times (20 by
-default) through one shared, warm Statistics; best of SAMPLES runs (env,
-default 15), ns per packet for one thread and two, and the ratio.  Cases:
+Each of two threads sends 1,000 connections of its own REPEAT times (env,
+100 by default) into one shared, warm Statistics.  Cases:
 
-  shared    one bound method fetched once and shared by both loops
+  thread    each thread fetches ``stats.update_tx_virtual`` once, in the
+            thread, and calls it (the documented pattern)
   attr      ``stats.update_tx_virtual(p)`` looked up at each call
-  ownbound  a bound method of the core per thread (what deferred reference
-            counting on the shared one gives on 3.14t)
+  shared    one method fetched once in the main thread and used by both
   ownstats  one Statistics per thread: nothing shared (the ceiling)
 
-The best of many short runs is kept because on a loaded 2-CPU machine most
-runs do not get both CPUs; benchmarks/test_bench_threads.py is the
-pytest-benchmark form of the first three.
+A round runs every case once with one thread and once with two, one case
+after the other, so that all cases see the same machine: on a 2-vCPU virtual
+machine the second CPU comes and goes with the host's load, and a figure
+taken minutes apart from its ceiling says little.  ROUNDS rounds (env, 15 by
+default); the median per case of (ns/packet one thread) / (ns/packet two
+threads) is the throughput ratio.  benchmarks/test_bench_threads.py is the
+pytest-benchmark form.
 """
 
 import os
+import statistics
 import sys
 import threading
 import time
@@ -30,8 +34,9 @@ from workloads import cycling4
 import connstats
 
 CONNS = 1000
-REPEAT = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-SAMPLES = int(os.environ.get("SAMPLES", "15"))
+REPEAT = int(os.environ.get("REPEAT", "100"))
+ROUNDS = int(os.environ.get("ROUNDS", "15"))
+CASES = ("thread", "attr", "shared", "ownstats")
 WORKS = [cycling4(CONNS, client_base=0x0A000000 + (i << 16)) * REPEAT for i in range(2)]
 
 
@@ -43,59 +48,61 @@ def _stats():
     return s
 
 
-def _job(case, shared, own, i):
+def _worker(case, shared, own, main_method, i, barrier):
     packets = WORKS[i]
-    if case == "shared":
-        f = shared.update_tx_virtual
-    elif case == "ownbound":
-        f = shared._core.update_tx_virtual  # a new bound method each time
-    elif case == "ownstats":
-        f = own[i].update_tx_virtual
-    else:
-
-        def run():
-            for p in packets:
-                shared.update_tx_virtual(p)
-
-        return run
-
-    def run():
-        for p in packets:
-            f(p)
-
-    return run
-
-
-def measure(case, n):
-    shared = _stats()
-    own = [_stats() for _ in range(n)]
-    best = float("inf")
-    for _ in range(SAMPLES):
-        jobs = [_job(case, shared, own, i) for i in range(n)]
-        barrier = threading.Barrier(n + 1)
-
-        def worker(job, barrier=barrier):
-            barrier.wait()
-            job()
-
-        threads = [threading.Thread(target=worker, args=(j,)) for j in jobs]
-        for t in threads:
-            t.start()
-        t0 = time.perf_counter()
+    if case == "attr":
+        stats = shared
         barrier.wait()
-        for t in threads:
-            t.join()
-        best = min(best, (time.perf_counter() - t0) / (n * len(WORKS[0])) * 1e9)
-    return best
+        for p in packets:
+            stats.update_tx_virtual(p)
+        return
+    if case == "shared":
+        f = main_method
+    elif case == "thread":
+        f = shared.update_tx_virtual
+    else:
+        f = own[i].update_tx_virtual
+    barrier.wait()
+    for p in packets:
+        f(p)
+
+
+def once(case, n, shared, own):
+    barrier = threading.Barrier(n + 1)
+    main_method = shared.update_tx_virtual
+    threads = [
+        threading.Thread(
+            target=_worker, args=(case, shared, own, main_method, i, barrier)
+        )
+        for i in range(n)
+    ]
+    for t in threads:
+        t.start()
+    t0 = time.perf_counter()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    return (time.perf_counter() - t0) / (n * len(WORKS[0])) * 1e9
 
 
 def main():
+    cases = sys.argv[1:] or CASES
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     print(sys.version.split()[0], "GIL" if gil else "no GIL", f"load {os.getloadavg()}")
-    for case in sys.argv[2:] or ["shared", "attr", "ownbound", "ownstats"]:
-        one, two = measure(case, 1), measure(case, 2)
+    shared = _stats()
+    own = [_stats(), _stats()]
+    runs = {case: [] for case in cases}
+    for _ in range(ROUNDS):
+        for case in cases:
+            runs[case].append((once(case, 1, shared, own), once(case, 2, shared, own)))
+    for case in cases:
+        one = statistics.median(r[0] for r in runs[case])
+        two = statistics.median(r[1] for r in runs[case])
+        ratios = sorted(r[0] / r[1] for r in runs[case])
         print(
-            f"{case:9s} 1 thread {one:6.1f} ns/pkt  2 threads {two:6.1f} ns/pkt  {one / two:4.2f}x"
+            f"{case:9s} 1 thread {one:6.1f} ns/pkt  2 threads {two:6.1f} ns/pkt  "
+            f"ratio median {statistics.median(ratios):4.2f}x "
+            f"(quartiles {ratios[len(ratios) // 4]:4.2f}-{ratios[3 * len(ratios) // 4]:4.2f})"
         )
 
 

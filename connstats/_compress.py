@@ -52,8 +52,57 @@ def _zstd_reader(raw: BinaryIO, name: str) -> BinaryIO:
             "'zstandard' package (pip install zstandard), or decompress first: "
             "zstdcat FILE | connstats read -"
         ) from None
-    reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-    return io.BufferedReader(reader)  # type: ignore[return-value, unused-ignore]
+    return _ZstandardFrames(zstandard.ZstdDecompressor(), raw)  # type: ignore[return-value]
+
+
+class _ZstandardFrames(io.RawIOBase):
+    """The ``zstandard`` package's decompression as a stream of every frame.
+
+    Its ``stream_reader`` ends quietly when the input stops inside a frame,
+    so a truncated file would read as an empty (or shorter) capture.  Here
+    the input is fed to one decompression object per frame, and an input that
+    ends inside a frame raises ``EOFError``, as ``gzip``, ``lzma`` and
+    Python 3.14's ``compression.zstd`` do.
+    """
+
+    CHUNK = 1 << 16
+
+    def __init__(self, decompressor: Any, raw: BinaryIO) -> None:
+        super().__init__()
+        self._decompressor = decompressor
+        self._frame = decompressor.decompressobj()
+        self._raw = raw
+        self._in_frame = False  # a frame has begun and has not ended
+        self._out = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._out:
+            data = self._raw.read(self.CHUNK)
+            if not data:
+                if self._in_frame:
+                    raise EOFError("the zstd stream ends inside a frame")
+                return 0
+            self._out = memoryview(self._feed(data))
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def _feed(self, data: bytes) -> bytes:
+        parts = []
+        while data:
+            self._in_frame = True
+            parts.append(self._frame.decompress(data))
+            if not self._frame.eof:
+                break
+            # Frames follow one another (zstd -c a b > c, pzstd): go on.
+            self._in_frame = False
+            data = self._frame.unused_data
+            self._frame = self._decompressor.decompressobj()
+        return b"".join(parts)
 
 
 def decompressing(raw: BinaryIO, name: str) -> tuple[BinaryIO, str | None]:

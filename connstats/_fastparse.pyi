@@ -156,6 +156,31 @@ class Core:
     def dropped_bytes(self) -> int: ...
     def _after_fork_in_child(self) -> None: ...
 
+class CountingMethods:
+    """Base of connstats.Statistics: its per-packet counting methods."""
+
+    def _attach_core(self, core: object) -> bool: ...
+    def update_tx_virtual(self, packet: Buffer) -> None:
+        """Count one transmitted IP packet (any C-contiguous bytes-like object)."""
+    def update_rx_virtual(self, packet: Buffer) -> None:
+        """Count one received IP packet; its src and dst are swapped."""
+    def update_tx_physical(self, src: _AddressArg, dst: _AddrPortArg, n: int) -> None:
+        """Count one transmitted WireGuard packet of ``n`` bytes to physical peer ``dst``."""
+    def update_rx_physical(self, src: _AddressArg, dst: _AddrPortArg, n: int) -> None:
+        """Count one received WireGuard packet of ``n`` bytes from physical peer ``dst``."""
+    def update_tx_virtual_batch(self, packets: Sequence[Buffer]) -> None:
+        """Count a sequence of transmitted packets (GIL released while counting)."""
+    def update_rx_virtual_batch(self, packets: Sequence[Buffer]) -> None:
+        """Count a sequence of received packets (GIL released while counting)."""
+    def update_tx_virtual_buffer(
+        self, buffer: Buffer, offsets: _IndexArray, lengths: _IndexArray
+    ) -> None:
+        """Count transmitted packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
+    def update_rx_virtual_buffer(
+        self, buffer: Buffer, offsets: _IndexArray, lengths: _IndexArray
+    ) -> None:
+        """Count received packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
+
 def decode(packet: Buffer) -> tuple[int, AddrPort, AddrPort]: ...
 
 SHARDS: Final[int]
@@ -164,6 +189,8 @@ ENTRY_BYTES: Final[int]
 WINDOW_BYTES: Final[int]
 
 def defer_refcount(obj: object) -> bool: ...
+
+HAS_DEFERRED_REFCOUNT: Final[bool]
 
 # The row loops of connstats read's JSON/CSV output (src/core/textout.pxi);
 # connstats/_fastout.py is their reference.

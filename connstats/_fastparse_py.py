@@ -26,7 +26,15 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 from ._addr import byte_count, packed_address, packed_addrport
 from ._types import AddrPort, Connection, Counts
 
-__all__ = ["AddrPort", "Connection", "Counts", "Core", "Window", "decode"]
+__all__ = [
+    "AddrPort",
+    "Connection",
+    "Counts",
+    "Core",
+    "CountingMethods",
+    "Window",
+    "decode",
+]
 
 _U64 = (1 << 64) - 1
 
@@ -718,3 +726,59 @@ class Core:
         with self._lock:
             window = self._window
             return 0 if window is None else len(window)
+
+
+class CountingMethods:
+    """Base of connstats.Statistics: its per-packet counting methods.
+
+    The compiled twin calls its core in C; here each method calls the core's
+    method of the same name.  Statistics stores the core's bound methods on
+    the instance when the core is this module's, so these serve unbound calls
+    (``Statistics.update_tx_virtual(stats, packet)``).
+    """
+
+    _counting_core: Any = None
+
+    def _attach_core(self, core: Any) -> bool:
+        """Route the counting methods to ``core``; once per instance."""
+        if self._counting_core is not None:
+            raise RuntimeError("the counting methods already have a core")
+        self._counting_core = core
+        return False
+
+    def _core_for_counting(self) -> Any:
+        if self._counting_core is None:
+            raise RuntimeError("Statistics.__init__ was not called")
+        return self._counting_core
+
+    def update_tx_virtual(self, packet: Any) -> None:
+        """Count one transmitted IP packet (any C-contiguous bytes-like object)."""
+        self._core_for_counting().update_tx_virtual(packet)
+
+    def update_rx_virtual(self, packet: Any) -> None:
+        """Count one received IP packet; its src and dst are swapped."""
+        self._core_for_counting().update_rx_virtual(packet)
+
+    def update_tx_physical(self, src: Any, dst: Any, n: int) -> None:
+        """Count one transmitted WireGuard packet of ``n`` bytes to physical peer ``dst``."""
+        self._core_for_counting().update_tx_physical(src, dst, n)
+
+    def update_rx_physical(self, src: Any, dst: Any, n: int) -> None:
+        """Count one received WireGuard packet of ``n`` bytes from physical peer ``dst``."""
+        self._core_for_counting().update_rx_physical(src, dst, n)
+
+    def update_tx_virtual_batch(self, packets: Any) -> None:
+        """Count a sequence of transmitted packets (GIL released while counting)."""
+        self._core_for_counting().update_tx_virtual_batch(packets)
+
+    def update_rx_virtual_batch(self, packets: Any) -> None:
+        """Count a sequence of received packets (GIL released while counting)."""
+        self._core_for_counting().update_rx_virtual_batch(packets)
+
+    def update_tx_virtual_buffer(self, buffer: Any, offsets: Any, lengths: Any) -> None:
+        """Count transmitted packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
+        self._core_for_counting().update_tx_virtual_buffer(buffer, offsets, lengths)
+
+    def update_rx_virtual_buffer(self, buffer: Any, offsets: Any, lengths: Any) -> None:
+        """Count received packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
+        self._core_for_counting().update_rx_virtual_buffer(buffer, offsets, lengths)

@@ -20,10 +20,7 @@ from ._flusher import DumpCallback, Flusher
 from ._impl import materialize_all
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from ._fastparse import Connection, Counts
-    from ._typing import Buffer, IndexArray
 
 
 def _period_seconds(value: Any) -> float:
@@ -56,7 +53,7 @@ def _stop_flusher(holder: list[Optional[Flusher]], core: Any) -> None:
 #: waiting on a join the interrupted outer call is in the middle of).
 JOIN_GRACE = 1.0
 
-# The per-packet methods bound on each instance (see _bind_hot_path).
+# The per-packet methods (see _bind_hot_path).
 _HOT_PATH = (
     "update_tx_virtual",
     "update_rx_virtual",
@@ -69,7 +66,13 @@ _HOT_PATH = (
 )
 
 
-class Statistics:
+if TYPE_CHECKING:
+    from ._fastparse import CountingMethods as _CountingMethods
+else:
+    _CountingMethods = _impl.core.CountingMethods
+
+
+class Statistics(_CountingMethods):
     """Per-connection packet and byte counters for IP packets of a TUN device.
 
     ``Statistics()`` with no arguments is ready for use: counts accumulate
@@ -130,64 +133,28 @@ class Statistics:
         _register(self, self._flusher_holder, core)
 
     def _bind_hot_path(self) -> None:
-        # The per-packet methods are the core's bound C methods stored on the
-        # instance, so a call costs what calling any builtin method costs: no
-        # Python frame in between.  The class-level definitions below are
-        # the documented signatures and serve unbound calls.
+        # With the compiled core, the per-packet methods are C methods of the
+        # base class (CountingMethods): each access makes a bound method of
+        # its own, so threads that fetch it once do not share one object
+        # (whose reference count every call would write on free-threaded
+        # 3.13), and a call costs what calling any builtin method costs.
+        direct = self._attach_core(self._core)
+        module = self._core_module or _impl.core
+        if direct and not getattr(module, "HAS_DEFERRED_REFCOUNT", False):
+            return
+        # Otherwise (the pure-Python core; free-threaded 3.14+) the core's
+        # bound methods are stored on the instance, which costs no Python
+        # frame per call.  On 3.14t they are also shared by every thread, and
+        # deferred reference counting keeps calls from writing their count.
         core = self._core
-        self.update_tx_virtual = core.update_tx_virtual  # type: ignore[method-assign]
-        self.update_rx_virtual = core.update_rx_virtual  # type: ignore[method-assign]
-        self.update_tx_physical = core.update_tx_physical  # type: ignore[method-assign]
-        self.update_rx_physical = core.update_rx_physical  # type: ignore[method-assign]
-        self.update_tx_virtual_batch = core.update_tx_virtual_batch  # type: ignore[method-assign]
-        self.update_rx_virtual_batch = core.update_rx_virtual_batch  # type: ignore[method-assign]
-        self.update_tx_virtual_buffer = core.update_tx_virtual_buffer  # type: ignore[method-assign]
-        self.update_rx_virtual_buffer = core.update_rx_virtual_buffer  # type: ignore[method-assign]
-        # Free-threaded CPython 3.14+: threads sharing this instance share
-        # these objects; deferred reference counting keeps each call from
-        # writing their reference count (a no-op elsewhere).
-        defer = getattr(self._core_module or _impl.core, "defer_refcount", None)
-        if defer is not None:
-            for name in _HOT_PATH:
-                defer(self.__dict__[name])
-
-    # -- counting ------------------------------------------------------------
-
-    def update_tx_virtual(self, packet: Buffer) -> None:
-        """Count one transmitted IP packet (any C-contiguous bytes-like object)."""
-        self._core.update_tx_virtual(packet)
-
-    def update_rx_virtual(self, packet: Buffer) -> None:
-        """Count one received IP packet; its src and dst are swapped."""
-        self._core.update_rx_virtual(packet)
-
-    def update_tx_physical(self, src: Any, dst: Any, n: int) -> None:
-        """Count one transmitted WireGuard packet of ``n`` bytes to physical peer ``dst``."""
-        self._core.update_tx_physical(src, dst, n)
-
-    def update_rx_physical(self, src: Any, dst: Any, n: int) -> None:
-        """Count one received WireGuard packet of ``n`` bytes from physical peer ``dst``."""
-        self._core.update_rx_physical(src, dst, n)
-
-    def update_tx_virtual_batch(self, packets: Sequence[Buffer]) -> None:
-        """Count a sequence of transmitted packets (GIL released while counting)."""
-        self._core.update_tx_virtual_batch(packets)
-
-    def update_rx_virtual_batch(self, packets: Sequence[Buffer]) -> None:
-        """Count a sequence of received packets (GIL released while counting)."""
-        self._core.update_rx_virtual_batch(packets)
-
-    def update_tx_virtual_buffer(
-        self, buffer: Buffer, offsets: IndexArray, lengths: IndexArray
-    ) -> None:
-        """Count transmitted packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
-        self._core.update_tx_virtual_buffer(buffer, offsets, lengths)
-
-    def update_rx_virtual_buffer(
-        self, buffer: Buffer, offsets: IndexArray, lengths: IndexArray
-    ) -> None:
-        """Count received packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
-        self._core.update_rx_virtual_buffer(buffer, offsets, lengths)
+        defer = getattr(module, "defer_refcount", None)
+        for name in _HOT_PATH:
+            if getattr(type(self), name) is not getattr(_CountingMethods, name):
+                continue  # a subclass's own method must not be shadowed
+            method = getattr(core, name)
+            setattr(self, name, method)
+            if defer is not None:
+                defer(method)
 
     # -- windows ---------------------------------------------------------------
 

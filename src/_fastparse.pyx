@@ -32,6 +32,7 @@ dependency order:
   core/window.pxi      Window, and a cut window's table to Python objects
   core/lanes.pxi       per-thread lanes of the single-packet path (free-threaded)
   core/core.pxi        Core: entry points, cutting, pending windows, wake-up
+  core/methods.pxi     CountingMethods: Statistics' per-packet methods
   core/textout.pxi     connection tables as sorted JSON/CSV text (connstats read)
 """
 
@@ -70,6 +71,7 @@ include "core/args.pxi"
 include "core/window.pxi"
 include "core/lanes.pxi"
 include "core/core.pxi"
+include "core/methods.pxi"
 include "core/textout.pxi"
 
 

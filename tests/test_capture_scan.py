@@ -324,6 +324,72 @@ def test_threads_sharing_or_not_sharing_scanners(c_scanner):
     assert not errors, errors
 
 
+_ERROR_TEXT_RACE = r"""
+import sys, threading, time
+import captures as cap
+name, seconds = sys.argv[1], float(sys.argv[2])
+Scanner = cap.scanner_class(name)
+T0 = 1_700_000_000_000_000_000
+frames = [(T0 + i, cap.ethernet(cap.udp4("10.0.0.1", i, "10.0.0.2", 9))) for i in range(4)]
+good = cap.pcap(frames, 1, nanosecond=True)
+shared = Scanner(16)
+shared.set_pcap(False, True, 1, 262144)
+stop = time.monotonic() + seconds
+changed, scans = [], [0]
+
+def work(k):
+    # Each thread's first record claims its own length: its own error text.
+    data = bytearray(good)
+    data[32:36] = (10**6 + k).to_bytes(4, "little")
+    data = bytes(data)
+    held = []
+    while time.monotonic() < stop:
+        for _ in range(100):
+            shared.scan(data, 24, len(data), False, 0, 0)
+            text = shared.error
+            held.append((text, "".join(list(text))))  # and a private copy
+        scans[0] += 100
+        # A text still referenced must not have changed under us (freed and
+        # its memory reused by another thread's text).
+        changed.extend(t for t, copy in held if t != copy)
+        held.clear()
+
+threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(len(changed), scans[0])
+"""
+
+
+@pytest.mark.parametrize("name", cap.SCANNERS)
+def test_threads_replacing_a_shared_scanners_error_text(name):
+    """Six threads, one scanner, each scan replacing ``error``: no crash.
+
+    The compiled scanner used to assign ``error`` outside its lock: two
+    threads dropped the same old text, freeing it while a third still held
+    it; on free-threaded 3.13 this crashed the process within half a second
+    (segfault, 3 runs of 3).  Run in a child so that a crash is a failure
+    with its exit status, not the end of the test session.
+    """
+    import subprocess
+
+    cap.scanner_class(name)  # skips as the other scanner tests do
+    seconds = "2" if name == "c" else "0.5"
+    proc = subprocess.run(
+        [sys.executable, "-c", _ERROR_TEXT_RACE, name, seconds],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parent,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    changed, scans = map(int, proc.stdout.split())
+    assert changed == 0
+    assert scans >= 600
+
+
 @pytest.mark.parametrize("name", cap.SCANNERS)
 def test_threads_sharing_a_scanner_on_corrupt_input(name):
     """Many threads, one scanner, corrupt and valid buffers: no crash, sane state.

@@ -700,15 +700,11 @@ def _big_capture(tmp_path: Path) -> bytes:
     return cap.pcap(recs, 101, nanosecond=True)
 
 
-@pytest.mark.parametrize("kind", ["gzip", "bzip2", "xz"])
+@pytest.mark.parametrize("kind", [k for k, _ in _compressors()])
 def test_truncated_compressed_capture_counts_what_came_then_fails(
     capsys, tmp_path, kind
 ):
-    import bz2
-    import gzip
-    import lzma
-
-    compress = {"gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress}[kind]
+    compress = dict(_compressors())[kind]
     data = compress(_big_capture(tmp_path))
     path = write(tmp_path, "cut.data", data[: len(data) * 2 // 3])
     code, out, err = run(capsys, "read", path)
@@ -718,6 +714,36 @@ def test_truncated_compressed_capture_counts_what_came_then_fails(
     if kind != "bzip2":  # a bzip2 block decompresses whole or not at all
         packets = int(out.splitlines()[-1].split(", ")[-2].split()[0])
         assert 0 < packets < 2000
+
+
+@pytest.mark.parametrize("cut", [0.1, 0.5, 0.9, 0.999])
+def test_truncated_zstd_is_reported_wherever_it_is_cut(capsys, tmp_path, cut):
+    """The zstandard package ends a cut stream quietly: the reader must not."""
+    compressors = dict(_compressors())
+    if "zstd" not in compressors:
+        pytest.skip("no zstd decoder: Python < 3.14 without the zstandard package")
+    data = compressors["zstd"](_big_capture(tmp_path))
+    path = write(tmp_path, "cut.pcap.zst", data[: int(len(data) * cut)])
+    code, out, err = run(capsys, "read", path)
+    assert code == 1
+    # the stream's end, or the record it cut through: either way one line
+    assert err.startswith(f"connstats: {path}: truncated: ") and err.count("\n") == 1
+    if cut > 0.5:
+        packets = int(out.splitlines()[-1].split(", ")[-2].split()[0])
+        assert 0 < packets < 2000
+
+
+def test_zstd_frames_one_after_another_are_one_capture(capsys, tmp_path):
+    compressors = dict(_compressors())
+    if "zstd" not in compressors:
+        pytest.skip("no zstd decoder: Python < 3.14 without the zstandard package")
+    whole = _big_capture(tmp_path)
+    cut = 24 + 3 * (16 + 42 + 200)  # the header and three records, then the rest
+    data = compressors["zstd"](whole[:cut]) + compressors["zstd"](whole[cut:])
+    path = write(tmp_path, "two-frames.pcap.zst", data)
+    code, out, err = run(capsys, "read", path)
+    assert (code, err) == (0, "")
+    assert "zstd-compressed, 2000 IP packets," in out.splitlines()[-1]
 
 
 def test_corrupt_compressed_capture_is_one_line(capsys, tmp_path):

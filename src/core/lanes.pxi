@@ -42,12 +42,18 @@ cdef struct cs_lane:
 cdef extern from *:
     """
     #if defined(Py_GIL_DISABLED) && PY_VERSION_HEX >= 0x030E0000
+    #define CS_HAS_DEFERRED_REFCOUNT 1
     static int cs_defer_refcount(PyObject *o) { return PyUnstable_Object_EnableDeferredRefcount(o); }
     #else
+    #define CS_HAS_DEFERRED_REFCOUNT 0
     static int cs_defer_refcount(PyObject *o) { (void)o; return 0; }
     #endif
     """
+    const int CS_HAS_DEFERRED_REFCOUNT
     int cs_defer_refcount(object o) except -1
+
+#: True where defer_refcount() can enable it (free-threaded CPython 3.14+).
+HAS_DEFERRED_REFCOUNT = bool(CS_HAS_DEFERRED_REFCOUNT)
 
 
 def defer_refcount(obj):
