@@ -458,12 +458,19 @@ class JsonlWriter(_Writer):
         rep = self._build(w, title, times)
         if rep.items is not None:
             virtual, physical = json_text(rep.items, self._addrs)
-            text = f'{{"start":"{rfc3339(w.start_ns)}","end":"{rfc3339(w.end_ns)}"'
+            # in pieces: the rows of a large window are megabytes of text,
+            # not worth copying into one string
+            out = self._out
+            out.write(f'{{"start":"{rfc3339(w.start_ns)}","end":"{rfc3339(w.end_ns)}"')
             if virtual:
-                text += ',"virtualTraffic":[' + virtual + "]"
+                out.write(',"virtualTraffic":[')
+                out.write(virtual)
+                out.write("]")
             if physical:
-                text += ',"physicalTraffic":[' + physical + "]"
-            self._out.write(text + "}\n")
+                out.write(',"physicalTraffic":[')
+                out.write(physical)
+                out.write("]")
+            out.write("}\n")
         else:
             message = window_message(w, rep=rep, cache=self._cache)
             self._out.write(self._encode(message) + "\n")
