@@ -9,10 +9,12 @@ Run on purpose (``benchmarks/`` is outside the default test paths)::
 The floor is ``pcap_walk.c``, compiled by the run (``cc -O2``): it reads the
 file in 4 MiB chunks and walks the records without decoding them.  The
 targets (issue 11): the table within 3x the walk, JSON lines and CSV within
-1.3x the table.  Peers, each run as its own command on the same file when
-installed (Debian: softflowd, nfdump, argus-server + argus-client, tshark;
-PyPI: nfstream), do the same job their own way: softflowd exports NetFlow to
-a discard port; nfpcapd writes nfcapd files and ``nfdump -o csv`` prints
+1.3x the table (``test_output_stage`` times ranking and writing alone, with the
+compiled row loops and with their Python reference; ``test_output_cpu_times``
+prints each format's CPU time for the whole command).  Peers, each run as its
+own command on the same file when installed (Debian: softflowd, nfdump,
+argus-server + argus-client, tshark; PyPI: nfstream), do the same job their
+own way: softflowd exports NetFlow to a discard port; nfpcapd writes nfcapd files and ``nfdump -o csv`` prints
 them; argus writes its records and ``ra`` prints them; tshark prints its
 TCP and UDP conversation tables (only up to CONNSTATS_BENCH_TSHARK_MAX
 packets, default 300,000: it needs minutes beyond).
@@ -34,8 +36,10 @@ summary of ``conftest.py`` prints ns per packet and the ratio to the dpkt loop.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import gen_pcap
@@ -74,7 +78,8 @@ def run_connstats(path: str, fmt: str = "table") -> int:
     return connstats_main(["read", path, "--output", os.devnull, "--format", fmt])
 
 
-def connstats_counts(path: str) -> dict[tuple, list[int]]:
+def connstats_windows(path: str) -> list:
+    """The capture's windows, materialized as ``connstats read`` makes them."""
     from connstats.capture import open_capture
     from connstats.capture.windows import Replayer
 
@@ -83,8 +88,12 @@ def connstats_counts(path: str) -> dict[tuple, list[int]]:
     with open_capture(path) as reader:
         replayer.feed(reader)
     replayer.finish()
+    return windows
+
+
+def connstats_counts(path: str) -> dict[tuple, list[int]]:
     out: dict[tuple, list[int]] = {}
-    for window in windows:
+    for window in connstats_windows(path):
         for conn, counts in window.virtual.items():
             src, dst = conn.src, conn.dst
             key = (conn.proto, src.addr.packed, src.port, dst.addr.packed, dst.port)
@@ -155,6 +164,91 @@ def test_connstats_read_formats(benchmark, bench_pcap, fmt):
         run_connstats, args=(path, fmt), rounds=3, iterations=1, warmup_rounds=1
     )
     assert result == 0
+
+
+# -- the output stage: table against JSON lines and CSV (issue 11) -------------------
+
+FORMATS = ("table", "jsonl", "csv")
+
+
+@pytest.fixture(scope="session")
+def bench_windows(bench_pcap) -> list:
+    return connstats_windows(bench_pcap[0])
+
+
+def write_windows(windows: list, fmt: str) -> None:
+    """What ``connstats read`` does after counting: rank, format, write."""
+    from connstats._output import CsvWriter, JsonlWriter, ReportOptions, TableWriter
+
+    writer = {"table": TableWriter, "jsonl": JsonlWriter, "csv": CsvWriter}[fmt]
+    # the command's defaults: the table shows the top 20, the others every row
+    options = ReportOptions(top=20 if fmt == "table" else 0)
+    with open(os.devnull, "w") as out:
+        w = writer(out, options=options)
+        for window in windows:
+            w.window(window)
+
+
+@pytest.mark.benchmark(group="read-output")
+@pytest.mark.parametrize("rows", ["compiled", "python"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_output_stage(benchmark, bench_windows, monkeypatch, fmt, rows):
+    """Ranking and writing the windows alone (no reading or counting), with the
+    compiled row loops (src/core/textout.pxi) and with their Python reference."""
+    from connstats import _fastout
+
+    if rows == "python":
+        monkeypatch.setattr(_fastout, "_compiled", None)
+    elif not _fastout.IS_COMPILED:
+        pytest.skip("the compiled core is not in use")
+    conns = sum(len(w.virtual) + len(w.physical) for w in bench_windows)
+    benchmark.extra_info.update(
+        unit="connection",
+        count=conns,
+        workload=f"output-{conns}",
+        path=f"{fmt}-{rows}",
+        direction="-",
+    )
+    benchmark.pedantic(
+        write_windows,
+        args=(bench_windows, fmt),
+        rounds=5,
+        iterations=1,
+        warmup_rounds=1,
+    )
+
+
+def test_output_cpu_times(bench_pcap, is_quick, capsys):
+    """CPU time (user + system) of the whole command per format, as
+    ``/usr/bin/time -f "%U+%S" connstats read FILE --format FMT -o /dev/null``
+    measures it: each format run in turn, CONNSTATS_BENCH_CPU_ROUNDS times
+    (default 5), fastest round kept (the least disturbed by other load)."""
+    path, _ = bench_pcap
+    rounds = 1 if is_quick else int(os.environ.get("CONNSTATS_BENCH_CPU_ROUNDS", "5"))
+    cpu: dict[str, list[float]] = {fmt: [] for fmt in FORMATS}
+    load = os.getloadavg()[0]
+    for _ in range(rounds):
+        for fmt in FORMATS:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            argv = [sys.executable, "-m", "connstats", "read", path]
+            _run(argv + ["--format", fmt, "-o", os.devnull])
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[fmt].append(
+                after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+            )
+    best = {fmt: min(times) for fmt, times in cpu.items()}
+    with capsys.disabled():
+        print(
+            f"\nconnstats read CPU time (user+sys), fastest of {rounds}, "
+            f"load {load:.2f} -> {os.getloadavg()[0]:.2f}:"
+        )
+        for fmt in FORMATS:
+            times = " ".join(f"{t:.2f}" for t in cpu[fmt])
+            print(
+                f"  {fmt:6} {best[fmt]:6.2f} s  {best[fmt] / best['table']:.2f}x "
+                f"the table  (rounds: {times})"
+            )
+    assert all(t > 0 for t in best.values())
 
 
 @pytest.fixture(scope="session")

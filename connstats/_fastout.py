@@ -18,16 +18,26 @@ integers and written straight to JSON or CSV text.
   port) in address order (IPv4 before IPv6, then numerically): the order of
   ``Connection`` and of the general path, the same from run to run although
   the core's hash table is seeded per process.
+
+:func:`ordered`, :func:`json_text` and :func:`csv_text` are what the writers
+call: the compiled twin of this module (``src/core/textout.pxi``, part of the
+compiled core, whose values it reads) when the core is compiled, else the
+Python functions here, which stay the reference it is tested against.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from ._impl import IS_COMPILED, core
 from ._protocols import PROTOCOL_NAMES, protocol_name
 from ._report import row_kind
+
+# The compiled row loops (src/core/textout.pxi) read the compiled core's
+# values; the pure-Python core's are written by the functions here.
+_compiled: Any = core if IS_COMPILED else None
 
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
@@ -226,7 +236,7 @@ def _json_counts(c: Any) -> list[str]:
     ]
 
 
-def json_items(items: list[Item], cache: AddrCache) -> tuple[list[str], list[str]]:
+def json_items(items: Iterable[Item], cache: AddrCache) -> tuple[list[str], list[str]]:
     """(virtual, physical) rows as compact JSON objects, as ``json.dumps`` would write."""
     endpoint = cache.endpoint
     text = cache.text
@@ -275,7 +285,7 @@ def json_items(items: list[Item], cache: AddrCache) -> tuple[list[str], list[str
     return virtual, physical
 
 
-def csv_items(items: list[Item], head: str, cache: AddrCache) -> str:
+def csv_items(items: Iterable[Item], head: str, cache: AddrCache) -> str:
     """CSV lines (CRLF) for the connection shape; ``head`` is the window columns + ','.
 
     Every field is a number, an address or a protocol name: no quoting needed.
@@ -315,3 +325,38 @@ def csv_items(items: list[Item], head: str, cache: AddrCache) -> str:
             f"{head}{kind},{conn.proto},{pname},{s},{d},{c[0]},{c[1]},{c[2]},{c[3]}\r\n"
         )
     return "".join(lines)
+
+
+def ordered(
+    tables: list[tuple[dict[Any, Any], bool]],
+    column: str,
+    reverse: bool,
+    top: int,
+    cache: AddrCache,
+) -> tuple[Sequence[Item], int]:
+    """:func:`sorted_items`, compiled when it can be (the compiled items are
+    an ``OrderedItems`` sequence that keeps the rows' values for the text)."""
+    if _compiled is not None:
+        items: Sequence[Item]
+        items, total = _compiled.sorted_items(tables, column, reverse, top)
+        return items, total
+    return sorted_items(tables, column, reverse, top, cache)
+
+
+def json_text(items: Sequence[Item], cache: AddrCache) -> tuple[str, str]:
+    """(virtual, physical) rows of :func:`json_items`, each joined by commas."""
+    if _compiled is not None:
+        virtual: str
+        physical: str
+        virtual, physical = _compiled.json_rows(items)
+        return virtual, physical
+    rows = json_items(items, cache)
+    return ",".join(rows[0]), ",".join(rows[1])
+
+
+def csv_text(items: Sequence[Item], head: str, cache: AddrCache) -> str:
+    """:func:`csv_items`, compiled when it can be."""
+    if _compiled is not None:
+        text: str = _compiled.csv_rows(items, head, PROTOCOL_NAMES)
+        return text
+    return csv_items(items, head, cache)

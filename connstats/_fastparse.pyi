@@ -191,3 +191,23 @@ WINDOW_BYTES: Final[int]
 def defer_refcount(obj: object) -> bool: ...
 
 HAS_DEFERRED_REFCOUNT: Final[bool]
+
+# The row loops of connstats read's JSON/CSV output (src/core/textout.pxi);
+# connstats/_fastout.py is their reference.
+
+class OrderedItems(Sequence[tuple[Connection, Counts, bool]]):
+    """The items of a report in order, built on demand."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int) -> tuple[Connection, Counts, bool]: ...  # type: ignore[override]
+
+def sorted_items(
+    tables: Iterable[tuple[dict[Connection, Counts], bool]],
+    column: str,
+    reverse: bool,
+    top: int,
+) -> tuple[OrderedItems, int]: ...
+def json_rows(items: Iterable[tuple[Connection, Counts, bool]]) -> tuple[str, str]: ...
+def csv_rows(
+    items: Iterable[tuple[Connection, Counts, bool]], head: str, names: Sequence[str]
+) -> str: ...

@@ -10,12 +10,12 @@ empty lists omitted, as Go's ``omitempty`` does.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from ._fastout import AddrCache, Item, csv_items, json_items, sorted_items
+from ._fastout import AddrCache, Item, csv_text, json_text, ordered
 from ._fastout import handles as fast_handles
 from ._filters import filter_table
 from ._report import (
@@ -131,7 +131,7 @@ class Report:
     nbytes: int
     times: bool
     shape: str
-    items: list[Item] | None = None
+    items: Sequence[Item] | None = None
 
     @property
     def rows(self) -> list[Row]:
@@ -161,7 +161,7 @@ def build_report(
             nbytes += c[1] + c[3]
     times_on = opts.times and times is not None
     if opts.shape == "connections" and not times_on and fast_handles(opts.sort):
-        items, total = sorted_items(
+        items, total = ordered(
             tables, opts.sort, opts.reverse, opts.top, cache or AddrCache()
         )
         return Report(w, title, None, total, packets, nbytes, False, opts.shape, items)
@@ -457,13 +457,20 @@ class JsonlWriter(_Writer):
     ) -> None:
         rep = self._build(w, title, times)
         if rep.items is not None:
-            virtual, physical = json_items(rep.items, self._addrs)
-            text = f'{{"start":"{rfc3339(w.start_ns)}","end":"{rfc3339(w.end_ns)}"'
+            virtual, physical = json_text(rep.items, self._addrs)
+            # in pieces: the rows of a large window are megabytes of text,
+            # not worth copying into one string
+            out = self._out
+            out.write(f'{{"start":"{rfc3339(w.start_ns)}","end":"{rfc3339(w.end_ns)}"')
             if virtual:
-                text += ',"virtualTraffic":[' + ",".join(virtual) + "]"
+                out.write(',"virtualTraffic":[')
+                out.write(virtual)
+                out.write("]")
             if physical:
-                text += ',"physicalTraffic":[' + ",".join(physical) + "]"
-            self._out.write(text + "}\n")
+                out.write(',"physicalTraffic":[')
+                out.write(physical)
+                out.write("]")
+            out.write("}\n")
         else:
             message = window_message(w, rep=rep, cache=self._cache)
             self._out.write(self._encode(message) + "\n")
@@ -538,7 +545,7 @@ class CsvWriter(_Writer):
         head = (self._count, rfc3339(w.start_ns), rfc3339(w.end_ns))
         if rep.items is not None:
             self._out.write(
-                csv_items(rep.items, ",".join(map(str, head)) + ",", self._addrs)
+                csv_text(rep.items, ",".join(map(str, head)) + ",", self._addrs)
             )
             self._out.flush()
             return

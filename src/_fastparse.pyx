@@ -33,6 +33,7 @@ dependency order:
   core/lanes.pxi       per-thread lanes of the single-packet path (free-threaded)
   core/core.pxi        Core: entry points, cutting, pending windows, wake-up
   core/methods.pxi     CountingMethods: Statistics' per-packet methods
+  core/textout.pxi     connection tables as sorted JSON/CSV text (connstats read)
 """
 
 cimport cython
@@ -42,6 +43,7 @@ from cpython.buffer cimport (
 )
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.number cimport PyNumber_Index
 from cpython.object cimport Py_EQ, Py_GE, Py_GT, Py_LE, Py_LT, Py_NE, PyObject
 from cpython.pythread cimport (
@@ -50,8 +52,9 @@ from cpython.pythread cimport (
 )
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.sequence cimport PySequence_Check, PySequence_Tuple
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.stdlib cimport calloc, free, malloc, qsort, realloc
 from libc.string cimport memcmp, memcpy, memset
 
 import ipaddress
@@ -69,6 +72,7 @@ include "core/window.pxi"
 include "core/lanes.pxi"
 include "core/core.pxi"
 include "core/methods.pxi"
+include "core/textout.pxi"
 
 
 def decode(packet):

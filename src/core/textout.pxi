@@ -1,0 +1,634 @@
+# Connection tables as sorted JSON/CSV text, for `connstats read`.
+#
+# The C twin of the row loops in connstats/_fastout.py, which is the
+# reference: the same order and the same text, byte for byte
+# (tests/test_textout.py compares both on random windows).  It lives in the
+# core because it reads the values' C fields (the address bytes kept inside
+# each AddrPort, the counters inside Counts) once per row, into a struct that
+# both the sort and the text are made from: printing every connection of a
+# large window through Python attributes and ipaddress objects cost more than
+# counting the capture, and through the same attributes from a separate
+# extension still about 1.2 us a row (a dozen attribute lookups, and cache
+# misses on the ipaddress objects and their integers, twice: once to sort,
+# once, in sorted order, to write).
+#
+# Address text is str() of the ipaddress object: dotted quads and RFC 5952
+# for IPv6 are written here, and str() itself is called for the IPv6
+# addresses whose text embeds or may embed an IPv4 address (::a.b.c.d,
+# ::ffff:a.b.c.d), on which Python versions differ.
+#
+# Runs with the GIL (it builds Python objects), except around the sort.
+
+# The longest row either format writes without its variable parts (window
+# head, protocol name, str() of an address): two bracketed IPv6 endpoints
+# with ports (2 x 47), four 20-digit counters with their names, the kind.
+cdef enum:
+    _TO_ROW_ROOM = 512
+
+
+# -- one item as C values ----------------------------------------------------
+
+
+cdef struct _ToAddr:
+    uint64_t hi
+    uint64_t lo
+    uint8_t ver  # 0: no address (None)
+
+
+cdef struct _ToConn:
+    uint64_t c[4]
+    _ToAddr s
+    _ToAddr d
+    uint16_t sport
+    uint16_t dport
+    uint8_t proto
+    uint8_t phys
+    uint8_t odd  # an address whose text str() must write
+
+
+cdef inline uint64_t _to_be(const uint8_t *p, int n) noexcept nogil:
+    cdef uint64_t v = 0
+    cdef int i
+    for i in range(n):
+        v = (v << 8) | p[i]
+    return v
+
+
+cdef inline bint _to_addr(AddrPort ap, _ToAddr *out) noexcept:
+    # The address bytes kept inside the AddrPort: no ipaddress object is
+    # read.  True for ::a.b.c.d and ::ffff:a.b.c.d, whose text is str()'s.
+    out.ver = ap._fam
+    out.hi = 0
+    out.lo = 0
+    if ap._fam == 4:
+        out.lo = _to_be(ap._raw, 4)
+    elif ap._fam == 6:
+        out.hi = _to_be(ap._raw, 8)
+        out.lo = _to_be(ap._raw + 8, 8)
+        return out.hi == 0 and ((out.lo >> 32) == 0 or (out.lo >> 32) == 0xFFFF)
+    return False
+
+
+cdef int _to_read(object conn, object counts, bint phys, _ToConn *r) except -1:
+    cdef Connection k
+    cdef Counts c
+    if not isinstance(conn, Connection):
+        raise TypeError(f"items: expected a Connection, got {type(conn).__name__}")
+    if not isinstance(counts, Counts):
+        raise TypeError(f"items: expected Counts, got {type(counts).__name__}")
+    k = <Connection>conn
+    c = <Counts>counts
+    r.proto = <uint8_t>k.proto  # 0..255 and ports 0..65535: checked when built
+    r.odd = _to_addr(k.src, &r.s) | _to_addr(k.dst, &r.d)
+    r.sport = <uint16_t>k.src.port
+    r.dport = <uint16_t>k.dst.port
+    r.c[0] = c.tx_packets
+    r.c[1] = c.tx_bytes
+    r.c[2] = c.rx_packets
+    r.c[3] = c.rx_bytes
+    r.phys = phys
+    return 0
+
+
+cdef inline tuple _to_tuple(object x, Py_ssize_t n, str what):
+    if not isinstance(x, tuple) or len(<tuple>x) != n:
+        raise TypeError(f"{what}: expected tuples of {n}, got {type(x).__name__}")
+    return <tuple>x
+
+
+# -- sorting -----------------------------------------------------------------
+
+
+cdef struct _ToKey:
+    uint64_t k1  # the count column (65 bits with k1c)
+    uint64_t k2  # the other count (65 bits with k2c), or 0
+    uint64_t shi
+    uint64_t slo
+    uint64_t dhi
+    uint64_t dlo
+    Py_ssize_t idx  # dict order: the order of equal keys in Python's stable sort
+    uint16_t sport
+    uint16_t dport
+    uint8_t k1c
+    uint8_t k2c
+    uint8_t proto
+    uint8_t sver
+    uint8_t dver
+
+
+cdef int _to_cmp(const void *pa, const void *pb) noexcept nogil:
+    cdef const _ToKey *a = <const _ToKey *>pa
+    cdef const _ToKey *b = <const _ToKey *>pb
+    if a.k1c != b.k1c:
+        return -1 if a.k1c < b.k1c else 1
+    if a.k1 != b.k1:
+        return -1 if a.k1 < b.k1 else 1
+    if a.k2c != b.k2c:
+        return -1 if a.k2c < b.k2c else 1
+    if a.k2 != b.k2:
+        return -1 if a.k2 < b.k2 else 1
+    if a.proto != b.proto:
+        return -1 if a.proto < b.proto else 1
+    if a.sver != b.sver:
+        return -1 if a.sver < b.sver else 1
+    if a.shi != b.shi:
+        return -1 if a.shi < b.shi else 1
+    if a.slo != b.slo:
+        return -1 if a.slo < b.slo else 1
+    if a.sport != b.sport:
+        return -1 if a.sport < b.sport else 1
+    if a.dver != b.dver:
+        return -1 if a.dver < b.dver else 1
+    if a.dhi != b.dhi:
+        return -1 if a.dhi < b.dhi else 1
+    if a.dlo != b.dlo:
+        return -1 if a.dlo < b.dlo else 1
+    if a.dport != b.dport:
+        return -1 if a.dport < b.dport else 1
+    if a.idx != b.idx:
+        return -1 if a.idx < b.idx else 1
+    return 0
+
+
+cdef inline void _to_count_key(
+    const _ToConn *r, int i, int j, bint desc, uint64_t *lo, uint8_t *carry
+) noexcept nogil:
+    # counter i (+ counter j when j >= 0) in 65 bits, as Python's integers
+    # add; descending order is the ascending order of the complement
+    cdef uint64_t v = r.c[i]
+    cdef uint8_t c = 0
+    if j >= 0:
+        v = r.c[i] + r.c[j]
+        c = v < r.c[i]
+    if desc:
+        v = ~v
+        c = 1 - c
+    lo[0] = v
+    carry[0] = c
+
+
+#: --sort column -> (first counter, added counter, second counter, added); -1: none
+cdef dict _TO_COLUMNS = {
+    "bytes": (1, 3, 0, 2),
+    "packets": (0, 2, 1, 3),
+    "tx-packets": (0, -1, -1, -1),
+    "tx-bytes": (1, -1, -1, -1),
+    "rx-packets": (2, -1, -1, -1),
+    "rx-bytes": (3, -1, -1, -1),
+}
+
+
+@cython.final
+cdef class OrderedItems:
+    """The items of a report in order, a sequence of ``(Connection, Counts,
+    physical)`` tuples built on demand.
+
+    Made by :func:`sorted_items`; keeps every row's values as C structs, from
+    which :func:`json_rows` and :func:`csv_rows` write without touching the
+    Python objects again.
+    """
+
+    cdef tuple _snaps  # per table: its (Connection, Counts) pairs in dict order
+    cdef tuple _physical  # per table: the physical flag as given
+    cdef Py_ssize_t *_starts  # per table: index of its first row in _conns
+    cdef Py_ssize_t _tables
+    cdef _ToConn *_conns  # every row read, table after table, in dict order
+    cdef Py_ssize_t *_order  # position -> index into _conns
+    cdef Py_ssize_t _n
+
+    def __dealloc__(self):
+        PyMem_Free(self._starts)
+        PyMem_Free(self._conns)
+        PyMem_Free(self._order)
+
+    def __len__(self):
+        return self._n
+
+    def __getitem__(self, Py_ssize_t i):
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError("OrderedItems index out of range")
+        return self._item(i)
+
+    def __iter__(self):
+        cdef Py_ssize_t i
+        for i in range(self._n):
+            yield self._item(i)
+
+    cdef Py_ssize_t _table_of(self, Py_ssize_t g) noexcept:
+        cdef Py_ssize_t t = 0
+        while t + 1 < self._tables and self._starts[t + 1] <= g:
+            t += 1
+        return t
+
+    cdef tuple _pair(self, Py_ssize_t g):
+        cdef Py_ssize_t t = self._table_of(g)
+        return <tuple>(<list>self._snaps[t])[g - self._starts[t]]
+
+    cdef tuple _item(self, Py_ssize_t i):
+        cdef Py_ssize_t g = self._order[i]
+        cdef tuple pair = self._pair(g)
+        return (pair[0], pair[1], self._physical[self._table_of(g)])
+
+
+def sorted_items(tables, str column, bint reverse, Py_ssize_t top):
+    """``(items in order, number before --top)``, as ``_fastout.sorted_items``.
+
+    ``tables`` is a sequence of ``(dict of Connection -> Counts, physical)``;
+    the items are an :class:`OrderedItems`.
+    """
+    cdef tuple spec = _TO_COLUMNS.get(column)
+    cdef tuple tabs = tuple(tables)
+    cdef Py_ssize_t nt = len(tabs)
+    cdef list snaps = [], physical = []
+    cdef list needs = []
+    cdef OrderedItems res = OrderedItems.__new__(OrderedItems)
+    cdef _ToKey *keys = NULL
+    cdef _ToKey *k
+    cdef _ToConn *r
+    cdef list snap
+    cdef tuple pair
+    cdef Py_ssize_t total = 0, rows = 0, shown = 0, n, need, i, t, start
+    cdef int f1, f2, s1, s2
+    cdef bint phys
+    if spec is None:
+        raise ValueError(f"column: not a count column: {column!r}")
+    f1, f2, s1, s2 = spec
+    # What each table contributes, as _fastout.sorted_items decides it.
+    for t in range(nt):
+        table, flag = _to_tuple(tabs[t], 2, "tables")
+        if not isinstance(table, dict):
+            raise TypeError(f"tables: expected dicts, got {type(table).__name__}")
+        n = len(<dict>table)
+        total += n
+        need = top - shown if top > 0 else n
+        # a private snapshot: nothing below depends on the dict staying as it is
+        snap = list((<dict>table).items()) if need > 0 and n > 0 else []
+        need = min(max(need, 0), len(snap))
+        snaps.append(snap)
+        physical.append(flag)
+        needs.append(need)
+        rows += len(snap)
+        shown += need
+    res._snaps = tuple(snaps)
+    res._physical = tuple(physical)
+    res._tables = nt
+    res._starts = <Py_ssize_t *>PyMem_Malloc((nt + 1) * sizeof(Py_ssize_t))
+    res._conns = <_ToConn *>PyMem_Malloc(rows * sizeof(_ToConn) + 1)
+    res._order = <Py_ssize_t *>PyMem_Malloc(shown * sizeof(Py_ssize_t) + 1)
+    if res._starts == NULL or res._conns == NULL or res._order == NULL:
+        raise MemoryError()
+    start = 0
+    try:
+        for t in range(nt):
+            res._starts[t] = start
+            snap = <list>snaps[t]
+            n = len(snap)
+            need = needs[t]
+            if need == 0:
+                start += n
+                continue
+            phys = physical[t]
+            keys = <_ToKey *>PyMem_Malloc(n * sizeof(_ToKey))
+            if keys == NULL:
+                raise MemoryError()
+            for i in range(n):
+                pair = _to_tuple(snap[i], 2, "tables")
+                r = &res._conns[start + i]
+                _to_read(pair[0], pair[1], phys, r)
+                k = &keys[i]
+                _to_count_key(r, f1, f2, not reverse, &k.k1, &k.k1c)
+                if s1 >= 0:
+                    _to_count_key(r, s1, s2, not reverse, &k.k2, &k.k2c)
+                else:
+                    k.k2 = 0
+                    k.k2c = 0
+                k.proto = r.proto
+                k.sver = r.s.ver
+                k.shi = r.s.hi
+                k.slo = r.s.lo
+                k.sport = r.sport
+                k.dver = r.d.ver
+                k.dhi = r.d.hi
+                k.dlo = r.d.lo
+                k.dport = r.dport
+                k.idx = i
+            with nogil:
+                qsort(keys, n, sizeof(_ToKey), _to_cmp)
+            for i in range(need):
+                res._order[res._n] = start + keys[i].idx
+                res._n += 1
+            PyMem_Free(keys)
+            keys = NULL
+            start += n
+        res._starts[nt] = start
+    finally:
+        PyMem_Free(keys)
+    return res, total
+
+
+# -- writing -----------------------------------------------------------------
+
+
+cdef struct _ToOut:
+    char *data
+    Py_ssize_t size
+    Py_ssize_t cap
+
+
+cdef int _to_room(_ToOut *o, Py_ssize_t n) except -1:
+    cdef Py_ssize_t cap
+    cdef char *grown
+    if o.size + n <= o.cap:
+        return 0
+    cap = max(o.cap * 2, o.size + n, 65536)
+    grown = <char *>PyMem_Realloc(o.data, cap)
+    if grown == NULL:
+        raise MemoryError()
+    o.data = grown
+    o.cap = cap
+    return 0
+
+
+cdef inline void _to_put(_ToOut *o, const char *s, Py_ssize_t n) noexcept nogil:
+    memcpy(o.data + o.size, s, n)
+    o.size += n
+
+
+cdef inline void _to_putc(_ToOut *o, char ch) noexcept nogil:
+    o.data[o.size] = ch
+    o.size += 1
+
+
+cdef inline void _to_putu(_ToOut *o, uint64_t v) noexcept nogil:
+    cdef char buf[20]
+    cdef int n = 0
+    while True:
+        buf[19 - n] = <char>(48 + v % 10)
+        n += 1
+        v //= 10
+        if v == 0:
+            break
+    _to_put(o, &buf[20 - n], n)
+
+
+cdef inline void _to_puthex(_ToOut *o, unsigned int v) noexcept nogil:
+    cdef const char *digits = b"0123456789abcdef"
+    if v >= 0x1000:
+        _to_putc(o, digits[v >> 12])
+    if v >= 0x100:
+        _to_putc(o, digits[(v >> 8) & 15])
+    if v >= 0x10:
+        _to_putc(o, digits[(v >> 4) & 15])
+    _to_putc(o, digits[v & 15])
+
+
+cdef int _to_put_addr(_ToOut *o, const _ToAddr *a, object conn, bint dst) except -1:
+    cdef unsigned int w[8]
+    cdef int i, best = -1, best_len = 0, run = -1, run_len = 0
+    cdef bytes text
+    if a.ver == 4:
+        for i in range(4):
+            if i:
+                _to_putc(o, c'.')
+            _to_putu(o, (a.lo >> (24 - 8 * i)) & 0xFF)
+        return 0
+    if a.hi == 0 and ((a.lo >> 32) == 0 or (a.lo >> 32) == 0xFFFF):
+        # ::a.b.c.d and ::ffff:a.b.c.d: Python versions write them
+        # differently; rare, so ask str()
+        if not isinstance(conn, Connection):
+            raise TypeError("items: the Connection is needed for this address")
+        text = str(((<Connection>conn).dst if dst else (<Connection>conn).src).addr).encode()
+        # the rest of the row keeps the room reserved for it
+        _to_room(o, len(text) + _TO_ROW_ROOM)
+        _to_put(o, text, len(text))
+        return 0
+    for i in range(4):
+        w[i] = (a.hi >> (48 - 16 * i)) & 0xFFFF
+        w[4 + i] = (a.lo >> (48 - 16 * i)) & 0xFFFF
+    # RFC 5952: the first longest run of two or more zero groups becomes "::"
+    for i in range(8):
+        if w[i] == 0:
+            if run < 0:
+                run = i
+                run_len = 0
+            run_len += 1
+            if run_len > best_len:
+                best = run
+                best_len = run_len
+        else:
+            run = -1
+    if best_len < 2:
+        best = -1
+    for i in range(8):
+        if best >= 0 and best <= i < best + best_len:
+            if i == best:
+                _to_put(o, b"::", 2)
+            continue
+        if i > 0 and not (best >= 0 and i == best + best_len):
+            _to_putc(o, c':')
+        _to_puthex(o, w[i])
+    return 0
+
+
+cdef int _to_put_endpoint(
+    _ToOut *o, const _ToAddr *a, uint16_t port, object conn, bint dst, bint with_port
+) except -1:
+    if with_port and a.ver == 6:
+        _to_putc(o, c'[')
+    _to_put_addr(o, a, conn, dst)
+    if with_port:
+        if a.ver == 6:
+            _to_putc(o, c']')
+        _to_putc(o, c':')
+        _to_putu(o, port)
+    return 0
+
+
+cdef const char *_to_kind(const _ToConn *r, bint json) noexcept nogil:
+    # _report.row_kind; JSON keeps physical rows apart instead of labelling them
+    if r.phys:
+        return b"" if json else b"physical"
+    if r.s.ver == 0 and r.d.ver == 0:
+        return b"undecoded"
+    if r.proto == 0:
+        return b"ip"
+    if r.proto == 255:
+        return b"fragment"
+    return b""
+
+
+cdef inline Py_ssize_t _to_strlen(const char *s) noexcept nogil:
+    cdef Py_ssize_t n = 0
+    while s[n]:
+        n += 1
+    return n
+
+
+cdef inline void _to_sep(_ToOut *o, bint *first) noexcept nogil:
+    if not first[0]:
+        _to_putc(o, c',')
+    first[0] = False
+
+
+cdef const char *_TO_JSON_NAMES[4]
+_TO_JSON_NAMES[0] = b'"txPkts":'
+_TO_JSON_NAMES[1] = b'"txBytes":'
+_TO_JSON_NAMES[2] = b'"rxPkts":'
+_TO_JSON_NAMES[3] = b'"rxBytes":'
+
+
+cdef int _to_json_row(_ToOut *o, const _ToConn *r, object conn) except -1:
+    # `conn` is needed only when r.odd (str() of an address)
+    cdef const char *kind = _to_kind(r, True)
+    cdef Py_ssize_t kind_len = _to_strlen(kind)
+    # special rows have no ports to show; ordinary ones always do (":0" for
+    # ICMP), as the network log writes them
+    cdef bint with_port = kind_len == 0 or r.sport != 0 or r.dport != 0
+    cdef bint first = True
+    cdef int i
+    _to_room(o, _TO_ROW_ROOM)
+    if o.size:
+        _to_putc(o, c',')
+    _to_putc(o, c'{')
+    if kind_len:
+        _to_sep(o, &first)
+        _to_put(o, b'"kind":"', 8)
+        _to_put(o, kind, kind_len)
+        _to_putc(o, c'"')
+    if r.proto:
+        _to_sep(o, &first)
+        _to_put(o, b'"proto":', 8)
+        _to_putu(o, r.proto)
+    if r.s.ver:
+        _to_sep(o, &first)
+        _to_put(o, b'"src":"', 7)
+        _to_put_endpoint(o, &r.s, r.sport, conn, False, with_port)
+        _to_putc(o, c'"')
+    if r.d.ver:
+        _to_sep(o, &first)
+        _to_put(o, b'"dst":"', 7)
+        _to_put_endpoint(o, &r.d, r.dport, conn, True, with_port)
+        _to_putc(o, c'"')
+    for i in range(4):
+        if r.c[i]:
+            _to_sep(o, &first)
+            _to_put(o, _TO_JSON_NAMES[i], _to_strlen(_TO_JSON_NAMES[i]))
+            _to_putu(o, r.c[i])
+    _to_putc(o, c'}')
+    return 0
+
+
+cdef int _to_csv_row(
+    _ToOut *o, const _ToConn *r, object conn, bytes head, tuple names
+) except -1:
+    cdef const char *kind = _to_kind(r, False)
+    cdef Py_ssize_t kind_len = _to_strlen(kind)
+    cdef bytes name = <bytes>names[r.proto]
+    cdef int i
+    _to_room(o, _TO_ROW_ROOM + len(head) + len(name))
+    _to_put(o, head, len(head))
+    _to_put(o, kind, kind_len)
+    _to_putc(o, c',')
+    _to_putu(o, r.proto)
+    _to_putc(o, c',')
+    if kind_len and not r.phys:
+        _to_put(o, kind, kind_len)
+    else:
+        _to_put(o, name, len(name))
+    _to_putc(o, c',')
+    if r.s.ver:
+        _to_put_addr(o, &r.s, conn, False)
+        _to_putc(o, c',')
+        _to_putu(o, r.sport)
+    else:
+        _to_putc(o, c',')
+    _to_putc(o, c',')
+    if r.d.ver:
+        _to_put_addr(o, &r.d, conn, True)
+        _to_putc(o, c',')
+        _to_putu(o, r.dport)
+    else:
+        _to_putc(o, c',')
+    for i in range(4):
+        _to_putc(o, c',')
+        _to_putu(o, r.c[i])
+    _to_put(o, b"\r\n", 2)
+    return 0
+
+
+cdef object _to_text(_ToOut *o):
+    return PyUnicode_DecodeUTF8(o.data, o.size, NULL) if o.size else ""
+
+
+cdef int _to_rows(
+    object items, bint csv, _ToOut *ov, _ToOut *op, bytes head, tuple names
+) except -1:
+    # JSON: virtual rows to ov, physical ones to op; CSV: all to ov
+    cdef OrderedItems ordered
+    cdef const _ToConn *r
+    cdef _ToConn one
+    cdef tuple it
+    cdef object conn
+    cdef Py_ssize_t i
+    if isinstance(items, OrderedItems):
+        ordered = <OrderedItems>items
+        for i in range(ordered._n):
+            r = &ordered._conns[ordered._order[i]]
+            conn = ordered._pair(ordered._order[i])[0] if r.odd else None
+            if csv:
+                _to_csv_row(ov, r, conn, head, names)
+            else:
+                _to_json_row(op if r.phys else ov, r, conn)
+        return 0
+    for item in tuple(items):
+        it = _to_tuple(item, 3, "items")
+        _to_read(it[0], it[1], it[2], &one)
+        if csv:
+            _to_csv_row(ov, &one, it[0], head, names)
+        else:
+            _to_json_row(op if one.phys else ov, &one, it[0])
+    return 0
+
+
+def json_rows(items):
+    """``(virtual, physical)``: the rows of ``items`` as compact JSON objects
+    joined by commas, as ``_fastout.json_items`` writes them.
+
+    ``items``: an :class:`OrderedItems` or ``(Connection, Counts, physical)``
+    tuples.
+    """
+    cdef _ToOut ov, op
+    ov.data = NULL; ov.size = 0; ov.cap = 0
+    op.data = NULL; op.size = 0; op.cap = 0
+    try:
+        _to_rows(items, False, &ov, &op, b"", ())
+        return _to_text(&ov), _to_text(&op)
+    finally:
+        PyMem_Free(ov.data)
+        PyMem_Free(op.data)
+
+
+cdef bytes _to_name(object name):
+    if not isinstance(name, str):
+        raise TypeError(f"names: expected str, got {type(name).__name__}")
+    return (<str>name).encode()
+
+
+def csv_rows(items, str head not None, names):
+    """CSV lines (CRLF) of ``items``, as ``_fastout.csv_items`` writes them.
+
+    ``head`` is the window columns followed by ','; ``names`` the 256
+    protocol names.
+    """
+    cdef tuple texts = tuple([_to_name(n) for n in names])
+    cdef _ToOut o
+    if len(texts) != 256:
+        raise ValueError(f"names: expected 256 protocol names, got {len(texts)}")
+    o.data = NULL; o.size = 0; o.cap = 0
+    try:
+        _to_rows(items, True, &o, NULL, head.encode(), texts)
+        return _to_text(&o)
+    finally:
+        PyMem_Free(o.data)
