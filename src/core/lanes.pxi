@@ -24,8 +24,8 @@ cdef enum:
     LANES = 16          # a power of two
     # Packets buffered per lane.  Each drain takes the 8 shard locks, lines
     # last written by the other threads: 256 makes that 1 lock per 32
-    # packets (two threads reached 93-97% of two unshared instances on 3.13t,
-    # against 85-93% with 64; benchmarks/RESULTS.md), for 200 KB of lanes
+    # packets (two threads reached 93-98% of two unshared instances on 3.13t,
+    # against 85-99% with 64; benchmarks/RESULTS.md), for 200 KB of lanes
     # per instance on free-threaded builds.
     LANE_N = 256
 

@@ -54,9 +54,15 @@ cdef inline uint64_t _to_be(const uint8_t *p, int n) noexcept nogil:
     return v
 
 
+cdef inline bint _to_embeds_v4(const _ToAddr *a) noexcept nogil:
+    # ::a.b.c.d and ::ffff:a.b.c.d: their text is str()'s (Python versions
+    # write them differently)
+    return a.ver == 6 and a.hi == 0 and ((a.lo >> 32) == 0 or (a.lo >> 32) == 0xFFFF)
+
+
 cdef inline bint _to_addr(AddrPort ap, _ToAddr *out) noexcept:
     # The address bytes kept inside the AddrPort: no ipaddress object is
-    # read.  True for ::a.b.c.d and ::ffff:a.b.c.d, whose text is str()'s.
+    # read.  True if its text must come from str() (_to_embeds_v4).
     out.ver = ap._fam
     out.hi = 0
     out.lo = 0
@@ -65,8 +71,7 @@ cdef inline bint _to_addr(AddrPort ap, _ToAddr *out) noexcept:
     elif ap._fam == 6:
         out.hi = _to_be(ap._raw, 8)
         out.lo = _to_be(ap._raw + 8, 8)
-        return out.hi == 0 and ((out.lo >> 32) == 0 or (out.lo >> 32) == 0xFFFF)
-    return False
+    return _to_embeds_v4(out)
 
 
 cdef int _to_read(object conn, object counts, bint phys, _ToConn *r) except -1:
@@ -197,9 +202,9 @@ cdef class OrderedItems:
     cdef Py_ssize_t _n
 
     def __dealloc__(self):
-        PyMem_Free(self._starts)
-        PyMem_Free(self._conns)
-        PyMem_Free(self._order)
+        free(self._starts)
+        free(self._conns)
+        free(self._order)
 
     def __len__(self):
         return self._n
@@ -274,11 +279,10 @@ def sorted_items(tables, str column, bint reverse, Py_ssize_t top):
     res._snaps = tuple(snaps)
     res._physical = tuple(physical)
     res._tables = nt
-    res._starts = <Py_ssize_t *>PyMem_Malloc((nt + 1) * sizeof(Py_ssize_t))
-    res._conns = <_ToConn *>PyMem_Malloc(rows * sizeof(_ToConn) + 1)
-    res._order = <Py_ssize_t *>PyMem_Malloc(shown * sizeof(Py_ssize_t) + 1)
-    if res._starts == NULL or res._conns == NULL or res._order == NULL:
-        raise MemoryError()
+    # sizes overflow-checked (_alloc_array); MemoryError frees what was got
+    res._starts = <Py_ssize_t *>_alloc_array(nt + 1, sizeof(Py_ssize_t))
+    res._conns = <_ToConn *>_alloc_array(rows, sizeof(_ToConn))
+    res._order = <Py_ssize_t *>_alloc_array(shown, sizeof(Py_ssize_t))
     start = 0
     try:
         for t in range(nt):
@@ -290,9 +294,7 @@ def sorted_items(tables, str column, bint reverse, Py_ssize_t top):
                 start += n
                 continue
             phys = physical[t]
-            keys = <_ToKey *>PyMem_Malloc(n * sizeof(_ToKey))
-            if keys == NULL:
-                raise MemoryError()
+            keys = <_ToKey *>_alloc_array(n, sizeof(_ToKey))
             for i in range(n):
                 pair = _to_tuple(snap[i], 2, "tables")
                 r = &res._conns[start + i]
@@ -319,12 +321,12 @@ def sorted_items(tables, str column, bint reverse, Py_ssize_t top):
             for i in range(need):
                 res._order[res._n] = start + keys[i].idx
                 res._n += 1
-            PyMem_Free(keys)
+            free(keys)
             keys = NULL
             start += n
         res._starts[nt] = start
     finally:
-        PyMem_Free(keys)
+        free(keys)
     return res, total
 
 
@@ -343,7 +345,7 @@ cdef int _to_room(_ToOut *o, Py_ssize_t n) except -1:
     if o.size + n <= o.cap:
         return 0
     cap = max(o.cap * 2, o.size + n, 65536)
-    grown = <char *>PyMem_Realloc(o.data, cap)
+    grown = <char *>realloc(o.data, cap)
     if grown == NULL:
         raise MemoryError()
     o.data = grown
@@ -394,9 +396,8 @@ cdef int _to_put_addr(_ToOut *o, const _ToAddr *a, object conn, bint dst) except
                 _to_putc(o, c'.')
             _to_putu(o, (a.lo >> (24 - 8 * i)) & 0xFF)
         return 0
-    if a.hi == 0 and ((a.lo >> 32) == 0 or (a.lo >> 32) == 0xFFFF):
-        # ::a.b.c.d and ::ffff:a.b.c.d: Python versions write them
-        # differently; rare, so ask str()
+    if _to_embeds_v4(a):
+        # rare, so ask str()
         if not isinstance(conn, Connection):
             raise TypeError("items: the Connection is needed for this address")
         text = str(((<Connection>conn).dst if dst else (<Connection>conn).src).addr).encode()
@@ -606,8 +607,8 @@ def json_rows(items):
         _to_rows(items, False, &ov, &op, b"", ())
         return _to_text(&ov), _to_text(&op)
     finally:
-        PyMem_Free(ov.data)
-        PyMem_Free(op.data)
+        free(ov.data)
+        free(op.data)
 
 
 cdef bytes _to_name(object name):
@@ -631,4 +632,4 @@ def csv_rows(items, str head not None, names):
         _to_rows(items, True, &o, NULL, head.encode(), texts)
         return _to_text(&o)
     finally:
-        PyMem_Free(o.data)
+        free(o.data)
