@@ -14,8 +14,10 @@ from ._statistics import Statistics
 from ._types import PROTOCOL_NAMES, TAILSCALE_SERVICE_ADDRESSES, protocol_name
 from ._version import __version__
 
+from .export.community_id import community_id
+
 if TYPE_CHECKING:
-    from ._fastparse import AddrPort, Connection, Counts
+    from ._fastparse import AddrPort, Connection, Counts, TimedCounts
     from ._typing import Buffer
 else:
     # Value types of the selected core: C types, or the NamedTuples of
@@ -23,6 +25,7 @@ else:
     AddrPort = _core.AddrPort
     Connection = _core.Connection
     Counts = _core.Counts
+    TimedCounts = _core.TimedCounts
 
 
 def decode(packet: Buffer) -> tuple[int, AddrPort, AddrPort]:
@@ -38,7 +41,9 @@ __all__ = [
     "PROTOCOL_NAMES",
     "Statistics",
     "TAILSCALE_SERVICE_ADDRESSES",
+    "TimedCounts",
     "__version__",
+    "community_id",
     "decode",
     "protocol_name",
 ]

@@ -81,6 +81,11 @@ class Statistics(_CountingMethods):
     ``max_period`` seconds and whenever a new connection would make the
     window hold more than ``max_conns`` connections.
 
+    With ``track_times=True`` the windows' values are :class:`TimedCounts`:
+    Counts with the wall-clock time (ns since the epoch) of the update call
+    that first and last counted the connection in the window.  Off by
+    default: it costs a clock read per call and 16 bytes per connection.
+
     All methods are safe to call from any thread.
     """
 
@@ -94,6 +99,7 @@ class Statistics(_CountingMethods):
         dump: Optional[DumpCallback] = None,
         *,
         ignore_destinations: Iterable[Any] = (),
+        track_times: bool = False,
     ) -> None:
         period = _period_seconds(max_period)
         if isinstance(max_conns, bool) or not isinstance(max_conns, int):
@@ -114,9 +120,15 @@ class Statistics(_CountingMethods):
                 "ignore_destinations: expected an iterable of addresses, "
                 f"got a single {type(ignore_destinations).__name__}"
             )
+        if not isinstance(track_times, bool):
+            raise TypeError(
+                f"track_times: expected a bool, got {type(track_times).__name__}"
+            )
         module = self._core_module or _impl.core
         core = module.Core(
-            max_conns=max_conns, ignore_destinations=tuple(ignore_destinations)
+            max_conns=max_conns,
+            ignore_destinations=tuple(ignore_destinations),
+            track_times=track_times,
         )
         self._core = core
         self._period = period

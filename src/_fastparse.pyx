@@ -27,6 +27,7 @@ dependency order:
   core/platform.pxi    the declarations of cs_platform.h
   core/decode.pxi      an IP packet to a 40-byte key
   core/table.pxi       the sharded counter table and the window it lives in
+  core/times.pxi       first/last time per connection (windows that track times)
   core/values.pxi      AddrPort, Connection, Counts
   core/args.pxi        Python arguments to C values (buffers, index arrays)
   core/window.pxi      Window, and a cut window's table to Python objects
@@ -34,6 +35,7 @@ dependency order:
   core/core.pxi        Core: entry points, cutting, pending windows, wake-up
   core/methods.pxi     CountingMethods: Statistics' per-packet methods
   core/textout.pxi     connection tables as sorted JSON/CSV text (connstats read)
+  core/columns.pxi     a window as packed columns (Arrow, Parquet)
 """
 
 cimport cython
@@ -41,7 +43,9 @@ from cpython.buffer cimport (
     PyBUF_ANY_CONTIGUOUS, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release,
     PyObject_CheckBuffer, PyObject_GetBuffer,
 )
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from cpython.bytes cimport (
+    PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE,
+)
 from cpython.long cimport PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong
 from cpython.number cimport PyNumber_Index
 from cpython.object cimport Py_EQ, Py_GE, Py_GT, Py_LE, Py_LT, Py_NE, PyObject
@@ -65,6 +69,7 @@ from connstats._types import PROTOCOL_NAMES, TAILSCALE_SERVICE_ADDRESSES, protoc
 include "core/platform.pxi"
 include "core/decode.pxi"
 include "core/table.pxi"
+include "core/times.pxi"
 include "core/values.pxi"
 include "core/args.pxi"
 include "core/window.pxi"
@@ -72,6 +77,7 @@ include "core/lanes.pxi"
 include "core/core.pxi"
 include "core/methods.pxi"
 include "core/textout.pxi"
+include "core/columns.pxi"
 
 
 def decode(packet):

@@ -16,6 +16,8 @@ cdef struct cs_table:
     uint32_t mask       # number of slots - 1; 0 while unallocated
     uint32_t count
     uint32_t capacity   # of entries
+    int64_t *times      # first/last ns per entry, parallel to entries; only
+                        # in windows that track times (core/times.pxi)
 
 
 cdef enum:
@@ -33,6 +35,7 @@ cdef struct cs_window:
     int64_t end_ns
     int64_t generation
     cs_window *next     # pending-queue link
+    int track_times     # entries carry first/last times (core/times.pxi)
 
 
 cdef enum:
@@ -70,8 +73,11 @@ cdef int _table_grow(cs_table *t) noexcept nogil:
 
 cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint64_t h,
                             bint rx, uint64_t npkts, uint64_t nbytes,
-                            int64_t max_conns) noexcept nogil:
-    """Count npkts packets of nbytes in all on k.  The caller holds the shard's lock."""
+                            int64_t max_conns, const int64_t *span) noexcept nogil:
+    """Count npkts packets of nbytes in all on k.  The caller holds the shard's lock.
+
+    span: the packets' first and last time (ns) in a window that tracks
+    times, else unused (NULL)."""
     cdef cs_table *t = &w.shards[shard]
     cdef uint32_t tag = <uint32_t>h
     cdef uint32_t pos, idx, cap
@@ -102,6 +108,8 @@ cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint6
             cap = 8 if t.capacity == 0 else t.capacity * 2
             if cs_array_bytes(cap, sizeof(cs_entry), &grown_bytes) < 0:
                 return ADD_NOMEM
+            if w.track_times and _times_grow(t, cap) < 0:
+                return ADD_NOMEM
             grown = <cs_entry *>realloc(t.entries, grown_bytes)
             if grown == NULL:
                 return ADD_NOMEM
@@ -123,12 +131,16 @@ cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint6
         e.rx_packets = 0
         e.rx_bytes = 0
         t.slots[pos] = (<uint64_t>tag << 32) | (idx + 1)
+        if w.track_times:
+            _times_open(t, idx)
     if rx:
         e.rx_packets += npkts
         e.rx_bytes += nbytes
     else:
         e.tx_packets += npkts
         e.tx_bytes += nbytes
+    if w.track_times:
+        _times_note(t, <uint32_t>(e - t.entries), span)
     return result
 
 
@@ -153,6 +165,7 @@ cdef void _window_free(cs_window *w) noexcept nogil:
     for i in range(NSHARDS):
         free(w.shards[i].slots)
         free(w.shards[i].entries)
+        free(w.shards[i].times)
     free(w)
 
 
@@ -163,6 +176,8 @@ cdef Py_ssize_t _window_table_bytes(cs_window *w) noexcept nogil:
         if w.shards[i].mask:
             total += (w.shards[i].mask + 1) * sizeof(uint64_t)
         total += w.shards[i].capacity * sizeof(cs_entry)
+        if w.shards[i].times != NULL:
+            total += w.shards[i].capacity * 2 * sizeof(int64_t)
     return total
 
 
