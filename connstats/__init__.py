@@ -18,7 +18,7 @@ from .export.community_id import community_id
 
 if TYPE_CHECKING:
     from ._fastparse import AddrPort, Connection, Counts, TimedCounts
-    from ._typing import Buffer
+    from ._types import Buffer
 else:
     # Value types of the selected core: C types, or the NamedTuples of
     # _types.py when running on the pure-Python core.
