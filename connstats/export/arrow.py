@@ -25,6 +25,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Optional
 
+from .. import _types
 from .._impl import core as _core
 from . import community_id as _community_id
 
@@ -158,6 +159,20 @@ def _from_columns(
     return pa.Table.from_arrays(arrays, schema=sch)
 
 
+def _columns_of(virtual: Any, physical: Any) -> Any:
+    # The values of the pure-Python core (NamedTuples) may meet the compiled
+    # one (the test suite runs both cores in one process): each core reads
+    # its own types.
+    for part in (virtual, physical):
+        if isinstance(part, dict) and part:
+            if isinstance(next(iter(part)), _types.Connection):
+                from .. import _fastparse_py
+
+                return _fastparse_py.columns
+            break
+    return _core.columns
+
+
 def table(
     start: datetime | int,
     end: datetime | int,
@@ -178,7 +193,7 @@ def table(
     """
     start_ns = _ns(start, "start")
     end_ns = _ns(end, "end")
-    cols = _core.columns((virtual, physical), community_id)
+    cols = _columns_of(virtual, physical)((virtual, physical), community_id)
     return _from_columns(cols, start_ns, end_ns, community_id=community_id, seed=seed)
 
 
