@@ -148,8 +148,10 @@ def command(args: argparse.Namespace) -> int:
     summaries: list[str] = []
     totals: list[FileTotals] = []
     with ExitStack() as stack:
-        out = open_output(stack, args.output)
+        out = open_output(stack, args.output, args.format)
         writer = make_writer(args, out, options)
+        if hasattr(writer, "close"):
+            stack.callback(writer.close)
         paths: list[tuple[str, str]] = []  # (path to open, name shown)
         if args.files:
             paths = [(p, "<stdin>" if p == "-" else p) for p in args.files]

@@ -32,7 +32,7 @@ from . import community_id as _community_id
 if TYPE_CHECKING:
     import pyarrow
 
-__all__ = ["COLUMNS", "schema", "table", "window_table"]
+__all__ = ["COLUMNS", "schema", "table", "window_table", "with_schema"]
 
 #: The columns every table has, in order.
 COLUMNS = (
@@ -208,3 +208,15 @@ def window_table(
     """A cut core window as an Arrow table, without building its dicts."""
     cols = _core.columns(window, community_id)
     return _from_columns(cols, start_ns, end_ns, community_id=community_id, seed=seed)
+
+
+def with_schema(table: pyarrow.Table, target: pyarrow.Schema) -> pyarrow.Table:
+    """``table`` with ``target``'s columns: missing optional ones as nulls."""
+    pa = _pyarrow()
+    columns = [
+        table.column(field.name)
+        if field.name in table.column_names
+        else pa.nulls(table.num_rows, field.type)
+        for field in target
+    ]
+    return pa.Table.from_arrays(columns, schema=target)
