@@ -198,7 +198,7 @@ def command(args: argparse.Namespace) -> int:
 
         # Each connection's first and last packet time, from the capture's
         # timestamps, when a row shows them (or an export sends them).
-        timed = options.times or getattr(args, "format", "") == "parquet"
+        timed = bool(options.times or args.format == "parquet" or args.export)
         if timed:
 
             def show_timed(window: Window) -> None:
