@@ -13,7 +13,6 @@ from ._impl import core as _core
 from ._statistics import Statistics
 from ._types import PROTOCOL_NAMES, TAILSCALE_SERVICE_ADDRESSES, protocol_name
 from ._version import __version__
-
 from .export.community_id import community_id
 
 if TYPE_CHECKING:

@@ -99,8 +99,8 @@ class TimedCounts(Counts):
         rx_packets: int = 0,
         rx_bytes: int = 0,
         *,
-        first_ns: int,
-        last_ns: int,
+        first_ns: int = 0,
+        last_ns: int = 0,
     ) -> None: ...
 
 class Window:
@@ -154,10 +154,20 @@ class Core:
         self, buffer: Buffer, offsets: _IndexArray, lengths: _IndexArray, /
     ) -> None: ...
     def update_tx_virtual_buffer_at(
-        self, buffer: Buffer, offsets: _IndexArray, lengths: _IndexArray, times: Buffer, /
+        self,
+        buffer: Buffer,
+        offsets: _IndexArray,
+        lengths: _IndexArray,
+        times: Buffer,
+        /,
     ) -> None: ...
     def update_rx_virtual_buffer_at(
-        self, buffer: Buffer, offsets: _IndexArray, lengths: _IndexArray, times: Buffer, /
+        self,
+        buffer: Buffer,
+        offsets: _IndexArray,
+        lengths: _IndexArray,
+        times: Buffer,
+        /,
     ) -> None: ...
     # MemoryError (the open window kept, with its counts) if no new window
     # can be allocated; None only if nothing was counted.

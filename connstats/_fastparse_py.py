@@ -346,7 +346,9 @@ class Window:
 
     __slots__ = ("start", "end", "track_times", "_generation", "_virtual", "_physical")
 
-    def __init__(self, generation: int, start: float, track_times: bool = False) -> None:
+    def __init__(
+        self, generation: int, start: float, track_times: bool = False
+    ) -> None:
         self.start: float = start
         self.end: float = start
         #: True if the counts carry first/last times (TimedCounts).
@@ -690,12 +692,16 @@ class Core:
         """``update_tx_virtual_buffer`` with each packet's time: ``times[i]``
         in ns since the epoch (a buffer of int64, format 'q').  The times are
         kept only by a core that tracks them (the capture replay's)."""
+        if times is None:
+            raise TypeError("times: expected a buffer of int64, got None")
         self._virtual_buffer(buffer, offsets, lengths, False, times)
 
     def update_rx_virtual_buffer_at(
         self, buffer: Any, offsets: Any, lengths: Any, times: Any
     ) -> None:
         """``update_rx_virtual_buffer`` with each packet's time (see the tx one)."""
+        if times is None:
+            raise TypeError("times: expected a buffer of int64, got None")
         self._virtual_buffer(buffer, offsets, lengths, True, times)
 
     # -- window management -------------------------------------------------
@@ -944,7 +950,9 @@ def columns(source: Any, packed: bool = False) -> Columns:
         ends = [c.src if side == "src" else c.dst for c, _v, _f in rows]
         family = bytes(0 if e.addr is None else e.addr.version for e in ends)
         setattr(cols, f"{side}_family", family)
-        setattr(cols, f"{side}_port", array.array("H", [e.port for e in ends]).tobytes())
+        setattr(
+            cols, f"{side}_port", array.array("H", [e.port for e in ends]).tobytes()
+        )
         setattr(cols, f"{side}_valid", _bitmap([e.addr is not None for e in ends]))
         texts = [b"" if e.addr is None else str(e.addr).encode() for e in ends]
         offsets = [0]
@@ -964,9 +972,11 @@ def columns(source: Any, packed: bool = False) -> Columns:
         )
     for i, name in enumerate(("tx_packets", "tx_bytes", "rx_packets", "rx_bytes")):
         setattr(cols, name, array.array("Q", [v[i] for _c, v, _f in rows]).tobytes())
-    timed = n > 0 and all(isinstance(v, TimedCounts) for _c, v, _f in rows)
+    spans = [
+        (v.first_ns, v.last_ns) for _c, v, _f in rows if isinstance(v, TimedCounts)
+    ]
     cols.first_ns = cols.last_ns = None
-    if timed:
-        cols.first_ns = array.array("q", [v.first_ns for _c, v, _f in rows]).tobytes()
-        cols.last_ns = array.array("q", [v.last_ns for _c, v, _f in rows]).tobytes()
+    if n > 0 and len(spans) == n:  # times only when every value has them
+        cols.first_ns = array.array("q", [first for first, _ in spans]).tobytes()
+        cols.last_ns = array.array("q", [last for _, last in spans]).tobytes()
     return cols

@@ -187,8 +187,8 @@ class TimedCounts(Counts):
         rx_packets: int = 0,
         rx_bytes: int = 0,
         *,
-        first_ns: int,
-        last_ns: int,
+        first_ns: int = 0,
+        last_ns: int = 0,
     ) -> TimedCounts:
         self = super().__new__(cls, tx_packets, tx_bytes, rx_packets, rx_bytes)
         for name, value in (("first_ns", first_ns), ("last_ns", last_ns)):

@@ -13,9 +13,9 @@ from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 
+import captures as cap
 import pytest
 
-import captures as cap
 from connstats.capture import CaptureReader
 from connstats.capture.windows import Replayer
 from connstats.cli import main
@@ -33,7 +33,11 @@ def replay_times(data: bytes, module, *, scanner=None, **kw):
         for conn, c in window.virtual.items():
             key = (conn.proto, str(conn.src), str(conn.dst))
             first, last, n = out.get(key, (c.first_ns, c.last_ns, 0))
-            out[key] = (min(first, c.first_ns), max(last, c.last_ns), n + c.tx_packets + c.rx_packets)
+            out[key] = (
+                min(first, c.first_ns),
+                max(last, c.last_ns),
+                n + c.tx_packets + c.rx_packets,
+            )
 
     replayer = Replayer(take, core_module=module, track_times=True, **kw)
     reader = CaptureReader(io.BytesIO(data), "test", scanner_class=scanner)
@@ -46,10 +50,22 @@ def tshark_times(path: Path) -> dict:
     """Wireshark's per-direction first/last frame time (ns) of IP packets."""
     fields = ["frame.time_epoch", "ip.proto", "ipv6.nxt", "ip.src", "ipv6.src", "ip.dst",
               "ipv6.dst", "tcp.srcport", "udp.srcport", "tcp.dstport", "udp.dstport"]  # fmt: skip
-    argv = ["tshark", "-r", str(path), "-T", "fields", "-E", "separator=,", "-E", "occurrence=f"]
+    argv = [
+        "tshark",
+        "-r",
+        str(path),
+        "-T",
+        "fields",
+        "-E",
+        "separator=,",
+        "-E",
+        "occurrence=f",
+    ]
     for f in fields:
         argv += ["-e", f]
-    lines = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120).stdout
+    lines = subprocess.run(
+        argv, capture_output=True, text=True, check=True, timeout=120
+    ).stdout
     out: dict = {}
     for line in lines.splitlines():
         f = line.split(",")
@@ -73,15 +89,24 @@ def _captures():
     sample = resources.files("connstats") / "data" / "sample.pcap"
     with resources.as_file(sample) as path:
         yield Path(path)
-    for name in ("lo-s96.pcap", "lo-s96.pcapng", "lo-s96-reordered.pcap", "lo-s96-user0.pcapng"):
+    for name in (
+        "lo-s96.pcap",
+        "lo-s96.pcapng",
+        "lo-s96-reordered.pcap",
+        "lo-s96-user0.pcapng",
+    ):
         yield DATA / name
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark (Wireshark) is not installed")
+@pytest.mark.skipif(
+    shutil.which("tshark") is None, reason="tshark (Wireshark) is not installed"
+)
 @pytest.mark.parametrize("scanner", cap.SCANNERS)
 def test_first_last_are_wiresharks_frame_times(impl, scanner):
     for path in _captures():
-        ours = replay_times(path.read_bytes(), impl.module, scanner=cap.scanner_class(scanner))
+        ours = replay_times(
+            path.read_bytes(), impl.module, scanner=cap.scanner_class(scanner)
+        )
         assert ours == tshark_times(path), path
 
 
@@ -89,7 +114,9 @@ def random_capture(seed: int, *, shuffle: bool) -> tuple[bytes, dict]:
     """A nanosecond pcap of a few flows, and the (first, last, packets) of each."""
     rng = random.Random(seed)
     flows = [
-        cap.udp4("10.0.0.1", 1000 + i, "10.0.0.2", 53, b"q") if i % 3 else cap.tcp6("2001:db8::1", 40000 + i, "2001:db8::2", 443)
+        cap.udp4("10.0.0.1", 1000 + i, "10.0.0.2", 53, b"q")
+        if i % 3
+        else cap.tcp6("2001:db8::1", 40000 + i, "2001:db8::2", 443)
         for i in range(12)
     ]
     records = []
@@ -117,7 +144,9 @@ def cap_decode(packet: bytes):
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
-@pytest.mark.parametrize("window", [{}, {"max_period_ns": 5 * S // 1000}, {"max_conns": 5}])
+@pytest.mark.parametrize(
+    "window", [{}, {"max_period_ns": 5 * S // 1000}, {"max_conns": 5}]
+)
 def test_first_last_over_windows_and_disorder(impl, shuffle, window):
     data, want = random_capture(7, shuffle=shuffle)
     assert replay_times(data, impl.module, **window) == want
@@ -127,14 +156,18 @@ def test_counts_are_the_same_with_and_without_times(impl):
     data, _ = random_capture(3, shuffle=True)
     plain, timed = [], []
     for out, track in ((plain, False), (timed, True)):
-        replayer = Replayer(out.append, core_module=impl.module, track_times=track, max_conns=7)
+        replayer = Replayer(
+            out.append, core_module=impl.module, track_times=track, max_conns=7
+        )
         replayer.feed(CaptureReader(io.BytesIO(data), "t"))
         replayer.finish()
     assert [(w.start_ns, w.end_ns, w.virtual) for w in plain] == [
         (w.start_ns, w.end_ns, w.virtual) for w in timed
     ]
     assert all(type(c).__name__ == "Counts" for w in plain for c in w.virtual.values())
-    assert all(type(c).__name__ == "TimedCounts" for w in timed for c in w.virtual.values())
+    assert all(
+        type(c).__name__ == "TimedCounts" for w in timed for c in w.virtual.values()
+    )
 
 
 # -- the command line -------------------------------------------------------------------
@@ -159,7 +192,9 @@ def test_read_times_are_exact(capsys, tmp_path, extra):
     data, want = random_capture(11, shuffle=False)
     path = tmp_path / "t.pcap"
     path.write_bytes(data)
-    code, out, err = run(capsys, "read", str(path), "--times", "--format", "jsonl", *extra)
+    code, out, err = run(
+        capsys, "read", str(path), "--times", "--format", "jsonl", *extra
+    )
     assert code == 0, err
     got: dict = {}
     for line in out.splitlines():
@@ -171,22 +206,33 @@ def test_read_times_are_exact(capsys, tmp_path, extra):
             if first == last:
                 assert "pktsPerSec" not in r
             else:
-                assert r["pktsPerSec"] == pytest.approx(r["txPkts"] / ((last - first) / S), rel=1e-3)
+                assert r["pktsPerSec"] == pytest.approx(
+                    r["txPkts"] / ((last - first) / S), rel=1e-3
+                )
     assert got == want
 
 
 def test_read_sorts_by_exact_rates(capsys, tmp_path):
     # one fast flow (10 packets in 1 ms) and one slow one (10 packets over 9 s):
     # 1-second buckets made them look alike
-    fast = [(T0 + i * S // 10_000, cap.udp4("10.0.0.1", 1, "10.0.0.2", 2, b"x")) for i in range(10)]
-    slow = [(T0 + i * S, cap.udp4("10.0.0.3", 3, "10.0.0.4", 4, b"x")) for i in range(10)]
+    fast = [
+        (T0 + i * S // 10_000, cap.udp4("10.0.0.1", 1, "10.0.0.2", 2, b"x"))
+        for i in range(10)
+    ]
+    slow = [
+        (T0 + i * S, cap.udp4("10.0.0.3", 3, "10.0.0.4", 4, b"x")) for i in range(10)
+    ]
     path = tmp_path / "r.pcap"
     path.write_bytes(cap.pcap(sorted(fast + slow), 101, nanosecond=True))
     for column in ("pps", "bps"):
-        code, out, _ = run(capsys, "read", str(path), "--sort", column, "--format", "jsonl")
+        code, out, _ = run(
+            capsys, "read", str(path), "--sort", column, "--format", "jsonl"
+        )
         rows = json.loads(out)["virtualTraffic"]
         assert [r["src"] for r in rows] == ["10.0.0.1:1", "10.0.0.3:3"]
         assert rows[0]["pktsPerSec"] == pytest.approx(10 / 0.0009, rel=1e-6)
-    code, out, _ = run(capsys, "read", str(path), "--sort", "duration", "--format", "jsonl")
+    code, out, _ = run(
+        capsys, "read", str(path), "--sort", "duration", "--format", "jsonl"
+    )
     rows = json.loads(out)["virtualTraffic"]
     assert [r["durationSec"] for r in rows] == [9.0, 0.0009]

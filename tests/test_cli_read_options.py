@@ -358,7 +358,9 @@ def _ns(text: str) -> int:
 
 def test_times_with_max_conns(capsys):
     # exact times come from the core, whatever cuts the windows
-    code, out, _err = run(capsys, "read", "--times", "--max-conns", "3", "--format", "jsonl")
+    code, out, _err = run(
+        capsys, "read", "--times", "--max-conns", "3", "--format", "jsonl"
+    )
     assert code == 0
     rows = [r for m in jsonl(out) for r in m["virtualTraffic"]]
     assert rows and all(_ns(r["firstSeen"]) <= _ns(r["lastSeen"]) for r in rows)

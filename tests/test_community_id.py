@@ -5,20 +5,19 @@ Python) and Wireshark's Community ID dissector on real captures."""
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 from importlib import resources
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
 import pytest
+from captures import ipv4 as ip4
+from captures import pcap, read_windows, tcp4, tcp6, udp4, udp6
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import connstats
-import struct
-
-from captures import ipv4 as ip4
-from captures import pcap, read_windows, tcp4, tcp6, udp4, udp6
 
 communityid = pytest.importorskip(
     "communityid", reason="the communityid package is not installed (test extra)"
@@ -44,7 +43,9 @@ def connections(draw, module):
         sport, dport = draw(ports), draw(st.one_of(st.just(0), ports))
     else:
         sport = dport = 0
-    return module.Connection(proto, module.AddrPort(src, sport), module.AddrPort(dst, dport))
+    return module.Connection(
+        proto, module.AddrPort(src, sport), module.AddrPort(dst, dport)
+    )
 
 
 def reference(conn, seed=0):
@@ -81,7 +82,9 @@ def test_icmp_is_hashed_without_type_and_code(impl, monkeypatch):
         (1, "192.0.2.1", "198.51.100.2"),
         (58, "2001:db8::1", "fe80::2"),
     ):
-        conn = impl.Connection(proto, impl.AddrPort(ip_address(a), 0), impl.AddrPort(ip_address(b), 0))
+        conn = impl.Connection(
+            proto, impl.AddrPort(ip_address(a), 0), impl.AddrPort(ip_address(b), 0)
+        )
         flow = communityid.FlowTuple(proto, a, b)
         assert connstats.community_id(conn) == communityid.CommunityID().calc(flow)
 
@@ -102,10 +105,15 @@ def test_connections_without_an_id(impl):
 
 
 @pytest.mark.parametrize(
-    "seed, error", [(-1, ValueError), (65536, ValueError), (True, TypeError), ("1", TypeError)]
+    "seed, error",
+    [(-1, ValueError), (65536, ValueError), (True, TypeError), ("1", TypeError)],
 )
 def test_bad_seed(seed, error):
-    conn = connstats.Connection(6, connstats.AddrPort(IPv4Address("1.2.3.4"), 1), connstats.AddrPort(IPv4Address("1.2.3.5"), 2))
+    conn = connstats.Connection(
+        6,
+        connstats.AddrPort(IPv4Address("1.2.3.4"), 1),
+        connstats.AddrPort(IPv4Address("1.2.3.5"), 2),
+    )
     with pytest.raises(error, match="seed"):
         connstats.community_id(conn, seed=seed)
     with pytest.raises(TypeError, match="connection"):
@@ -142,7 +150,12 @@ def generated_capture(tmp_path: Path) -> Path:
         udp6("2001:db8::1", 53, "2001:db8::1", 5353, b"a"),
         tcp6("fe80::1", 22, "2001:db8:ffff::2", 51000),
         # SCTP: common header (ports, tag, checksum) and an empty DATA chunk
-        ip4("192.0.2.9", "192.0.2.10", 132, struct.pack(">HHII", 36412, 2905, 7, 0) + bytes(16)),
+        ip4(
+            "192.0.2.9",
+            "192.0.2.10",
+            132,
+            struct.pack(">HHII", 36412, 2905, 7, 0) + bytes(16),
+        ),
     ]
     frames = [(1_700_000_000_000_000_000 + i * 1000, p) for i, p in enumerate(packets)]
     path = tmp_path / "flows.pcap"
@@ -150,12 +163,19 @@ def generated_capture(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark (Wireshark) is not installed")
+@pytest.mark.skipif(
+    shutil.which("tshark") is None, reason="tshark (Wireshark) is not installed"
+)
 @pytest.mark.parametrize("seed", [0, 123])
 def test_matches_wireshark_on_captures(impl, tmp_path, seed):
     sample = resources.files("connstats") / "data" / "sample.pcap"
     with resources.as_file(sample) as sample_path:
-        paths = [Path(sample_path), DATA / "lo-s96.pcap", DATA / "lo-s96.pcapng", generated_capture(tmp_path)]
+        paths = [
+            Path(sample_path),
+            DATA / "lo-s96.pcap",
+            DATA / "lo-s96.pcapng",
+            generated_capture(tmp_path),
+        ]
         for path in paths:
             windows, _ = read_windows(path.read_bytes())
             ours = {

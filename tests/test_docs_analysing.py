@@ -36,7 +36,11 @@ def test_scripts(index, tmp_path):
         if module in ("pandas", "duckdb"):
             pytest.importorskip(module, reason=f"{module} is not installed")
     run = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip()

@@ -21,7 +21,9 @@ import connstats
 from connstats import _fastparse_py
 from connstats._impl import IS_COMPILED
 
-pa = pytest.importorskip("pyarrow", reason="pyarrow is not installed (connstats[arrow])")
+pa = pytest.importorskip(
+    "pyarrow", reason="pyarrow is not installed (connstats[arrow])"
+)
 pq = pytest.importorskip("pyarrow.parquet")
 
 from connstats.export import arrow  # noqa: E402
@@ -38,7 +40,11 @@ END = START + timedelta(seconds=10)
 
 
 def _ns(moment: datetime) -> int:
-    return int((moment - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds()) * 10**9 + moment.microsecond * 1000
+    return (
+        int((moment - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds())
+        * 10**9
+        + moment.microsecond * 1000
+    )
 
 
 def expected_rows(virtual, physical, start_ns, end_ns):
@@ -101,7 +107,9 @@ ipv6 = st.one_of(
     st.integers(0, 2**128 - 1).map(IPv6Address),
     st.integers(0, 2**32 - 1).map(lambda v: IPv6Address(0xFFFF << 32 | v)),
     st.integers(0, 2**48 - 1).map(IPv6Address),
-    st.sampled_from([IPv6Address("::"), IPv6Address("::1"), IPv6Address("2001:db8::1")]),
+    st.sampled_from(
+        [IPv6Address("::"), IPv6Address("::1"), IPv6Address("2001:db8::1")]
+    ),
 )
 counts = st.one_of(st.sampled_from([0, 1, 2**63, U64]), st.integers(0, U64))
 times = st.integers(-(2**63), 2**63 - 1)
@@ -111,7 +119,9 @@ def window_strategy(module, timed: bool):
     @st.composite
     def build(draw):
         def endpoint(may_miss):
-            addr = draw(st.one_of(st.none(), ipv4, ipv6) if may_miss else st.one_of(ipv4, ipv6))
+            addr = draw(
+                st.one_of(st.none(), ipv4, ipv6) if may_miss else st.one_of(ipv4, ipv6)
+            )
             return module.AddrPort(addr, draw(st.integers(0, 65535)))
 
         def value():
@@ -124,7 +134,9 @@ def window_strategy(module, timed: bool):
         virtual = {}
         for _ in range(draw(st.integers(0, 30))):
             miss = draw(st.booleans())
-            conn = module.Connection(draw(st.integers(0, 255)), endpoint(miss), endpoint(miss))
+            conn = module.Connection(
+                draw(st.integers(0, 255)), endpoint(miss), endpoint(miss)
+            )
             virtual[conn] = value()
         physical = {}
         for _ in range(draw(st.integers(0, 5))):
@@ -228,9 +240,25 @@ def _packets(n, seed=1):
     for _ in range(n):
         a = f"10.{rng.randrange(4)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
         if rng.random() < 0.2:
-            out.append(udp6("2001:db8::1", rng.randrange(65536), "::ffff:1.2.3.4", 53, b"x" * rng.randrange(30)))
+            out.append(
+                udp6(
+                    "2001:db8::1",
+                    rng.randrange(65536),
+                    "::ffff:1.2.3.4",
+                    53,
+                    b"x" * rng.randrange(30),
+                )
+            )
         else:
-            out.append(tcp4(a, rng.randrange(1024, 1100), "192.0.2.7", 443, b"y" * rng.randrange(100)))
+            out.append(
+                tcp4(
+                    a,
+                    rng.randrange(1024, 1100),
+                    "192.0.2.7",
+                    443,
+                    b"y" * rng.randrange(100),
+                )
+            )
     return out
 
 
@@ -251,7 +279,9 @@ def test_window_table_is_the_table_of_its_dicts(impl, timed):
     else:
         direct = arrow.window_table(window, start_ns, end_ns)
     virtual, physical = window.to_dicts()
-    assert same_rows(table_rows(direct), expected_rows(virtual, physical, start_ns, end_ns))
+    assert same_rows(
+        table_rows(direct), expected_rows(virtual, physical, start_ns, end_ns)
+    )
     assert (arrow.TIME_COLUMNS[0] in direct.column_names) == timed
 
 
@@ -271,7 +301,9 @@ def test_window_bounds_from_datetimes_are_exact():
     start = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=timezone.utc)
     assert arrow._ns(start, "start") == 9223372036854775000
     local = datetime(2026, 1, 1, 1, 0, 0, 1, tzinfo=timezone(timedelta(hours=1)))
-    assert arrow._ns(local, "start") == _ns(datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc))
+    assert arrow._ns(local, "start") == _ns(
+        datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc)
+    )
     with pytest.raises(ValueError, match="start"):
         arrow.table(datetime(2026, 1, 1), END, {}, {})
     with pytest.raises(TypeError, match="end"):
@@ -279,7 +311,11 @@ def test_window_bounds_from_datetimes_are_exact():
 
 
 def test_bad_tables_raise_naming_the_argument(impl):
-    good = impl.Connection(6, impl.AddrPort(IPv4Address("1.2.3.4"), 1), impl.AddrPort(IPv4Address("5.6.7.8"), 2))
+    good = impl.Connection(
+        6,
+        impl.AddrPort(IPv4Address("1.2.3.4"), 1),
+        impl.AddrPort(IPv4Address("5.6.7.8"), 2),
+    )
     for virtual, physical, error in (
         ([], {}, TypeError),
         ({good: (1, 2, 3, 4)}, {}, TypeError),
@@ -313,15 +349,27 @@ def test_community_id_column_is_community_id(impl):
         )
     )
     for conn in virtual:
-        key = (str(conn.src.addr), conn.src.port, str(conn.dst.addr), conn.dst.port, "virtual")
+        key = (
+            str(conn.src.addr),
+            conn.src.port,
+            str(conn.dst.addr),
+            conn.dst.port,
+            "virtual",
+        )
         assert ids[key] == connstats.community_id(conn, seed=7)
     for conn in physical:
-        key = (str(conn.src.addr), conn.src.port, str(conn.dst.addr), conn.dst.port, "physical")
+        key = (
+            str(conn.src.addr),
+            conn.src.port,
+            str(conn.dst.addr),
+            conn.dst.port,
+            "physical",
+        )
         assert ids[key] is None
 
 
 def test_parquet_round_trip_and_pandas(tmp_path):
-    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pandas")
     core = connstats._impl.core.Core(track_times=True)
     core.update_tx_virtual_batch(_packets(500))
     window = core.cut()
@@ -338,7 +386,11 @@ def test_parquet_round_trip_and_pandas(tmp_path):
 
 def test_statistics_dump_to_arrow(impl):
     tables = []
-    stats = impl.Statistics(dump=lambda *window: tables.append(arrow.table(*window)), max_period=60, track_times=True)
+    stats = impl.Statistics(
+        dump=lambda *window: tables.append(arrow.table(*window)),
+        max_period=60,
+        track_times=True,
+    )
     try:
         stats.update_tx_virtual_batch(_packets(200, seed=3))
     finally:

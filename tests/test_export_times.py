@@ -11,14 +11,13 @@ import random
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
+import captures as cap
 import pytest
 from ipfix_tools import Nfcapd, need, random_window
 
-import captures as cap
 from connstats import TimedCounts
-from connstats.export import IPFIXExporter, _ipfix
+from connstats.export import _ipfix
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -56,12 +55,16 @@ def test_records_carry_each_connections_times(compiled):
     if compiled and not _ipfix.IS_COMPILED:
         pytest.skip("the compiled IPFIX packer is not in use")
     rng = random.Random(4)
-    start, end, virtual, physical = random_window(rng, 300, start=datetime(2026, 5, 1, tzinfo=UTC))
+    start, end, virtual, physical = random_window(
+        rng, 300, start=datetime(2026, 5, 1, tzinfo=UTC)
+    )
     base = 1_777_593_600 * S
     timed = {}
-    for i, (conn, c) in enumerate(virtual.items()):
+    for _i, (conn, c) in enumerate(virtual.items()):
         first = base + rng.randrange(0, 10 * S)
-        timed[conn] = TimedCounts(*c, first_ns=first, last_ns=first + rng.randrange(0, 5 * S))
+        timed[conn] = TimedCounts(
+            *c, first_ns=first, last_ns=first + rng.randrange(0, 5 * S)
+        )
     enc = _ipfix.Encoder(1400, compiled=compiled)
     seen = {}
     from ipfix_tools import decode_message
@@ -76,7 +79,11 @@ def test_records_carry_each_connections_times(compiled):
     want: dict = {}
     for c in timed.values():
         k = (c.first_ns // MS, c.last_ns // MS)
-        want[k] = want.get(k, 0) + bool(c.tx_packets or c.tx_bytes) + bool(c.rx_packets or c.rx_bytes)
+        want[k] = (
+            want.get(k, 0)
+            + bool(c.tx_packets or c.tx_bytes)
+            + bool(c.rx_packets or c.rx_bytes)
+        )
     assert seen == want
 
 
@@ -113,7 +120,9 @@ def test_nfcapd_stores_each_connections_first_and_last(tmp_path):
 def test_window_bounds_without_times(tmp_path):
     # Counts without times: the window's start and end, as before
     rng = random.Random(5)
-    start, end, virtual, physical = random_window(rng, 20, start=datetime(2026, 5, 1, tzinfo=UTC))
+    start, end, virtual, physical = random_window(
+        rng, 20, start=datetime(2026, 5, 1, tzinfo=UTC)
+    )
     from ipfix_tools import decode_message, ms
 
     templates: dict = {}

@@ -236,7 +236,9 @@ def run(
         out = open_output(stack, args.output, args.format)
         from .output import ReportOptions
 
-        top = args.top if args.top is not None else (20 if args.format == "table" else 0)
+        top = (
+            args.top if args.top is not None else (20 if args.format == "table" else 0)
+        )
         writer = make_writer(
             args, out, ReportOptions(top=top, community_id=args.community_id)
         )

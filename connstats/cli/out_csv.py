@@ -122,7 +122,11 @@ class CsvWriter(Writer):
                     "" if bps is None else round(bps, 3),
                 )
             if self._opts.community_id:
-                cid = community_id_of(r) if shape in ("connections", "conversations") else None
+                cid = (
+                    community_id_of(r)
+                    if shape in ("connections", "conversations")
+                    else None
+                )
                 line += ("" if cid is None else cid,)
             rows.append(line)
         self._writer.writerows(rows)

@@ -44,7 +44,9 @@ class ParquetWriter:
         self._path = path
         self._opts = options if options is not None else ReportOptions(top=top)
         if self._opts.shape != "connections":
-            raise Fail("--format parquet writes connections: no --conversations or --group-by")
+            raise Fail(
+                "--format parquet writes connections: no --conversations or --group-by"
+            )
         self._community_id = community_id
         self._schema = arrow.schema(times=True, community_id=community_id)
         try:
@@ -69,7 +71,9 @@ class ParquetWriter:
                 (physical if conn in w.physical else virtual)[conn] = lookup[conn]
             return virtual, physical
         if opts.select is not None:
-            return filter_table(w.virtual, opts.select), filter_table(w.physical, opts.select)
+            return filter_table(w.virtual, opts.select), filter_table(
+                w.physical, opts.select
+            )
         return w.virtual, w.physical
 
     def window(

@@ -336,9 +336,7 @@ class Encoder:
         domain: int,
     ) -> Iterator[tuple[memoryview, int]]:
         assert _compiled_pack is not None
-        v4, n4, v6, n6, noaddr = _compiled_pack(
-            table, start_ms, end_ms, _timed(table)
-        )
+        v4, n4, v6, n6, noaddr = _compiled_pack(table, start_ms, end_ms, _timed(table))
         first = HEADER_LEN + SET_HEADER_LEN
         for tid, blob, count in ((TEMPLATE_IPV4, v4, n4), (TEMPLATE_IPV6, v6, n6)):
             buf = bytearray(self.max_size)

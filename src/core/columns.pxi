@@ -65,9 +65,47 @@ cdef bytes _col_bytes(Py_ssize_t nbytes, uint8_t **out):
     return b
 
 
+# "0".."255" and their lengths: an IPv4 address is four copies and three dots
+# (the general writer divides by ten for every digit).
+cdef char _COL_OCTETS[256][4]
+cdef uint8_t _COL_OCTET_LEN[256]
+
+
+cdef void _col_init_octets() noexcept:
+    cdef int i, n
+    cdef bytes text
+    for i in range(256):
+        text = str(i).encode()
+        n = len(text)
+        memcpy(_COL_OCTETS[i], <const char *>text, n)
+        _COL_OCTET_LEN[i] = <uint8_t>n
+
+
+_col_init_octets()
+
+
+cdef inline void _col_v4(_ToOut *o, const uint8_t *raw) noexcept nogil:
+    # the caller made room for 15 bytes
+    cdef int i
+    cdef uint8_t n
+    cdef char *p = o.data + o.size
+    for i in range(4):
+        n = _COL_OCTET_LEN[raw[i]]
+        memcpy(p, _COL_OCTETS[raw[i]], 4)  # fixed size: one move; the tail is overwritten
+        p += n
+        if i < 3:
+            p[0] = c'.'
+            p += 1
+    o.size = p - o.data
+
+
 cdef int _col_text(_ToOut *o, uint8_t fam, const uint8_t *raw) except -1:
     cdef _ToAddr a
     cdef bytes text
+    if fam == 4:
+        _to_room(o, 16)  # 15, and the last octet's 4-byte copy may reach one past
+        _col_v4(o, raw)
+        return 0
     a.ver = fam
     a.hi = 0
     a.lo = 0

@@ -689,10 +689,14 @@ cdef class Core:
         """update_tx_virtual_buffer with each packet's time: times[i] in ns
         since the epoch (a buffer of int64, format 'q').  The times are kept
         only by a core that tracks them (the capture replay's)."""
+        if times is None:
+            raise TypeError("times: expected a buffer of int64, got None")
         self._buffer(buffer, offsets, lengths, False, times)
 
     def update_rx_virtual_buffer_at(self, buffer, offsets, lengths, times):
         """update_rx_virtual_buffer with each packet's time (see the tx one)."""
+        if times is None:
+            raise TypeError("times: expected a buffer of int64, got None")
         self._buffer(buffer, offsets, lengths, True, times)
 
     cdef int _buffer(self, object buffer, object offsets, object lengths, bint rx,

@@ -357,10 +357,14 @@ cdef class TimedCounts(Counts):
 
     def __cinit__(self, tx_packets=0, tx_bytes=0, rx_packets=0, rx_bytes=0, *,
                   first_ns=None, last_ns=None):
-        if first_ns is None and last_ns is None:
-            return  # TimedCounts.__new__(TimedCounts): the builders set the fields
-        if first_ns is None or last_ns is None:
-            raise TypeError("TimedCounts: give both first_ns and last_ns")
+        # None: 0 (TimedCounts.__new__(TimedCounts) from the builders, which
+        # set the fields themselves, gives None)
+        if first_ns is None:
+            first_ns = 0
+        if last_ns is None:
+            last_ns = 0
+        if first_ns is 0 and last_ns is 0:
+            return
         self.first_ns = _int64_in(first_ns, "first_ns", CS_TIME_NONE_LAST,
                                   CS_TIME_NONE_FIRST)
         self.last_ns = _int64_in(last_ns, "last_ns", CS_TIME_NONE_LAST,
