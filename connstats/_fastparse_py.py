@@ -346,13 +346,12 @@ class Window:
 
     __slots__ = ("start", "end", "track_times", "_generation", "_virtual", "_physical")
 
-    def __init__(
-        self, generation: int, start: float, track_times: bool = False
-    ) -> None:
+    def __init__(self, generation: int, start: float) -> None:
         self.start: float = start
         self.end: float = start
-        #: True if the counts carry first/last times (TimedCounts).
-        self.track_times = track_times
+        #: True if the counts carry first/last times (TimedCounts); the core
+        #: sets it on the windows it opens.
+        self.track_times = False
         self._generation = generation
         self._virtual: dict[RawKey, list[int]] = {}
         self._physical: dict[RawKey, list[int]] = {}
@@ -494,7 +493,8 @@ class Core:
     # -- counting ----------------------------------------------------------
 
     def _open_window(self) -> Window:
-        window = Window(self._next_generation, time.time(), self._track_times)
+        window = Window(self._next_generation, time.time())
+        window.track_times = self._track_times
         self._next_generation += 1
         self._window = window
         return window
