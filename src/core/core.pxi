@@ -128,9 +128,12 @@ cdef class Core:
 
     cdef cs_window *_new_window(self) noexcept nogil:
         cdef cs_window *w = <cs_window *>calloc(1, sizeof(cs_window))
+        cdef int i
         if w != NULL:
             w.generation = self.next_generation
             w.track_times = self.track_times
+            for i in range(NSHARDS):
+                w.shards[i].track = self.track_times
             self.next_generation += 1
         return w
 

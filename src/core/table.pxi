@@ -16,6 +16,8 @@ cdef struct cs_table:
     uint32_t mask       # number of slots - 1; 0 while unallocated
     uint32_t count
     uint32_t capacity   # of entries
+    uint32_t track      # the window tracks times: read here, on the line the
+                        # update touches anyway, not on the window's shared one
     int64_t *times      # first/last ns per entry, parallel to entries; only
                         # in windows that track times (core/times.pxi)
 
@@ -108,7 +110,7 @@ cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint6
             cap = 8 if t.capacity == 0 else t.capacity * 2
             if cs_array_bytes(cap, sizeof(cs_entry), &grown_bytes) < 0:
                 return ADD_NOMEM
-            if w.track_times and _times_grow(t, cap) < 0:
+            if t.track and _times_grow(t, cap) < 0:
                 return ADD_NOMEM
             grown = <cs_entry *>realloc(t.entries, grown_bytes)
             if grown == NULL:
@@ -131,7 +133,7 @@ cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint6
         e.rx_packets = 0
         e.rx_bytes = 0
         t.slots[pos] = (<uint64_t>tag << 32) | (idx + 1)
-        if w.track_times:
+        if t.track:
             _times_open(t, idx)
     if rx:
         e.rx_packets += npkts
@@ -139,7 +141,7 @@ cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint6
     else:
         e.tx_packets += npkts
         e.tx_bytes += nbytes
-    if w.track_times:
+    if t.track:
         _times_note(t, <uint32_t>(e - t.entries), span)
     return result
 
