@@ -162,7 +162,9 @@ cdef int _col_put(_ColOut *o, Py_ssize_t i, const _ColRow *r) except -1:
     return 0
 
 
-cdef inline void _col_from_entry(const cs_entry *e, const int64_t *times, _ColRow *r) noexcept nogil:
+cdef inline void _col_from_entry(const cs_table *t, uint32_t j, bint times,
+                                 _ColRow *r) noexcept nogil:
+    cdef const cs_entry *e = &t.entries[j]
     r.proto = e.key.proto
     r.phys = e.key.kind == KIND_PHYSICAL
     r.sfam = e.key.sfam
@@ -176,9 +178,8 @@ cdef inline void _col_from_entry(const cs_entry *e, const int64_t *times, _ColRo
     r.c[1] = e.tx_bytes
     r.c[2] = e.rx_packets
     r.c[3] = e.rx_bytes
-    if times != NULL:
-        r.first = times[0]
-        r.last = times[1]
+    if times:
+        _times_of(t, j, &r.first, &r.last)
 
 
 cdef int _col_from_objects(object conn, object counts, bint phys, _ColRow *r) except -1:
@@ -327,8 +328,7 @@ def columns(source, bint packed=False):
                 for j in range(w.shards[s].count):
                     if i == n:
                         raise RuntimeError("columns: the window changed")  # pragma: no cover
-                    _col_from_entry(&w.shards[s].entries[j],
-                                    &w.shards[s].times[2 * j] if w.track_times else NULL, &r)
+                    _col_from_entry(&w.shards[s], j, w.track_times, &r)
                     _col_put(&o, i, &r)
                     i += 1
             _col_end(&o, cols)

@@ -128,12 +128,9 @@ cdef class Core:
 
     cdef cs_window *_new_window(self) noexcept nogil:
         cdef cs_window *w = <cs_window *>calloc(1, sizeof(cs_window))
-        cdef int i
         if w != NULL:
             w.generation = self.next_generation
             w.track_times = self.track_times
-            for i in range(NSHARDS):
-                w.shards[i].track = self.track_times
             self.next_generation += 1
         return w
 
@@ -223,11 +220,10 @@ cdef class Core:
         cdef int64_t generation
         cdef int r
         cdef int64_t span[2]
-        cdef const int64_t *spanp = NULL
+        cdef bint no_time = False
         if self.track_times:
             span[0] = cs_now_ns()
             span[1] = span[0]
-            spanp = span
         while True:
             cs_mutex_lock(&self.locks[shard])
             if self.closed:
@@ -235,7 +231,9 @@ cdef class Core:
                 return 0
             w = self.cur
             generation = w.generation
-            r = _window_add(w, shard, k, h, rx, 1, nbytes, self.max_conns, spanp)
+            r = _window_add(w, shard, k, h, rx, 1, nbytes, self.max_conns)
+            if self.track_times and (r == ADD_OK or r == ADD_OPENED):
+                no_time = _times_mark(w, shard, k, h, span) < 0
             cs_mutex_unlock(&self.locks[shard])
             if r == ADD_FULL:
                 if self._cut_full(generation) < 0:
@@ -243,8 +241,8 @@ cdef class Core:
                 continue
             if r == ADD_OPENED:
                 self._notify()
-                return 0
-            return r
+                return -1 if no_time else 0
+            return -1 if no_time else r
 
     cdef inline int _count_packet(self, const uint8_t *p, Py_ssize_t n, bint rx) noexcept nogil:
         cdef cs_key k
@@ -323,8 +321,7 @@ cdef class Core:
             w = self.cur
             while j < fill[s]:
                 i = order[j]
-                r = _window_add(w, s, &lane.keys[i], hashes[i], lane.rx[i], 1, lane.sizes[i], 0,
-                                NULL)
+                r = _window_add(w, s, &lane.keys[i], hashes[i], lane.rx[i], 1, lane.sizes[i], 0)
                 if r == ADD_NOMEM:
                     failed = True
                     break
@@ -443,11 +440,14 @@ cdef class Core:
                     r = ADD_OK
                     while i < m and shard_of[i] == s:
                         r = _window_add(w, s, &keys[i], hashes[i], rx, npkts[i], sizes[i],
-                                        self.max_conns, &spans[2 * i] if timed else NULL)
-                        if r == ADD_FULL or r == ADD_NOMEM:
-                            break
+                                        self.max_conns)
                         if r == ADD_OPENED:
                             opened = True
+                        if timed and (r == ADD_OK or r == ADD_OPENED):
+                            if _times_mark(w, s, &keys[i], hashes[i], &spans[2 * i]) < 0:
+                                r = ADD_NOMEM  # counted, but without its time
+                        if r == ADD_FULL or r == ADD_NOMEM:
+                            break
                         i += 1
                     cs_mutex_unlock(&self.locks[s])
                     if r == ADD_NOMEM:
@@ -535,8 +535,14 @@ cdef class Core:
             if j + 8 < end:
                 _prefetch_entry(&w.shards[s], hashes[order[j + 8]])
             i = order[j]
-            r = _window_add(w, s, &keys[i], hashes[i], rx, npkts[i], sizes[i], 0,
-                            &spans[2 * i] if spans != NULL else NULL)
+            r = _window_add(w, s, &keys[i], hashes[i], rx, npkts[i], sizes[i], 0)
+            if spans != NULL and r >= 0:
+                if _times_mark(w, s, &keys[i], hashes[i], &spans[2 * i]) < 0:
+                    # counted, but without its time; a window it opened
+                    # must still wake the flusher
+                    if r == ADD_OPENED:
+                        self._notify()
+                    r = ADD_NOMEM
             if r == ADD_NOMEM:
                 cs_mutex_unlock(&self.locks[s])
                 return ADD_NOMEM

@@ -16,10 +16,8 @@ cdef struct cs_table:
     uint32_t mask       # number of slots - 1; 0 while unallocated
     uint32_t count
     uint32_t capacity   # of entries
-    uint32_t track      # the window tracks times: read here, on the line the
-                        # update touches anyway, not on the window's shared one
-    int64_t *times      # first/last ns per entry, parallel to entries; only
-                        # in windows that track times (core/times.pxi)
+    int64_t *times      # first/last ns per entry, parallel to entries; only in
+    uint32_t times_cap  # windows that track times (core/times.pxi)
 
 
 cdef enum:
@@ -75,11 +73,8 @@ cdef int _table_grow(cs_table *t) noexcept nogil:
 
 cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint64_t h,
                             bint rx, uint64_t npkts, uint64_t nbytes,
-                            int64_t max_conns, const int64_t *span) noexcept nogil:
-    """Count npkts packets of nbytes in all on k.  The caller holds the shard's lock.
-
-    span: the packets' first and last time (ns) in a window that tracks
-    times, else unused (NULL)."""
+                            int64_t max_conns) noexcept nogil:
+    """Count npkts packets of nbytes in all on k.  The caller holds the shard's lock."""
     cdef cs_table *t = &w.shards[shard]
     cdef uint32_t tag = <uint32_t>h
     cdef uint32_t pos, idx, cap
@@ -110,8 +105,6 @@ cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint6
             cap = 8 if t.capacity == 0 else t.capacity * 2
             if cs_array_bytes(cap, sizeof(cs_entry), &grown_bytes) < 0:
                 return ADD_NOMEM
-            if t.track and _times_grow(t, cap) < 0:
-                return ADD_NOMEM
             grown = <cs_entry *>realloc(t.entries, grown_bytes)
             if grown == NULL:
                 return ADD_NOMEM
@@ -133,16 +126,12 @@ cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint6
         e.rx_packets = 0
         e.rx_bytes = 0
         t.slots[pos] = (<uint64_t>tag << 32) | (idx + 1)
-        if t.track:
-            _times_open(t, idx)
     if rx:
         e.rx_packets += npkts
         e.rx_bytes += nbytes
     else:
         e.tx_packets += npkts
         e.tx_bytes += nbytes
-    if t.track:
-        _times_note(t, <uint32_t>(e - t.entries), span)
     return result
 
 

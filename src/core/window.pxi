@@ -161,8 +161,7 @@ cdef class Window:
                 conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash)
                 if w.track_times:
                     timed = TimedCounts.__new__(TimedCounts)
-                    timed.first_ns = w.shards[i].times[2 * j]
-                    timed.last_ns = w.shards[i].times[2 * j + 1]
+                    _times_of(&w.shards[i], j, &timed.first_ns, &timed.last_ns)
                     counts = timed
                 else:
                     counts = Counts.__new__(Counts)
