@@ -23,8 +23,24 @@ from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
-from ._addr import byte_count, packed_address, packed_addrport
-from ._types import AddrPort, Connection, Counts
+from ._addr import (
+    byte_count,
+    direction,
+    packed_address,
+    packed_addrport,
+    packed_endpoint,
+    packet_count,
+    protocol_number,
+)
+from ._types import (
+    RECORD_FORMAT,
+    RECORD_PHYSICAL,
+    RECORD_RECEIVE,
+    RECORD_SIZE,
+    AddrPort,
+    Connection,
+    Counts,
+)
 
 __all__ = [
     "AddrPort",
@@ -69,6 +85,9 @@ _unpack_ports = struct.Struct("!HH").unpack_from
 _unpack_ipv4 = struct.Struct("!BxHxxHxB2x4s4s").unpack_from
 _unpack_ipv6 = struct.Struct("!4xHBx16s16s").unpack_from
 _unpack_u16 = struct.Struct("!H").unpack_from
+_RECORD = struct.Struct(RECORD_FORMAT)
+assert _RECORD.size == RECORD_SIZE
+_RECORD_FLAGS = RECORD_RECEIVE | RECORD_PHYSICAL
 
 RawKey = tuple[int, Optional[bytes], int, Optional[bytes], int]
 ByteView = Union[bytes, memoryview]
@@ -309,6 +328,55 @@ def _swap(key: RawKey) -> RawKey:
     return (proto, dst, dport, src, sport)
 
 
+def _record_address(i: int, side: str, family: int, raw: bytes) -> Optional[bytes]:
+    # Padding must be zero: the same connection given with and without
+    # garbage there must be one connection (the compiled core compares the
+    # raw bytes).
+    if family == 4:
+        if any(raw[4:]):
+            raise ValueError(
+                f"records[{i}]: {side} address bytes beyond its family's length "
+                "must be zero"
+            )
+        return raw[:4]
+    if family == 6:
+        return raw
+    if family == 0:
+        if any(raw):
+            raise ValueError(
+                f"records[{i}]: {side} address bytes beyond its family's length "
+                "must be zero"
+            )
+        return None
+    raise ValueError(f"records[{i}]: {side} family must be 0 (no address), 4 or 6")
+
+
+def _record_entry(
+    i: int, fields: tuple[Any, ...]
+) -> tuple[bool, bool, RawKey, int, int]:
+    """One unpacked record as a ``(physical, rx, key, packets, bytes)`` entry."""
+    proto, flags, sfam, dfam, sport, dport, src, dst, packets, nbytes = fields
+    if flags & ~_RECORD_FLAGS:
+        raise ValueError(
+            f"records[{i}]: flags has bits other than RECORD_RECEIVE (1) and "
+            "RECORD_PHYSICAL (2)"
+        )
+    key: RawKey = (
+        proto,
+        _record_address(i, "src", sfam, src),
+        sport,
+        _record_address(i, "dst", dfam, dst),
+        dport,
+    )
+    return (
+        bool(flags & RECORD_PHYSICAL),
+        bool(flags & RECORD_RECEIVE),
+        key,
+        packets,
+        nbytes,
+    )
+
+
 # --------------------------------------------------------------------------
 # windows and the core
 
@@ -471,8 +539,11 @@ class Core:
             self._dropped_packets = (self._dropped_packets + window.packets) & _U64
             self._dropped_bytes = (self._dropped_bytes + window.bytes) & _U64
 
-    def _add_locked(self, physical: bool, column: int, key: RawKey, n: int) -> bool:
-        """Add one packet of ``n`` bytes to ``key``; the caller holds the lock.
+    def _add_locked(
+        self, physical: bool, column: int, key: RawKey, n: int, packets: int = 1
+    ) -> bool:
+        """Add ``packets`` packets of ``n`` bytes in all to ``key``; the caller
+        holds the lock.
 
         ``column`` is 0 for tx and 2 for rx; ``key`` is already oriented (rx
         swap done).  Returns whether the waiter must be notified.
@@ -495,18 +566,26 @@ class Core:
                 notify = True
                 table = window._physical if physical else window._virtual
             counters = table[key] = [0, 0, 0, 0]
-        counters[column] = (counters[column] + 1) & _U64
+        counters[column] = (counters[column] + packets) & _U64
         counters[column + 1] = (counters[column + 1] + n) & _U64
         return notify
 
-    def _count_one(self, physical: bool, rx: bool, key: RawKey, n: int) -> None:
-        self._count(physical, rx, ((key, n),))
+    def _count_one(
+        self, physical: bool, rx: bool, key: RawKey, n: int, packets: int = 1
+    ) -> None:
+        self._count_entries(((physical, rx, key, packets, n),))
 
     def _count(
         self, physical: bool, rx: bool, entries: Iterable[tuple[RawKey, int]]
     ) -> None:
         """``_count_one`` for many entries, in order, under one lock."""
-        column = 2 if rx else 0
+        self._count_entries((physical, rx, key, 1, n) for key, n in entries)
+
+    def _count_entries(
+        self, entries: Iterable[tuple[bool, bool, RawKey, int, int]]
+    ) -> None:
+        """Count ``(physical, rx, key, packets, bytes)`` entries, in order,
+        under one lock."""
         notify = False
         opened = self._next_generation
         try:
@@ -515,8 +594,10 @@ class Core:
                 # has returned.
                 if self._closed:
                     return
-                for key, n in entries:
-                    notify |= self._add_locked(physical, column, key, n)
+                for physical, rx, key, packets, n in entries:
+                    notify |= self._add_locked(
+                        physical, 2 if rx else 0, key, n, packets
+                    )
         finally:
             # Outside the lock: the waiter takes it right after waking up.
             # Also when an entry failed (MemoryError): a window this call
@@ -575,15 +656,86 @@ class Core:
             entries.append((key, len(view)))
         return entries
 
-    def _physical(self, src: Any, dst: Any, n: Any, rx: bool) -> None:
+    def _physical(self, src: Any, dst: Any, n: Any, rx: bool, packets: Any) -> None:
         if self._closed:
             return
-        # All three are validated before anything is counted.
+        # All are validated before anything is counted.
         src_packed = packed_address(src, "src")
         dst_packed, dst_port = packed_addrport(dst, "dst")
         nbytes = byte_count(n, "n")
+        npkts = packet_count(packets, "packets")
         key: RawKey = (0, src_packed, 0, dst_packed, dst_port)
-        self._count_one(True, rx, key, nbytes)
+        self._count_one(True, rx, key, nbytes, npkts)
+
+    def _preparsed(
+        self,
+        proto: Any,
+        src: Any,
+        dst: Any,
+        packets: Any,
+        nbytes: Any,
+        receive: Any,
+        physical: bool,
+    ) -> None:
+        if self._closed:
+            return
+        # In the compiled core's order, so that a call with several bad
+        # arguments names the same one.
+        number = protocol_number(proto, "proto")
+        src_packed, sport = packed_endpoint(src, "src")
+        dst_packed, dport = packed_endpoint(dst, "dst")
+        npkts = packet_count(packets, "packets")
+        size = byte_count(nbytes, "bytes")
+        rx = direction(receive, "receive")
+        # No swap: the connection is counted as the caller gives it.
+        key: RawKey = (number, src_packed, sport, dst_packed, dport)
+        self._count_one(physical, rx, key, size, npkts)
+
+    def _records(self, records: Any) -> None:
+        if self._closed:
+            return
+        if isinstance(records, str):
+            raise TypeError("records: expected a bytes-like object, got str")
+        view = _byte_view(records, "records")
+        if len(view) % RECORD_SIZE:
+            raise ValueError(
+                f"records: {len(view)} bytes is not a whole number of "
+                f"{RECORD_SIZE}-byte records"
+            )
+        # Copied once: every record is checked, then counted from the copy.
+        entries = [
+            _record_entry(i, fields)
+            for i, fields in enumerate(_RECORD.iter_unpack(bytes(view)))
+        ]
+        self._count_entries(entries)
+
+    def update_virtual(
+        self,
+        proto: Any,
+        src: Any,
+        dst: Any,
+        packets: Any,
+        bytes: Any,
+        receive: Any = False,
+    ) -> None:
+        """Count packets of the virtual connection ``(proto, src, dst)`` as given."""
+        self._preparsed(proto, src, dst, packets, bytes, receive, False)
+
+    def update_physical(
+        self,
+        proto: Any,
+        src: Any,
+        dst: Any,
+        packets: Any,
+        bytes: Any,
+        receive: Any = False,
+    ) -> None:
+        """Count packets of the physical connection ``(proto, src, dst)`` as given."""
+        self._preparsed(proto, src, dst, packets, bytes, receive, True)
+
+    def update_records(self, records: Any) -> None:
+        """Count a buffer of ``RECORD_SIZE``-byte records; all or nothing."""
+        self._records(records)
 
     def update_tx_virtual(self, packet: Any) -> None:
         """Count one transmitted IP packet."""
@@ -593,13 +745,17 @@ class Core:
         """Count one received IP packet (src and dst swapped in the key)."""
         self._virtual(packet, True)
 
-    def update_tx_physical(self, src: Any, dst: Any, n: Any) -> None:
-        """Count one transmitted physical packet of ``n`` bytes."""
-        self._physical(src, dst, n, False)
+    def update_tx_physical(
+        self, src: Any, dst: Any, n: Any, *, packets: Any = 1
+    ) -> None:
+        """Count ``packets`` transmitted physical packets of ``n`` bytes in all."""
+        self._physical(src, dst, n, False, packets)
 
-    def update_rx_physical(self, src: Any, dst: Any, n: Any) -> None:
-        """Count one received physical packet of ``n`` bytes (no swap)."""
-        self._physical(src, dst, n, True)
+    def update_rx_physical(
+        self, src: Any, dst: Any, n: Any, *, packets: Any = 1
+    ) -> None:
+        """Count ``packets`` received physical packets of ``n`` bytes in all (no swap)."""
+        self._physical(src, dst, n, True, packets)
 
     def update_tx_virtual_batch(self, packets: Any) -> None:
         """Count a sequence of transmitted packets; all or nothing on bad input."""
@@ -759,13 +915,49 @@ class CountingMethods:
         """Count one received IP packet; its src and dst are swapped."""
         self._core_for_counting().update_rx_virtual(packet)
 
-    def update_tx_physical(self, src: Any, dst: Any, n: int) -> None:
-        """Count one transmitted WireGuard packet of ``n`` bytes to physical peer ``dst``."""
-        self._core_for_counting().update_tx_physical(src, dst, n)
+    def update_tx_physical(
+        self, src: Any, dst: Any, n: int, *, packets: int = 1
+    ) -> None:
+        """Count ``packets`` transmitted WireGuard packets of ``n`` bytes in all to physical peer ``dst``."""
+        self._core_for_counting().update_tx_physical(src, dst, n, packets=packets)
 
-    def update_rx_physical(self, src: Any, dst: Any, n: int) -> None:
-        """Count one received WireGuard packet of ``n`` bytes from physical peer ``dst``."""
-        self._core_for_counting().update_rx_physical(src, dst, n)
+    def update_rx_physical(
+        self, src: Any, dst: Any, n: int, *, packets: int = 1
+    ) -> None:
+        """Count ``packets`` received WireGuard packets of ``n`` bytes in all from physical peer ``dst``."""
+        self._core_for_counting().update_rx_physical(src, dst, n, packets=packets)
+
+    def update_virtual(
+        self,
+        proto: int,
+        src: Any,
+        dst: Any,
+        packets: int,
+        bytes: int,
+        receive: bool = False,
+    ) -> None:
+        """Count ``packets`` packets, ``bytes`` bytes in all, on the virtual connection ``(proto, src, dst)`` as given (no swap); ``receive`` selects the rx counters."""
+        self._core_for_counting().update_virtual(
+            proto, src, dst, packets, bytes, receive
+        )
+
+    def update_physical(
+        self,
+        proto: int,
+        src: Any,
+        dst: Any,
+        packets: int,
+        bytes: int,
+        receive: bool = False,
+    ) -> None:
+        """Count ``packets`` packets, ``bytes`` bytes in all, on the physical connection ``(proto, src, dst)`` as given; ``receive`` selects the rx counters."""
+        self._core_for_counting().update_physical(
+            proto, src, dst, packets, bytes, receive
+        )
+
+    def update_records(self, records: Any) -> None:
+        """Count a buffer of fixed-size records (``RECORD_FORMAT``), the batch form of update_virtual/update_physical (GIL released while counting)."""
+        self._core_for_counting().update_records(records)
 
     def update_tx_virtual_batch(self, packets: Any) -> None:
         """Count a sequence of transmitted packets (GIL released while counting)."""

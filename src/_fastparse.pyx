@@ -26,6 +26,7 @@ dependency order:
   cs_platform.h        locks, atomics, the keyed hash, the clock (C)
   core/platform.pxi    the declarations of cs_platform.h
   core/decode.pxi      an IP packet to a 40-byte key
+  core/records.pxi     a fixed-size record of pre-parsed counts to a key
   core/table.pxi       the sharded counter table and the window it lives in
   core/values.pxi      AddrPort, Connection, Counts
   core/args.pxi        Python arguments to C values (buffers, index arrays)
@@ -42,7 +43,10 @@ from cpython.buffer cimport (
     PyObject_CheckBuffer, PyObject_GetBuffer,
 )
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
-from cpython.long cimport PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong
+from cpython.long cimport (
+    PyLong_AsLongAndOverflow, PyLong_AsUnsignedLongLong, PyLong_CheckExact,
+    PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong,
+)
 from cpython.number cimport PyNumber_Index
 from cpython.object cimport Py_EQ, Py_GE, Py_GT, Py_LE, Py_LT, Py_NE, PyObject
 from cpython.pythread cimport (
@@ -64,6 +68,7 @@ from connstats._types import PROTOCOL_NAMES, TAILSCALE_SERVICE_ADDRESSES, protoc
 
 include "core/platform.pxi"
 include "core/decode.pxi"
+include "core/records.pxi"
 include "core/table.pxi"
 include "core/values.pxi"
 include "core/args.pxi"
@@ -93,3 +98,8 @@ def decode(packet):
 SHARDS = NSHARDS
 ENTRY_BYTES = sizeof(cs_entry)
 WINDOW_BYTES = sizeof(cs_window)
+
+# The record layout is written down once, in connstats/_types.py.
+from connstats._types import RECORD_SIZE as _RECORD_SIZE
+if _RECORD_SIZE != RECORD_BYTES:
+    raise ImportError(f"connstats: RECORD_SIZE {_RECORD_SIZE} != the core's {RECORD_BYTES}")

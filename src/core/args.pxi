@@ -198,3 +198,63 @@ cdef int _read_index_array(object obj, str argname, Py_ssize_t *out_len,
     out_len[0] = n
     out[0] = values
     return 0
+
+
+# -- pre-parsed counting (update_virtual/update_physical/update_records) -----
+
+cdef uint64_t _count_arg(object value, str argname, bint packets) except? 0xFFFFFFFFFFFFFFFF:
+    """A packet or byte count: an int in 0 .. 2**64 - 1, read in C."""
+    if PyLong_CheckExact(value):
+        try:
+            return PyLong_AsUnsignedLongLong(value)
+        except OverflowError:
+            pass  # negative or too large: the checks below say which
+    # Validated (and copied to an exact int) by the same code as the
+    # pure-Python core, so that both raise the same errors.
+    if packets:
+        value = _addr.packet_count(value, argname)
+    else:
+        value = _addr.byte_count(value, argname)
+    return PyLong_AsUnsignedLongLong(value)
+
+
+cdef uint8_t _proto_arg(object value) except? 0xFF:
+    cdef int overflow = 0
+    cdef long v
+    if PyLong_CheckExact(value):
+        v = PyLong_AsLongAndOverflow(value, &overflow)
+        if overflow == 0 and 0 <= v <= 0xFF:
+            return <uint8_t>v
+    # bool, int subclasses, other types, out of range: the shared checks
+    return <uint8_t>_int64_in(_addr.protocol_number(value, "proto"), "proto", 0, 0xFF)
+
+
+cdef bint _receive_arg(object value) except -1:
+    if value is True:
+        return True
+    if value is False:
+        return False
+    return _addr.direction(value, "receive")  # raises TypeError
+
+
+cdef int _endpoint_into(object value, str argname, uint8_t *fam, uint8_t *raw,
+                        uint16_t *port) except -1:
+    """An endpoint argument into a key's (family, address, port).
+
+    The caller zeroed raw[16].  AddrPort (this module's) is read in C; every
+    other form goes through _addr.packed_endpoint, shared with the
+    pure-Python core, and its result is checked again here on the exact
+    bytes copied."""
+    cdef AddrPort ap
+    cdef object packed, number
+    if type(value) is AddrPort:
+        ap = <AddrPort>value
+        fam[0] = ap._fam
+        if ap._fam:
+            memcpy(raw, ap._raw, _addr_len(ap._fam))
+        port[0] = <uint16_t>ap.port
+        return 0
+    packed, number = _addr.packed_endpoint(value, argname)
+    fam[0] = 0 if packed is None else _packed_into(packed, argname, raw)
+    port[0] = <uint16_t>_int64_in(number, argname, 0, 0xFFFF)
+    return 0
