@@ -327,12 +327,11 @@ cdef inline uint8_t _ip_fast(object addr, uint8_t *raw) noexcept:
     cdef type t = type(addr)
     if not _FAST_ADDRESSES or (t is not _IPv4Address and t is not _IPv6Address):
         return 0
-    try:
-        value = addr._ip
-    except AttributeError:
+    value = getattr(addr, "_ip", None)  # None: made without __init__
+    if value is None:
         return 0
     if t is _IPv4Address:
-        if not _u64_fast(value, &lo) or lo > 0xFFFFFFFF:
+        if not _u64_fast(value, &lo) or (lo >> 32) != 0:
             return 0
         raw[0] = <uint8_t>(lo >> 24)
         raw[1] = <uint8_t>(lo >> 16)

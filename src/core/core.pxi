@@ -361,7 +361,9 @@ cdef class Core:
         cdef uint64_t hashes[CHUNK]
         cdef uint64_t sizes[CHUNK]
         cdef uint64_t npkts[CHUNK]
-        cdef uint8_t rxs[CHUNK]
+        cdef uint8_t rxs_store[CHUNK]
+        # per-item directions (records), or NULL: every item is `rx`
+        cdef const uint8_t *rxs = rxs_store if records != NULL else NULL
         cdef uint16_t order[CHUNK]
         cdef uint16_t fill[NSHARDS + 1]
         cdef uint8_t shard_of[CHUNK]
@@ -377,34 +379,30 @@ cdef class Core:
                 return 0
             m = n - base if n - base < CHUNK else CHUNK
             pos = 0
+            if records != NULL:
+                pos = self._parse_records(records + base * RECORD_BYTES, m, keys, hashes,
+                                          shard_of, npkts, sizes, rxs_store)
+                m = 0  # parsed: nothing for the packet loop below
             for i in range(m):
-                if records != NULL:
-                    _record_key(records + (base + i) * RECORD_BYTES, &keys[pos], &rxs[pos],
-                                &npkts[pos], &sizes[pos])
-                else:
-                    # Packet headers are scattered in memory: fetch ahead.
-                    ahead = base + i + 8
-                    if ahead < n:
-                        cs_prefetch(ptrs[ahead])
-                    _decode(ptrs[base + i], lens[base + i], &keys[pos])
-                    if rx:
-                        _swap(&keys[pos])
-                    rxs[pos] = rx
-                    npkts[pos] = 1
-                    sizes[pos] = <uint64_t>lens[base + i]
-                # ignore_destinations filters virtual traffic only
-                if (self.n_ignore and keys[pos].kind == KIND_VIRTUAL
-                        and self._is_ignored(&keys[pos])):
+                # Packet headers are scattered in memory: fetch ahead.
+                ahead = base + i + 8
+                if ahead < n:
+                    cs_prefetch(ptrs[ahead])
+                _decode(ptrs[base + i], lens[base + i], &keys[pos])
+                if rx:
+                    _swap(&keys[pos])
+                if self.n_ignore and self._is_ignored(&keys[pos]):
                     continue
-                if (pos and rxs[pos] == rxs[pos - 1]
-                        and cs_key40_equal(&keys[pos], &keys[pos - 1])):
+                if pos and cs_key40_equal(&keys[pos], &keys[pos - 1]):
                     # Flows come in bursts: fold a run of one connection
                     # into one table update (exact, and order-preserving).
-                    npkts[pos - 1] += npkts[pos]
-                    sizes[pos - 1] += sizes[pos]
+                    npkts[pos - 1] += 1
+                    sizes[pos - 1] += <uint64_t>lens[base + i]
                     continue
                 hashes[pos] = cs_hash40(&keys[pos], self.seed)
                 shard_of[pos] = <uint8_t>(hashes[pos] >> SHARD_SHIFT)
+                sizes[pos] = <uint64_t>lens[base + i]
+                npkts[pos] = 1
                 pos += 1
             m = pos
             if self.max_conns > 0:
@@ -420,7 +418,8 @@ cdef class Core:
                     generation = w.generation
                     r = ADD_OK
                     while i < m and shard_of[i] == s:
-                        r = _window_add(w, s, &keys[i], hashes[i], rxs[i], npkts[i], sizes[i],
+                        r = _window_add(w, s, &keys[i], hashes[i],
+                                        rxs[i] if rxs != NULL else rx, npkts[i], sizes[i],
                                         self.max_conns)
                         if r == ADD_FULL or r == ADD_NOMEM:
                             break
@@ -462,7 +461,7 @@ cdef class Core:
                         todo &= ~(1u << s)
                         progressed = True
                         r = self._add_run(s, keys, hashes, npkts, sizes, order,
-                                          0 if s == 0 else fill[s - 1], fill[s], rxs)
+                                          0 if s == 0 else fill[s - 1], fill[s], rxs, rx)
                         if r < 0:
                             return self._failed(opened)
                         if r == ADD_OPENED:
@@ -475,7 +474,7 @@ cdef class Core:
                         cs_mutex_lock(&self.locks[s])
                         todo &= ~(1u << s)
                         r = self._add_run(s, keys, hashes, npkts, sizes, order,
-                                          0 if s == 0 else fill[s - 1], fill[s], rxs)
+                                          0 if s == 0 else fill[s - 1], fill[s], rxs, rx)
                         if r < 0:
                             return self._failed(opened)
                         if r == ADD_OPENED:
@@ -493,10 +492,37 @@ cdef class Core:
             self._notify()
         return -1
 
+    cdef Py_ssize_t _parse_records(self, const uint8_t *records, Py_ssize_t m, cs_key *keys,
+                                   uint64_t *hashes, uint8_t *shard_of, uint64_t *npkts,
+                                   uint64_t *sizes, uint8_t *rxs) noexcept nogil:
+        """m records into keys etc. (_count_many's chunk); how many are kept.
+
+        Consecutive records of one connection and direction are folded into
+        one table update (exact: the sums wrap as the counters do)."""
+        cdef Py_ssize_t i, pos = 0
+        for i in range(m):
+            _record_key(records + i * RECORD_BYTES, &keys[pos], &rxs[pos], &npkts[pos],
+                        &sizes[pos])
+            # ignore_destinations filters virtual traffic only
+            if (self.n_ignore and keys[pos].kind == KIND_VIRTUAL
+                    and self._is_ignored(&keys[pos])):
+                continue
+            if (pos and rxs[pos] == rxs[pos - 1]
+                    and cs_key40_equal(&keys[pos], &keys[pos - 1])):
+                npkts[pos - 1] += npkts[pos]
+                sizes[pos - 1] += sizes[pos]
+                continue
+            hashes[pos] = cs_hash40(&keys[pos], self.seed)
+            shard_of[pos] = <uint8_t>(hashes[pos] >> SHARD_SHIFT)
+            pos += 1
+        return pos
+
     cdef int _add_run(self, uint32_t s, cs_key *keys, uint64_t *hashes, uint64_t *npkts,
                       uint64_t *sizes, uint16_t *order, Py_ssize_t j,
-                      Py_ssize_t end, const uint8_t *rxs) noexcept nogil:
-        """Add order[j:end] to shard s and unlock it.  The caller holds its lock."""
+                      Py_ssize_t end, const uint8_t *rxs, bint rx) noexcept nogil:
+        """Add order[j:end] to shard s and unlock it.  The caller holds its lock.
+
+        The direction of item i is rxs[i], or rx when rxs is NULL."""
         cdef cs_window *w = self.cur
         cdef Py_ssize_t i
         cdef int r, result = ADD_OK
@@ -511,7 +537,8 @@ cdef class Core:
             if j + 8 < end:
                 _prefetch_entry(&w.shards[s], hashes[order[j + 8]])
             i = order[j]
-            r = _window_add(w, s, &keys[i], hashes[i], rxs[i], npkts[i], sizes[i], 0)
+            r = _window_add(w, s, &keys[i], hashes[i], rxs[i] if rxs != NULL else rx,
+                            npkts[i], sizes[i], 0)
             if r == ADD_NOMEM:
                 cs_mutex_unlock(&self.locks[s])
                 return ADD_NOMEM

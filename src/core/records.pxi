@@ -25,24 +25,38 @@ cdef tuple _RECORD_ERRORS = (
 )
 
 
-cdef inline uint16_t _le16(const uint8_t *p) noexcept nogil:
-    return <uint16_t>(p[0] | (p[1] << 8))
-
-
-cdef inline uint64_t _le64(const uint8_t *p) noexcept nogil:
-    cdef uint64_t v = 0
-    cdef int i
-    for i in range(7, -1, -1):
-        v = (v << 8) | p[i]
-    return v
-
-
-cdef inline bint _zero_bytes(const uint8_t *p, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        if p[i]:
-            return False
-    return True
+cdef extern from *:
+    """
+    /* Unaligned little-endian loads: one load (and a swap on big-endian
+       hosts) instead of a loop over bytes. */
+    #include <string.h>
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    #define CS_BSWAP64(v) __builtin_bswap64(v)
+    #define CS_BSWAP16(v) __builtin_bswap16(v)
+    #else
+    #define CS_BSWAP64(v) (v)
+    #define CS_BSWAP16(v) (v)
+    #endif
+    static inline uint64_t cs_le64(const uint8_t *p) {
+        uint64_t v; memcpy(&v, p, 8); return CS_BSWAP64(v);
+    }
+    static inline uint16_t cs_le16(const uint8_t *p) {
+        uint16_t v; memcpy(&v, p, 2); return (uint16_t)CS_BSWAP16(v);
+    }
+    /* 12 or 16 bytes all zero */
+    static inline int cs_zero12(const uint8_t *p) {
+        uint64_t a; uint32_t b; memcpy(&a, p, 8); memcpy(&b, p + 8, 4);
+        return (a | b) == 0;
+    }
+    static inline int cs_zero16(const uint8_t *p) {
+        uint64_t a, b; memcpy(&a, p, 8); memcpy(&b, p + 8, 8);
+        return (a | b) == 0;
+    }
+    """
+    uint64_t _le64 "cs_le64"(const uint8_t *p) noexcept nogil
+    uint16_t _le16 "cs_le16"(const uint8_t *p) noexcept nogil
+    bint cs_zero12(const uint8_t *p) noexcept nogil
+    bint cs_zero16(const uint8_t *p) noexcept nogil
 
 
 cdef inline int _check_address(uint8_t fam, const uint8_t *addr, int bad_family,
@@ -50,11 +64,11 @@ cdef inline int _check_address(uint8_t fam, const uint8_t *addr, int bad_family,
     # Padding must be zero: the key compares raw bytes, and the same
     # connection given with and without garbage there would be two rows.
     if fam == 4:
-        return RECORD_OK if _zero_bytes(addr + 4, 12) else bad_padding
+        return RECORD_OK if cs_zero12(addr + 4) else bad_padding
     if fam == 6:
         return RECORD_OK
     if fam == 0:
-        return RECORD_OK if _zero_bytes(addr, 16) else bad_padding
+        return RECORD_OK if cs_zero16(addr) else bad_padding
     return bad_family
 
 
@@ -91,12 +105,18 @@ cdef inline void _record_key(const uint8_t *p, cs_key *k, uint8_t *rx, uint64_t 
     k.proto = p[0]
     k.kind = KIND_PHYSICAL if p[1] & RECORD_FLAG_PHYSICAL else KIND_VIRTUAL
     rx[0] = 1 if p[1] & RECORD_FLAG_RECEIVE else 0
-    if sfam == 4 or sfam == 6:
-        k.sfam = sfam
-        memcpy(k.src, p + 8, _addr_len(sfam))
-    if dfam == 4 or dfam == 6:
-        k.dfam = dfam
-        memcpy(k.dst, p + 24, _addr_len(dfam))
+    if sfam == 4:
+        k.sfam = 4
+        memcpy(k.src, p + 8, 4)
+    elif sfam == 6:
+        k.sfam = 6
+        memcpy(k.src, p + 8, 16)
+    if dfam == 4:
+        k.dfam = 4
+        memcpy(k.dst, p + 24, 4)
+    elif dfam == 6:
+        k.dfam = 6
+        memcpy(k.dst, p + 24, 16)
     k.sport = _le16(p + 4)
     k.dport = _le16(p + 6)
     npkts[0] = _le64(p + 40)
