@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import threading
@@ -54,6 +55,15 @@ def _millis(text: str) -> int:
     return int(match.group(1))
 
 
+def _interface_names(**_: Any) -> list[str]:
+    """Shell completion of ``-i`` (argcomplete calls it): this host's interfaces."""
+    try:
+        names = sorted(os.listdir("/sys/class/net"))
+    except OSError:
+        names = []
+    return [*names, "any"]
+
+
 def add_arguments(live: argparse.ArgumentParser) -> None:
     """The capture-specific options (interfaces, filter, ring, drops, tee)."""
     from ..capture._live import (
@@ -63,7 +73,7 @@ def add_arguments(live: argparse.ArgumentParser) -> None:
         MIB,
     )
 
-    live.add_argument(
+    interface = live.add_argument(
         "--interface",
         "-i",
         required=True,
@@ -72,9 +82,11 @@ def add_arguments(live: argparse.ArgumentParser) -> None:
         help="interface to capture on (eth0, lo, ...); repeat for several; "
         "'any' for every interface (Linux cooked capture)",
     )
+    interface.completer = _interface_names  # type: ignore[attr-defined]
     flt = live.add_argument_group(
-        "capture filter (run by the kernel; values of one option are alternatives, "
-        "different options must all match)"
+        "capture filter",
+        "Run by the kernel before a packet reaches the ring. The values of one "
+        "option are alternatives; different options must all match.",
     )
     flt.add_argument("--host", action="append", default=[], metavar="ADDR",
                      help="source or destination address ADDR")  # fmt: skip
