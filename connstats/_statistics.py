@@ -248,7 +248,7 @@ class Statistics(_CountingMethods):
     @property
     def dropped_windows(self) -> int:
         """Windows lost because ``dump`` fell behind, or because their dicts
-        could not be built (see the README's Guarantees)."""
+        could not be built (docs/guarantees.md, "Windows and backlog")."""
         flusher = self._flusher
         extra = flusher.dropped[0] if flusher is not None else 0
         return int(self._core.dropped_windows) + extra
