@@ -248,6 +248,15 @@ def test_page_commands(page: Path, tmp_path: Path) -> None:
     assert not failures, "\n".join(failures)
 
 
+def test_readme_is_a_quick_start() -> None:
+    """At most 250 lines, with the two set-up commands CI and users run."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    commands = [b.code for b in fenced_blocks(ROOT / "README.md") if b.language == "sh"]
+    assert "python -m pip install . && connstats read\n" in commands
+    assert any('python -m pip install -e ".[test]" && pytest\n' in c for c in commands)
+
+
 def test_fence_parser(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text(
