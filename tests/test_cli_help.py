@@ -136,6 +136,7 @@ def _complete(line: str, tmp_path: Path) -> list[str]:
     return [word.strip() for word in out.read_text().split("\n")]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="bash/zsh completion")
 def test_shell_completion(tmp_path: Path) -> None:
     pytest.importorskip("argcomplete", reason="the completion extra is not installed")
     assert set(_complete("connstats ", tmp_path)) >= {"read", "capture"}
