@@ -154,11 +154,11 @@ class Statistics(_CountingMethods):
         )
         self._flusher_holder = [self._flusher]
         _register(self, self._flusher_holder, core)
-        if dump is not None:
-            from .metrics import Totals
-
-            if isinstance(dump, Totals):
-                dump.watch(self)
+        # A dump that reports this instance's health too (metrics.Totals)
+        # says so with this hook; looked up on the type, like a dunder.
+        watch = getattr(type(dump), "_connstats_watch", None)
+        if watch is not None:
+            watch(dump, self)
 
     def _bind_hot_path(self) -> None:
         # With the compiled core, the per-packet methods are C methods of the

@@ -191,6 +191,9 @@ class Totals:
                 _read(statistics),
             )
 
+    # Statistics(dump=totals) calls this (see Statistics.__init__).
+    _connstats_watch = watch
+
     def snapshot(self) -> dict[tuple[str, ...], Counts]:
         """``{series key: Counts}``: the totals so far.
 
