@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
