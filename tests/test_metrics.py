@@ -12,10 +12,12 @@ from __future__ import annotations
 import gc
 import ipaddress
 import logging
+import re
 import subprocess
 import sys
 import threading
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from captures import udp4
@@ -551,3 +553,31 @@ def test_fold_is_sliced_for_packet_threads(impl):
     series = impl.module.SeriesTable((2,), 10)
     assert sum(1 for _ in series.fold_slices(table, "virtual")) == 2
     assert sum(v[0] for _, v in series.items()) == 5000
+
+
+# -- the docs' examples run ------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _python_blocks(page: str) -> list[str]:
+    path = DOCS / page
+    if not path.exists():
+        pytest.skip(f"{path} is not in this tree (an sdist without docs/)")
+    text = path.read_text(encoding="utf-8")
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+
+
+@pytest.mark.parametrize("page", ["metrics.md", "asyncio.md"])
+def test_docs_examples_run(page):
+    """Every ```python block of the page is a complete program: run each in a
+    fresh interpreter, as a reader would paste it."""
+    blocks = _python_blocks(page)
+    assert blocks
+    for block in blocks:
+        for needed in ("prometheus_client", "opentelemetry"):
+            if needed in block:
+                pytest.importorskip(needed)
+        subprocess.run(
+            [sys.executable, "-c", block], check=True, timeout=120, cwd=DOCS.parent
+        )
