@@ -15,9 +15,9 @@ import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from subproc import source_tree_env
 
 from connstats._protocols import protocol_name
 from connstats.cli import main
@@ -25,22 +25,6 @@ from connstats.cli import main
 pytest.importorskip("prometheus_client")
 
 IS_ROOT = getattr(os, "geteuid", lambda: -1)() == 0
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _env() -> dict[str, str]:
-    # Running from the source tree: the children import the same package.
-    env = dict(os.environ)
-    module = sys.modules.get("connstats")
-    if module is not None and Path(module.__file__ or "").resolve().is_relative_to(
-        ROOT
-    ):
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(ROOT), env.get("PYTHONPATH")) if p
-        )
-    return env
-
-
 SENDER = r"""
 import socket
 for src, port, dport, n, size in (("127.0.0.1", 5000, 6000, 5, 100), ("127.0.0.2", 5001, 6001, 3, 40)):
@@ -95,7 +79,7 @@ def test_capture_serves_the_totals_it_prints():
             [*run_in_ns, "-m", "connstats", "capture", "--interface", "lo",
              "--proto", "udp", "--max-period", "0.2", "--metrics", "127.0.0.1:0",
              "--format", "jsonl", "--duration", "60"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=source_tree_env(),
         )  # fmt: skip
         assert capture.stderr is not None
         serving = capture.stderr.readline()
@@ -111,7 +95,7 @@ def test_capture_serves_the_totals_it_prints():
             timeout=60,
             capture_output=True,
             text=True,
-            env=_env(),
+            env=source_tree_env(),
         )
         samples = json.loads(scraped.stdout)
         capture.send_signal(signal.SIGINT)
