@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 from . import _impl
 from ._flusher import DumpCallback, Flusher
 from ._impl import materialize_all
+from ._types import CONNECTION_BYTES, MESSAGE_OVERHEAD_BYTES
 
 if TYPE_CHECKING:
     from ._fastparse import Connection, Counts
@@ -84,13 +85,6 @@ _HOT_PATH = (
     "update_physical",
     "update_records",
 )
-
-#: Upstream's JSON size of a network log message without connections
-#: (``netlogtype.MinMessageJSONSize``) and the most one connection adds
-#: (``netlogtype.MaxConnectionCountsJSONSize``): ``max_bytes`` bounds
-#: ``MESSAGE_OVERHEAD_BYTES + CONNECTION_BYTES * connections``.
-MESSAGE_OVERHEAD_BYTES = 219
-CONNECTION_BYTES = 247
 
 
 def _conns_for_bytes(max_bytes: Any) -> int:

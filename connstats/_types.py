@@ -201,3 +201,10 @@ RECORD_SIZE = 56
 RECORD_RECEIVE = 1
 #: Flag bit: a physical connection (``update_physical``), not a virtual one.
 RECORD_PHYSICAL = 2
+
+#: Upstream's JSON size of a network log message without connections
+#: (``netlogtype.MinMessageJSONSize``) and the most one connection adds
+#: (``netlogtype.MaxConnectionCountsJSONSize``): ``Statistics(max_bytes=)``
+#: bounds ``MESSAGE_OVERHEAD_BYTES + CONNECTION_BYTES * connections``.
+MESSAGE_OVERHEAD_BYTES = 219
+CONNECTION_BYTES = 247

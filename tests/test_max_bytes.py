@@ -18,7 +18,7 @@ import pytest
 from hostile import LyingInt
 
 import connstats
-from connstats._statistics import CONNECTION_BYTES, MESSAGE_OVERHEAD_BYTES
+from connstats._types import CONNECTION_BYTES, MESSAGE_OVERHEAD_BYTES
 
 
 class Recorder:

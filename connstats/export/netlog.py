@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
-from .._statistics import CONNECTION_BYTES, MESSAGE_OVERHEAD_BYTES
+from .._types import CONNECTION_BYTES, MESSAGE_OVERHEAD_BYTES
 
 __all__ = [
     "CONNECTION_BYTES",
