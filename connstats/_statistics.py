@@ -48,11 +48,10 @@ def _stop_flusher(holder: list[Optional[Flusher]], core: Any, key: int) -> None:
     # that the exit hook waits for that delivery too.
     core.close()
     flusher = holder[0]
-    if flusher is None:
+    if flusher is None or flusher.done:
         return
-    if not flusher.done:
-        flusher.on_done = lambda: _pending_flushes.pop(key, None)
-        _pending_flushes[key] = flusher
+    flusher.on_done = lambda: _pending_flushes.pop(key, None)
+    _pending_flushes[key] = flusher
     flusher.stop()
     # A thread that finished before on_done was set did not remove it.
     if flusher.done:
@@ -402,6 +401,15 @@ def _finish_at_exit(flusher: Flusher) -> None:
         pass
 
 
+def _at_exit(call: Any, *args: Any) -> None:
+    try:
+        call(*args)
+    except Exception:  # pragma: no cover - exit must go on
+        logging.getLogger("connstats").exception(
+            "connstats: final flush at exit failed"
+        )
+
+
 def _shutdown_at_exit() -> None:
     # Runs after non-daemon threads are joined and before daemon threads
     # (the flush threads) are stopped: deliver what is left, within a budget,
@@ -426,22 +434,17 @@ def _shutdown_at_exit() -> None:
         ]
         if not fresh and not pending:
             return
+        # Every flush thread is told to finish before the hook waits for any
+        # of them: they deliver in parallel, and one dump that blocks does
+        # not spend the budget of the others.
         for key, stats in fresh:
             seen.add(key)
-            try:
-                stats.shutdown(timeout=max(0.0, deadline - time.monotonic()))
-            except Exception:  # pragma: no cover - exit must go on
-                logging.getLogger("connstats").exception(
-                    "connstats: shutdown at exit failed"
-                )
+            _at_exit(stats.shutdown, 0.0)
+        for _key, stats in fresh:
+            _at_exit(stats.shutdown, max(0.0, deadline - time.monotonic()))
         for key, flusher in pending:
             waited.add(key)
-            try:
-                flusher.wait(deadline)
-            except Exception:  # pragma: no cover - exit must go on
-                logging.getLogger("connstats").exception(
-                    "connstats: final flush at exit failed"
-                )
+            _at_exit(flusher.wait, deadline)
         if last_pass:
             return
         last_pass = time.monotonic() >= deadline
