@@ -145,12 +145,16 @@ fetch_source() {
     for pkg in $series; do
         for ver in $(apt-cache "${apt_opts[@]}" showsrc "$pkg" 2>/dev/null |
             awk '/^Version:/ {print $2}' | sort -rV); do
-            log "trying apt-get source $pkg=$ver"
             if (cd "$work/src" &&
-                apt-get "${apt_opts[@]}" source --download-only -qq "$pkg=$ver" >&2 2>&1); then
+                apt-get "${apt_opts[@]}" source --download-only -qq "$pkg=$ver") \
+                >"$work/fetch.log" 2>&1; then
+                log "downloaded the source package $pkg=$ver"
                 echo "$pkg ${ver%-*}"
                 return 0
             fi
+            # The index may list versions whose files the mirror no longer has.
+            log "$pkg=$ver is listed but cannot be downloaded ($(grep -m1 -o '[0-9]\{3\} [A-Za-z ]*' \
+                "$work/fetch.log" || tail -n1 "$work/fetch.log")); trying the next"
             rm -f "$work/src"/*
         done
     done

@@ -35,7 +35,9 @@ RUNS = 50
 # EXIT_FLUSH_BUDGET in the children: generous, so that only a missing wait
 # (not a slow, loaded machine) can make a run lose a window.
 BUDGET = 20.0
-PARALLEL = 4  # interpreters started at a time
+# Interpreters started at a time: fewer with busy threads, whose spinning
+# children would otherwise take each other's CPUs (and the machine's).
+PARALLEL = {0: 4, 2: 2}
 
 EXPECTED = {
     "local": ["DELIVERED local 5"],
@@ -79,11 +81,11 @@ def _one_run(impl_name: str, busy: int, shapes: list[str]) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("busy", [0, 4], ids=["quiet", "busy-threads"])
+@pytest.mark.parametrize("busy", [0, 2], ids=["quiet", "busy-threads"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_final_window_of_a_collected_instance_reaches_dump_at_exit(impl, case, busy):
     shapes = CASES[case]
-    with ThreadPoolExecutor(PARALLEL) as pool:
+    with ThreadPoolExecutor(PARALLEL[busy]) as pool:
         results = list(
             pool.map(lambda _: _one_run(impl.name, busy, shapes), range(RUNS))
         )
