@@ -55,6 +55,7 @@ cdef extern from "cs_ring.h" nogil:
     int cs_ring_wait(cs_ring *r, int timeout_ms, int wake_fd)
     int cs_ring_walk(cs_ring *r, cs_walk *w, uint64_t limit)
     void cs_ring_release(cs_ring *r)
+    int cs_ring_pending(cs_ring *r)
     int munmap(void *addr, size_t length)
     int eventfd(unsigned int initval, int flags)
     int EFD_NONBLOCK
@@ -307,6 +308,26 @@ cdef class Ring:
         keep = self._enter("release")
         try:
             cs_ring_release(&self.r)
+        finally:
+            self._leave()
+
+    def pending(self):
+        """Whether packets wait in the ring that were not walked yet.
+
+        True if the next block is ready or the kernel is filling it (it
+        hands that one over when it is full or at the retire timeout).  At
+        the end of a capture, once no more packets come in (the socket's
+        filter drops all), walking blocks while this is true counts every
+        packet the kernel received.  False once closed.
+        """
+        cdef _Memory keep
+        with self._lock:
+            closed = self._closed
+        if closed:
+            return False
+        keep = self._enter("pending")
+        try:
+            return cs_ring_pending(&self.r) != 0
         finally:
             self._leave()
 

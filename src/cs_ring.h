@@ -380,6 +380,21 @@ static int cs_ring_walk(cs_ring *r, cs_walk *w, uint64_t limit)
     return rc;
 }
 
+/* Whether packets wait in the ring that were not walked: the next block is
+ * ready, or the kernel is filling it (it hands a block over when full or at
+ * its retire timeout).  For the end of a capture, once no more packets come
+ * in.  The kernel writes num_pkts of the block it fills as it goes; a block
+ * it has not reopened yet may show an old count: then the caller waits for
+ * nothing, up to its timeout. */
+static int cs_ring_pending(cs_ring *r)
+{
+    uint32_t i = r->held ? (r->cur + 1) % r->block_nr : r->cur;
+    struct tpacket_block_desc *b = cs_ring_block(r, i);
+    if (cs_block_ready(b))
+        return 1;
+    return __atomic_load_n(&b->hdr.bh1.num_pkts, __ATOMIC_RELAXED) != 0;
+}
+
 /* Give the current block back to the kernel and move to the next one. */
 static void cs_ring_release(cs_ring *r)
 {

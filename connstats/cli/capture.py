@@ -334,6 +334,11 @@ def run(
                 summary += (
                     f", {result.loopback_copies} loopback copies not counted twice"
                 )
+            if result.truncated:
+                summary += (
+                    f", {result.truncated} larger than a block (cut short, counted "
+                    "by their IP length)"
+                )
             summary += (
                 f"; kernel: {result.kernel.received} received, "
                 f"{result.kernel.dropped} dropped"
@@ -347,6 +352,7 @@ def run(
                                 "bytes": result.bytes,
                                 "skipped": result.skipped,
                                 "loopbackCopies": result.loopback_copies,
+                                "truncated": result.truncated,
                                 "mode": source.mode,
                                 "interrupted": result.interrupted,
                             }
