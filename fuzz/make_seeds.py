@@ -225,8 +225,36 @@ def capture_seeds() -> dict[str, bytes]:
         ]
     )
     seeds["pcapng_truncated"] = seeds["pcapng_le"][:-5]
+    # epb_flags directions (and a comment before one), both byte orders
+    for big in (False, True):
+        o = ">" if big else "<"
+        comment = struct.pack(o + "HH", 1, 3) + b"hi\0\0"
+        seeds[f"pcapng_epb_flags_{'be' if big else 'le'}"] = cap.pcapng(
+            cap.Section(
+                interfaces=[cap.Interface(101)],
+                packets=[(0, t0 + i, p) for i, p in enumerate(packets)],
+                big_endian=big,
+                epb_options={
+                    0: cap.epb_flags(o, 2),
+                    1: comment + cap.epb_flags(o, 1),
+                    2: struct.pack(o + "HH", 2, 40) + b"\1\0\0\0",  # runs past
+                },
+            )
+        )
+    # an interface block whose if_tsoffset runs past it
+    seeds["pcapng_idb_option_overrun"] = _idb_option_overrun(packets[0])
     seeds["gzip_magic"] = b"\x1f\x8b\x08\x00" + bytes(20)
     return seeds
+
+
+def _idb_option_overrun(packet: bytes) -> bytes:
+    shb = struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1)
+    shb += struct.pack("<I", 28)
+    idb = struct.pack("<IIHHIHH", 1, 24, 101, 0, 0, 14, 8) + struct.pack("<I", 24)
+    body = struct.pack("<IIIII", 0, 0, 1, len(packet), len(packet)) + packet
+    body += bytes(-len(body) % 4)
+    epb = struct.pack("<II", 6, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+    return shb + idb + epb
 
 
 def main() -> None:

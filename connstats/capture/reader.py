@@ -56,6 +56,7 @@ _BOM_BIG = b"\x1a\x2b\x3c\x4d"
 
 _IDB_OPT_TSRESOL = 9
 _IDB_OPT_TSOFFSET = 14
+_MAX_WARNINGS = 20
 
 DEFAULT_CAPACITY = 65536
 DEFAULT_BUFFER = 4 * 1024 * 1024
@@ -169,6 +170,9 @@ class CaptureReader:
         self.format = ""
         #: Link types declared by the file (pcapng: one per interface).
         self.linktypes: list[int] = []
+        #: Malformed parts of the file that were skipped (one message each,
+        #: without the file name); the records around them are read.
+        self.warnings: list[str] = []
         self._open()
 
     # -- input buffer --------------------------------------------------------
@@ -333,9 +337,16 @@ class CaptureReader:
         end = len(block) - 4
         while opt + 4 <= end:
             code, length = struct.unpack(order + "HH", block[opt : opt + 4])
-            value = block[opt + 4 : opt + 4 + length]
             if code == 0:
                 break
+            if opt + 4 + length > end:
+                # The options read so far stand; the interface is kept.
+                self._warn(
+                    f"interface description block at byte {at}: option {code} "
+                    f"({length} bytes) runs past its block; options from there on ignored"
+                )
+                break
+            value = block[opt + 4 : opt + 4 + length]
             if code == _IDB_OPT_TSRESOL and length >= 1:
                 tsresol = value[0]
             elif code == _IDB_OPT_TSOFFSET and length >= 8:
@@ -345,6 +356,12 @@ class CaptureReader:
         offset_ns = ((tsoffset * 1_000_000_000 + (1 << 63)) % (1 << 64)) - (1 << 63)
         self.linktypes.append(linktype)
         self._scanner.add_interface(linktype, snaplen, mul, div, factor, offset_ns)
+
+    def _warn(self, message: str) -> None:
+        if len(self.warnings) < _MAX_WARNINGS:
+            self.warnings.append(message)
+        elif len(self.warnings) == _MAX_WARNINGS:
+            self.warnings.append("more malformed options: not listed")
 
     # -- packets ---------------------------------------------------------------
     def read(self, stop_ns: int | None = None, max_packets: int = 0) -> Batch:

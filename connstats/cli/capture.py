@@ -127,7 +127,7 @@ def add_arguments(live: argparse.ArgumentParser) -> None:
         "-w",
         metavar="FILE.pcapng",
         help="also write every counted packet to a pcapng file (raw IP, with its "
-        "direction); 'connstats read FILE --local ADDR' gives the same counts. An "
+        "direction, epb_flags); 'connstats read FILE' gives the same counts. An "
         "--output FILE ending in .pcapng means the same",
     )
 

@@ -124,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CIDR",
         help="a local network (repeatable): packets to it count as received (rx), so "
         "both directions of a conversation merge into one connection, as a "
-        "forwarder sees them. Default: every packet counts as sent (tx)",
+        "forwarder sees them. Default: every packet counts as sent (tx). A pcapng "
+        "packet whose record says its direction (epb_flags, as 'connstats capture "
+        "-w' and dumpcap write it) goes by that instead",
     )
     _add_window_options(read, "capture time (packet timestamps)")
     _add_output_options(read)

@@ -242,6 +242,8 @@ def command(args: argparse.Namespace) -> int:
                 or "no interfaces"
             )
             summaries.append(f"{name}: {reader.format}, {kinds}, {tally.summary()}")
+            for warning in reader.warnings:
+                print(f"connstats: warning: {name}: {warning}", file=sys.stderr)
             if reader.unsupported:
                 types = ", ".join(
                     describe_linktype(lt) for lt in reader.unsupported_linktypes
