@@ -206,6 +206,7 @@ def run(
     from ..capture.windows import Window
     from .out_jsonl import window_message
     from .output import merge_windows
+    from .sinks import export_status
 
     write_path = args.write
     if write_path is None and args.output and args.output.endswith(".pcapng"):
@@ -381,7 +382,7 @@ def run(
         )
         if args.fail_on_drop:
             return EXIT_DROPPED
-    return 0
+    return export_status(exporter)
 
 
 def command(args: argparse.Namespace) -> int:

@@ -71,7 +71,10 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         "--export",
         metavar="URL",
         help="also send every window as IPFIX flow records to a collector: "
-        "ipfix://HOST:PORT (UDP) or ipfix+tcp://HOST:PORT",
+        "ipfix://HOST:PORT (UDP) or ipfix+tcp://HOST:PORT. The connections the "
+        "selection options keep are exported, all of them (--top, --sort and the "
+        "row shapes change the tables only). Exit status 4 if any record could not "
+        "be sent",
     )
 
 

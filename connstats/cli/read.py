@@ -27,7 +27,7 @@ from ..capture.errors import CaptureError, TruncatedCaptureError
 from ..capture.reader import CaptureReader
 from .arguments import Fail
 from .output import human_bytes
-from .sinks import errmsg, make_exporter, make_writer, open_output
+from .sinks import errmsg, export_status, make_exporter, make_writer, open_output
 
 
 def open_reader(
@@ -137,6 +137,7 @@ def command(args: argparse.Namespace) -> int:
     from ..capture._libpcap import FilterError, LibpcapMissingError
     from ..capture.linktypes import describe_linktype, linktype_name
     from ..capture.windows import Replayer, Window
+    from .filters import filter_table
     from .output import Progress, merge_windows
     from .read import FileTotals, open_reader
     from .read_options import report_options
@@ -177,12 +178,18 @@ def command(args: argparse.Namespace) -> int:
 
         def show(window: Window, times: dict[Any, list[int]] | None = None) -> None:
             if exporter is not None:
-                exporter(
-                    datetime_of(window.start_ns),
-                    datetime_of(window.end_ns),
-                    window.virtual,
-                    window.physical,
-                )
+                # The connections the tables select (--host/--net/--port/
+                # --proto), every one of them (not just --top's).
+                virtual = window.virtual
+                if options.select is not None:
+                    virtual = filter_table(virtual, options.select)
+                if virtual or window.physical:
+                    exporter(
+                        datetime_of(window.start_ns),
+                        datetime_of(window.end_ns),
+                        virtual,
+                        window.physical,
+                    )
             if args.total:
                 collected.append(window)
                 if times:
@@ -275,7 +282,7 @@ def command(args: argparse.Namespace) -> int:
                 writer.note(FileTotals.combined(totals))
     if failure:
         raise Fail(failure)
-    return 0
+    return export_status(exporter)
 
 
 def _size(path: str) -> int | None:

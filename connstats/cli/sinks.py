@@ -12,6 +12,10 @@ from typing import Any, TextIO
 
 from .arguments import Fail
 
+#: Exit status of a run that completed but could not export some flow
+#: records (--export: collector down or refusing, records not encodable).
+EXIT_NOT_EXPORTED = 4
+
 
 def make_writer(args: argparse.Namespace, out: TextIO, options: Any = None) -> Any:
     from .out_csv import CsvWriter
@@ -59,6 +63,21 @@ def make_exporter(args: argparse.Namespace, stack: ExitStack) -> Any:
 
     stack.callback(close)
     return exporter
+
+
+def export_status(exporter: Any) -> int:
+    """0, or EXIT_NOT_EXPORTED (and a line saying so) if records were not sent.
+
+    Call it once the exporter is closed (its counts are then final).
+    """
+    if exporter is None or not exporter.records_not_sent:
+        return 0
+    print(
+        f"connstats: {exporter.records_not_sent} flow records were not exported "
+        f"(exit status {EXIT_NOT_EXPORTED})",
+        file=sys.stderr,
+    )
+    return EXIT_NOT_EXPORTED
 
 
 def errmsg(exc: OSError, path: str) -> str:
