@@ -524,26 +524,28 @@ class Core:
             if notify or self._next_generation != opened:
                 self._notify()
 
+    # After close() a call counts nothing, but its arguments are checked
+    # first, as before close(): a bad call raises whenever it is made (the
+    # compiled core does the same).
+
     def _virtual(self, packet: Any, rx: bool) -> None:
+        view = _byte_view(packet, "packet")
         if self._closed:
             return
-        view = _byte_view(packet, "packet")
         key = _decode_raw(view)
         if rx:
             key = _swap(key)
         self._count_one(False, rx, key, len(view))
 
     def _virtual_batch(self, packets: Any, rx: bool) -> None:
+        views = _packet_list(packets, "packets")
         if self._closed:
             return
-        views = _packet_list(packets, "packets")
         self._count(False, rx, self._keys(views, rx))
 
     def _virtual_buffer(
         self, buffer: Any, offsets: Any, lengths: Any, rx: bool
     ) -> None:
-        if self._closed:
-            return
         view = _byte_view(buffer, "buffer")
         if isinstance(view, bytes):
             # Slicing bytes would copy every packet; a memoryview does not.
@@ -561,6 +563,8 @@ class Core:
                     f"offsets[{i}]: packet {start}..{start + n} (lengths[{i}] = "
                     f"{n}) extends beyond the end of buffer ({size} bytes)"
                 )
+        if self._closed:
+            return
         views = [view[start : start + n] for start, n in zip(starts, sizes)]
         self._count(False, rx, self._keys(views, rx))
 
@@ -576,12 +580,12 @@ class Core:
         return entries
 
     def _physical(self, src: Any, dst: Any, n: Any, rx: bool) -> None:
-        if self._closed:
-            return
         # All three are validated before anything is counted.
         src_packed = packed_address(src, "src")
         dst_packed, dst_port = packed_addrport(dst, "dst")
         nbytes = byte_count(n, "n")
+        if self._closed:
+            return
         key: RawKey = (0, src_packed, 0, dst_packed, dst_port)
         self._count_one(True, rx, key, nbytes)
 

@@ -401,8 +401,11 @@ def _walk_image(image, uint64_t limit=0, bint tee=False):
     cdef cs_ring r
     cdef cs_walk w
     cdef int rc
-    if n < 48 or n >= (<size_t>1 << 31):
-        raise ValueError("image: must hold a block descriptor (48 bytes) and be under 2 GiB")
+    if n < 48 or n >= (<size_t>1 << 31) or n % 16:
+        # a multiple of 16: the block starts aligned, as the kernel's do
+        raise ValueError(
+            "image: must hold a block descriptor (48 bytes), be a multiple of 16 "
+            "bytes and under 2 GiB")
     span = (n + page - 1) // page * page
     area = <uint8_t *>mmap(NULL, span + page, PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)

@@ -334,9 +334,11 @@ static int cs_ring_walk(cs_ring *r, cs_walk *w, uint64_t limit)
         uint32_t caplen, len;
         int outbound;
         /* never trust a header that points outside the block: the frame
-         * header and the sockaddr_ll after it must both lie inside it */
+         * header and the sockaddr_ll after it must both lie inside it, at
+         * the alignment the kernel always gives them */
         if (off < sizeof(struct tpacket_block_desc)
-            || off + sll_at + sizeof(struct sockaddr_ll) > r->block_size)
+            || off + sll_at + sizeof(struct sockaddr_ll) > r->block_size
+            || (off & (TPACKET_ALIGNMENT - 1)) != 0)
             break;
         h = (struct tpacket3_hdr *)((uint8_t *)b + off);
         sll = (const struct sockaddr_ll *)((uint8_t *)h + sll_at);

@@ -556,11 +556,13 @@ cdef class Core:
         cdef cs_key k
         cdef object sp, dp, port
         cdef uint64_t nbytes
-        if cs_atomic_load_int(&self.closed):
-            return 0
+        # Checked even once closed, as the virtual entry points do: a bad
+        # call raises whenever it is made (the twin does the same).
         sp = _addr.packed_address(src, "src")
         dp, port = _addr.packed_addrport(dst, "dst")
         nbytes = _addr.byte_count(n, "n")
+        if cs_atomic_load_int(&self.closed):
+            return 0
         memset(&k, 0, sizeof(cs_key))
         k.kind = KIND_PHYSICAL
         # Lengths checked on the exact bytes copied (an address subclass's
