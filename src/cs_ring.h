@@ -35,6 +35,9 @@
 #include <linux/if_packet.h>
 #include <net/if_arp.h>
 
+/* TPACKET_V3 frames start at multiples of 8 in their block. */
+#define CS_V3_ALIGNMENT 8u
+
 /* The largest IP packet an IP header can describe: IPv6, 65535-byte payload. */
 #define CS_IP_MAX (40u + 65535u)
 
@@ -335,10 +338,11 @@ static int cs_ring_walk(cs_ring *r, cs_walk *w, uint64_t limit)
         int outbound;
         /* never trust a header that points outside the block: the frame
          * header and the sockaddr_ll after it must both lie inside it, at
-         * the alignment the kernel always gives them */
+         * the alignment the kernel always gives them (V3 packs frames at
+         * 8 bytes: V3_ALIGNMENT in net/packet/af_packet.c) */
         if (off < sizeof(struct tpacket_block_desc)
             || off + sll_at + sizeof(struct sockaddr_ll) > r->block_size
-            || (off & (TPACKET_ALIGNMENT - 1)) != 0)
+            || (off & (CS_V3_ALIGNMENT - 1)) != 0)
             break;
         h = (struct tpacket3_hdr *)((uint8_t *)b + off);
         sll = (const struct sockaddr_ll *)((uint8_t *)h + sll_at);

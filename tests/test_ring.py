@@ -86,7 +86,7 @@ def frame(
     sll = struct.pack("=HHiHBB8s", socket.AF_PACKET, socket.htons(proto), 1,
                       ARPHRD_ETHER, pkttype, 6, b"")  # fmt: skip
     body = hdr + sll + bytes(mac - HDR - SLL) + data
-    return body + bytes(-len(body) % 16)
+    return body + bytes(-len(body) % 8)  # V3 packs frames at 8 bytes
 
 
 def block(frames: list[bytes], size: int = 4096, first: int = DESC) -> bytes:
@@ -124,7 +124,7 @@ def test_guard_keeps_the_sockaddr_ll_inside_the_block():
     tx, rx, counters = walk(image)
     assert (tx, rx) == ([], [])
     assert counters["frames"] == 0
-    # a frame that is not aligned as the kernel aligns them is not walked
+    # a frame that is not aligned as the kernel aligns them (8) is not walked
     image = image[:8] + struct.pack("=III", 0, 1, DESC + 4) + image[20:]
     assert walk(image)[2]["frames"] == 0
     # room for both (at the alignment the kernel gives frames): the frame is
@@ -132,6 +132,16 @@ def test_guard_keeps_the_sockaddr_ll_inside_the_block():
     image = image[:8] + struct.pack("=III", 0, 1, 4096 - 80) + image[20:]
     tx, rx, counters = walk(image)
     assert counters["frames"] == 1 and counters["skipped"] == 1
+
+
+def test_frames_packed_at_eight_bytes_are_all_walked():
+    # 80 + 36 = 116 bytes, 120 with the padding: the next frame starts at a
+    # multiple of 8 that is not one of 16, as the kernel packs them
+    packets = [ipv4_udp(36, sport=1), ipv4_udp(28, sport=2), ipv4_udp(36, sport=3)]
+    frames = [frame(p, pkttype=PACKET_OUTGOING) for p in packets]
+    assert len(frames[0]) % 16 == 8
+    tx, rx, counters = walk(block(frames))
+    assert [n for _, n in tx] == [36, 28, 36] and counters["frames"] == 3
 
 
 def test_a_packet_the_ring_cut_short_counts_with_its_ip_length():
