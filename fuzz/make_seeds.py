@@ -257,11 +257,46 @@ def _idb_option_overrun(packet: bytes) -> bytes:
     return shb + idb + epb
 
 
+def compress_seeds() -> dict[str, bytes]:
+    """Compressed captures of every kind, multi-frame zstd, a small bomb, cuts."""
+    import bz2
+    import gzip
+    import lzma
+
+    capture = capture_seeds()["pcapng_le"]
+    seeds = {
+        "gzip": gzip.compress(capture),
+        "bzip2": bz2.compress(capture),
+        "xz": lzma.compress(capture),
+    }
+    try:
+        import zstandard
+    except ImportError:  # Python 3.14 without the package: no zstd seeds
+        return seeds
+    plain = zstandard.ZstdCompressor(level=3)
+    checked = zstandard.ZstdCompressor(level=19, write_checksum=True)
+    half = len(capture) // 2
+    skippable = struct.pack("<II", 0x184D2A50, 3) + b"abc"
+    seeds["zstd"] = plain.compress(capture)
+    seeds["zstd_frames"] = (
+        checked.compress(capture[:half]) + skippable + plain.compress(capture[half:])
+    )
+    # RLE blocks of 128 KiB each: 4 bytes in, 128 KiB out (2 MiB in all)
+    bomb = bytearray(struct.pack("<I", 0xFD2FB528) + bytes([0x00, 0x38]))
+    for i in range(16):
+        bomb += ((i == 15) | (1 << 1) | (128 * 1024 << 3)).to_bytes(3, "little") + b"\0"
+    seeds["zstd_rle_bomb"] = bytes(bomb)
+    seeds["zstd_cut"] = seeds["zstd_frames"][: len(seeds["zstd_frames"]) * 2 // 3]
+    seeds["gzip_cut"] = seeds["gzip"][:-9]
+    return seeds
+
+
 def main() -> None:
     corpus = HERE / "corpus"
     _write(corpus / "decode", decode_seeds())
     _write(corpus / "core", core_seeds())
     _write(corpus / "capture", capture_seeds())
+    _write(corpus / "compress", compress_seeds())
 
 
 if __name__ == "__main__":
