@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import json
 import os
 import socket
 import struct
@@ -25,6 +26,8 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -258,54 +261,82 @@ def _packet_socket() -> socket.socket:
     return socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
 
 
+def fresh(name: str, timeout: float = 60) -> Any:
+    """Run this module's function ``name`` in a new interpreter; its JSON result.
+
+    A new interpreter rather than a fork: these children start threads, and
+    a fork of a process with threads (pytest's, under the sanitizers) may
+    inherit a lock held for ever.  A crash fails the test with its output.
+    """
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "import test_ring\n"
+        f"print(json.dumps(test_ring.{name}()))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def child_close_while_waiting() -> Any:
+    sock = _packet_socket()
+    r = ring.Ring(sock.fileno(), 4096, 4, 10)
+    outcome = []
+
+    def waiter():
+        try:
+            outcome.append(r.next_block(5000))
+        except ValueError as exc:
+            outcome.append(str(exc))
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    r.close()
+    t.join(10)
+    waited = time.monotonic() - started
+    try:
+        r.next_block(10)
+        closed_error = None
+    except ValueError as exc:
+        closed_error = str(exc)
+    r.release()  # nothing to give back once closed
+    sock.close()
+    return outcome, waited < 4, closed_error
+
+
 @needs_root
 def test_close_while_another_thread_waits():
-    def child():
-        sock = _packet_socket()
-        r = ring.Ring(sock.fileno(), 4096, 4, 10)
-        outcome = []
-
-        def waiter():
-            try:
-                outcome.append(r.next_block(5000))
-            except ValueError as exc:
-                outcome.append(str(exc))
-
-        t = threading.Thread(target=waiter)
-        t.start()
-        time.sleep(0.3)
-        started = time.monotonic()
-        r.close()
-        t.join(10)
-        waited = time.monotonic() - started
-        with pytest.raises(ValueError, match="closed"):
-            r.next_block(10)
-        r.release()  # nothing to give back once closed
-        sock.close()
-        return outcome, waited < 4
-
-    outcome, woken = fork_here(child)(30)
+    outcome, woken, closed_error = fresh("child_close_while_waiting")
     assert outcome == ["next_block: the ring was closed while waiting"]
     assert woken  # close() woke it: it did not sleep out its 5 s
+    assert closed_error == "next_block: the ring is closed"
+
+
+def child_init_twice() -> Any:
+    sock = _packet_socket()
+    r = ring.Ring(sock.fileno(), 4096, 4, 10)
+    other = _packet_socket()
+    errors = []
+    for fd in (sock.fileno(), other.fileno()):
+        try:
+            r.__init__(fd, 8192, 2, 10)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+    result = (errors, r.size, r.next_block(10))
+    r.close()
+    return result
 
 
 @needs_root
 def test_init_twice_is_refused():
-    def child():
-        sock = _packet_socket()
-        r = ring.Ring(sock.fileno(), 4096, 4, 10)
-        other = _packet_socket()
-        errors = []
-        for fd in (sock.fileno(), other.fileno()):
-            try:
-                r.__init__(fd, 8192, 2, 10)
-            except RuntimeError as exc:
-                errors.append(str(exc))
-        result = (errors, r.size, r.next_block(10))
-        r.close()
-        return result
-
-    errors, size, n = fork_here(child)(30)
+    errors, size, n = fresh("child_init_twice")
     assert errors == ["Ring: already initialized (make a new Ring)"] * 2
     assert (size, n) == (4 * 4096, -1)
 
@@ -326,64 +357,77 @@ def _next(r, tries: int = 50) -> int:
     raise AssertionError("no block with packets")
 
 
+def child_views_outlive() -> Any:
+    _private_lo()
+    sock = _packet_socket()
+    r = ring.Ring(sock.fileno(), 4096, 4, 5, True)
+    sock.bind(("lo", 0x0003))  # ETH_P_ALL
+    kept = []
+
+    def keep(buf, offsets, lengths):
+        for off, n in zip(offsets, lengths):
+            kept.append(memoryview(buf)[off : off + n])
+
+    _send(9, [b"first" * 10])
+    _next(r)
+    r.count(keep, keep)
+    tee1 = r.tee_bytes()
+    tee1_slice = tee1[28:]
+    before = bytes(tee1)
+    packet = bytes(kept[0])
+    r.release()
+    _send(9, [b"second" * 30, b"third" * 40])
+    _next(r)
+    tee2 = r.tee_bytes()
+    same = r.tee_bytes() == tee2  # the same blocks until the next walk
+    r.release()
+    r.close()
+    del r
+    sock.close()
+    # The first tee was not overwritten by the second walk, and no view
+    # points at freed or unmapped memory after the ring is gone.
+    return (
+        same,
+        bytes(tee1) == before,
+        bytes(tee1_slice) == before[28:],
+        bytes(kept[0]) == packet,
+        b"second" in bytes(tee2),
+    )
+
+
 @needs_root
 def test_views_outlive_the_walk_and_the_ring():
-    def child():
-        _private_lo()
-        sock = _packet_socket()
-        r = ring.Ring(sock.fileno(), 4096, 4, 5, True)
-        sock.bind(("lo", 0x0003))  # ETH_P_ALL
-        kept = []
+    assert fresh("child_views_outlive") == [True] * 5
 
-        def keep(buf, offsets, lengths):
-            for off, n in zip(offsets, lengths):
-                kept.append(memoryview(buf)[off : off + n])
 
-        _send(9, [b"first" * 10])
-        _next(r)
-        r.count(keep, keep)
-        tee1 = r.tee_bytes()
-        tee1_slice = tee1[28:]
-        before = bytes(tee1)
-        packet = bytes(kept[0])
-        r.release()
-        _send(9, [b"second" * 30, b"third" * 40])
-        _next(r)
-        tee2 = r.tee_bytes()
-        assert r.tee_bytes() == tee2  # the same blocks until the next walk
-        r.release()
-        r.close()
-        del r
-        sock.close()
-        # The first tee was not overwritten by the second walk, and no view
-        # points at freed or unmapped memory after the ring is gone.
-        return (
-            bytes(tee1) == before,
-            bytes(tee1_slice) == before[28:],
-            bytes(kept[0]) == packet,
-            b"second" in bytes(tee2),
-        )
+def child_second_thread() -> Any:
+    sock = _packet_socket()
+    r = ring.Ring(sock.fileno(), 4096, 4, 10, True)
+    inside = threading.Event()
 
-    assert fork_here(child)(30) == [True, True, True, True]
+    def waiter():
+        inside.set()
+        try:
+            r.next_block(3000)
+        except ValueError:  # closed below, while it waits
+            pass
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    inside.wait(10)
+    time.sleep(0.5)  # well inside its wait
+    refused = []
+    for call in (lambda: r.next_block(0), r.tee_bytes, r.release,
+                 lambda: r.count(print, print)):  # fmt: skip
+        try:
+            call()
+        except RuntimeError as exc:
+            refused.append("in use by another thread" in str(exc))
+    r.close()  # wakes it
+    t.join(10)
+    return refused
 
 
 @needs_root
 def test_calls_from_a_second_thread_while_walking_are_refused():
-    def child():
-        sock = _packet_socket()
-        r = ring.Ring(sock.fileno(), 4096, 4, 10, True)
-        t = threading.Thread(target=lambda: r.next_block(1000))
-        t.start()
-        time.sleep(0.3)
-        refused = []
-        for call in (lambda: r.next_block(0), r.tee_bytes, r.release,
-                     lambda: r.count(print, print)):  # fmt: skip
-            try:
-                call()
-            except RuntimeError as exc:
-                refused.append("in use by another thread" in str(exc))
-        t.join(10)
-        r.close()
-        return refused
-
-    assert fork_here(child)(30) == [True] * 4
+    assert fresh("child_second_thread") == [True] * 4
