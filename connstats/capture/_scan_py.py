@@ -385,6 +385,11 @@ class Scanner:
         self.tx_lengths = array("I", bytes(4 * capacity))
         self.rx_offsets = array("I", bytes(4 * capacity))
         self.rx_lengths = array("I", bytes(4 * capacity))
+        # IPv4 packets whose total length is 0 (TSO, BIG TCP): where they are
+        # and their emitted length, for the reader (see CaptureReader).
+        self.zero_total_offsets = array("I", bytes(4 * capacity))
+        self.zero_total_lengths = array("I", bytes(4 * capacity))
+        self.n_zero_total = 0
         self.n_tx = 0
         self.n_rx = 0
         self.skipped = 0
@@ -488,6 +493,7 @@ class Scanner:
         with self._lock:
             self.n_tx = 0
             self.n_rx = 0
+            self.n_zero_total = 0
             self.skipped = 0
             self.truncated = 0
             self.unsupported = 0
@@ -530,6 +536,10 @@ class Scanner:
                 length = total
             elif cut and total > length:
                 length = self._cut(buf, ip, length, total, wirelen - hdr)
+            elif total == 0:
+                self.zero_total_offsets[self.n_zero_total] = ip
+                self.zero_total_lengths[self.n_zero_total] = length
+                self.n_zero_total += 1
         elif version == 6 and length >= 40:
             payload = (buf[ip + 4] << 8) | buf[ip + 5]
             if payload and 40 + payload < length:

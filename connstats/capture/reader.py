@@ -162,6 +162,9 @@ class CaptureReader:
         #: IP packets cut short by the capture's snap length (counted with
         #: their full IP length when their headers were captured).
         self.truncated = 0
+        #: IPv4 packets whose total length field is 0 (TCP segmentation
+        #: offload, BIG TCP): keyed by their captured length, as tshark does.
+        self.zero_total = 0
         #: Packets skipped because their pcapng interface's link type is not
         #: supported, and those link types (in the order met).
         self.unsupported = 0
@@ -386,6 +389,8 @@ class CaptureReader:
             self.skipped += scanner.skipped
             self.truncated += scanner.truncated
             self.unsupported += scanner.unsupported
+            if scanner.n_zero_total:
+                self._zero_totals(scanner)
             n = scanner.n_tx + scanner.n_rx
             self.packets += n
             if status == ST_FULL:
@@ -435,6 +440,29 @@ class CaptureReader:
                 self._pending = error
                 return self._batch(Stop.MORE)
             raise error
+
+    def _zero_totals(self, scanner: Any) -> None:
+        """Give IPv4 packets with a total length of 0 the length they have.
+
+        Segmentation offload (TSO) and BIG TCP hand packets to the capture
+        before (or without) writing their total length: 0, and the real
+        length is the captured one (more than 65535 bytes for BIG TCP).
+        tshark then takes the length from the capture; so does ``connstats
+        read``: the field is set to the emitted length (65535 at most, which
+        a longer packet still is) in the reader's own copy of the data, and
+        the core keys the packet by its protocol and ports.  The library's
+        entry points keep the reference rule (docs/contract.md §4): a total
+        length of 0 there means proto 0, ports 0.
+        """
+        n = scanner.n_zero_total
+        buf = self._buf
+        for off, length in zip(
+            scanner.zero_total_offsets[:n], scanner.zero_total_lengths[:n]
+        ):
+            value = min(length, 0xFFFF)
+            buf[off + 2] = value >> 8
+            buf[off + 3] = value & 0xFF
+        self.zero_total += n
 
     def _batch(self, stop: Stop, next_ns: int = 0) -> Batch:
         s = self._scanner

@@ -105,6 +105,11 @@ class FileTotals:
         parts.append(f"{reader.skipped} non-IP frames skipped")
         if reader.truncated:
             parts.append(f"{reader.truncated} cut by the snap length")
+        if reader.zero_total:
+            parts.append(
+                f"{reader.zero_total} with IPv4 total length 0 (TSO or BIG TCP: "
+                "keyed by their captured length)"
+            )
         bpf = getattr(reader, "bpf_stream", None)
         if bpf is not None:
             parts.append(f"{bpf.packets_rejected} packets rejected by --bpf")
