@@ -21,6 +21,7 @@ from .read_options import add_read_options
 _READ_EPILOG = """\
 examples:
   connstats read                          the built-in sample capture
+  tcpdump -i eth0 -w - | connstats read   what tcpdump captures (standard input)
   connstats read trace.pcapng --top 5     the five biggest connections
   connstats read trace.pcap --local 10.0.0.0/8 --max-period 60s
   tcpdump -i eth0 -w - | connstats read - --max-period 10 --format jsonl
@@ -111,13 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
         "read",
         help="count the connections in pcap/pcapng files",
         description="Count packets and bytes per connection in pcap or pcapng files\n"
-        "(the format is detected from the content). With no FILE, read a small\n"
-        "sample capture shipped with connstats.",
+        "(the format is detected from the content). With no FILE, read standard\n"
+        "input when it is a pipe or a file (tcpdump -w - | connstats read), else\n"
+        "a small sample capture shipped with connstats.",
         epilog=_READ_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     read.add_argument(
-        "files", nargs="*", metavar="FILE", help="capture files, '-' for standard input"
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="capture files, '-' for standard input (the default when it is a pipe "
+        "or a file)",
     )
     read.add_argument(
         "--local",

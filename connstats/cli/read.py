@@ -162,6 +162,9 @@ def command(args: argparse.Namespace) -> int:
         paths: list[tuple[str, str]] = []  # (path to open, name shown)
         if args.files:
             paths = [(p, "<stdin>" if p == "-" else p) for p in args.files]
+        elif piped_stdin():
+            # `tcpdump -w - | connstats read`, `connstats read < trace.pcap`
+            paths = [("-", "<stdin>")]
         else:
             sample = stack.enter_context(
                 resources.as_file(resources.files("connstats") / "data" / _SAMPLE)
@@ -288,6 +291,23 @@ def command(args: argparse.Namespace) -> int:
     if failure:
         raise Fail(failure)
     return export_status(exporter)
+
+
+def piped_stdin() -> bool:
+    """Whether standard input is a pipe, a socket or a file (not a terminal).
+
+    With no FILE, ``connstats read`` reads it then, and the built-in sample
+    otherwise: a terminal, ``/dev/null`` (a character device, as cron and
+    many CI runners give), no standard input at all, or a replaced
+    ``sys.stdin`` without a file descriptor.
+    """
+    import stat
+
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode)
 
 
 def _size(path: str) -> int | None:
