@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -350,6 +351,8 @@ def test_padding_after_short_packets_is_not_counted(lab, tmp_path):
     want = {(17, f"{netlab.DST}:{netlab.PORT}", f"{netlab.SRC}:40000"): [0, 0, 100, 2800]}
     assert live == want and summary["bytes"] == 2800
     assert _read_jsonl(path) == want
+    # packets of the capture: a new -w file is readable by its owner only
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def _marked_processes(mark: str) -> list[int]:

@@ -127,7 +127,8 @@ def add_arguments(live: argparse.ArgumentParser) -> None:
         "-w",
         metavar="FILE.pcapng",
         help="also write every counted packet to a pcapng file (raw IP, with its "
-        "direction, epb_flags); 'connstats read FILE' gives the same counts. An "
+        "direction, epb_flags); 'connstats read FILE' gives the same counts. A new "
+        "file is created readable by its owner only (mode 0600). An "
         "--output FILE ending in .pcapng means the same",
     )
 
@@ -206,7 +207,7 @@ def run(
     from ..capture.windows import Window
     from .out_jsonl import window_message
     from .output import merge_windows
-    from .sinks import export_status
+    from .sinks import create_private, export_status
 
     write_path = args.write
     if write_path is None and args.output and args.output.endswith(".pcapng"):
@@ -228,7 +229,7 @@ def run(
         tee: BinaryIO | None = None
         if write_path is not None:
             try:
-                tee = stack.enter_context(open(write_path, "wb"))
+                tee = stack.enter_context(create_private(write_path, "wb"))
             except OSError as exc:
                 raise CaptureFailed(
                     f"cannot write {write_path}: {exc.strerror}"

@@ -66,7 +66,8 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         "--output",
         "-o",
         metavar="FILE",
-        help="write to FILE instead of standard output",
+        help="write to FILE instead of standard output (a new file is created "
+        "readable by its owner only, mode 0600)",
     )
     group.add_argument(
         "--export",
