@@ -64,7 +64,8 @@ examples:
   sudo connstats capture -i eth0 -w trace.pcapng --fail-on-drop
 
 Exit status {dropped} with --fail-on-drop: the kernel dropped packets (the ring was
-full); a larger --ring-size or a capture filter helps.
+full); a larger --ring-size or a capture filter helps. Exit status 4: --export
+could not send some flow records.
 """
 
 
@@ -212,7 +213,11 @@ def _complete(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 ok, 1 error, 2 usage)."""
+    """Run the command line; return the exit status (docs/cli.md, "Exit status").
+
+    0 ok, 1 error, 2 usage, 3 kernel drops with capture --fail-on-drop, 4 flow
+    records not exported, 130 Ctrl-C (read), 141 broken pipe.
+    """
     parser = build_parser()
     _complete(parser)
     args = parser.parse_args(argv)
