@@ -93,7 +93,9 @@ def _zstd_checks(data: bytes) -> None:
     except zstandard.ZstdError:
         return  # e.g. no content size in the header: the one-shot API refuses
     if bytes(got) != want:
-        raise AssertionError(f"zstd output differs from zstandard's on {data[:64].hex()}")
+        raise AssertionError(
+            f"zstd output differs from zstandard's on {data[:64].hex()}"
+        )
 
 
 def test_one_input(data: bytes) -> None:

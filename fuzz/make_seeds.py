@@ -253,7 +253,9 @@ def _idb_option_overrun(packet: bytes) -> bytes:
     idb = struct.pack("<IIHHIHH", 1, 24, 101, 0, 0, 14, 8) + struct.pack("<I", 24)
     body = struct.pack("<IIIII", 0, 0, 1, len(packet), len(packet)) + packet
     body += bytes(-len(body) % 4)
-    epb = struct.pack("<II", 6, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+    epb = (
+        struct.pack("<II", 6, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+    )
     return shb + idb + epb
 
 

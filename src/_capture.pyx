@@ -476,6 +476,11 @@ cdef class Scanner:
     cdef readonly Py_ssize_t n_rx
     cdef readonly Py_ssize_t skipped
     cdef readonly Py_ssize_t truncated
+    cdef readonly object zero_total_offsets
+    cdef readonly object zero_total_lengths
+    cdef uint32_t[::1] _zto
+    cdef uint32_t[::1] _ztl
+    cdef readonly Py_ssize_t n_zero_total
     cdef readonly Py_ssize_t unsupported
     cdef readonly Py_ssize_t pos
     cdef readonly int64_t first_ns
@@ -513,6 +518,10 @@ cdef class Scanner:
         self.tx_lengths = array("I", bytes(4 * capacity))
         self.rx_offsets = array("I", bytes(4 * capacity))
         self.rx_lengths = array("I", bytes(4 * capacity))
+        self.zero_total_offsets = array("I", bytes(4 * capacity))
+        self.zero_total_lengths = array("I", bytes(4 * capacity))
+        self._zto = self.zero_total_offsets
+        self._ztl = self.zero_total_lengths
         self._txo = self.tx_offsets
         self._txl = self.tx_lengths
         self._rxo = self.rx_offsets
@@ -624,6 +633,7 @@ cdef class Scanner:
                 self.n_rx = 0
                 self.skipped = 0
                 self.truncated = 0
+                self.n_zero_total = 0
                 self.unsupported = 0
                 self._err = E_NONE
                 self.pos = pos
@@ -636,6 +646,7 @@ cdef class Scanner:
                 self.n_rx = 0
                 self.skipped = 0
                 self.truncated = 0
+                self.n_zero_total = 0
                 self.unsupported = 0
                 self._buflen = view.shape[0]
                 self._err = E_NONE
@@ -675,6 +686,10 @@ cdef class Scanner:
                 length = total
             elif cut and total > length:
                 length = self._cut(p, ip, length, total, wirelen - hdr)
+            elif total == 0:
+                self._zto[self.n_zero_total] = <uint32_t>ip
+                self._ztl[self.n_zero_total] = <uint32_t>length
+                self.n_zero_total += 1
         elif version == 6 and length >= 40:
             total = _be16(p + 4)
             if total and 40 + total < length:

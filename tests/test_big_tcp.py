@@ -15,9 +15,8 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 import captures as cap
+import pytest
 
 T0 = 1_700_000_000 * 10**9
 
@@ -34,7 +33,11 @@ def tso_udp() -> bytes:
 
 def capture(linktype: int = 1) -> bytes:
     wrap = cap.LINK_WRAPPERS[linktype]
-    packets = [big_tcp(), tso_udp(), cap.tcp4("192.0.2.1", 40001, "198.51.100.7", 443, b"n")]
+    packets = [
+        big_tcp(),
+        tso_udp(),
+        cap.tcp4("192.0.2.1", 40001, "198.51.100.7", 443, b"n"),
+    ]
     return cap.pcap([(T0 + i, wrap(p)) for i, p in enumerate(packets)], linktype)
 
 
@@ -74,7 +77,12 @@ def test_the_command_agrees_with_tshark(tmp_path):
     for line in fields.splitlines():
         proto, src, tsport, usport, dst, tdport, udport, length = line.split("\t")
         sport, dport = tsport or usport, tdport or udport
-        theirs[(int(proto), f"{src}:{sport}", f"{dst}:{dport}")] = (1, int(length), 0, 0)
+        theirs[(int(proto), f"{src}:{sport}", f"{dst}:{dport}")] = (
+            1,
+            int(length),
+            0,
+            0,
+        )
     assert theirs == WANT  # tshark says what WANT says
     run = subprocess.run(
         [sys.executable, "-m", "connstats", "read", str(path), "--format", "csv"],
@@ -83,7 +91,9 @@ def test_the_command_agrees_with_tshark(tmp_path):
     ours = {}
     for line in run.stdout.splitlines()[1:]:
         f = line.split(",")
-        ours[(int(f[4]), f"{f[6]}:{f[7]}", f"{f[8]}:{f[9]}")] = tuple(map(int, f[10:14]))
+        ours[(int(f[4]), f"{f[6]}:{f[7]}", f"{f[8]}:{f[9]}")] = tuple(
+            map(int, f[10:14])
+        )
     assert ours == theirs
 
 

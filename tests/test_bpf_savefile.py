@@ -27,9 +27,12 @@ import pytest
 from connstats.capture import _libpcap
 
 pytestmark = [
-    pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed"),
     pytest.mark.skipif(
-        not _libpcap.available(), reason="libpcap is not installed (apt-get install libpcap0.8)"
+        shutil.which("tcpdump") is None, reason="tcpdump is not installed"
+    ),
+    pytest.mark.skipif(
+        not _libpcap.available(),
+        reason="libpcap is not installed (apt-get install libpcap0.8)",
     ),
 ]
 
@@ -70,7 +73,10 @@ def as_loop(order: str) -> Callable[[bytes], bytes]:
 def as_enc(order: str) -> Callable[[bytes], bytes]:
     # struct enchdr: af (host order), spi (network order), flags (host order)
     return lambda f: (
-        struct.pack(order + "I", _family(f)) + struct.pack(">I", 0x1000) + bytes(4) + f[4:]
+        struct.pack(order + "I", _family(f))
+        + struct.pack(">I", 0x1000)
+        + bytes(4)
+        + f[4:]
     )
 
 
@@ -103,8 +109,18 @@ def write_pcapng(path: Path, recs, linktype: int, order: str, wrap) -> None:
         frame = wrap(frame)
         ts = sec * 1_000_000 + usec
         out.append(
-            block(6, struct.pack(order + "IIIII", 0, ts >> 32, ts & 0xFFFFFFFF,
-                                 len(frame), len(frame)) + frame)  # fmt: skip
+            block(
+                6,
+                struct.pack(
+                    order + "IIIII",
+                    0,
+                    ts >> 32,
+                    ts & 0xFFFFFFFF,
+                    len(frame),
+                    len(frame),
+                )
+                + frame,
+            )  # fmt: skip
         )
     path.write_bytes(b"".join(out))
 
@@ -150,7 +166,9 @@ def test_bpf_counts_what_tcpdump_prints(tmp_path, source, variant, order, fmt):
     recs = records(SOURCES[source])
     linktype, wrap = VARIANTS[variant]
     path = tmp_path / f"{source}-{variant}.{fmt}"
-    (write_pcap if fmt == "pcap" else write_pcapng)(path, recs, linktype, order, wrap(order))
+    (write_pcap if fmt == "pcap" else write_pcapng)(
+        path, recs, linktype, order, wrap(order)
+    )
     # without a filter both tools see every packet as IPv6
     assert tcpdump_count(path, "") == len(recs)
     for expr in EXPRESSIONS:

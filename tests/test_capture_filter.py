@@ -105,7 +105,9 @@ def test_program_matches_the_rule(f, fields):
         assert verdict == bpf.ACCEPT  # whole packets, never cut
 
 
-@pytest.mark.parametrize("frag", [0x2000, 0x0001, 0x2003], ids=["first", "last", "middle"])
+@pytest.mark.parametrize(
+    "frag", [0x2000, 0x0001, 0x2003], ids=["first", "last", "middle"]
+)
 def test_proto_keeps_ipv6_fragments_of_that_protocol(frag):
     # capture --proto udp used to drop every IPv6 fragment of a UDP datagram,
     # the first one included, which `read --proto udp` counts

@@ -348,7 +348,9 @@ def test_padding_after_short_packets_is_not_counted(lab, tmp_path):
     status, out, err = stop(proc)
     assert status == 0, err
     live, summary, _ = jsonl(out)
-    want = {(17, f"{netlab.DST}:{netlab.PORT}", f"{netlab.SRC}:40000"): [0, 0, 100, 2800]}
+    want = {
+        (17, f"{netlab.DST}:{netlab.PORT}", f"{netlab.SRC}:40000"): [0, 0, 100, 2800]
+    }
     assert live == want and summary["bytes"] == 2800
     assert _read_jsonl(path) == want
     # packets of the capture: a new -w file is readable by its owner only

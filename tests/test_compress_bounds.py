@@ -89,9 +89,7 @@ def test_zstd_bomb_costs_no_more_than_a_plain_file(tmp_path, baseline):
     assert peak < baseline + 64 * (1 << 20), (peak, baseline)
 
 
-@pytest.mark.parametrize(
-    "kind", ["gzip", "bzip2", "xz"], ids=["gzip", "bzip2", "xz"]
-)
+@pytest.mark.parametrize("kind", ["gzip", "bzip2", "xz"], ids=["gzip", "bzip2", "xz"])
 def test_standard_library_bombs_are_bounded_too(tmp_path, baseline, kind):
     size = 256 << 20
     compress = {
@@ -128,7 +126,9 @@ def test_each_read_of_the_zstandard_stream_is_bounded():
     assert largest <= _compress.MAX_OUTPUT_PER_READ
 
 
-@pytest.mark.skipif(shutil.which("zstd") is None, reason="the zstd tool is not installed")
+@pytest.mark.skipif(
+    shutil.which("zstd") is None, reason="the zstd tool is not installed"
+)
 def test_zstandard_stream_matches_the_zstd_tool(tmp_path):
     # several frames (levels, checksums, content sizes), a skippable frame
     # between them, and the bomb's RLE frame: decompressed by the zstd tool

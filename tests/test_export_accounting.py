@@ -21,11 +21,10 @@ from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
 
-import pytest
-from ipfix_tools import Connection, Counts, decode_message
-
 import captures as cap
+import pytest
 from captures import Interface, Section
+from ipfix_tools import Connection, Counts, decode_message
 
 from connstats.export import IPFIXExporter
 
@@ -111,14 +110,18 @@ def test_udp_mtu_must_fit_a_datagram(host, family, largest):
     with probe:
         port = probe.getsockname()[1]
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        with pytest.raises(ValueError, match=f"mtu: {largest + 1} is larger than any UDP"):
+        with pytest.raises(
+            ValueError, match=f"mtu: {largest + 1} is larger than any UDP"
+        ):
             IPFIXExporter((host, port), mtu=largest + 1)
         # the largest one works: a window of many records goes out in full
         table = {_conn(sport): Counts(1, 100, 1, 100) for sport in range(1, 3000)}
         with IPFIXExporter((host, port), mtu=largest) as exporter:
             exporter(T0, T0, table, {})
         assert (exporter.records_sent, exporter.records_not_sent) == (2 * 2999, 0)
-        assert exporter.max_message_size == largest - (28 if family == socket.AF_INET else 48)
+        assert exporter.max_message_size == largest - (
+            28 if family == socket.AF_INET else 48
+        )
         probe.settimeout(0.3)
         got = 0
         templates: dict = {}
@@ -159,7 +162,9 @@ def test_read_exits_4_when_the_collector_is_down(tmp_path):
     path = tmp_path / "c.pcap"
     _capture(path)
     port = _closed_udp_port()
-    run = _run("read", str(path), "--export", f"ipfix://127.0.0.1:{port}", "-o", "/dev/null")
+    run = _run(
+        "read", str(path), "--export", f"ipfix://127.0.0.1:{port}", "-o", "/dev/null"
+    )
     assert run.returncode == 4, run.stderr
     assert "connstats: 4 flow records were not exported (exit status 4)" in run.stderr
     assert "(4 not sent," in run.stderr

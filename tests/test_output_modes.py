@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    sys.platform == "win32", reason="POSIX file modes"
-)
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
 
 
 def _read_to(path: Path, umask: int, *args: str) -> None:

@@ -20,12 +20,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import captures as cap
 import pytest
+from captures import Interface, Section
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import captures as cap
-from captures import Interface, Section
 
 from connstats.capture import CaptureError, CaptureReader, Stop
 
@@ -102,13 +101,17 @@ def test_an_epb_option_running_past_its_block_is_skipped(scanner):
     # epb_flags first, then an option that claims 200 bytes
     options = cap.epb_flags(o, 1)[:8] + struct.pack(o + "HH", 1, 200) + b"xxxx"
     data = cap.pcapng(
-        Section([Interface(101)], [(0, T0, IN), (0, T0 + 1, OUT)], epb_options={0: options})
+        Section(
+            [Interface(101)], [(0, T0, IN), (0, T0 + 1, OUT)], epb_options={0: options}
+        )
     )
     assert cap.read_table(data, scanner_class=scanner) == CONVERSATION
     # an epb_flags that itself runs past the block is not read
     options = struct.pack(o + "HH", 2, 8) + struct.pack(o + "I", 1)
     data = cap.pcapng(
-        Section([Interface(101)], [(0, T0, IN), (0, T0 + 1, OUT)], epb_options={0: options})
+        Section(
+            [Interface(101)], [(0, T0, IN), (0, T0 + 1, OUT)], epb_options={0: options}
+        )
     )
     assert cap.read_table(data, scanner_class=scanner) == AS_TX
 
@@ -125,7 +128,9 @@ def idb_with(options: bytes) -> bytes:
 def epb(packet: bytes, ts: int) -> bytes:
     body = struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(packet), len(packet))
     body += packet + bytes(-len(packet) % 4)
-    return struct.pack("<II", 6, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+    return (
+        struct.pack("<II", 6, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+    )
 
 
 @pytest.mark.parametrize(
@@ -152,8 +157,12 @@ def test_an_idb_option_running_past_its_block_is_skipped_with_a_warning(
     assert [w.start_ns for w in windows] == [1_700_000_000_000 * ts_unit]
     assert cap.as_table(windows[0].virtual) == AS_TX
     assert len(reader.warnings) == 1
-    assert reader.warnings[0].startswith("interface description block at byte 28: option ")
-    assert reader.warnings[0].endswith("runs past its block; options from there on ignored")
+    assert reader.warnings[0].startswith(
+        "interface description block at byte 28: option "
+    )
+    assert reader.warnings[0].endswith(
+        "runs past its block; options from there on ignored"
+    )
 
 
 def test_the_command_warns_and_reads_on(tmp_path):
@@ -168,7 +177,9 @@ def test_the_command_warns_and_reads_on(tmp_path):
         f"connstats: warning: {path}: interface description block at byte 28: "
         "option 14 (8 bytes) runs past its block; options from there on ignored\n"
     )
-    assert run.stdout.splitlines()[1].endswith(",17,udp,192.0.2.1,5000,198.51.100.7,53,1,40,0,0")
+    assert run.stdout.splitlines()[1].endswith(
+        ",17,udp,192.0.2.1,5000,198.51.100.7,53,1,40,0,0"
+    )
 
 
 _OPTION = st.tuples(
@@ -219,9 +230,17 @@ def test_any_options_read_the_same_in_both_scanners(idb_opts, epb_opts, big):
     shb = struct.pack(o + "IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1)
     shb += struct.pack(o + "I", 28)
     body = struct.pack(o + "HHI", 101, 0, 0) + raw(idb_opts)
-    idb = struct.pack(o + "II", 1, 12 + len(body)) + body + struct.pack(o + "I", 12 + len(body))
+    idb = (
+        struct.pack(o + "II", 1, 12 + len(body))
+        + body
+        + struct.pack(o + "I", 12 + len(body))
+    )
     body = struct.pack(o + "IIIII", 0, 0, 1, len(IN), len(IN)) + IN + raw(epb_opts)
-    block = struct.pack(o + "II", 6, 12 + len(body)) + body + struct.pack(o + "I", 12 + len(body))
+    block = (
+        struct.pack(o + "II", 6, 12 + len(body))
+        + body
+        + struct.pack(o + "I", 12 + len(body))
+    )
     data = shb + idb + block
     twin = _read_all(data, cap.scanner_class("py"))
     assert _read_all(data, cap.scanner_class("c")) == twin

@@ -13,11 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import captures as cap
 import pytest
 
-import captures as cap
-
-PACKETS = [cap.udp4("192.0.2.1", 5000 + i, "198.51.100.7", 53, b"q" * i) for i in range(5)]
+PACKETS = [
+    cap.udp4("192.0.2.1", 5000 + i, "198.51.100.7", 53, b"q" * i) for i in range(5)
+]
 
 
 def _capture(tmp_path: Path) -> Path:
@@ -84,4 +85,6 @@ def test_dev_null_and_no_stdin_give_the_sample():
 def test_an_empty_pipe_is_an_empty_input():
     run = _read(input="")
     assert run.returncode == 1
-    assert run.stderr == "connstats: <stdin>: empty input, not a pcap or pcapng capture\n"
+    assert (
+        run.stderr == "connstats: <stdin>: empty input, not a pcap or pcapng capture\n"
+    )

@@ -32,7 +32,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from subproc import fork_here
 
 
@@ -199,7 +198,9 @@ def test_tee_keeps_the_frame_as_captured():
 
 
 # offsets: mostly aligned as the kernel aligns them (else the walk stops there)
-_OFFSET = st.one_of(st.integers(0, 300).map(lambda n: n * 16), st.integers(0, 2**32 - 1))
+_OFFSET = st.one_of(
+    st.integers(0, 300).map(lambda n: n * 16), st.integers(0, 2**32 - 1)
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,8 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-import pytest
 import captures as cap
+import pytest
 
 from connstats import _statistics
 

@@ -427,6 +427,7 @@ def _drain(
     if not _ended(run, result):
         return
     ring = source.ring
+    assert ring is not None
     try:
         attach_filter(source.sock, DROP_ALL)
     except OSError:
