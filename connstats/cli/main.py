@@ -29,8 +29,8 @@ connstats.
 
 _READ_EPILOG = """\
 examples:
-  connstats read                          the built-in sample capture
-  tcpdump -i eth0 -w - | connstats read   what tcpdump captures (standard input)
+  connstats read                          the built-in sample (in a terminal)
+  tcpdump -i eth0 -w - | connstats read   what tcpdump writes to the pipe
   connstats read trace.pcapng --top 5     the five biggest connections
   connstats read trace.pcap --local 10.0.0.0/8 --max-period 60s
   tcpdump -i eth0 -w - | connstats read - --max-period 10 --format jsonl
