@@ -29,7 +29,7 @@ connstats.
 
 _READ_EPILOG = """\
 examples:
-  connstats read                          the built-in sample (in a terminal)
+  connstats read                          the built-in sample (from a tty)
   tcpdump -i eth0 -w - | connstats read   what tcpdump writes to the pipe
   connstats read trace.pcapng --top 5     the five biggest connections
   connstats read trace.pcap --local 10.0.0.0/8 --max-period 60s
