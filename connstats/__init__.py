@@ -21,9 +21,10 @@ from ._types import (
     protocol_name,
 )
 from ._version import __version__
+from .export.community_id import community_id
 
 if TYPE_CHECKING:
-    from ._fastparse import AddrPort, Connection, Counts
+    from ._fastparse import AddrPort, Connection, Counts, TimedCounts
     from ._types import Buffer
 else:
     # Value types of the selected core: C types, or the NamedTuples of
@@ -31,6 +32,7 @@ else:
     AddrPort = _core.AddrPort
     Connection = _core.Connection
     Counts = _core.Counts
+    TimedCounts = _core.TimedCounts
 
 
 def decode(packet: Buffer) -> tuple[int, AddrPort, AddrPort]:
@@ -50,7 +52,9 @@ __all__ = [
     "RECORD_SIZE",
     "Statistics",
     "TAILSCALE_SERVICE_ADDRESSES",
+    "TimedCounts",
     "__version__",
+    "community_id",
     "decode",
     "protocol_name",
 ]

@@ -88,6 +88,24 @@ class Counts:
     def __getitem__(self, index: int) -> int: ...
     def to_dict(self) -> dict[str, int]: ...
 
+class TimedCounts(Counts):
+    """Counts with the time (ns since the epoch) of the first and last packet."""
+
+    @property
+    def first_ns(self) -> int: ...
+    @property
+    def last_ns(self) -> int: ...
+    def __init__(
+        self,
+        tx_packets: int = 0,
+        tx_bytes: int = 0,
+        rx_packets: int = 0,
+        rx_bytes: int = 0,
+        *,
+        first_ns: int = 0,
+        last_ns: int = 0,
+    ) -> None: ...
+
 class Window:
     """A window of counts cut from a Core."""
 
@@ -97,6 +115,8 @@ class Window:
     def end(self) -> float: ...
     @property
     def generation(self) -> int: ...
+    @property
+    def track_times(self) -> bool: ...
     @property
     def packets(self) -> int: ...
     @property
@@ -118,6 +138,7 @@ class Core:
         ignore_destinations: Iterable[_AddressArg] = (),
         max_pending: int = 1024,
         max_pending_conns: int = 1 << 21,
+        track_times: bool = False,
     ) -> None: ...
     def update_tx_virtual(self, packet: Buffer, /) -> None: ...
     def update_rx_virtual(self, packet: Buffer, /) -> None: ...
@@ -153,6 +174,22 @@ class Core:
     ) -> None: ...
     def update_rx_virtual_buffer(
         self, buffer: Buffer, offsets: _IndexArray, lengths: _IndexArray, /
+    ) -> None: ...
+    def update_tx_virtual_buffer_at(
+        self,
+        buffer: Buffer,
+        offsets: _IndexArray,
+        lengths: _IndexArray,
+        times: Buffer,
+        /,
+    ) -> None: ...
+    def update_rx_virtual_buffer_at(
+        self,
+        buffer: Buffer,
+        offsets: _IndexArray,
+        lengths: _IndexArray,
+        times: Buffer,
+        /,
     ) -> None: ...
     # MemoryError (the open window kept, with its counts) if no new window
     # can be allocated; None only if nothing was counted.
@@ -276,3 +313,33 @@ class SeriesTable:
     def items(
         self,
     ) -> list[tuple[tuple[Any, ...] | None, tuple[int, int, int, int]]]: ...
+class Columns:
+    """A window's connections as packed columns (src/core/columns.pxi)."""
+
+    @property
+    def n(self) -> int: ...
+    kind: bytes
+    proto: bytes
+    src_family: bytes
+    dst_family: bytes
+    src_port: bytes
+    dst_port: bytes
+    tx_packets: bytes
+    tx_bytes: bytes
+    rx_packets: bytes
+    rx_bytes: bytes
+    src_valid: bytes | None
+    dst_valid: bytes | None
+    src_offsets: bytes
+    dst_offsets: bytes
+    src_text: bytes
+    dst_text: bytes
+    src_packed: bytes | None
+    dst_packed: bytes | None
+    first_ns: bytes | None
+    last_ns: bytes | None
+
+def columns(
+    source: Window | tuple[dict[Connection, Counts], dict[Connection, Counts]],
+    packed: bool = False,
+) -> Columns: ...

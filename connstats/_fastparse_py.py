@@ -40,15 +40,19 @@ from ._types import (
     AddrPort,
     Connection,
     Counts,
+    TimedCounts,
 )
 
 __all__ = [
     "AddrPort",
     "Connection",
     "Counts",
+    "Columns",
     "Core",
     "CountingMethods",
+    "TimedCounts",
     "Window",
+    "columns",
     "decode",
 ]
 
@@ -186,6 +190,25 @@ def _int_list(obj: Any, argname: str) -> list[int]:
         if value < 0:
             raise ValueError(f"{argname}[{i}]: must be >= 0, got {value}")
     return values
+
+
+def _times_list(obj: Any, n: int) -> list[int]:
+    """n int64 times from a 1-D buffer of format 'q' (the compiled core's rule)."""
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        raise TypeError(
+            f"times: expected a buffer of int64, got {_type_name(obj)}"
+        ) from None
+    code = view.format.lstrip("@=")
+    if view.ndim != 1 or view.itemsize != 8 or code not in ("q", "l"):
+        raise TypeError(
+            f"times: expected a 1-D buffer of int64 (format 'q'), got format "
+            f"{view.format!r}"
+        )
+    if len(view) != n:
+        raise ValueError(f"times: has {len(view)} items but offsets has {n}")
+    return view.tolist()
 
 
 def _require_dict(value: Any, argname: str) -> None:
@@ -386,14 +409,18 @@ class Window:
 
     A window is never modified after it has been cut, so its methods need no
     lock.  Counters are stored as ``[tx_packets, tx_bytes, rx_packets,
-    rx_bytes]`` lists keyed by raw keys.
+    rx_bytes]`` lists keyed by raw keys, followed by the first and last time
+    (ns) in a window that tracks times.
     """
 
-    __slots__ = ("start", "end", "_generation", "_virtual", "_physical")
+    __slots__ = ("start", "end", "track_times", "_generation", "_virtual", "_physical")
 
     def __init__(self, generation: int, start: float) -> None:
         self.start: float = start
         self.end: float = start
+        #: True if the counts carry first/last times (TimedCounts); the core
+        #: sets it on the windows it opens.
+        self.track_times = False
         self._generation = generation
         self._virtual: dict[RawKey, list[int]] = {}
         self._physical: dict[RawKey, list[int]] = {}
@@ -441,9 +468,18 @@ class Window:
         so the eval loop already hands the GIL over as it goes)."""
         _require_dict(virtual, "virtual")
         _require_dict(physical, "physical")
-        virtual.update((_connection(k), Counts(*c)) for k, c in self._virtual.items())
-        physical.update((_connection(k), Counts(*c)) for k, c in self._physical.items())
+        value = _timed_value if self.track_times else _plain_value
+        virtual.update((_connection(k), value(c)) for k, c in self._virtual.items())
+        physical.update((_connection(k), value(c)) for k, c in self._physical.items())
         yield
+
+
+def _plain_value(c: list[int]) -> Counts:
+    return Counts(*c)
+
+
+def _timed_value(c: list[int]) -> Counts:
+    return TimedCounts(c[0], c[1], c[2], c[3], first_ns=c[4], last_ns=c[5])
 
 
 class Core:
@@ -462,6 +498,7 @@ class Core:
         ignore_destinations: Iterable[bytes | str | IPv4Address | IPv6Address] = (),
         max_pending: int = 1024,
         max_pending_conns: int = 1 << 21,
+        track_times: bool = False,
     ) -> None:
         if hasattr(self, "_lock"):
             # Re-running __init__ would empty a live table: counts lost.
@@ -492,6 +529,11 @@ class Core:
             packed_address(addr, f"ignore_destinations[{i}]")
             for i, addr in enumerate(addresses)
         )
+        if not isinstance(track_times, bool):
+            raise TypeError(
+                f"track_times: expected a bool, got {_type_name(track_times)}"
+            )
+        self._track_times = track_times
         self._reset()
 
     def _reset(self) -> None:
@@ -521,6 +563,7 @@ class Core:
 
     def _open_window(self) -> Window:
         window = Window(self._next_generation, time.time())
+        window.track_times = self._track_times
         self._next_generation += 1
         self._window = window
         return window
@@ -540,10 +583,16 @@ class Core:
             self._dropped_bytes = (self._dropped_bytes + window.bytes) & _U64
 
     def _add_locked(
-        self, physical: bool, column: int, key: RawKey, n: int, packets: int = 1
+        self,
+        physical: bool,
+        column: int,
+        key: RawKey,
+        n: int,
+        packets: int = 1,
+        t: int = 0,
     ) -> bool:
-        """Add ``packets`` packets of ``n`` bytes in all to ``key``; the caller
-        holds the lock.
+        """Add ``packets`` packets of ``n`` bytes in all, at time ``t`` (ns), to
+        ``key``; the caller holds the lock.
 
         ``column`` is 0 for tx and 2 for rx; ``key`` is already oriented (rx
         swap done).  Returns whether the waiter must be notified.
@@ -566,8 +615,16 @@ class Core:
                 notify = True
                 table = window._physical if physical else window._virtual
             counters = table[key] = [0, 0, 0, 0]
+            if window.track_times:
+                counters += (t, t)
         counters[column] = (counters[column] + packets) & _U64
         counters[column + 1] = (counters[column + 1] + n) & _U64
+        if window.track_times:
+            # min/max: the packets of a merged capture may come out of order
+            if t < counters[4]:
+                counters[4] = t
+            if t > counters[5]:
+                counters[5] = t
         return notify
 
     def _count_one(
@@ -576,27 +633,39 @@ class Core:
         self._count_entries(((physical, rx, key, packets, n),))
 
     def _count(
-        self, physical: bool, rx: bool, entries: Iterable[tuple[RawKey, int]]
+        self,
+        physical: bool,
+        rx: bool,
+        entries: Iterable[tuple[RawKey, int]],
+        times: Optional[Sequence[int]] = None,
     ) -> None:
-        """``_count_one`` for many entries, in order, under one lock."""
-        self._count_entries((physical, rx, key, 1, n) for key, n in entries)
+        """``_count_one`` for many entries, in order, under one lock.
+
+        ``times``: each entry's time (ns); without them, a core that tracks
+        times counts the whole call at the wall-clock time.
+        """
+        self._count_entries(((physical, rx, key, 1, n) for key, n in entries), times)
 
     def _count_entries(
-        self, entries: Iterable[tuple[bool, bool, RawKey, int, int]]
+        self,
+        entries: Iterable[tuple[bool, bool, RawKey, int, int]],
+        times: Optional[Sequence[int]] = None,
     ) -> None:
         """Count ``(physical, rx, key, packets, bytes)`` entries, in order,
-        under one lock."""
+        under one lock (``times`` as for :meth:`_count`)."""
         notify = False
         opened = self._next_generation
+        now = time.time_ns() if self._track_times and times is None else 0
         try:
             with self._lock:
                 # Checked under the lock: nothing may be counted once close()
                 # has returned.
                 if self._closed:
                     return
-                for physical, rx, key, packets, n in entries:
+                for i, (physical, rx, key, packets, n) in enumerate(entries):
+                    t = now if times is None else times[i]
                     notify |= self._add_locked(
-                        physical, 2 if rx else 0, key, n, packets
+                        physical, 2 if rx else 0, key, n, packets, t
                     )
         finally:
             # Outside the lock: the waiter takes it right after waking up.
@@ -625,7 +694,12 @@ class Core:
         self._count(False, rx, self._keys(views, rx))
 
     def _virtual_buffer(
-        self, buffer: Any, offsets: Any, lengths: Any, rx: bool
+        self,
+        buffer: Any,
+        offsets: Any,
+        lengths: Any,
+        rx: bool,
+        times: Any = None,
     ) -> None:
         view = _byte_view(buffer, "buffer")
         if isinstance(view, bytes):
@@ -637,6 +711,7 @@ class Core:
             raise ValueError(
                 f"lengths: has {len(sizes)} items but offsets has {len(starts)}"
             )
+        stamps = None if times is None else _times_list(times, len(starts))
         size = len(view)
         for i, (start, n) in enumerate(zip(starts, sizes)):
             if start + n > size:
@@ -647,7 +722,7 @@ class Core:
         if self._closed:
             return
         views = [view[start : start + n] for start, n in zip(starts, sizes)]
-        self._count(False, rx, self._keys(views, rx))
+        self._count(False, rx, self._keys(views, rx), stamps)
 
     @staticmethod
     def _keys(views: Sequence[ByteView], rx: bool) -> list[tuple[RawKey, int]]:
@@ -777,6 +852,24 @@ class Core:
     def update_rx_virtual_buffer(self, buffer: Any, offsets: Any, lengths: Any) -> None:
         """Count received packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
         self._virtual_buffer(buffer, offsets, lengths, True)
+
+    def update_tx_virtual_buffer_at(
+        self, buffer: Any, offsets: Any, lengths: Any, times: Any
+    ) -> None:
+        """``update_tx_virtual_buffer`` with each packet's time: ``times[i]``
+        in ns since the epoch (a buffer of int64, format 'q').  The times are
+        kept only by a core that tracks them (the capture replay's)."""
+        if times is None:
+            raise TypeError("times: expected a buffer of int64, got None")
+        self._virtual_buffer(buffer, offsets, lengths, False, times)
+
+    def update_rx_virtual_buffer_at(
+        self, buffer: Any, offsets: Any, lengths: Any, times: Any
+    ) -> None:
+        """``update_rx_virtual_buffer`` with each packet's time (see the tx one)."""
+        if times is None:
+            raise TypeError("times: expected a buffer of int64, got None")
+        self._virtual_buffer(buffer, offsets, lengths, True, times)
 
     # -- window management -------------------------------------------------
 
@@ -1107,3 +1200,114 @@ class SeriesTable:
         if self._other is not None:
             out.append((None, tuple(self._other)))
         return out
+
+
+# --------------------------------------------------------------------------
+# a window as packed columns (the twin of src/core/columns.pxi)
+
+
+class Columns:
+    """A window's connections as packed columns (layout in src/core/columns.pxi)."""
+
+    n: int
+    kind: bytes
+    proto: bytes
+    src_family: bytes
+    dst_family: bytes
+    src_port: bytes
+    dst_port: bytes
+    tx_packets: bytes
+    tx_bytes: bytes
+    rx_packets: bytes
+    rx_bytes: bytes
+    src_valid: Optional[bytes]
+    dst_valid: Optional[bytes]
+    src_offsets: bytes
+    dst_offsets: bytes
+    src_text: bytes
+    dst_text: bytes
+    src_packed: Optional[bytes]
+    dst_packed: Optional[bytes]
+    first_ns: Optional[bytes]
+    last_ns: Optional[bytes]
+
+
+def _bitmap(valid: list[bool]) -> Optional[bytes]:
+    if all(valid):
+        return None
+    out = bytearray((len(valid) + 7) // 8)
+    for i, ok in enumerate(valid):
+        if ok:
+            out[i >> 3] |= 1 << (i & 7)
+    return bytes(out)
+
+
+def columns(source: Any, packed: bool = False) -> Columns:
+    """The connections of ``source`` (a cut Window, or a ``(virtual,
+    physical)`` pair of dicts of Connection -> Counts) as a :class:`Columns`;
+    first/last times are included when every value is a TimedCounts."""
+    import array
+
+    if isinstance(source, Window):
+        virtual, physical = source.to_dicts()
+        rows = [(c, v, 0) for c, v in virtual.items()]
+        rows += [(c, v, 1) for c, v in physical.items()]
+    elif isinstance(source, tuple) and len(source) == 2:
+        rows = []
+        for flag, table in enumerate(source):
+            _require_dict(table, "virtual/physical")
+            for conn, counts in list(table.items()):
+                if not isinstance(conn, Connection):
+                    raise TypeError(
+                        "virtual/physical: expected Connection keys, got "
+                        f"{_type_name(conn)}"
+                    )
+                if not isinstance(counts, Counts):
+                    raise TypeError(
+                        "virtual/physical: expected Counts values, got "
+                        f"{_type_name(counts)}"
+                    )
+                rows.append((conn, counts, flag))
+    else:
+        raise TypeError(
+            "source: expected a Window or a (virtual, physical) pair of dicts, "
+            f"got {_type_name(source)}"
+        )
+    cols = Columns()
+    n = cols.n = len(rows)
+    cols.kind = bytes(flag for _c, _v, flag in rows)
+    cols.proto = bytes(c.proto for c, _v, _f in rows)
+    for side in ("src", "dst"):
+        ends = [c.src if side == "src" else c.dst for c, _v, _f in rows]
+        family = bytes(0 if e.addr is None else e.addr.version for e in ends)
+        setattr(cols, f"{side}_family", family)
+        setattr(
+            cols, f"{side}_port", array.array("H", [e.port for e in ends]).tobytes()
+        )
+        setattr(cols, f"{side}_valid", _bitmap([e.addr is not None for e in ends]))
+        texts = [b"" if e.addr is None else str(e.addr).encode() for e in ends]
+        offsets = [0]
+        for text in texts:
+            offsets.append(offsets[-1] + len(text))
+        setattr(cols, f"{side}_offsets", array.array("q", offsets).tobytes())
+        setattr(cols, f"{side}_text", b"".join(texts))
+        setattr(
+            cols,
+            f"{side}_packed",
+            b"".join(
+                b"\0" * 16 if e.addr is None else e.addr.packed.ljust(16, b"\0")
+                for e in ends
+            )
+            if packed
+            else None,
+        )
+    for i, name in enumerate(("tx_packets", "tx_bytes", "rx_packets", "rx_bytes")):
+        setattr(cols, name, array.array("Q", [v[i] for _c, v, _f in rows]).tobytes())
+    spans = [
+        (v.first_ns, v.last_ns) for _c, v, _f in rows if isinstance(v, TimedCounts)
+    ]
+    cols.first_ns = cols.last_ns = None
+    if n > 0 and len(spans) == n:  # times only when every value has them
+        cols.first_ns = array.array("q", [first for first, _ in spans]).tobytes()
+        cols.last_ns = array.array("q", [last for _, last in spans]).tobytes()
+    return cols

@@ -167,6 +167,73 @@ class Counts(NamedTuple):
         return out
 
 
+class TimedCounts(Counts):
+    """Counts with the time of the connection's first and last packet.
+
+    Windows of ``Statistics(track_times=True)`` (and of the capture replay)
+    hold these: ``first_ns``/``last_ns`` are nanoseconds since the Unix epoch
+    (UTC).  Iteration, equality, hashing and ordering are those of Counts
+    (the four counters); adding two TimedCounts keeps the earliest first and
+    the latest last time (adding a plain Counts gives a Counts).
+    """
+
+    first_ns: int
+    last_ns: int
+
+    def __new__(
+        cls,
+        tx_packets: int = 0,
+        tx_bytes: int = 0,
+        rx_packets: int = 0,
+        rx_bytes: int = 0,
+        *,
+        first_ns: int = 0,
+        last_ns: int = 0,
+    ) -> TimedCounts:
+        self = super().__new__(cls, tx_packets, tx_bytes, rx_packets, rx_bytes)
+        for name, value in (("first_ns", first_ns), ("last_ns", last_ns)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+            if not -(1 << 63) <= value < (1 << 63):
+                raise ValueError(f"{name}: {value} is out of range of int64")
+        self.first_ns = int(first_ns)
+        self.last_ns = int(last_ns)
+        return self
+
+    def __add__(self, other: Any) -> Counts:
+        total = Counts.__add__(self, other)
+        if total is NotImplemented or not isinstance(other, TimedCounts):
+            return total
+        return TimedCounts(
+            *total,
+            first_ns=min(self.first_ns, other.first_ns),
+            last_ns=max(self.last_ns, other.last_ns),
+        )
+
+    def __reduce__(self) -> tuple[Any, tuple[int, ...]]:
+        return (_timed_counts, (*self, self.first_ns, self.last_ns))
+
+    def __repr__(self) -> str:
+        return (
+            f"TimedCounts(tx_packets={self.tx_packets}, tx_bytes={self.tx_bytes}, "
+            f"rx_packets={self.rx_packets}, rx_bytes={self.rx_bytes}, "
+            f"first_ns={self.first_ns}, last_ns={self.last_ns})"
+        )
+
+
+def _timed_counts(
+    tx_packets: int,
+    tx_bytes: int,
+    rx_packets: int,
+    rx_bytes: int,
+    first_ns: int,
+    last_ns: int,
+) -> TimedCounts:
+    return TimedCounts(
+        tx_packets, tx_bytes, rx_packets, rx_bytes, first_ns=first_ns, last_ns=last_ns
+    )
+
+
 #: Tailscale's service addresses (MagicDNS/quad-100), for ``ignore_destinations``.
 TAILSCALE_SERVICE_ADDRESSES: tuple[IPAddress, ...] = (
     ipaddress.IPv4Address("100.100.100.100"),

@@ -23,6 +23,15 @@ def make_writer(args: argparse.Namespace, out: TextIO, options: Any = None) -> A
     from .out_jsonl import JsonlWriter
     from .out_table import TableWriter
 
+    if args.format == "parquet":
+        from .out_parquet import ParquetWriter
+
+        return ParquetWriter(
+            args.output,
+            args.top if args.top is not None else 0,
+            options,
+            community_id=args.community_id,
+        )
     if args.format == "jsonl":
         return JsonlWriter(out, args.top if args.top is not None else 0, options)
     if args.format == "csv":
@@ -50,9 +59,12 @@ def create_private(path: str, mode: str = "w") -> Any:
         raise
 
 
-def open_output(stack: ExitStack, path: str | None) -> Any:
+def open_output(stack: ExitStack, path: str | None, fmt: str = "") -> Any:
     from .outstream import GuardedOutput
 
+    if fmt == "parquet":
+        # the Parquet writer opens its own (binary) file; text goes nowhere
+        return GuardedOutput(sys.stdout, "standard output")
     if path is None or path == "-":
         return GuardedOutput(sys.stdout, "standard output")
     try:

@@ -393,4 +393,26 @@ cdef int _endpoint_other(object value, str argname, uint8_t *fam, uint8_t *raw,
     packed, number = _addr.packed_endpoint(value, argname)
     fam[0] = 0 if packed is None else _packed_into(packed, argname, raw)
     port[0] = <uint16_t>_int64_in(number, argname, 0, 0xFFFF)
+cdef int _get_times(object obj, Py_buffer *view, Py_ssize_t n) except -1:
+    """A read-only view of n int64 times (ns): a 1-D buffer of format 'q'.
+
+    Any int64 is a valid time (a capture's clock can be anything); only the
+    shape is checked, so the core reads exactly n items."""
+    cdef bytes fmt
+    if not PyObject_CheckBuffer(obj):
+        raise TypeError(f"times: expected a buffer of int64, got {type(obj).__name__}")
+    try:
+        PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except BufferError as exc:
+        raise ValueError(f"times: buffer is not C-contiguous ({exc})") from None
+    fmt = view.format if view.format != NULL else b"B"
+    fmt = fmt.lstrip(b"@=")
+    if view.ndim > 1 or view.itemsize != 8 or fmt not in (b"q", b"l"):
+        PyBuffer_Release(view)
+        raise TypeError(
+            f"times: expected a 1-D buffer of int64 (format 'q'), got format "
+            f"{fmt.decode('ascii', 'replace')!r}")
+    if view.len // 8 != n:
+        PyBuffer_Release(view)
+        raise ValueError(f"times: has {view.len // 8} items but offsets has {n}")
     return 0
