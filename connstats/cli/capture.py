@@ -324,7 +324,8 @@ def run(
     from ..capture.windows import Window
     from .out_jsonl import window_message
     from .output import merge_windows
-    from .sinks import create_private, export_status
+    from .outstream import create_private
+    from .sinks import export_status
 
     write_path = args.write
     if write_path is None and args.output and args.output.endswith(".pcapng"):
