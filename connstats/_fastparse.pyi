@@ -313,6 +313,7 @@ class SeriesTable:
     def items(
         self,
     ) -> list[tuple[tuple[Any, ...] | None, tuple[int, int, int, int]]]: ...
+
 class Columns:
     """A window's connections as packed columns (src/core/columns.pxi)."""
 
