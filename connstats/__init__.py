@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 from ._impl import IS_COMPILED
 from ._impl import core as _core
 from ._statistics import Statistics
-from ._types import PROTOCOL_NAMES, TAILSCALE_SERVICE_ADDRESSES, protocol_name
+from ._types import (
+    PROTOCOL_NAMES,
+    RECORD_FORMAT,
+    RECORD_PHYSICAL,
+    RECORD_RECEIVE,
+    RECORD_SIZE,
+    TAILSCALE_SERVICE_ADDRESSES,
+    protocol_name,
+)
 from ._version import __version__
 from .export.community_id import community_id
 
@@ -38,6 +46,10 @@ __all__ = [
     "Counts",
     "IS_COMPILED",
     "PROTOCOL_NAMES",
+    "RECORD_FORMAT",
+    "RECORD_PHYSICAL",
+    "RECORD_RECEIVE",
+    "RECORD_SIZE",
     "Statistics",
     "TAILSCALE_SERVICE_ADDRESSES",
     "TimedCounts",

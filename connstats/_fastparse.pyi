@@ -1,6 +1,6 @@
 """Type stubs for the compiled core (src/_fastparse.pyx)."""
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final, SupportsIndex
 
@@ -28,6 +28,9 @@ class AddrPort:
     def __iter__(self) -> Iterator[Any]: ...
     def __len__(self) -> int: ...
     def __getitem__(self, index: int) -> Any: ...
+
+# pre-parsed endpoints may also have no address (as decode() gives)
+_EndpointArg = AddrPort | tuple[_AddressArg | None, SupportsIndex] | str
 
 class Connection:
     """IP protocol number, source and destination."""
@@ -140,11 +143,30 @@ class Core:
     def update_tx_virtual(self, packet: Buffer, /) -> None: ...
     def update_rx_virtual(self, packet: Buffer, /) -> None: ...
     def update_tx_physical(
-        self, src: _AddressArg, dst: _AddrPortArg, n: int, /
+        self, src: _AddressArg, dst: _AddrPortArg, n: int, /, *, packets: int = 1
     ) -> None: ...
     def update_rx_physical(
-        self, src: _AddressArg, dst: _AddrPortArg, n: int, /
+        self, src: _AddressArg, dst: _AddrPortArg, n: int, /, *, packets: int = 1
     ) -> None: ...
+    def update_virtual(
+        self,
+        proto: int,
+        src: _EndpointArg,
+        dst: _EndpointArg,
+        packets: int,
+        bytes: int,
+        receive: bool = False,
+    ) -> None: ...
+    def update_physical(
+        self,
+        proto: int,
+        src: _EndpointArg,
+        dst: _EndpointArg,
+        packets: int,
+        bytes: int,
+        receive: bool = False,
+    ) -> None: ...
+    def update_records(self, records: Buffer, /) -> None: ...
     def update_tx_virtual_batch(self, packets: Sequence[Buffer], /) -> None: ...
     def update_rx_virtual_batch(self, packets: Sequence[Buffer], /) -> None: ...
     def update_tx_virtual_buffer(
@@ -201,10 +223,36 @@ class CountingMethods:
         """Count one transmitted IP packet (any C-contiguous bytes-like object)."""
     def update_rx_virtual(self, packet: Buffer) -> None:
         """Count one received IP packet; its src and dst are swapped."""
-    def update_tx_physical(self, src: _AddressArg, dst: _AddrPortArg, n: int) -> None:
-        """Count one transmitted WireGuard packet of ``n`` bytes to physical peer ``dst``."""
-    def update_rx_physical(self, src: _AddressArg, dst: _AddrPortArg, n: int) -> None:
-        """Count one received WireGuard packet of ``n`` bytes from physical peer ``dst``."""
+    def update_tx_physical(
+        self, src: _AddressArg, dst: _AddrPortArg, n: int, *, packets: int = 1
+    ) -> None:
+        """Count ``packets`` transmitted WireGuard packets of ``n`` bytes in all to physical peer ``dst``."""
+    def update_rx_physical(
+        self, src: _AddressArg, dst: _AddrPortArg, n: int, *, packets: int = 1
+    ) -> None:
+        """Count ``packets`` received WireGuard packets of ``n`` bytes in all from physical peer ``dst``."""
+    def update_virtual(
+        self,
+        proto: int,
+        src: _EndpointArg,
+        dst: _EndpointArg,
+        packets: int,
+        bytes: int,
+        receive: bool = False,
+    ) -> None:
+        """Count ``packets`` packets, ``bytes`` bytes in all, on the virtual connection ``(proto, src, dst)`` as given (no swap); ``receive`` selects the rx counters."""
+    def update_physical(
+        self,
+        proto: int,
+        src: _EndpointArg,
+        dst: _EndpointArg,
+        packets: int,
+        bytes: int,
+        receive: bool = False,
+    ) -> None:
+        """Count ``packets`` packets, ``bytes`` bytes in all, on the physical connection ``(proto, src, dst)`` as given; ``receive`` selects the rx counters."""
+    def update_records(self, records: Buffer) -> None:
+        """Count a buffer of fixed-size records (``RECORD_FORMAT``), the batch form of update_virtual/update_physical (GIL released while counting)."""
     def update_tx_virtual_batch(self, packets: Sequence[Buffer]) -> None:
         """Count a sequence of transmitted packets (GIL released while counting)."""
     def update_rx_virtual_batch(self, packets: Sequence[Buffer]) -> None:
@@ -248,6 +296,23 @@ def json_rows(items: Iterable[tuple[Connection, Counts, bool]]) -> tuple[str, st
 def csv_rows(
     items: Iterable[tuple[Connection, Counts, bool]], head: str, names: Sequence[str]
 ) -> str: ...
+
+# Cumulative counts per series (src/core/series.pxi), the store of
+# connstats.metrics.Totals.
+
+SERIES_V6: Final[int]
+
+class SeriesTable:
+    """Counts per series, summed over the windows folded into it."""
+
+    def __init__(self, fields: Iterable[int], max_series: int) -> None: ...
+    @property
+    def fields(self) -> tuple[int, ...]: ...
+    def __len__(self) -> int: ...
+    def fold_slices(self, table: Mapping[Any, Any], traffic: str) -> Iterator[None]: ...
+    def items(
+        self,
+    ) -> list[tuple[tuple[Any, ...] | None, tuple[int, int, int, int]]]: ...
 
 class Columns:
     """A window's connections as packed columns (src/core/columns.pxi)."""

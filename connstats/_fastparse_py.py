@@ -23,8 +23,25 @@ from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
-from ._addr import byte_count, packed_address, packed_addrport
-from ._types import AddrPort, Connection, Counts, TimedCounts
+from ._addr import (
+    byte_count,
+    direction,
+    packed_address,
+    packed_addrport,
+    packed_endpoint,
+    packet_count,
+    protocol_number,
+)
+from ._types import (
+    RECORD_FORMAT,
+    RECORD_PHYSICAL,
+    RECORD_RECEIVE,
+    RECORD_SIZE,
+    AddrPort,
+    Connection,
+    Counts,
+    TimedCounts,
+)
 
 __all__ = [
     "AddrPort",
@@ -72,6 +89,9 @@ _unpack_ports = struct.Struct("!HH").unpack_from
 _unpack_ipv4 = struct.Struct("!BxHxxHxB2x4s4s").unpack_from
 _unpack_ipv6 = struct.Struct("!4xHBx16s16s").unpack_from
 _unpack_u16 = struct.Struct("!H").unpack_from
+_RECORD = struct.Struct(RECORD_FORMAT)
+assert _RECORD.size == RECORD_SIZE
+_RECORD_FLAGS = RECORD_RECEIVE | RECORD_PHYSICAL
 
 RawKey = tuple[int, Optional[bytes], int, Optional[bytes], int]
 ByteView = Union[bytes, memoryview]
@@ -331,6 +351,55 @@ def _swap(key: RawKey) -> RawKey:
     return (proto, dst, dport, src, sport)
 
 
+def _record_address(i: int, side: str, family: int, raw: bytes) -> Optional[bytes]:
+    # Padding must be zero: the same connection given with and without
+    # garbage there must be one connection (the compiled core compares the
+    # raw bytes).
+    if family == 4:
+        if any(raw[4:]):
+            raise ValueError(
+                f"records[{i}]: {side} address bytes beyond its family's length "
+                "must be zero"
+            )
+        return raw[:4]
+    if family == 6:
+        return raw
+    if family == 0:
+        if any(raw):
+            raise ValueError(
+                f"records[{i}]: {side} address bytes beyond its family's length "
+                "must be zero"
+            )
+        return None
+    raise ValueError(f"records[{i}]: {side} family must be 0 (no address), 4 or 6")
+
+
+def _record_entry(
+    i: int, fields: tuple[Any, ...]
+) -> tuple[bool, bool, RawKey, int, int]:
+    """One unpacked record as a ``(physical, rx, key, packets, bytes)`` entry."""
+    proto, flags, sfam, dfam, sport, dport, src, dst, packets, nbytes = fields
+    if flags & ~_RECORD_FLAGS:
+        raise ValueError(
+            f"records[{i}]: flags has bits other than RECORD_RECEIVE (1) and "
+            "RECORD_PHYSICAL (2)"
+        )
+    key: RawKey = (
+        proto,
+        _record_address(i, "src", sfam, src),
+        sport,
+        _record_address(i, "dst", dfam, dst),
+        dport,
+    )
+    return (
+        bool(flags & RECORD_PHYSICAL),
+        bool(flags & RECORD_RECEIVE),
+        key,
+        packets,
+        nbytes,
+    )
+
+
 # --------------------------------------------------------------------------
 # windows and the core
 
@@ -514,10 +583,16 @@ class Core:
             self._dropped_bytes = (self._dropped_bytes + window.bytes) & _U64
 
     def _add_locked(
-        self, physical: bool, column: int, key: RawKey, n: int, t: int
+        self,
+        physical: bool,
+        column: int,
+        key: RawKey,
+        n: int,
+        packets: int = 1,
+        t: int = 0,
     ) -> bool:
-        """Add one packet of ``n`` bytes at time ``t`` (ns) to ``key``; the
-        caller holds the lock.
+        """Add ``packets`` packets of ``n`` bytes in all, at time ``t`` (ns), to
+        ``key``; the caller holds the lock.
 
         ``column`` is 0 for tx and 2 for rx; ``key`` is already oriented (rx
         swap done).  Returns whether the waiter must be notified.
@@ -542,7 +617,7 @@ class Core:
             counters = table[key] = [0, 0, 0, 0]
             if window.track_times:
                 counters += (t, t)
-        counters[column] = (counters[column] + 1) & _U64
+        counters[column] = (counters[column] + packets) & _U64
         counters[column + 1] = (counters[column + 1] + n) & _U64
         if window.track_times:
             # min/max: the packets of a merged capture may come out of order
@@ -552,8 +627,10 @@ class Core:
                 counters[5] = t
         return notify
 
-    def _count_one(self, physical: bool, rx: bool, key: RawKey, n: int) -> None:
-        self._count(physical, rx, ((key, n),))
+    def _count_one(
+        self, physical: bool, rx: bool, key: RawKey, n: int, packets: int = 1
+    ) -> None:
+        self._count_entries(((physical, rx, key, packets, n),))
 
     def _count(
         self,
@@ -567,7 +644,15 @@ class Core:
         ``times``: each entry's time (ns); without them, a core that tracks
         times counts the whole call at the wall-clock time.
         """
-        column = 2 if rx else 0
+        self._count_entries(((physical, rx, key, 1, n) for key, n in entries), times)
+
+    def _count_entries(
+        self,
+        entries: Iterable[tuple[bool, bool, RawKey, int, int]],
+        times: Optional[Sequence[int]] = None,
+    ) -> None:
+        """Count ``(physical, rx, key, packets, bytes)`` entries, in order,
+        under one lock (``times`` as for :meth:`_count`)."""
         notify = False
         opened = self._next_generation
         now = time.time_ns() if self._track_times and times is None else 0
@@ -577,9 +662,11 @@ class Core:
                 # has returned.
                 if self._closed:
                     return
-                for i, (key, n) in enumerate(entries):
+                for i, (physical, rx, key, packets, n) in enumerate(entries):
                     t = now if times is None else times[i]
-                    notify |= self._add_locked(physical, column, key, n, t)
+                    notify |= self._add_locked(
+                        physical, 2 if rx else 0, key, n, packets, t
+                    )
         finally:
             # Outside the lock: the waiter takes it right after waking up.
             # Also when an entry failed (MemoryError): a window this call
@@ -587,19 +674,23 @@ class Core:
             if notify or self._next_generation != opened:
                 self._notify()
 
+    # After close() a call counts nothing, but its arguments are checked
+    # first, as before close(): a bad call raises whenever it is made (the
+    # compiled core does the same).
+
     def _virtual(self, packet: Any, rx: bool) -> None:
+        view = _byte_view(packet, "packet")
         if self._closed:
             return
-        view = _byte_view(packet, "packet")
         key = _decode_raw(view)
         if rx:
             key = _swap(key)
         self._count_one(False, rx, key, len(view))
 
     def _virtual_batch(self, packets: Any, rx: bool) -> None:
+        views = _packet_list(packets, "packets")
         if self._closed:
             return
-        views = _packet_list(packets, "packets")
         self._count(False, rx, self._keys(views, rx))
 
     def _virtual_buffer(
@@ -610,8 +701,6 @@ class Core:
         rx: bool,
         times: Any = None,
     ) -> None:
-        if self._closed:
-            return
         view = _byte_view(buffer, "buffer")
         if isinstance(view, bytes):
             # Slicing bytes would copy every packet; a memoryview does not.
@@ -630,6 +719,8 @@ class Core:
                     f"offsets[{i}]: packet {start}..{start + n} (lengths[{i}] = "
                     f"{n}) extends beyond the end of buffer ({size} bytes)"
                 )
+        if self._closed:
+            return
         views = [view[start : start + n] for start, n in zip(starts, sizes)]
         self._count(False, rx, self._keys(views, rx), stamps)
 
@@ -644,15 +735,87 @@ class Core:
             entries.append((key, len(view)))
         return entries
 
-    def _physical(self, src: Any, dst: Any, n: Any, rx: bool) -> None:
-        if self._closed:
-            return
-        # All three are validated before anything is counted.
+    def _physical(self, src: Any, dst: Any, n: Any, rx: bool, packets: Any) -> None:
+        # All are validated before anything is counted, and even once closed,
+        # as the virtual entry points are: a bad call raises whenever it is made.
         src_packed = packed_address(src, "src")
         dst_packed, dst_port = packed_addrport(dst, "dst")
         nbytes = byte_count(n, "n")
+        npkts = packet_count(packets, "packets")
+        if self._closed:
+            return
         key: RawKey = (0, src_packed, 0, dst_packed, dst_port)
-        self._count_one(True, rx, key, nbytes)
+        self._count_one(True, rx, key, nbytes, npkts)
+
+    def _preparsed(
+        self,
+        proto: Any,
+        src: Any,
+        dst: Any,
+        packets: Any,
+        nbytes: Any,
+        receive: Any,
+        physical: bool,
+    ) -> None:
+        # In the compiled core's order, so that a call with several bad
+        # arguments names the same one.
+        number = protocol_number(proto, "proto")
+        src_packed, sport = packed_endpoint(src, "src")
+        dst_packed, dport = packed_endpoint(dst, "dst")
+        npkts = packet_count(packets, "packets")
+        size = byte_count(nbytes, "bytes")
+        rx = direction(receive, "receive")
+        if self._closed:  # checked all the same, as the compiled core does
+            return
+        # No swap: the connection is counted as the caller gives it.
+        key: RawKey = (number, src_packed, sport, dst_packed, dport)
+        self._count_one(physical, rx, key, size, npkts)
+
+    def _records(self, records: Any) -> None:
+        if isinstance(records, str):
+            raise TypeError("records: expected a bytes-like object, got str")
+        view = _byte_view(records, "records")
+        if len(view) % RECORD_SIZE:
+            raise ValueError(
+                f"records: {len(view)} bytes is not a whole number of "
+                f"{RECORD_SIZE}-byte records"
+            )
+        # Copied once: every record is checked, then counted from the copy.
+        entries = [
+            _record_entry(i, fields)
+            for i, fields in enumerate(_RECORD.iter_unpack(bytes(view)))
+        ]
+        if self._closed:  # checked all the same, as the compiled core does
+            return
+        self._count_entries(entries)
+
+    def update_virtual(
+        self,
+        proto: Any,
+        src: Any,
+        dst: Any,
+        packets: Any,
+        bytes: Any,
+        receive: Any = False,
+    ) -> None:
+        """Count packets of the virtual connection ``(proto, src, dst)`` as given."""
+        self._preparsed(proto, src, dst, packets, bytes, receive, False)
+
+    def update_physical(
+        self,
+        proto: Any,
+        src: Any,
+        dst: Any,
+        packets: Any,
+        bytes: Any,
+        receive: Any = False,
+    ) -> None:
+        """Count packets of the physical connection ``(proto, src, dst)`` as given."""
+        self._preparsed(proto, src, dst, packets, bytes, receive, True)
+
+    def update_records(self, records: Any) -> None:
+        """Count a buffer of ``RECORD_SIZE``-byte records; all or nothing."""
+        self._records(records)
 
     def update_tx_virtual(self, packet: Any) -> None:
         """Count one transmitted IP packet."""
@@ -662,13 +825,17 @@ class Core:
         """Count one received IP packet (src and dst swapped in the key)."""
         self._virtual(packet, True)
 
-    def update_tx_physical(self, src: Any, dst: Any, n: Any) -> None:
-        """Count one transmitted physical packet of ``n`` bytes."""
-        self._physical(src, dst, n, False)
+    def update_tx_physical(
+        self, src: Any, dst: Any, n: Any, *, packets: Any = 1
+    ) -> None:
+        """Count ``packets`` transmitted physical packets of ``n`` bytes in all."""
+        self._physical(src, dst, n, False, packets)
 
-    def update_rx_physical(self, src: Any, dst: Any, n: Any) -> None:
-        """Count one received physical packet of ``n`` bytes (no swap)."""
-        self._physical(src, dst, n, True)
+    def update_rx_physical(
+        self, src: Any, dst: Any, n: Any, *, packets: Any = 1
+    ) -> None:
+        """Count ``packets`` received physical packets of ``n`` bytes in all (no swap)."""
+        self._physical(src, dst, n, True, packets)
 
     def update_tx_virtual_batch(self, packets: Any) -> None:
         """Count a sequence of transmitted packets; all or nothing on bad input."""
@@ -846,13 +1013,49 @@ class CountingMethods:
         """Count one received IP packet; its src and dst are swapped."""
         self._core_for_counting().update_rx_virtual(packet)
 
-    def update_tx_physical(self, src: Any, dst: Any, n: int) -> None:
-        """Count one transmitted WireGuard packet of ``n`` bytes to physical peer ``dst``."""
-        self._core_for_counting().update_tx_physical(src, dst, n)
+    def update_tx_physical(
+        self, src: Any, dst: Any, n: int, *, packets: int = 1
+    ) -> None:
+        """Count ``packets`` transmitted WireGuard packets of ``n`` bytes in all to physical peer ``dst``."""
+        self._core_for_counting().update_tx_physical(src, dst, n, packets=packets)
 
-    def update_rx_physical(self, src: Any, dst: Any, n: int) -> None:
-        """Count one received WireGuard packet of ``n`` bytes from physical peer ``dst``."""
-        self._core_for_counting().update_rx_physical(src, dst, n)
+    def update_rx_physical(
+        self, src: Any, dst: Any, n: int, *, packets: int = 1
+    ) -> None:
+        """Count ``packets`` received WireGuard packets of ``n`` bytes in all from physical peer ``dst``."""
+        self._core_for_counting().update_rx_physical(src, dst, n, packets=packets)
+
+    def update_virtual(
+        self,
+        proto: int,
+        src: Any,
+        dst: Any,
+        packets: int,
+        bytes: int,
+        receive: bool = False,
+    ) -> None:
+        """Count ``packets`` packets, ``bytes`` bytes in all, on the virtual connection ``(proto, src, dst)`` as given (no swap); ``receive`` selects the rx counters."""
+        self._core_for_counting().update_virtual(
+            proto, src, dst, packets, bytes, receive
+        )
+
+    def update_physical(
+        self,
+        proto: int,
+        src: Any,
+        dst: Any,
+        packets: int,
+        bytes: int,
+        receive: bool = False,
+    ) -> None:
+        """Count ``packets`` packets, ``bytes`` bytes in all, on the physical connection ``(proto, src, dst)`` as given; ``receive`` selects the rx counters."""
+        self._core_for_counting().update_physical(
+            proto, src, dst, packets, bytes, receive
+        )
+
+    def update_records(self, records: Any) -> None:
+        """Count a buffer of fixed-size records (``RECORD_FORMAT``), the batch form of update_virtual/update_physical (GIL released while counting)."""
+        self._core_for_counting().update_records(records)
 
     def update_tx_virtual_batch(self, packets: Any) -> None:
         """Count a sequence of transmitted packets (GIL released while counting)."""
@@ -869,6 +1072,134 @@ class CountingMethods:
     def update_rx_virtual_buffer(self, buffer: Any, offsets: Any, lengths: Any) -> None:
         """Count received packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
         self._core_for_counting().update_rx_virtual_buffer(buffer, offsets, lengths)
+
+
+# -- SeriesTable: cumulative counts per series (connstats.metrics.Totals) ------
+#
+# Twin of src/core/series.pxi.  A series key is a tuple of the label values
+# in label order: the traffic string, proto and ports as ints, addresses as
+# ints (-1 for none, IPv4 as is, IPv6 | SERIES_V6).
+
+(
+    FIELD_TRAFFIC,
+    FIELD_PROTO,
+    FIELD_SRC,
+    FIELD_DST,
+    FIELD_SRC_PORT,
+    FIELD_DST_PORT,
+) = range(6)
+_NFIELDS = 6
+SERIES_V6 = 1 << 128
+_SLICE = 2048  # the compiled core's MATERIALIZE_SLICE
+
+
+def _addr_series_value(addr: Any) -> int:
+    if addr is None:
+        return -1
+    if isinstance(addr, IPv4Address):
+        return int(addr)
+    if isinstance(addr, IPv6Address):
+        return int(addr) | SERIES_V6
+    raise TypeError(
+        "table: a connection's address must be an ipaddress address or None, "
+        f"got {type(addr).__name__}"
+    )
+
+
+def _u64_count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"table: Counts.{name} must be an int, got {type(value).__name__}"
+        )
+    if value < 0 or value > _U64:
+        raise ValueError(f"table: Counts.{name} must be 0..2**64-1, got {value}")
+    return value
+
+
+def _series_field(code: int, conn: Any, traffic: str) -> Any:
+    if code == FIELD_TRAFFIC:
+        return traffic
+    if code == FIELD_PROTO:
+        return int(conn.proto)
+    if code == FIELD_SRC:
+        return _addr_series_value(conn.src.addr)
+    if code == FIELD_DST:
+        return _addr_series_value(conn.dst.addr)
+    if code == FIELD_SRC_PORT:
+        return int(conn.src.port)
+    return int(conn.dst.port)
+
+
+class SeriesTable:
+    """Counts per series, summed over the windows folded into it.
+
+    ``fields``: the label codes in label order (0 traffic, 1 proto, 2 src,
+    3 dst, 4 src_port, 5 dst_port).  Beyond ``max_series`` series, counts go
+    to the overflow series (key ``None``).  Not locked: Totals serializes
+    every call.
+    """
+
+    def __init__(self, fields: Iterable[int], max_series: int) -> None:
+        codes = tuple(fields)
+        if len(codes) > _NFIELDS:
+            raise ValueError(f"fields: at most {_NFIELDS} codes, got {len(codes)}")
+        for i, code in enumerate(codes):
+            if (
+                not isinstance(code, int)
+                or not 0 <= code < _NFIELDS
+                or codes.index(code) != i
+            ):
+                raise ValueError(
+                    f"fields: expected distinct codes 0..{_NFIELDS - 1}, got {codes!r}"
+                )
+        if max_series < 0:
+            raise ValueError(f"max_series: must be >= 0, got {max_series}")
+        self.fields = codes
+        self._max_series = max_series
+        self._series: dict[tuple[Any, ...], list[int]] = {}
+        self._other: Optional[list[int]] = None
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def fold_slices(self, table: Any, traffic: str) -> Iterator[None]:
+        """Add ``table`` (Mapping[Connection, Counts]) to the series, yielding
+        after every 2048 connections as the compiled core does."""
+        series = self._series
+        codes = self.fields
+        since_yield = 0
+        for conn, counts in table.items():
+            key = tuple(_series_field(code, conn, traffic) for code in codes)
+            values = (
+                _u64_count(counts.tx_packets, "tx_packets"),
+                _u64_count(counts.tx_bytes, "tx_bytes"),
+                _u64_count(counts.rx_packets, "rx_packets"),
+                _u64_count(counts.rx_bytes, "rx_bytes"),
+            )
+            sums = series.get(key)
+            if sums is None:
+                if len(series) < self._max_series:
+                    sums = series[key] = [0, 0, 0, 0]
+                else:
+                    if self._other is None:
+                        self._other = [0, 0, 0, 0]
+                    sums = self._other
+            for i in range(4):
+                sums[i] = (sums[i] + values[i]) & _U64
+            since_yield += 1
+            if since_yield == _SLICE:
+                since_yield = 0
+                yield
+
+    def items(self) -> list[tuple[Optional[tuple[Any, ...]], tuple[int, ...]]]:
+        """``[(key, (tx_packets, tx_bytes, rx_packets, rx_bytes)), ...]``;
+        the overflow series, if used, last with key ``None``."""
+        out: list[tuple[Optional[tuple[Any, ...]], tuple[int, ...]]] = [
+            (key, tuple(sums)) for key, sums in self._series.items()
+        ]
+        if self._other is not None:
+            out.append((None, tuple(self._other)))
+        return out
 
 
 # --------------------------------------------------------------------------

@@ -239,3 +239,39 @@ TAILSCALE_SERVICE_ADDRESSES: tuple[IPAddress, ...] = (
     ipaddress.IPv4Address("100.100.100.100"),
     ipaddress.IPv6Address("fd7a:115c:a1e0::53"),
 )
+
+
+# Fixed-size records for Statistics.update_records: the batch form of
+# update_virtual/update_physical.  One record is
+#
+#   offset  size  field
+#        0     1  proto (IP protocol number)
+#        1     1  flags: RECORD_RECEIVE, RECORD_PHYSICAL; other bits zero
+#        2     1  src family: 0 (no address), 4 or 6
+#        3     1  dst family
+#        4     2  src port
+#        6     2  dst port
+#        8    16  src address, network byte order (IPv4: first 4 bytes, rest zero)
+#       24    16  dst address
+#       40     8  packets
+#       48     8  bytes
+#
+# Integers are little-endian on every platform, so that a buffer written
+# with struct (``RECORD_FORMAT``) or a numpy structured dtype means the same
+# everywhere.
+
+#: ``struct`` format of one record (little-endian, no padding).
+RECORD_FORMAT = "<BBBBHH16s16sQQ"
+#: Bytes per record.
+RECORD_SIZE = 56
+#: Flag bit: count into the rx counters (``receive=True``).
+RECORD_RECEIVE = 1
+#: Flag bit: a physical connection (``update_physical``), not a virtual one.
+RECORD_PHYSICAL = 2
+
+#: Upstream's JSON size of a network log message without connections
+#: (``netlogtype.MinMessageJSONSize``) and the most one connection adds
+#: (``netlogtype.MaxConnectionCountsJSONSize``): ``Statistics(max_bytes=)``
+#: bounds ``MESSAGE_OVERHEAD_BYTES + CONNECTION_BYTES * connections``.
+MESSAGE_OVERHEAD_BYTES = 219
+CONNECTION_BYTES = 247

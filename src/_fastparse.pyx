@@ -26,6 +26,7 @@ dependency order:
   cs_platform.h        locks, atomics, the keyed hash, the clock (C)
   core/platform.pxi    the declarations of cs_platform.h
   core/decode.pxi      an IP packet to a 40-byte key
+  core/records.pxi     a fixed-size record of pre-parsed counts to a key
   core/table.pxi       the sharded counter table and the window it lives in
   core/times.pxi       first/last time per connection (windows that track times)
   core/values.pxi      AddrPort, Connection, Counts
@@ -35,6 +36,7 @@ dependency order:
   core/core.pxi        Core: entry points, cutting, pending windows, wake-up
   core/methods.pxi     CountingMethods: Statistics' per-packet methods
   core/textout.pxi     connection tables as sorted JSON/CSV text (connstats read)
+  core/series.pxi      SeriesTable: cumulative counts per series (connstats.metrics)
   core/columns.pxi     a window as packed columns (Arrow, Parquet)
 """
 
@@ -46,7 +48,10 @@ from cpython.buffer cimport (
 from cpython.bytes cimport (
     PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE,
 )
-from cpython.long cimport PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong
+from cpython.long cimport (
+    PyLong_AsLongAndOverflow, PyLong_AsUnsignedLongLong, PyLong_CheckExact,
+    PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong,
+)
 from cpython.number cimport PyNumber_Index
 from cpython.object cimport Py_EQ, Py_GE, Py_GT, Py_LE, Py_LT, Py_NE, PyObject
 from cpython.pythread cimport (
@@ -55,6 +60,7 @@ from cpython.pythread cimport (
 )
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.sequence cimport PySequence_Check, PySequence_Tuple
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
@@ -68,6 +74,7 @@ from connstats._types import PROTOCOL_NAMES, TAILSCALE_SERVICE_ADDRESSES, protoc
 
 include "core/platform.pxi"
 include "core/decode.pxi"
+include "core/records.pxi"
 include "core/table.pxi"
 include "core/times.pxi"
 include "core/values.pxi"
@@ -77,6 +84,7 @@ include "core/lanes.pxi"
 include "core/core.pxi"
 include "core/methods.pxi"
 include "core/textout.pxi"
+include "core/series.pxi"
 include "core/columns.pxi"
 
 
@@ -99,3 +107,8 @@ def decode(packet):
 SHARDS = NSHARDS
 ENTRY_BYTES = sizeof(cs_entry)
 WINDOW_BYTES = sizeof(cs_window)
+
+# The record layout is written down once, in connstats/_types.py.
+from connstats._types import RECORD_SIZE as _RECORD_SIZE
+if _RECORD_SIZE != RECORD_BYTES:
+    raise ImportError(f"connstats: RECORD_SIZE {_RECORD_SIZE} != the core's {RECORD_BYTES}")

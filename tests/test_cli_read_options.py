@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import json
 import re
 import shutil
@@ -18,6 +19,7 @@ import sys
 from collections import defaultdict
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,6 +120,9 @@ def special_capture(tmp_path: Path) -> str:
     return write(tmp_path, "special.pcap", cap.pcap(recs, 101, nanosecond=True))
 
 
+NETLOG_FIELDS = ("proto", "src", "dst", "txPkts", "txBytes", "rxPkts", "rxBytes")
+
+
 def test_special_rows_are_labelled_and_explained(capsys, tmp_path):
     code, out, _ = run(capsys, "read", special_capture(tmp_path))
     assert code == 0
@@ -130,15 +135,38 @@ def test_special_rows_are_labelled_and_explained(capsys, tmp_path):
     assert [n.split(":")[0] for n in notes] == ["fragment", "ip", "undecoded"]
 
 
-def test_special_rows_in_json_and_csv(capsys, tmp_path):
+def netlog_addrport(text: str) -> tuple[Any, int]:
+    """Parse ADDR:PORT the way Go's netip.ParseAddrPort does (a port is required)."""
+    host, sep, port = text.rpartition(":")
+    assert sep and port.isdigit() and int(port) <= 65535, text
+    if host.startswith("["):
+        assert host.endswith("]"), text
+        host = host[1:-1]
+        assert ":" in host, text
+    else:
+        assert ":" not in host, text
+    return ipaddress.ip_address(host), int(port)
+
+
+@pytest.mark.parametrize("extra", [(), ("--times",)], ids=["fast", "general"])
+def test_special_rows_in_json_and_csv(capsys, tmp_path, extra):
     path = special_capture(tmp_path)
-    code, out, _ = run(capsys, "read", path, "--format", "jsonl")
+    code, out, _ = run(capsys, "read", path, "--format", "jsonl", *extra)
     assert code == 0
-    by_kind = {r.get("kind", ""): r for r in rows_of(out)}
-    assert by_kind["undecoded"] == {"kind": "undecoded", "txPkts": 1, "txBytes": 3}
-    assert by_kind["ip"] == {"kind": "ip", "src": "10.0.0.1", "dst": "10.0.0.2",
-                             "txPkts": 1, "txBytes": 22}  # fmt: skip
+    rows = rows_of(out)
+    by_kind = {r.get("kind", ""): r for r in rows}
+    ip_row = {k: v for k, v in by_kind["ip"].items() if k in NETLOG_FIELDS}
+    assert by_kind["undecoded"]["kind"] == "undecoded"
+    assert "src" not in by_kind["undecoded"] and "dst" not in by_kind["undecoded"]
+    # "ip" and fragment rows too: ADDR:PORT, as Go writes a netip.AddrPort
+    assert ip_row == {"src": "10.0.0.1:0", "dst": "10.0.0.2:0", "txPkts": 1,
+                      "txBytes": 22}  # fmt: skip
     assert by_kind["fragment"]["proto"] == 255 and "kind" not in by_kind[""]
+    assert by_kind["fragment"]["src"] == "10.0.0.1:0"
+    for row in rows:
+        for name in ("src", "dst"):
+            if name in row:
+                netlog_addrport(row[name])
     code, out, _ = run(capsys, "read", path, "--format", "csv")
     table = list(csv.DictReader(io.StringIO(out)))
     assert {r["kind"] for r in table} == {"", "undecoded", "ip", "fragment"}

@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
-from .arguments import Fail, cidr, count, positive, seconds
+from .arguments import Fail, HelpFormatter, cidr, count, positive, seconds
 from .read_options import add_read_options
 
 # -- parser ----------------------------------------------------------------------------
 
+_READ_DESCRIPTION = """\
+Count packets and bytes per connection in pcap or pcapng files (the format
+is detected from the content; gzip, bzip2, xz and zstd files are read as
+they are). With no FILE, read standard input when it is a pipe or a file
+(tcpdump -w - | connstats read), else a small sample capture shipped with
+connstats.
+"""
+
 _READ_EPILOG = """\
 examples:
-  connstats read                          the built-in sample capture
+  connstats read                          the built-in sample (from a tty)
+  tcpdump -i eth0 -w - | connstats read   what tcpdump writes to the pipe
   connstats read trace.pcapng --top 5     the five biggest connections
   connstats read trace.pcap --local 10.0.0.0/8 --max-period 60s
   tcpdump -i eth0 -w - | connstats read - --max-period 10 --format jsonl
@@ -31,11 +41,31 @@ examples:
 
 Windows follow the capture's timestamps: --max-period cuts a window when
 that much capture time has passed since its first packet; --max-conns cuts
-it when a new connection would exceed the bound.  Bytes are IP bytes (from
-the IP header on; link headers and Ethernet padding are not counted).
-gzip, bzip2, xz and zstd captures are read as they are.  Rows labelled
-'undecoded' (no addresses could be read), 'ip' (no usable transport header)
-and 'fragment' (IP fragments after the first) are explained under the table.
+it when a new connection would exceed the bound. Bytes are IP bytes (from
+the IP header on; link headers and Ethernet padding are not counted). Rows
+labelled 'undecoded' (no addresses could be read), 'ip' (no usable
+transport header) and 'fragment' (IP fragments after the first) are
+explained under the table.
+"""
+
+_CAPTURE_DESCRIPTION = """\
+Count packets and bytes per connection on a network interface, through a
+memory-mapped AF_PACKET ring (Linux). Packets the host sends are tx,
+packets it receives are rx; on loopback each packet counts once. Windows
+are printed as they close, the last one when the capture ends (--duration,
+--count, Ctrl-C or SIGTERM), with the kernel's drop count.
+"""
+
+_CAPTURE_EPILOG = """\
+examples:
+  sudo connstats capture -i eth0                 until Ctrl-C, one table
+  sudo connstats capture -i any --max-period 10 --format jsonl
+  sudo connstats capture -i wg0 --port 53 --duration 60 --total
+  sudo connstats capture -i eth0 -w trace.pcapng --fail-on-drop
+
+Exit status {dropped} with --fail-on-drop: the kernel dropped packets (the ring was
+full); a larger --ring-size or a capture filter helps. Exit status 4: --export
+could not send some flow records.
 """
 
 
@@ -73,13 +103,17 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         "--output",
         "-o",
         metavar="FILE",
-        help="write to FILE instead of standard output",
+        help="write to FILE instead of standard output (a new file is created "
+        "readable by its owner only, mode 0600)",
     )
     group.add_argument(
         "--export",
         metavar="URL",
         help="also send every window as IPFIX flow records to a collector: "
-        "ipfix://HOST:PORT (UDP) or ipfix+tcp://HOST:PORT",
+        "ipfix://HOST:PORT (UDP) or ipfix+tcp://HOST:PORT. The connections the "
+        "selection options keep are exported, all of them (--top, --sort and the "
+        "row shapes change the tables only). Exit status 4 if any record could not "
+        "be sent",
     )
 
 
@@ -101,11 +135,14 @@ def _add_window_options(parser: argparse.ArgumentParser, clock: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``connstats`` command; the documentation's command
+    reference, its manual page and shell completion are generated from it."""
     parser = argparse.ArgumentParser(
         prog="connstats",
         description="Per-connection packet and byte counts from capture files and live "
         "interfaces, computed by the connstats core.",
         epilog="Run 'connstats COMMAND --help' for the options of a command.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--version", action="version", version=f"connstats {__version__}"
@@ -115,14 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     read = commands.add_parser(
         "read",
         help="count the connections in pcap/pcapng files",
-        description="Count packets and bytes per connection in pcap or pcapng files\n"
-        "(the format is detected from the content). With no FILE, read a small\n"
-        "sample capture shipped with connstats.",
+        description=_READ_DESCRIPTION,
         epilog=_READ_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     read.add_argument(
-        "files", nargs="*", metavar="FILE", help="capture files, '-' for standard input"
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="capture files, '-' for standard input (the default when it is a pipe "
+        "or a file)",
     )
     read.add_argument(
         "--local",
@@ -132,23 +171,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CIDR",
         help="a local network (repeatable): packets to it count as received (rx), so "
         "both directions of a conversation merge into one connection, as a "
-        "forwarder sees them. Default: every packet counts as sent (tx)",
+        "forwarder sees them. Default: every packet counts as sent (tx). A pcapng "
+        "packet whose record says its direction (epb_flags, as 'connstats capture "
+        "-w' and dumpcap write it) goes by that instead",
     )
     _add_window_options(read, "capture time (packet timestamps)")
     _add_output_options(read)
     add_read_options(read)
 
-    live = commands.add_parser(
-        "capture",
-        help="count live traffic on a network interface (Linux, needs root or CAP_NET_RAW)",
-        description="Count packets and bytes per connection on a network interface, "
-        "through a memory-mapped AF_PACKET ring (Linux). Packets the host sends are "
-        "tx, packets it receives are rx; on loopback each packet counts once. Windows "
-        "are printed as they close; the last one when the capture ends (--duration, "
-        "--count or Ctrl-C), with the kernel's drop count.",
-    )
+    from .capture import EXIT_DROPPED
     from .capture import add_arguments as _add_capture_arguments
 
+    live = commands.add_parser(
+        "capture",
+        help="count live traffic on an interface (Linux; root or CAP_NET_RAW)",
+        description=_CAPTURE_DESCRIPTION,
+        epilog=_CAPTURE_EPILOG.format(dropped=EXIT_DROPPED),
+        formatter_class=HelpFormatter,
+    )
     _add_capture_arguments(live)
     live.add_argument(
         "--duration", type=seconds, metavar="SECONDS", help="stop after this long"
@@ -164,9 +204,30 @@ def build_parser() -> argparse.ArgumentParser:
 # -- entry point ---------------------------------------------------------------------------------
 
 
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request and exit, when it makes one.
+
+    With the ``completion`` extra (argcomplete) and the shell hook that
+    ``register-python-argcomplete connstats`` prints, bash and zsh start the
+    command with ``_ARGCOMPLETE`` set; any other run pays for one lookup.
+    """
+    if "_ARGCOMPLETE" not in os.environ:
+        return
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 ok, 1 error, 2 usage)."""
+    """Run the command line; return the exit status (docs/cli.md, "Exit status").
+
+    0 ok, 1 error, 2 usage, 3 kernel drops with capture --fail-on-drop, 4 flow
+    records not exported, 130 Ctrl-C (read), 141 broken pipe.
+    """
     parser = build_parser()
+    _complete(parser)
     args = parser.parse_args(argv)
     # Each command's module is imported only when it runs: `connstats --help`
     # and the other command start without it.

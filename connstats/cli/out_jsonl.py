@@ -73,14 +73,13 @@ def row_dict(
     if shape in ("connections", "conversations"):
         if r.proto:
             out["proto"] = r.proto
-        with_port = (
-            bool(r.a is not None and r.b is not None and (r.a.port or r.b.port))
-            or not r.kind
-        )
         names = ("src", "dst") if shape == "connections" else ("a", "b")
         for name, ap in zip(names, (r.a, r.b)):
+            # ADDR:PORT always (":0" on fragment and "ip" rows too), as Go
+            # writes a netip.AddrPort: a network-log consumer cannot parse a
+            # bare address.
             if ap is not None and ap.addr is not None:
-                out[name] = _endpoint_text(ap, cache, with_port)
+                out[name] = _endpoint_text(ap, cache, True)
         if with_id:
             cid = community_id_of(r)
             if cid is not None:

@@ -16,6 +16,7 @@ from ..capture.windows import Window
 from .arguments import Fail
 from .filters import filter_table
 from .output import ReportOptions, build_report
+from .outstream import create_private
 
 
 class ParquetWriter:
@@ -50,9 +51,15 @@ class ParquetWriter:
         self._community_id = community_id
         self._schema = arrow.schema(times=True, community_id=community_id)
         try:
-            self._writer = pq.ParquetWriter(path, self._schema)
+            # created 0600 as every file -o and -w write (outstream.PRIVATE_MODE)
+            self._file = create_private(path, "wb")
         except OSError as exc:
-            raise Fail(f"cannot write {path}: {exc}") from None
+            raise Fail(f"cannot write {path}: {exc.strerror or exc}") from None
+        try:
+            self._writer = pq.ParquetWriter(self._file, self._schema)
+        except BaseException:
+            self._file.close()
+            raise
         self.rows = 0
 
     def _tables(self, w: Window) -> tuple[dict[Any, Any], dict[Any, Any]]:
@@ -98,7 +105,10 @@ class ParquetWriter:
         """Summaries are for people; Parquet leaves them out."""
 
     def close(self) -> None:
-        self._writer.close()
+        try:
+            self._writer.close()
+        finally:
+            self._file.close()
 
 
 def _times_of(w: Window) -> dict[Any, list[int]]:

@@ -213,7 +213,8 @@ cdef class Core:
                 return True
         return False
 
-    cdef inline int _count_key(self, const cs_key *k, bint rx, uint64_t nbytes) noexcept nogil:
+    cdef inline int _count_key(self, const cs_key *k, bint rx, uint64_t npkts,
+                               uint64_t nbytes) noexcept nogil:
         cdef uint64_t h = cs_hash40(k, self.seed)
         cdef uint32_t shard = <uint32_t>(h >> SHARD_SHIFT)
         cdef cs_window *w
@@ -231,7 +232,7 @@ cdef class Core:
                 return 0
             w = self.cur
             generation = w.generation
-            r = _window_add(w, shard, k, h, rx, 1, nbytes, self.max_conns)
+            r = _window_add(w, shard, k, h, rx, npkts, nbytes, self.max_conns)
             if self.track_times and (r == ADD_OK or r == ADD_OPENED):
                 no_time = _times_mark(w, shard, k, h, span) < 0
             cs_mutex_unlock(&self.locks[shard])
@@ -255,7 +256,7 @@ cdef class Core:
             return 0
         if CS_FREE_THREADED and self.lanes != NULL:
             return self._count_lane(&k, rx, <uint64_t>n)
-        return self._count_key(&k, rx, <uint64_t>n)
+        return self._count_key(&k, rx, 1, <uint64_t>n)
 
     # -- per-thread lanes (free-threaded builds; see lanes.pxi) -------------
 
@@ -266,7 +267,7 @@ cdef class Core:
         cs_mutex_lock(&lane.lock)
         if not cs_atomic_load_int(&self.window_open):
             # The window's first packet goes straight in (clock, wake-up).
-            r = self._count_key(k, rx, nbytes)
+            r = self._count_key(k, rx, 1, nbytes)
             if r >= 0:
                 r = 0
                 cs_atomic_store_int(&self.window_open, 1)
@@ -364,8 +365,13 @@ cdef class Core:
             cs_mutex_unlock(&self.lanes[i].lock)
 
     cdef int _count_many(self, const uint8_t **ptrs, const int64_t *lens,
-                         Py_ssize_t n, bint rx, const int64_t *times=NULL) noexcept nogil:
+                         const uint8_t *records, Py_ssize_t n, bint rx,
+                         const int64_t *times=NULL) noexcept nogil:
         """Count n packets: parse a chunk, then take each shard lock once.
+
+        With records != NULL the n items are RECORD_BYTES records instead
+        (records.pxi; checked by the caller), each with its own direction,
+        kind and counts, and ptrs, lens and rx are not used.
 
         In a core that tracks times, times[i] is packet i's time (ns), or,
         without times, the whole call is one update at the wall-clock time."""
@@ -377,6 +383,9 @@ cdef class Core:
         cdef uint64_t hashes[CHUNK]
         cdef uint64_t sizes[CHUNK]
         cdef uint64_t npkts[CHUNK]
+        cdef uint8_t rxs_store[CHUNK]
+        # per-item directions (records), or NULL: every item is `rx`
+        cdef const uint8_t *rxs = rxs_store if records != NULL else NULL
         cdef uint16_t order[CHUNK]
         cdef uint16_t fill[NSHARDS + 1]
         cdef uint8_t shard_of[CHUNK]
@@ -394,6 +403,14 @@ cdef class Core:
                 return 0
             m = n - base if n - base < CHUNK else CHUNK
             pos = 0
+            if records != NULL:
+                pos = self._parse_records(records + base * RECORD_BYTES, m, keys, hashes,
+                                          shard_of, npkts, sizes, rxs_store)
+                if timed:  # records carry no time: the call's wall-clock time
+                    for i in range(pos):
+                        spans[2 * i] = now
+                        spans[2 * i + 1] = now
+                m = 0  # parsed: nothing for the packet loop below
             for i in range(m):
                 # Packet headers are scattered in memory: fetch ahead.
                 ahead = base + i + 8
@@ -439,7 +456,8 @@ cdef class Core:
                     generation = w.generation
                     r = ADD_OK
                     while i < m and shard_of[i] == s:
-                        r = _window_add(w, s, &keys[i], hashes[i], rx, npkts[i], sizes[i],
+                        r = _window_add(w, s, &keys[i], hashes[i],
+                                        rxs[i] if rxs != NULL else rx, npkts[i], sizes[i],
                                         self.max_conns)
                         if r == ADD_OPENED:
                             opened = True
@@ -484,7 +502,7 @@ cdef class Core:
                         todo &= ~(1u << s)
                         progressed = True
                         r = self._add_run(s, keys, hashes, npkts, sizes, order,
-                                          0 if s == 0 else fill[s - 1], fill[s], rx,
+                                          0 if s == 0 else fill[s - 1], fill[s], rxs, rx,
                                           spans if timed else NULL)
                         if r < 0:
                             return self._failed(opened)
@@ -498,7 +516,7 @@ cdef class Core:
                         cs_mutex_lock(&self.locks[s])
                         todo &= ~(1u << s)
                         r = self._add_run(s, keys, hashes, npkts, sizes, order,
-                                          0 if s == 0 else fill[s - 1], fill[s], rx,
+                                          0 if s == 0 else fill[s - 1], fill[s], rxs, rx,
                                           spans if timed else NULL)
                         if r < 0:
                             return self._failed(opened)
@@ -517,10 +535,38 @@ cdef class Core:
             self._notify()
         return -1
 
+    cdef Py_ssize_t _parse_records(self, const uint8_t *records, Py_ssize_t m, cs_key *keys,
+                                   uint64_t *hashes, uint8_t *shard_of, uint64_t *npkts,
+                                   uint64_t *sizes, uint8_t *rxs) noexcept nogil:
+        """m records into keys etc. (_count_many's chunk); how many are kept.
+
+        Consecutive records of one connection and direction are folded into
+        one table update (exact: the sums wrap as the counters do)."""
+        cdef Py_ssize_t i, pos = 0
+        for i in range(m):
+            _record_key(records + i * RECORD_BYTES, &keys[pos], &rxs[pos], &npkts[pos],
+                        &sizes[pos])
+            # ignore_destinations filters virtual traffic only
+            if (self.n_ignore and keys[pos].kind == KIND_VIRTUAL
+                    and self._is_ignored(&keys[pos])):
+                continue
+            if (pos and rxs[pos] == rxs[pos - 1]
+                    and cs_key40_equal(&keys[pos], &keys[pos - 1])):
+                npkts[pos - 1] += npkts[pos]
+                sizes[pos - 1] += sizes[pos]
+                continue
+            hashes[pos] = cs_hash40(&keys[pos], self.seed)
+            shard_of[pos] = <uint8_t>(hashes[pos] >> SHARD_SHIFT)
+            pos += 1
+        return pos
+
     cdef int _add_run(self, uint32_t s, cs_key *keys, uint64_t *hashes, uint64_t *npkts,
                       uint64_t *sizes, uint16_t *order, Py_ssize_t j,
-                      Py_ssize_t end, bint rx, const int64_t *spans) noexcept nogil:
-        """Add order[j:end] to shard s and unlock it.  The caller holds its lock."""
+                      Py_ssize_t end, const uint8_t *rxs, bint rx,
+                      const int64_t *spans) noexcept nogil:
+        """Add order[j:end] to shard s and unlock it.  The caller holds its lock.
+
+        The direction of item i is rxs[i], or rx when rxs is NULL."""
         cdef cs_window *w = self.cur
         cdef Py_ssize_t i
         cdef int r, result = ADD_OK
@@ -535,7 +581,8 @@ cdef class Core:
             if j + 8 < end:
                 _prefetch_entry(&w.shards[s], hashes[order[j + 8]])
             i = order[j]
-            r = _window_add(w, s, &keys[i], hashes[i], rx, npkts[i], sizes[i], 0)
+            r = _window_add(w, s, &keys[i], hashes[i], rxs[i] if rxs != NULL else rx,
+                            npkts[i], sizes[i], 0)
             if spans != NULL and r >= 0:
                 if _times_mark(w, s, &keys[i], hashes[i], &spans[2 * i]) < 0:
                     # counted, but without its time; a window it opened
@@ -589,23 +636,28 @@ cdef class Core:
             raise MemoryError("connstats: cannot grow the connection table")
         return 0
 
-    def update_tx_physical(self, src, dst, n):
-        """Count one transmitted WireGuard packet of n bytes to peer dst."""
-        self._physical(src, dst, n, False)
+    def update_tx_physical(self, src, dst, n, *, packets=1):
+        """Count transmitted WireGuard packets (n bytes in all) to peer dst."""
+        self._physical(src, dst, n, False, packets)
 
-    def update_rx_physical(self, src, dst, n):
-        """Count one received WireGuard packet of n bytes from peer dst."""
-        self._physical(src, dst, n, True)
+    def update_rx_physical(self, src, dst, n, *, packets=1):
+        """Count received WireGuard packets (n bytes in all) from peer dst."""
+        self._physical(src, dst, n, True, packets)
 
-    cdef int _physical(self, object src, object dst, object n, bint rx) except -1:
+    cdef int _physical(self, object src, object dst, object n, bint rx,
+                       object packets) except -1:
         cdef cs_key k
         cdef object sp, dp, port
-        cdef uint64_t nbytes
-        if cs_atomic_load_int(&self.closed):
-            return 0
+        cdef uint64_t nbytes, npkts = 1
+        # Checked even once closed, as the virtual entry points do: a bad
+        # call raises whenever it is made (the twin does the same).
         sp = _addr.packed_address(src, "src")
         dp, port = _addr.packed_addrport(dst, "dst")
         nbytes = _addr.byte_count(n, "n")
+        if packets is not 1:
+            npkts = _count_arg(packets, "packets", True)
+        if cs_atomic_load_int(&self.closed):
+            return 0
         memset(&k, 0, sizeof(cs_key))
         k.kind = KIND_PHYSICAL
         # Lengths checked on the exact bytes copied (an address subclass's
@@ -615,8 +667,80 @@ cdef class Core:
         k.dport = <uint16_t>_int64_in(port, "dst", 0, 0xFFFF)
         # ignore_destinations filters virtual traffic only (as the reference
         # does): a WireGuard peer's endpoint is counted even if it is listed.
-        if self._count_key(&k, rx, nbytes) < 0:
+        if self._count_key(&k, rx, npkts, nbytes) < 0:
             raise MemoryError("connstats: cannot grow the connection table")
+        return 0
+
+    # -- pre-parsed counting (the caller decoded the packets) --------------
+
+    def update_virtual(self, proto, src, dst, packets, bytes, receive=False):
+        """Count packets of the virtual connection (proto, src, dst) as given."""
+        self._preparsed(proto, src, dst, packets, bytes, receive, False)
+
+    def update_physical(self, proto, src, dst, packets, bytes, receive=False):
+        """Count packets of the physical connection (proto, src, dst) as given."""
+        self._preparsed(proto, src, dst, packets, bytes, receive, True)
+
+    cdef int _preparsed(self, object proto, object src, object dst, object packets,
+                        object nbytes, object receive, bint physical) except -1:
+        cdef cs_key k
+        cdef uint64_t npkts, size
+        cdef bint rx
+        cdef int r
+        # Every argument is checked before anything is counted, and even once
+        # closed, as every other entry point checks them (the twin too).
+        memset(&k, 0, sizeof(cs_key))
+        k.kind = KIND_PHYSICAL if physical else KIND_VIRTUAL
+        k.proto = _proto_arg(proto)
+        _endpoint_into(src, "src", &k.sfam, k.src, &k.sport)
+        _endpoint_into(dst, "dst", &k.dfam, k.dst, &k.dport)
+        npkts = _count_arg(packets, "packets", True)
+        size = _count_arg(nbytes, "bytes", False)
+        rx = _receive_arg(receive)
+        if cs_atomic_load_int(&self.closed):
+            return 0
+        # No swap: the caller gives the connection in the orientation it
+        # wants counted (as upstream's ConnectionCounter).
+        if physical:
+            r = self._count_key(&k, rx, npkts, size)
+        elif self.n_ignore and self._is_ignored(&k):
+            return 0
+        elif CS_FREE_THREADED and self.lanes != NULL and npkts == 1:
+            r = self._count_lane(&k, rx, size)
+        else:
+            r = self._count_key(&k, rx, npkts, size)
+        if r < 0:
+            raise MemoryError("connstats: cannot grow the connection table")
+        return 0
+
+    def update_records(self, records):
+        """Count a buffer of RECORD_SIZE-byte records; the GIL is released while counting."""
+        self._records(records)
+
+    cdef int _records(self, object records) except -1:
+        cdef Py_buffer view
+        cdef Py_ssize_t n, bad = 0
+        cdef int why, r = 0
+        if isinstance(records, str):
+            raise TypeError("records: expected a bytes-like object, got str")
+        _get_buffer(records, &view, "records")
+        try:
+            if view.len % RECORD_BYTES:
+                raise ValueError(
+                    f"records: {view.len} bytes is not a whole number of "
+                    f"{RECORD_BYTES}-byte records")
+            n = view.len // RECORD_BYTES
+            # All or nothing: every record is checked before any is counted.
+            why = _check_records(<const uint8_t *>view.buf, n, &bad)
+            if why != RECORD_OK:
+                raise ValueError(f"records[{bad}]: {_RECORD_ERRORS[why]}")
+            if n and not cs_atomic_load_int(&self.closed):
+                with nogil:
+                    r = self._count_many(NULL, NULL, <const uint8_t *>view.buf, n, False)
+                if r < 0:
+                    raise MemoryError("connstats: cannot grow the connection table")
+        finally:
+            PyBuffer_Release(&view)
         return 0
 
     # -- batch entry points (GIL released for the whole batch) -------------
@@ -675,7 +799,7 @@ cdef class Core:
                     lens[i] = views[nviews].len
                     nviews += 1
             with nogil:
-                r = self._count_many(ptrs, lens, n, rx)
+                r = self._count_many(ptrs, lens, NULL, n, rx)
             if r < 0:
                 raise MemoryError("connstats: cannot grow the connection table")
         finally:
@@ -745,7 +869,7 @@ cdef class Core:
                 for i in range(n_off):
                     ptrs[i] = base + offs[i]
                 with nogil:
-                    r = self._count_many(ptrs, lns, n_off, rx, tp)
+                    r = self._count_many(ptrs, lns, NULL, n_off, rx, tp)
                 if r < 0:
                     raise MemoryError("connstats: cannot grow the connection table")
         finally:
