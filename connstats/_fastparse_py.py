@@ -605,26 +605,28 @@ class Core:
             if notify or self._next_generation != opened:
                 self._notify()
 
+    # After close() a call counts nothing, but its arguments are checked
+    # first, as before close(): a bad call raises whenever it is made (the
+    # compiled core does the same).
+
     def _virtual(self, packet: Any, rx: bool) -> None:
+        view = _byte_view(packet, "packet")
         if self._closed:
             return
-        view = _byte_view(packet, "packet")
         key = _decode_raw(view)
         if rx:
             key = _swap(key)
         self._count_one(False, rx, key, len(view))
 
     def _virtual_batch(self, packets: Any, rx: bool) -> None:
+        views = _packet_list(packets, "packets")
         if self._closed:
             return
-        views = _packet_list(packets, "packets")
         self._count(False, rx, self._keys(views, rx))
 
     def _virtual_buffer(
         self, buffer: Any, offsets: Any, lengths: Any, rx: bool
     ) -> None:
-        if self._closed:
-            return
         view = _byte_view(buffer, "buffer")
         if isinstance(view, bytes):
             # Slicing bytes would copy every packet; a memoryview does not.
@@ -642,6 +644,8 @@ class Core:
                     f"offsets[{i}]: packet {start}..{start + n} (lengths[{i}] = "
                     f"{n}) extends beyond the end of buffer ({size} bytes)"
                 )
+        if self._closed:
+            return
         views = [view[start : start + n] for start, n in zip(starts, sizes)]
         self._count(False, rx, self._keys(views, rx))
 
@@ -657,13 +661,14 @@ class Core:
         return entries
 
     def _physical(self, src: Any, dst: Any, n: Any, rx: bool, packets: Any) -> None:
-        if self._closed:
-            return
-        # All are validated before anything is counted.
+        # All are validated before anything is counted, and even once closed,
+        # as the virtual entry points are: a bad call raises whenever it is made.
         src_packed = packed_address(src, "src")
         dst_packed, dst_port = packed_addrport(dst, "dst")
         nbytes = byte_count(n, "n")
         npkts = packet_count(packets, "packets")
+        if self._closed:
+            return
         key: RawKey = (0, src_packed, 0, dst_packed, dst_port)
         self._count_one(True, rx, key, nbytes, npkts)
 
@@ -677,8 +682,6 @@ class Core:
         receive: Any,
         physical: bool,
     ) -> None:
-        if self._closed:
-            return
         # In the compiled core's order, so that a call with several bad
         # arguments names the same one.
         number = protocol_number(proto, "proto")
@@ -687,13 +690,13 @@ class Core:
         npkts = packet_count(packets, "packets")
         size = byte_count(nbytes, "bytes")
         rx = direction(receive, "receive")
+        if self._closed:  # checked all the same, as the compiled core does
+            return
         # No swap: the connection is counted as the caller gives it.
         key: RawKey = (number, src_packed, sport, dst_packed, dport)
         self._count_one(physical, rx, key, size, npkts)
 
     def _records(self, records: Any) -> None:
-        if self._closed:
-            return
         if isinstance(records, str):
             raise TypeError("records: expected a bytes-like object, got str")
         view = _byte_view(records, "records")
@@ -707,6 +710,8 @@ class Core:
             _record_entry(i, fields)
             for i, fields in enumerate(_RECORD.iter_unpack(bytes(view)))
         ]
+        if self._closed:  # checked all the same, as the compiled core does
+            return
         self._count_entries(entries)
 
     def update_virtual(

@@ -267,7 +267,9 @@ class Statistics(_CountingMethods):
         (which cannot wait for itself: the final window is then delivered
         right after ``dump`` returns).  Returns True when the final flush has
         completed, False if ``timeout`` seconds passed first.  Updates after
-        shutdown are dropped silently.
+        shutdown count nothing and raise nothing, but their arguments are
+        checked as before it: a bad call raises the same ``TypeError`` or
+        ``ValueError`` on both cores, whenever it is made.
         """
         if timeout is not None:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):

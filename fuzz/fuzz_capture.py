@@ -111,7 +111,15 @@ def _read_all(data: bytes, scanner_class: Any) -> list:
             )
     except CaptureError as exc:
         events.append(("error", type(exc).__name__, str(exc)))
-    events.append(("counters", reader.packets, reader.skipped, tuple(reader.linktypes)))
+    events.append(
+        (
+            "counters",
+            reader.packets,
+            reader.skipped,
+            tuple(reader.linktypes),
+            tuple(reader.warnings),
+        )
+    )
     return events
 
 

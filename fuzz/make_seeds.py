@@ -253,7 +253,71 @@ def capture_seeds() -> dict[str, bytes]:
         ]
     )
     seeds["pcapng_truncated"] = seeds["pcapng_le"][:-5]
+    # epb_flags directions (and a comment before one), both byte orders
+    for big in (False, True):
+        o = ">" if big else "<"
+        comment = struct.pack(o + "HH", 1, 3) + b"hi\0\0"
+        seeds[f"pcapng_epb_flags_{'be' if big else 'le'}"] = cap.pcapng(
+            cap.Section(
+                interfaces=[cap.Interface(101)],
+                packets=[(0, t0 + i, p) for i, p in enumerate(packets)],
+                big_endian=big,
+                epb_options={
+                    0: cap.epb_flags(o, 2),
+                    1: comment + cap.epb_flags(o, 1),
+                    2: struct.pack(o + "HH", 2, 40) + b"\1\0\0\0",  # runs past
+                },
+            )
+        )
+    # an interface block whose if_tsoffset runs past it
+    seeds["pcapng_idb_option_overrun"] = _idb_option_overrun(packets[0])
     seeds["gzip_magic"] = b"\x1f\x8b\x08\x00" + bytes(20)
+    return seeds
+
+
+def _idb_option_overrun(packet: bytes) -> bytes:
+    shb = struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1)
+    shb += struct.pack("<I", 28)
+    idb = struct.pack("<IIHHIHH", 1, 24, 101, 0, 0, 14, 8) + struct.pack("<I", 24)
+    body = struct.pack("<IIIII", 0, 0, 1, len(packet), len(packet)) + packet
+    body += bytes(-len(body) % 4)
+    epb = (
+        struct.pack("<II", 6, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+    )
+    return shb + idb + epb
+
+
+def compress_seeds() -> dict[str, bytes]:
+    """Compressed captures of every kind, multi-frame zstd, a small bomb, cuts."""
+    import bz2
+    import gzip
+    import lzma
+
+    capture = capture_seeds()["pcapng_le"]
+    seeds = {
+        "gzip": gzip.compress(capture),
+        "bzip2": bz2.compress(capture),
+        "xz": lzma.compress(capture),
+    }
+    try:
+        import zstandard
+    except ImportError:  # Python 3.14 without the package: no zstd seeds
+        return seeds
+    plain = zstandard.ZstdCompressor(level=3)
+    checked = zstandard.ZstdCompressor(level=19, write_checksum=True)
+    half = len(capture) // 2
+    skippable = struct.pack("<II", 0x184D2A50, 3) + b"abc"
+    seeds["zstd"] = plain.compress(capture)
+    seeds["zstd_frames"] = (
+        checked.compress(capture[:half]) + skippable + plain.compress(capture[half:])
+    )
+    # RLE blocks of 128 KiB each: 4 bytes in, 128 KiB out (2 MiB in all)
+    bomb = bytearray(struct.pack("<I", 0xFD2FB528) + bytes([0x00, 0x38]))
+    for i in range(16):
+        bomb += ((i == 15) | (1 << 1) | (128 * 1024 << 3)).to_bytes(3, "little") + b"\0"
+    seeds["zstd_rle_bomb"] = bytes(bomb)
+    seeds["zstd_cut"] = seeds["zstd_frames"][: len(seeds["zstd_frames"]) * 2 // 3]
+    seeds["gzip_cut"] = seeds["gzip"][:-9]
     return seeds
 
 
@@ -262,6 +326,7 @@ def main() -> None:
     _write(corpus / "decode", decode_seeds())
     _write(corpus / "core", core_seeds())
     _write(corpus / "capture", capture_seeds())
+    _write(corpus / "compress", compress_seeds())
 
 
 if __name__ == "__main__":

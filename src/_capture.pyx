@@ -417,6 +417,28 @@ cdef inline Py_ssize_t _strip(int kind, const uint8_t* f, Py_ssize_t caplen) noe
     return -1
 
 
+cdef enum:
+    EPB_INBOUND = 1
+    EPB_OUTBOUND = 2
+
+cdef inline int _epb_direction(const uint8_t* b, Py_ssize_t opt, Py_ssize_t end,
+                               bint big) noexcept nogil:
+    """The direction epb_flags records, or 0 (see the twin's epb_direction)."""
+    cdef uint32_t code, length, flags
+    cdef int direction = 0
+    while opt + 4 <= end:
+        code = _be16(b + opt) if big else _le16(b + opt)
+        length = _be16(b + opt + 2) if big else _le16(b + opt + 2)
+        if code == 0 or opt + 4 + <Py_ssize_t>length > end:
+            break
+        if code == 2 and length == 4:
+            flags = _rd32(b + opt + 4, big) & 3
+            if flags == EPB_INBOUND or flags == EPB_OUTBOUND:
+                direction = <int>flags
+        opt += 4 + ((length + 3) & ~3)
+    return direction
+
+
 cdef str _message(int e, uint64_t a, uint64_t b):
     """The twin's error text for an error code and its two numbers."""
     if e == E_PCAP_CAPLEN:
@@ -454,6 +476,11 @@ cdef class Scanner:
     cdef readonly Py_ssize_t n_rx
     cdef readonly Py_ssize_t skipped
     cdef readonly Py_ssize_t truncated
+    cdef readonly object zero_total_offsets
+    cdef readonly object zero_total_lengths
+    cdef uint32_t[::1] _zto
+    cdef uint32_t[::1] _ztl
+    cdef readonly Py_ssize_t n_zero_total
     cdef readonly Py_ssize_t unsupported
     cdef readonly Py_ssize_t pos
     cdef readonly int64_t first_ns
@@ -491,6 +518,10 @@ cdef class Scanner:
         self.tx_lengths = array("I", bytes(4 * capacity))
         self.rx_offsets = array("I", bytes(4 * capacity))
         self.rx_lengths = array("I", bytes(4 * capacity))
+        self.zero_total_offsets = array("I", bytes(4 * capacity))
+        self.zero_total_lengths = array("I", bytes(4 * capacity))
+        self._zto = self.zero_total_offsets
+        self._ztl = self.zero_total_lengths
         self._txo = self.tx_offsets
         self._txl = self.tx_lengths
         self._rxo = self.rx_offsets
@@ -602,6 +633,7 @@ cdef class Scanner:
                 self.n_rx = 0
                 self.skipped = 0
                 self.truncated = 0
+                self.n_zero_total = 0
                 self.unsupported = 0
                 self._err = E_NONE
                 self.pos = pos
@@ -614,6 +646,7 @@ cdef class Scanner:
                 self.n_rx = 0
                 self.skipped = 0
                 self.truncated = 0
+                self.n_zero_total = 0
                 self.unsupported = 0
                 self._buflen = view.shape[0]
                 self._err = E_NONE
@@ -637,7 +670,7 @@ cdef class Scanner:
         return _message(err, ea, eb) if err != E_NONE else ""
 
     cdef inline void _emit(self, const uint8_t* base, Py_ssize_t off, Py_ssize_t caplen,
-                           Py_ssize_t hdr, Py_ssize_t wirelen) noexcept nogil:
+                           Py_ssize_t hdr, Py_ssize_t wirelen, int direction) noexcept nogil:
         cdef Py_ssize_t ip = off + hdr
         cdef Py_ssize_t length = caplen - hdr
         cdef const uint8_t* p = base + ip
@@ -653,6 +686,10 @@ cdef class Scanner:
                 length = total
             elif cut and total > length:
                 length = self._cut(p, ip, length, total, wirelen - hdr)
+            elif total == 0:
+                self._zto[self.n_zero_total] = <uint32_t>ip
+                self._ztl[self.n_zero_total] = <uint32_t>length
+                self.n_zero_total += 1
         elif version == 6 and length >= 40:
             total = _be16(p + 4)
             if total and 40 + total < length:
@@ -661,7 +698,9 @@ cdef class Scanner:
                 length = self._cut(p, ip, length, 40 + total, wirelen - hdr)
         elif cut:
             self.truncated += 1
-        if version == 4 and self._n4 and length >= 20:
+        if direction:
+            rx = direction == EPB_INBOUND
+        elif version == 4 and self._n4 and length >= 20:
             dst4 = _be32(p + 16)
             for i in range(self._n4):
                 if (dst4 & self._nets4[i].mask) == self._nets4[i].net:
@@ -783,7 +822,7 @@ cdef class Scanner:
                 self.next_ns = ts
                 return C_STOP_TIME
             self._time(ts)
-            self._emit(b, pos + 16, caplen, hdr, orig)
+            self._emit(b, pos + 16, caplen, hdr, orig, 0)
             pos += 16 + caplen
             if self.n_tx + self.n_rx >= limit:
                 self.pos = pos
@@ -798,6 +837,7 @@ cdef class Scanner:
         cdef int64_t ts
         cdef Py_ssize_t hdr, data
         cdef Iface* it
+        cdef int direction
         while True:
             if pos + 8 > end:
                 self.pos = pos
@@ -857,6 +897,7 @@ cdef class Scanner:
                     self.skipped += 1
                     pos += blen
                     continue
+                direction = _epb_direction(b, pos + 28 + ((caplen + 3) & ~3), pos + blen - 4, big)
                 raw = (<uint64_t>_rd32(b + pos + 12, big) << 32) | _rd32(b + pos + 16, big)
                 if it.factor != 0.0:
                     value = <double>raw * it.factor
@@ -894,6 +935,7 @@ cdef class Scanner:
                     pos += blen
                     continue
                 ts = self.last_ns
+                direction = 0
             else:
                 pos += blen
                 continue
@@ -902,7 +944,7 @@ cdef class Scanner:
                 self.next_ns = ts
                 return C_STOP_TIME
             self._time(ts)
-            self._emit(b, data, caplen, hdr, orig)
+            self._emit(b, data, caplen, hdr, orig, direction)
             pos += blen
             if self.n_tx + self.n_rx >= limit:
                 self.pos = pos

@@ -345,6 +345,35 @@ def _strip(kind: int, buf: bytes | memoryview, off: int, caplen: int) -> int:
     return -1
 
 
+#: epb_flags directions (pcapng, the option's two low bits); 0: not recorded.
+EPB_INBOUND = 1
+EPB_OUTBOUND = 2
+_OPT_EPB_FLAGS = 2
+
+
+def epb_direction(buf: bytes | memoryview, opt: int, end: int, big: bool) -> int:
+    """The direction an enhanced packet block's epb_flags option records, or 0.
+
+    ``buf[opt:end]`` are the block's options.  Inbound packets count as rx
+    (source and destination swapped), outbound as tx, whatever ``--local``
+    says; without the option (or with "unknown", or options that run past
+    the block: the options read so far are kept) ``--local`` decides.
+    """
+    u16 = ">H" if big else "<H"
+    direction = 0
+    while opt + 4 <= end:
+        code = struct.unpack_from(u16, buf, opt)[0]
+        length = struct.unpack_from(u16, buf, opt + 2)[0]
+        if code == 0 or opt + 4 + length > end:
+            break
+        if code == _OPT_EPB_FLAGS and length == 4:
+            flags = struct.unpack_from(">I" if big else "<I", buf, opt + 4)[0]
+            if flags & 3 in (EPB_INBOUND, EPB_OUTBOUND):
+                direction = flags & 3
+        opt += 4 + ((length + 3) & ~3)
+    return direction
+
+
 class Scanner:
     """Walk capture records into offset/length arrays (see the module doc)."""
 
@@ -356,6 +385,11 @@ class Scanner:
         self.tx_lengths = array("I", bytes(4 * capacity))
         self.rx_offsets = array("I", bytes(4 * capacity))
         self.rx_lengths = array("I", bytes(4 * capacity))
+        # IPv4 packets whose total length is 0 (TSO, BIG TCP): where they are
+        # and their emitted length, for the reader (see CaptureReader).
+        self.zero_total_offsets = array("I", bytes(4 * capacity))
+        self.zero_total_lengths = array("I", bytes(4 * capacity))
+        self.n_zero_total = 0
         self.n_tx = 0
         self.n_rx = 0
         self.skipped = 0
@@ -459,6 +493,7 @@ class Scanner:
         with self._lock:
             self.n_tx = 0
             self.n_rx = 0
+            self.n_zero_total = 0
             self.skipped = 0
             self.truncated = 0
             self.unsupported = 0
@@ -479,7 +514,13 @@ class Scanner:
             return status
 
     def _emit(
-        self, buf: bytes | memoryview, off: int, caplen: int, hdr: int, wirelen: int
+        self,
+        buf: bytes | memoryview,
+        off: int,
+        caplen: int,
+        hdr: int,
+        wirelen: int,
+        direction: int = 0,
     ) -> None:
         ip = off + hdr
         length = caplen - hdr
@@ -495,6 +536,10 @@ class Scanner:
                 length = total
             elif cut and total > length:
                 length = self._cut(buf, ip, length, total, wirelen - hdr)
+            elif total == 0:
+                self.zero_total_offsets[self.n_zero_total] = ip
+                self.zero_total_lengths[self.n_zero_total] = length
+                self.n_zero_total += 1
         elif version == 6 and length >= 40:
             payload = (buf[ip + 4] << 8) | buf[ip + 5]
             if payload and 40 + payload < length:
@@ -504,7 +549,10 @@ class Scanner:
         elif cut:
             self.truncated += 1  # not even the IP header was captured
         rx = False
-        if version == 4 and self._nets4 and length >= 20:
+        if direction:
+            # The record says which way it went (pcapng epb_flags).
+            rx = direction == EPB_INBOUND
+        elif version == 4 and self._nets4 and length >= 20:
             dst = int.from_bytes(buf[ip + 16 : ip + 20], "big")
             for net, mask in self._nets4:
                 if dst & mask == net:
@@ -697,6 +745,9 @@ class Scanner:
                     self.skipped += 1
                     pos += blen
                     continue
+                direction = epb_direction(
+                    buf, pos + 28 + ((caplen + 3) & ~3), pos + blen - 4, self._big
+                )
                 raw = (ts_hi << 32) | ts_lo
                 if factor:
                     value = float(raw) * factor
@@ -732,6 +783,7 @@ class Scanner:
                     continue
                 # Simple packet blocks carry no time: reuse the previous one.
                 ts = self.last_ns
+                direction = 0
             else:
                 pos += blen  # name resolution, statistics, custom...: not ours
                 continue
@@ -740,7 +792,7 @@ class Scanner:
                 self.next_ns = ts
                 return ST_STOP_TIME
             self._time(ts)
-            self._emit(buf, data, caplen, hdr, orig)
+            self._emit(buf, data, caplen, hdr, orig, direction)
             pos += blen
             if self.n_tx + self.n_rx >= limit:
                 self.pos = pos

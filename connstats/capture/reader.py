@@ -56,6 +56,7 @@ _BOM_BIG = b"\x1a\x2b\x3c\x4d"
 
 _IDB_OPT_TSRESOL = 9
 _IDB_OPT_TSOFFSET = 14
+_MAX_WARNINGS = 20
 
 DEFAULT_CAPACITY = 65536
 DEFAULT_BUFFER = 4 * 1024 * 1024
@@ -161,6 +162,9 @@ class CaptureReader:
         #: IP packets cut short by the capture's snap length (counted with
         #: their full IP length when their headers were captured).
         self.truncated = 0
+        #: IPv4 packets whose total length field is 0 (TCP segmentation
+        #: offload, BIG TCP): keyed by their captured length, as tshark does.
+        self.zero_total = 0
         #: Packets skipped because their pcapng interface's link type is not
         #: supported, and those link types (in the order met).
         self.unsupported = 0
@@ -169,6 +173,9 @@ class CaptureReader:
         self.format = ""
         #: Link types declared by the file (pcapng: one per interface).
         self.linktypes: list[int] = []
+        #: Malformed parts of the file that were skipped (one message each,
+        #: without the file name); the records around them are read.
+        self.warnings: list[str] = []
         self._open()
 
     # -- input buffer --------------------------------------------------------
@@ -333,9 +340,16 @@ class CaptureReader:
         end = len(block) - 4
         while opt + 4 <= end:
             code, length = struct.unpack(order + "HH", block[opt : opt + 4])
-            value = block[opt + 4 : opt + 4 + length]
             if code == 0:
                 break
+            if opt + 4 + length > end:
+                # The options read so far stand; the interface is kept.
+                self._warn(
+                    f"interface description block at byte {at}: option {code} "
+                    f"({length} bytes) runs past its block; options from there on ignored"
+                )
+                break
+            value = block[opt + 4 : opt + 4 + length]
             if code == _IDB_OPT_TSRESOL and length >= 1:
                 tsresol = value[0]
             elif code == _IDB_OPT_TSOFFSET and length >= 8:
@@ -345,6 +359,12 @@ class CaptureReader:
         offset_ns = ((tsoffset * 1_000_000_000 + (1 << 63)) % (1 << 64)) - (1 << 63)
         self.linktypes.append(linktype)
         self._scanner.add_interface(linktype, snaplen, mul, div, factor, offset_ns)
+
+    def _warn(self, message: str) -> None:
+        if len(self.warnings) < _MAX_WARNINGS:
+            self.warnings.append(message)
+        elif len(self.warnings) == _MAX_WARNINGS:
+            self.warnings.append("more malformed options: not listed")
 
     # -- packets ---------------------------------------------------------------
     def read(self, stop_ns: int | None = None, max_packets: int = 0) -> Batch:
@@ -369,6 +389,8 @@ class CaptureReader:
             self.skipped += scanner.skipped
             self.truncated += scanner.truncated
             self.unsupported += scanner.unsupported
+            if scanner.n_zero_total:
+                self._zero_totals(scanner)
             n = scanner.n_tx + scanner.n_rx
             self.packets += n
             if status == ST_FULL:
@@ -418,6 +440,29 @@ class CaptureReader:
                 self._pending = error
                 return self._batch(Stop.MORE)
             raise error
+
+    def _zero_totals(self, scanner: Any) -> None:
+        """Give IPv4 packets with a total length of 0 the length they have.
+
+        Segmentation offload (TSO) and BIG TCP hand packets to the capture
+        before (or without) writing their total length: 0, and the real
+        length is the captured one (more than 65535 bytes for BIG TCP).
+        tshark then takes the length from the capture; so does ``connstats
+        read``: the field is set to the emitted length (65535 at most, which
+        a longer packet still is) in the reader's own copy of the data, and
+        the core keys the packet by its protocol and ports.  The library's
+        entry points keep the reference rule (docs/contract.md §4): a total
+        length of 0 there means proto 0, ports 0.
+        """
+        n = scanner.n_zero_total
+        buf = self._buf
+        for off, length in zip(
+            scanner.zero_total_offsets[:n], scanner.zero_total_lengths[:n]
+        ):
+            value = min(length, 0xFFFF)
+            buf[off + 2] = value >> 8
+            buf[off + 3] = value & 0xFF
+        self.zero_total += n
 
     def _batch(self, stop: Stop, next_ns: int = 0) -> Batch:
         s = self._scanner

@@ -147,7 +147,8 @@ def add_arguments(live: argparse.ArgumentParser) -> None:
         "-w",
         metavar="FILE.pcapng",
         help="also write every counted packet to a pcapng file (raw IP, with its "
-        "direction); 'connstats read FILE --local ADDR' gives the same counts. An "
+        "direction, epb_flags); 'connstats read FILE' gives the same counts. A new "
+        "file is created readable by its owner only (mode 0600). An "
         "--output FILE ending in .pcapng means the same",
     )
 
@@ -323,6 +324,7 @@ def run(
     from ..capture.windows import Window
     from .out_jsonl import window_message
     from .output import merge_windows
+    from .sinks import create_private, export_status
 
     write_path = args.write
     if write_path is None and args.output and args.output.endswith(".pcapng"):
@@ -345,7 +347,7 @@ def run(
         tee: BinaryIO | None = None
         if write_path is not None:
             try:
-                tee = stack.enter_context(open(write_path, "wb"))
+                tee = stack.enter_context(create_private(write_path, "wb"))
             except OSError as exc:
                 raise CaptureFailed(
                     f"cannot write {write_path}: {exc.strerror}"
@@ -461,6 +463,11 @@ def run(
                 summary += (
                     f", {result.loopback_copies} loopback copies not counted twice"
                 )
+            if result.truncated:
+                summary += (
+                    f", {result.truncated} larger than a block (cut short, counted "
+                    "by their IP length)"
+                )
             summary += (
                 f"; kernel: {result.kernel.received} received, "
                 f"{result.kernel.dropped} dropped"
@@ -474,6 +481,7 @@ def run(
                                 "bytes": result.bytes,
                                 "skipped": result.skipped,
                                 "loopbackCopies": result.loopback_copies,
+                                "truncated": result.truncated,
                                 "mode": source.mode,
                                 "interrupted": result.interrupted,
                             }
@@ -502,7 +510,7 @@ def run(
         )
         if args.fail_on_drop:
             return EXIT_DROPPED
-    return 0
+    return export_status(exporter)
 
 
 def command(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from ..capture.errors import CaptureError, TruncatedCaptureError
 from ..capture.reader import CaptureReader
 from .arguments import Fail
 from .output import human_bytes
-from .sinks import errmsg, make_exporter, make_writer, open_output
+from .sinks import errmsg, export_status, make_exporter, make_writer, open_output
 
 
 def open_reader(
@@ -105,6 +105,11 @@ class FileTotals:
         parts.append(f"{reader.skipped} non-IP frames skipped")
         if reader.truncated:
             parts.append(f"{reader.truncated} cut by the snap length")
+        if reader.zero_total:
+            parts.append(
+                f"{reader.zero_total} with IPv4 total length 0 (TSO or BIG TCP: "
+                "keyed by their captured length)"
+            )
         bpf = getattr(reader, "bpf_stream", None)
         if bpf is not None:
             parts.append(f"{bpf.packets_rejected} packets rejected by --bpf")
@@ -137,6 +142,7 @@ def command(args: argparse.Namespace) -> int:
     from ..capture._libpcap import FilterError, LibpcapMissingError
     from ..capture.linktypes import describe_linktype, linktype_name
     from ..capture.windows import Replayer, Window
+    from .filters import filter_table
     from .output import Progress, merge_windows
     from .read import FileTotals, open_reader
     from .read_options import report_options
@@ -156,6 +162,9 @@ def command(args: argparse.Namespace) -> int:
         paths: list[tuple[str, str]] = []  # (path to open, name shown)
         if args.files:
             paths = [(p, "<stdin>" if p == "-" else p) for p in args.files]
+        elif piped_stdin():
+            # `tcpdump -w - | connstats read`, `connstats read < trace.pcap`
+            paths = [("-", "<stdin>")]
         else:
             sample = stack.enter_context(
                 resources.as_file(resources.files("connstats") / "data" / _SAMPLE)
@@ -177,12 +186,18 @@ def command(args: argparse.Namespace) -> int:
 
         def show(window: Window, times: dict[Any, list[int]] | None = None) -> None:
             if exporter is not None:
-                exporter(
-                    datetime_of(window.start_ns),
-                    datetime_of(window.end_ns),
-                    window.virtual,
-                    window.physical,
-                )
+                # The connections the tables select (--host/--net/--port/
+                # --proto), every one of them (not just --top's).
+                virtual = window.virtual
+                if options.select is not None:
+                    virtual = filter_table(virtual, options.select)
+                if virtual or window.physical:
+                    exporter(
+                        datetime_of(window.start_ns),
+                        datetime_of(window.end_ns),
+                        virtual,
+                        window.physical,
+                    )
             if args.total:
                 collected.append(window)
                 if times:
@@ -242,6 +257,8 @@ def command(args: argparse.Namespace) -> int:
                 or "no interfaces"
             )
             summaries.append(f"{name}: {reader.format}, {kinds}, {tally.summary()}")
+            for warning in reader.warnings:
+                print(f"connstats: warning: {name}: {warning}", file=sys.stderr)
             if reader.unsupported:
                 types = ", ".join(
                     describe_linktype(lt) for lt in reader.unsupported_linktypes
@@ -273,7 +290,24 @@ def command(args: argparse.Namespace) -> int:
                 writer.note(FileTotals.combined(totals))
     if failure:
         raise Fail(failure)
-    return 0
+    return export_status(exporter)
+
+
+def piped_stdin() -> bool:
+    """Whether standard input is a pipe, a socket or a file (not a terminal).
+
+    With no FILE, ``connstats read`` reads it then, and the built-in sample
+    otherwise: a terminal, ``/dev/null`` (a character device, as cron and
+    many CI runners give), no standard input at all, or a replaced
+    ``sys.stdin`` without a file descriptor.
+    """
+    import stat
+
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode)
 
 
 def _size(path: str) -> int | None:

@@ -6,11 +6,16 @@ Shared by ``connstats read`` and ``connstats capture``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import ExitStack
 from typing import Any, TextIO
 
 from .arguments import Fail
+
+#: Exit status of a run that completed but could not export some flow
+#: records (--export: collector down or refusing, records not encodable).
+EXIT_NOT_EXPORTED = 4
 
 
 def make_writer(args: argparse.Namespace, out: TextIO, options: Any = None) -> Any:
@@ -25,13 +30,33 @@ def make_writer(args: argparse.Namespace, out: TextIO, options: Any = None) -> A
     return TableWriter(out, args.top if args.top is not None else 20, options)
 
 
+#: Mode of the files -o and -w create: they hold addresses, ports and (-w)
+#: packet payloads, often written as root; only their owner reads them.  An
+#: existing file is truncated and keeps its mode (chmod it, or create it
+#: beforehand with the mode wanted, to share the output).
+PRIVATE_MODE = 0o600
+
+
+def create_private(path: str, mode: str = "w") -> Any:
+    """Open ``path`` for writing (``"w"`` text, ``"wb"`` binary), new files 0600."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags, PRIVATE_MODE)
+    try:
+        if mode == "wb":
+            return os.fdopen(fd, "wb")
+        return os.fdopen(fd, "w", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def open_output(stack: ExitStack, path: str | None) -> Any:
     from .outstream import GuardedOutput
 
     if path is None or path == "-":
         return GuardedOutput(sys.stdout, "standard output")
     try:
-        stream = stack.enter_context(open(path, "w", encoding="utf-8"))
+        stream = stack.enter_context(create_private(path))
     except OSError as exc:
         raise Fail(f"cannot write {path}: {exc.strerror}") from None
     return GuardedOutput(stream, path)
@@ -59,6 +84,21 @@ def make_exporter(args: argparse.Namespace, stack: ExitStack) -> Any:
 
     stack.callback(close)
     return exporter
+
+
+def export_status(exporter: Any) -> int:
+    """0, or EXIT_NOT_EXPORTED (and a line saying so) if records were not sent.
+
+    Call it once the exporter is closed (its counts are then final).
+    """
+    if exporter is None or not exporter.records_not_sent:
+        return 0
+    print(
+        f"connstats: {exporter.records_not_sent} flow records were not exported "
+        f"(exit status {EXIT_NOT_EXPORTED})",
+        file=sys.stderr,
+    )
+    return EXIT_NOT_EXPORTED
 
 
 def errmsg(exc: OSError, path: str) -> str:

@@ -598,13 +598,15 @@ cdef class Core:
         cdef cs_key k
         cdef object sp, dp, port
         cdef uint64_t nbytes, npkts = 1
-        if cs_atomic_load_int(&self.closed):
-            return 0
+        # Checked even once closed, as the virtual entry points do: a bad
+        # call raises whenever it is made (the twin does the same).
         sp = _addr.packed_address(src, "src")
         dp, port = _addr.packed_addrport(dst, "dst")
         nbytes = _addr.byte_count(n, "n")
         if packets is not 1:
             npkts = _count_arg(packets, "packets", True)
+        if cs_atomic_load_int(&self.closed):
+            return 0
         memset(&k, 0, sizeof(cs_key))
         k.kind = KIND_PHYSICAL
         # Lengths checked on the exact bytes copied (an address subclass's
@@ -634,9 +636,8 @@ cdef class Core:
         cdef uint64_t npkts, size
         cdef bint rx
         cdef int r
-        if cs_atomic_load_int(&self.closed):
-            return 0
-        # Every argument is checked before anything is counted.
+        # Every argument is checked before anything is counted, and even once
+        # closed, as every other entry point checks them (the twin too).
         memset(&k, 0, sizeof(cs_key))
         k.kind = KIND_PHYSICAL if physical else KIND_VIRTUAL
         k.proto = _proto_arg(proto)
@@ -645,6 +646,8 @@ cdef class Core:
         npkts = _count_arg(packets, "packets", True)
         size = _count_arg(nbytes, "bytes", False)
         rx = _receive_arg(receive)
+        if cs_atomic_load_int(&self.closed):
+            return 0
         # No swap: the caller gives the connection in the orientation it
         # wants counted (as upstream's ConnectionCounter).
         if physical:
@@ -667,8 +670,6 @@ cdef class Core:
         cdef Py_buffer view
         cdef Py_ssize_t n, bad = 0
         cdef int why, r = 0
-        if cs_atomic_load_int(&self.closed):
-            return 0
         if isinstance(records, str):
             raise TypeError("records: expected a bytes-like object, got str")
         _get_buffer(records, &view, "records")
@@ -682,7 +683,7 @@ cdef class Core:
             why = _check_records(<const uint8_t *>view.buf, n, &bad)
             if why != RECORD_OK:
                 raise ValueError(f"records[{bad}]: {_RECORD_ERRORS[why]}")
-            if n:
+            if n and not cs_atomic_load_int(&self.closed):
                 with nogil:
                     r = self._count_many(NULL, NULL, <const uint8_t *>view.buf, n, False)
                 if r < 0:
