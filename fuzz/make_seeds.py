@@ -115,7 +115,35 @@ def core_seeds() -> dict[str, bytes]:
         + hostile_script()
         + cut,
         "hostile_max_conns_2": bytes([3]) + hostile_script() + pop + cut,
+        "preparsed": bytes([0x20]) + preparsed_script() + cut,
+        "preparsed_max_conns_2": bytes([3]) + preparsed_script() + pop + pop + cut,
     }
+
+
+def preparsed_script() -> bytes:
+    """fuzz_core.py ops 17-19: update_virtual/update_physical, update_records."""
+
+    # a record's operands: flags, proto, src, sport, dst, dport, packets, bytes
+    def record(flags: int, pool: int) -> bytes:
+        return bytes([flags, 3, pool, 2, pool + 1, 1, 1, 2])
+
+    # every direction and kind, every endpoint form, then each bad argument
+    singles = b"".join(
+        bytes([17, flags, 2, flags, 3, 4 + flags, 1, 1, 2, forms])
+        for flags in range(4)
+        for forms in (0, 9, 18, 27, 36, 45)
+    )
+    singles += b"".join(
+        bytes([17, bad << 2, 2, 0, 3, 4, 1, 1, 2, 0]) for bad in range(1, 8)
+    )
+    singles += bytes([17, 0, 6, 8, 0, 8, 0, 5, 5, 1])  # no addresses, u64 counts
+    records = bytes([18, 4]) + b"".join(record(f, f) for f in range(4)) + bytes([0, 0])
+    records += bytes([18, 3]) + b"".join(record(f, 4 + f) for f in range(3))
+    records += bytes([3, 2, 7, 3])  # corrupt: record 1, byte 2 (src family) = 7
+    records += bytes([18, 2]) + record(0, 1) + record(2, 5) + bytes([2, 1])  # cut short
+    raw = bytes([19, 2]) + bytes([6, 1, 4, 6, 0x50, 0, 0x35, 0]) + bytes(48)
+    raw += bytes([17, 2, 0, 0, 1, 0, 1, 0]) + bytes(32) + bytes([5] + [0] * 15)
+    return singles + records + raw
 
 
 def hostile_script() -> bytes:

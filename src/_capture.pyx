@@ -468,6 +468,12 @@ cdef class Scanner:
     cdef readonly object tx_lengths
     cdef readonly object rx_offsets
     cdef readonly object rx_lengths
+    # each packet's capture time (ns), for the cores that keep times
+    cdef readonly object tx_times
+    cdef readonly object rx_times
+    cdef int64_t[::1] _txt
+    cdef int64_t[::1] _rxt
+    cdef int64_t _ts
     cdef uint32_t[::1] _txo
     cdef uint32_t[::1] _txl
     cdef uint32_t[::1] _rxo
@@ -526,6 +532,10 @@ cdef class Scanner:
         self._txl = self.tx_lengths
         self._rxo = self.rx_offsets
         self._rxl = self.rx_lengths
+        self.tx_times = array("q", bytes(8 * capacity))
+        self.rx_times = array("q", bytes(8 * capacity))
+        self._txt = self.tx_times
+        self._rxt = self.rx_times
         self._mode = MODE_NONE
         self._frac_mul = 1000
         self._kind = K_UNSUPPORTED
@@ -716,10 +726,12 @@ cdef class Scanner:
         if rx:
             self._rxo[self.n_rx] = <uint32_t>ip
             self._rxl[self.n_rx] = <uint32_t>length
+            self._rxt[self.n_rx] = self._ts
             self.n_rx += 1
         else:
             self._txo[self.n_tx] = <uint32_t>ip
             self._txl[self.n_tx] = <uint32_t>length
+            self._txt[self.n_tx] = self._ts
             self.n_tx += 1
 
     cdef inline Py_ssize_t _cut(self, const uint8_t* p, Py_ssize_t ip, Py_ssize_t captured,
@@ -762,6 +774,7 @@ cdef class Scanner:
         return total if captured >= need else captured
 
     cdef inline void _time(self, int64_t ts) noexcept nogil:
+        self._ts = ts
         if self.n_tx + self.n_rx == 0:
             self.first_ns = ts
             self.min_ns = ts

@@ -28,7 +28,7 @@ def _read_to(path: Path, umask: int, *args: str) -> None:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("fmt", ["table", "jsonl", "csv"])
+@pytest.mark.parametrize("fmt", ["table", "jsonl", "csv", "parquet"])
 @pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
 def test_new_output_files_are_private(tmp_path, fmt, umask):
     path = tmp_path / f"out.{fmt}"

@@ -390,6 +390,10 @@ class Scanner:
         self.zero_total_offsets = array("I", bytes(4 * capacity))
         self.zero_total_lengths = array("I", bytes(4 * capacity))
         self.n_zero_total = 0
+        # each packet's capture time (ns), for the cores that keep times
+        self.tx_times = array("q", bytes(8 * capacity))
+        self.rx_times = array("q", bytes(8 * capacity))
+        self._ts = 0
         self.n_tx = 0
         self.n_rx = 0
         self.skipped = 0
@@ -567,10 +571,12 @@ class Scanner:
         if rx:
             self.rx_offsets[self.n_rx] = ip
             self.rx_lengths[self.n_rx] = length
+            self.rx_times[self.n_rx] = self._ts
             self.n_rx += 1
         else:
             self.tx_offsets[self.n_tx] = ip
             self.tx_lengths[self.n_tx] = length
+            self.tx_times[self.n_tx] = self._ts
             self.n_tx += 1
 
     def _cut(
@@ -618,6 +624,7 @@ class Scanner:
 
     def _time(self, ts: int) -> None:
         """Note the time of a packet about to be emitted."""
+        self._ts = ts
         if self.n_tx + self.n_rx == 0:
             self.first_ns = self.min_ns = self.max_ns = ts
         elif ts < self.min_ns:

@@ -85,7 +85,8 @@ class Batch:
     last packet in file order, ``min_ns`` and ``max_ns`` the earliest and
     latest (captures merged from several interfaces are not always in time
     order); ``next_ns`` the time of the packet that stopped a ``Stop.TIME``
-    read.
+    read.  ``tx_times``/``rx_times``: each packet's capture time (int64 ns),
+    beside its offset.
     """
 
     data: memoryview
@@ -99,6 +100,8 @@ class Batch:
     next_ns: int = 0
     min_ns: int = 0
     max_ns: int = 0
+    tx_times: memoryview | None = None
+    rx_times: memoryview | None = None
 
     @property
     def packets(self) -> int:
@@ -478,10 +481,13 @@ class CaptureReader:
             next_ns,
             s.min_ns,
             s.max_ns,
+            memoryview(s.tx_times)[: s.n_tx],
+            memoryview(s.rx_times)[: s.n_rx],
         )
 
     def close(self) -> None:
-        if self._stream is not sys.stdin.buffer:
+        # never close standard input (sys.stdin is None when there is none)
+        if self._stream is not getattr(sys.stdin, "buffer", None):
             self._stream.close()
 
     def __enter__(self) -> CaptureReader:

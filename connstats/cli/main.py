@@ -73,11 +73,19 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
     group.add_argument(
         "--format",
-        choices=("table", "jsonl", "csv"),
+        choices=("table", "jsonl", "csv", "parquet"),
         default="table",
         help="table: aligned columns for people (default); jsonl: one JSON object per "
         "window, with the field names of Tailscale's network log; csv: one header "
-        "line, then one line per row of every window",
+        "line, then one line per row of every window; parquet (with -o FILE): one "
+        "row group per window, for pandas, Polars or DuckDB (needs pyarrow)",
+    )
+    group.add_argument(
+        "--community-id",
+        action="store_true",
+        help="add each connection's Community ID v1 (the flow hash of Zeek, "
+        "Suricata and Wireshark): a communityId field (jsonl) or column (csv, "
+        "parquet)",
     )
     group.add_argument(
         "--total",

@@ -77,7 +77,7 @@ def open_reader(
 def _close(stream: Any) -> None:
     import sys
 
-    if stream is not sys.stdin.buffer:
+    if stream is not getattr(sys.stdin, "buffer", None):
         stream.close()
 
 
@@ -146,19 +146,18 @@ def command(args: argparse.Namespace) -> int:
     from .output import Progress, merge_windows
     from .read import FileTotals, open_reader
     from .read_options import report_options
-    from .times import DEFAULT_RESOLUTION_NS, TimedWindows
 
     local = local_networks(args.local) if args.local else None
     period_ns = round(args.max_period * _NS) if args.max_period else 0
     options = report_options(args, 0 if args.format != "table" else 20)
-    if options.times and args.max_conns:
-        raise Fail("--times (and sorting by times) cannot be combined with --max-conns")
     failure: str | None = None
     summaries: list[str] = []
     totals: list[FileTotals] = []
     with ExitStack() as stack:
-        out = open_output(stack, args.output)
+        out = open_output(stack, args.output, args.format)
         writer = make_writer(args, out, options)
+        if hasattr(writer, "close"):
+            stack.callback(writer.close)
         paths: list[tuple[str, str]] = []  # (path to open, name shown)
         if args.files:
             paths = [(p, "<stdin>" if p == "-" else p) for p in args.files]
@@ -212,19 +211,28 @@ def command(args: argparse.Namespace) -> int:
             progress.clear()
             writer.window(window, title=title, times=times)
 
-        if options.times:
-            resolution = (
-                round(args.resolution * _NS)
-                if args.resolution
-                else DEFAULT_RESOLUTION_NS
-            )
-            if period_ns:
-                resolution = min(resolution, period_ns)
-            timed = TimedWindows(show, period_ns)
-            replayer = Replayer(timed.sub_window, max_period_ns=resolution)
+        # Each connection's first and last packet time, from the capture's
+        # timestamps, when a row shows them (or an export sends them).
+        timed = bool(options.times or args.format == "parquet" or args.export)
+        if timed:
+
+            def show_timed(window: Window) -> None:
+                times = {
+                    conn: [counts.first_ns, counts.last_ns]
+                    for table in (window.virtual, window.physical)
+                    for conn, counts in table.items()
+                }
+                show(window, times)
+
+            on_window = show_timed
         else:
-            timed = None
-            replayer = Replayer(show, max_period_ns=period_ns, max_conns=args.max_conns)
+            on_window = show
+        replayer = Replayer(
+            on_window,
+            max_period_ns=period_ns,
+            max_conns=args.max_conns,
+            track_times=timed,
+        )
         count_bytes = len(paths) > 1
         for (path, name), size in zip(paths, sizes):
             try:
@@ -272,8 +280,6 @@ def command(args: argparse.Namespace) -> int:
                 break
         progress.clear()
         replayer.finish()
-        if timed is not None:
-            timed.flush()
         if args.total:
             merged = merge_windows(collected)
             if merged is not None:

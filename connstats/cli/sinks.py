@@ -6,12 +6,12 @@ Shared by ``connstats read`` and ``connstats capture``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from contextlib import ExitStack
 from typing import Any, TextIO
 
 from .arguments import Fail
+from .outstream import create_private
 
 #: Exit status of a run that completed but could not export some flow
 #: records (--export: collector down or refusing, records not encodable).
@@ -23,6 +23,15 @@ def make_writer(args: argparse.Namespace, out: TextIO, options: Any = None) -> A
     from .out_jsonl import JsonlWriter
     from .out_table import TableWriter
 
+    if args.format == "parquet":
+        from .out_parquet import ParquetWriter
+
+        return ParquetWriter(
+            args.output,
+            args.top if args.top is not None else 0,
+            options,
+            community_id=args.community_id,
+        )
     if args.format == "jsonl":
         return JsonlWriter(out, args.top if args.top is not None else 0, options)
     if args.format == "csv":
@@ -30,29 +39,12 @@ def make_writer(args: argparse.Namespace, out: TextIO, options: Any = None) -> A
     return TableWriter(out, args.top if args.top is not None else 20, options)
 
 
-#: Mode of the files -o and -w create: they hold addresses, ports and (-w)
-#: packet payloads, often written as root; only their owner reads them.  An
-#: existing file is truncated and keeps its mode (chmod it, or create it
-#: beforehand with the mode wanted, to share the output).
-PRIVATE_MODE = 0o600
-
-
-def create_private(path: str, mode: str = "w") -> Any:
-    """Open ``path`` for writing (``"w"`` text, ``"wb"`` binary), new files 0600."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags, PRIVATE_MODE)
-    try:
-        if mode == "wb":
-            return os.fdopen(fd, "wb")
-        return os.fdopen(fd, "w", encoding="utf-8")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def open_output(stack: ExitStack, path: str | None) -> Any:
+def open_output(stack: ExitStack, path: str | None, fmt: str = "") -> Any:
     from .outstream import GuardedOutput
 
+    if fmt == "parquet":
+        # the Parquet writer opens its own (binary) file; text goes nowhere
+        return GuardedOutput(sys.stdout, "standard output")
     if path is None or path == "-":
         return GuardedOutput(sys.stdout, "standard output")
     try:

@@ -95,6 +95,11 @@ cdef class Window:
         return self._table().generation
 
     @property
+    def track_times(self):
+        """True if the window's counts carry first/last times (TimedCounts)."""
+        return bool(self._table().track_times)
+
+    @property
     def packets(self):
         cdef uint64_t packets, nbytes
         _window_totals(self._table(), &packets, &nbytes)
@@ -144,6 +149,7 @@ cdef class Window:
         cdef uint32_t since_yield = 0
         cdef cs_entry *e
         cdef Counts counts
+        cdef TimedCounts timed
         cdef Connection conn
         for i in range(NSHARDS):
             for j in range(w.shards[i].count):
@@ -153,7 +159,12 @@ cdef class Window:
                 conn.src = _materialize_addrport(addresses, e.key.sfam, e.key.src, e.key.sport)
                 conn.dst = _materialize_addrport(addresses, e.key.dfam, e.key.dst, e.key.dport)
                 conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash)
-                counts = Counts.__new__(Counts)
+                if w.track_times:
+                    timed = TimedCounts.__new__(TimedCounts)
+                    _times_of(&w.shards[i], j, &timed.first_ns, &timed.last_ns)
+                    counts = timed
+                else:
+                    counts = Counts.__new__(Counts)
                 counts.tx_packets = e.tx_packets
                 counts.tx_bytes = e.tx_bytes
                 counts.rx_packets = e.rx_packets
