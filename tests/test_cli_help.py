@@ -39,11 +39,12 @@ def _help(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 
 
 def _words(parser: argparse.ArgumentParser) -> set[str]:
-    """Option names and the hyphenated words of the help texts."""
+    """Option names and the hyphenated words of the help texts (options whose
+    help is suppressed, kept only for old command lines, are not shown)."""
     words = set()
     for action in parser._actions:
         if action.help == argparse.SUPPRESS:
-            continue  # kept for old command lines, not shown
+            continue
         words.update(action.option_strings)
         words.update(re.findall(r"[\w.]+(?:-[\w.]+)+", action.help or ""))
     return words
@@ -98,7 +99,7 @@ def test_manpage_lists_every_option_and_renders(tmp_path: Path) -> None:
             assert f".SS connstats {name}" in page
         for action in parser._actions:
             if action.help == argparse.SUPPRESS:
-                continue  # kept for old command lines, not shown
+                continue
             for option in action.option_strings:
                 assert "\\fB" + option.replace("-", "\\-") + "\\fR" in page, option
     groff = shutil.which("groff")
