@@ -62,7 +62,7 @@ def _extensions() -> list[Extension]:
             "connstats._fastparse",
             sources=["src/_fastparse.pyx"],
             # the per-concern files _fastparse.pyx includes
-            depends=["src/cs_platform.h", "src/cs_lanes.h", *sorted(glob.glob("src/core/*.pxi"))],
+            depends=["src/cs_platform.h", "src/cs_lanes.h", "src/cs_args.h", *sorted(glob.glob("src/core/*.pxi"))],
             **common,
         ),
         # the pcap/pcapng record scanner of connstats.capture

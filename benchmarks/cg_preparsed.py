@@ -9,7 +9,12 @@ that already tracks every connection, and prints what it did.  Wall time on
 a loaded 2-CPU guest is too noisy for differences of a few ns; instruction
 counts repeat.  The per-packet cost of a CASE is its total minus that of the
 ``none*`` case of the same loop shape (same data, no call), divided by the
-packets: ``cg_report.sh`` below in RESULTS.md does the arithmetic.
+packets:
+
+    python benchmarks/cg_preparsed.py report CASE...
+
+runs each CASE (and the ``none*`` loops) under callgrind with ROUNDS and with
+0 rounds and prints the instructions per call.
 
 Cases (``*_py`` run the pure-Python baseline, benchmarks/baseline.py):
 
@@ -18,8 +23,13 @@ Cases (``*_py`` run the pure-Python baseline, benchmarks/baseline.py):
   none5            for proto, src, dst, n in flows: pass
   uv / uv_py       update_virtual(proto, src, dst, 1, n), src/dst AddrPort
   uv_rx            the same with receive=True
+  uv_kw            update_virtual(proto, src, dst, packets=1, bytes=n)
+  uv_allkw         every argument by keyword
   uv_tuple         src/dst as (ipaddress object, port) tuples
+  uv_strtuple      src/dst as ("a.b.c.d", port) tuples
+  uv_packed        src/dst as (4-byte packed address, port) tuples
   uv_text          src/dst as "a.b.c.d:port" strings
+  up               update_physical(proto, src, dst, 1, n), AddrPort
   none_b           for b in batches: pass         (256 packets a batch)
   txb / txb_py     update_tx_virtual_batch(list of 256 packets)
   txbuf            update_tx_virtual_buffer(buffer, offsets, lengths)
@@ -29,7 +39,9 @@ Cases (``*_py`` run the pure-Python baseline, benchmarks/baseline.py):
 from __future__ import annotations
 
 import os
+import re
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -68,6 +80,16 @@ def main(case: str) -> None:
         stats.update_tx_virtual(p)
     if case == "uv_tuple":
         flows = [(pr, (s.addr, s.port), (d.addr, d.port), n) for pr, s, d, n in flows]
+    elif case == "uv_strtuple":
+        flows = [
+            (pr, (str(s.addr), s.port), (str(d.addr), d.port), n)
+            for pr, s, d, n in flows
+        ]
+    elif case == "uv_packed":
+        flows = [
+            (pr, (s.addr.packed, s.port), (d.addr.packed, d.port), n)
+            for pr, s, d, n in flows
+        ]
     elif case == "uv_text":
         flows = [(pr, str(s), str(d), n) for pr, s, d, n in flows]
 
@@ -82,8 +104,20 @@ def main(case: str) -> None:
         elif case == "none5":
             for proto, src, dst, n in flows:
                 pass
-        elif case in ("uv", "uv_py", "uv_tuple", "uv_text"):
+        elif case in ("uv", "uv_py", "uv_tuple", "uv_strtuple", "uv_packed", "uv_text"):
             f = stats.update_virtual
+            for proto, src, dst, n in flows:
+                f(proto, src, dst, 1, n)
+        elif case == "uv_kw":
+            f = stats.update_virtual
+            for proto, src, dst, n in flows:
+                f(proto, src, dst, packets=1, bytes=n)
+        elif case == "uv_allkw":
+            f = stats.update_virtual
+            for proto, src, dst, n in flows:
+                f(proto=proto, src=src, dst=dst, packets=1, bytes=n)
+        elif case == "up":
+            f = stats.update_physical
             for proto, src, dst, n in flows:
                 f(proto, src, dst, 1, n)
         elif case == "uv_rx":
@@ -111,10 +145,55 @@ def main(case: str) -> None:
                 f(b)
         else:
             raise SystemExit(f"unknown case {case!r}")
-    virtual, _ = stats.extract()
-    counted = sum(c.tx_packets + c.rx_packets for c in virtual.values())
-    print(f"{case}: {ROUNDS} rounds, {len(virtual)} connections, {counted} packets")
+    virtual, physical = stats.extract()
+    tables = (*virtual.values(), *physical.values())
+    counted = sum(c.tx_packets + c.rx_packets for c in tables)
+    print(f"{case}: {ROUNDS} rounds, {len(tables)} connections, {counted} packets")
+
+
+def _instructions(case: str, rounds: int) -> int:
+    """Instructions callgrind counts for one run of CASE (a child process)."""
+    env = dict(os.environ, ROUNDS=str(rounds), PYTHONHASHSEED="0")
+    out = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            __file__,
+            case,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if found is None:
+        raise SystemExit(f"{case}: no callgrind total in\n{out.stderr}")
+    return int(found.group(1))
+
+
+def report(cases: list[str]) -> None:
+    """Instructions per call of each single-call CASE, without setup or loop.
+
+    Each case runs with ROUNDS rounds and with none: the difference is the
+    loop alone.  The ``none*`` loop of the same shape (same data, no call)
+    is subtracted the same way, leaving the call.
+    """
+    per_round = 1000  # workloads.cycling4(1000)
+    delta = {}
+    for case in ["none1", "none5", *cases]:
+        delta[case] = _instructions(case, ROUNDS) - _instructions(case, 0)
+    print(f"python {sys.version.split()[0]}, {ROUNDS} rounds of {per_round} calls")
+    for case in cases:
+        floor = "none1" if case in ("tx", "tx_py") else "none5"
+        per_call = (delta[case] - delta[floor]) / (ROUNDS * per_round)
+        print(f"{case:12} {per_call:10.1f} instructions per call")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "report":
+        report(sys.argv[2:])
+    else:
+        main(sys.argv[1])

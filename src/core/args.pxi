@@ -247,6 +247,9 @@ cdef extern from *:
     }
     """
     bint cs_small_uint(object o, unsigned long long max, unsigned long long *out) noexcept
+    # The same, for a borrowed pointer (no reference taken around the call).
+    bint _cs_small_uint_p "cs_small_uint"(PyObject *o, unsigned long long max,
+                                         unsigned long long *out) noexcept
 
 
 cdef extern from "Python.h":
@@ -393,6 +396,160 @@ cdef int _endpoint_other(object value, str argname, uint8_t *fam, uint8_t *raw,
     packed, number = _addr.packed_endpoint(value, argname)
     fam[0] = 0 if packed is None else _packed_into(packed, argname, raw)
     port[0] = <uint16_t>_int64_in(number, argname, 0, 0xFFFF)
+    return 0
+
+
+# -- the fast entry of update_virtual/update_physical -------------------------
+#
+# The methods' FASTCALL entries (methods.pxi) hand the argument values over
+# as borrowed pointers: no reference is taken or dropped per argument (on a
+# free-threaded build each one is an atomic write to a count that every
+# thread sharing the object writes).  These functions read the common
+# argument forms from them and return False, raising nothing, for anything
+# else; the caller then runs the checked path above on the same values.
+
+cdef extern from "cs_args.h":
+    bint cs_ipv4_text(PyObject *o, uint8_t *raw) noexcept
+    bint cs_ipv4_port_text(PyObject *o, uint8_t *raw, uint16_t *port) noexcept
+    PyObject *cs_ip_value(PyObject *addr, int v6) noexcept
+    bint cs_u128_be(PyObject *v, uint8_t *raw) noexcept
+    ctypedef struct PyMemberDef:
+        pass
+    PyMemberDef *cs_find_ip_slot(PyObject *descr) noexcept
+    void cs_set_ip_slots(PyMemberDef *v4, PyMemberDef *v6) noexcept
+
+
+cdef extern from "Python.h":
+    ctypedef struct _cs_type_t "PyTypeObject":
+        pass
+    _cs_type_t _cs_tuple_type "PyTuple_Type"
+    _cs_type_t *_cs_type "Py_TYPE"(PyObject *o) noexcept
+    void _cs_decref "Py_DECREF"(PyObject *o) noexcept
+    bint _cs_bytes_check_exact "PyBytes_CheckExact"(PyObject *o) noexcept
+    Py_ssize_t _cs_bytes_size "PyBytes_GET_SIZE"(PyObject *o) noexcept
+    char *_cs_bytes_data "PyBytes_AS_STRING"(PyObject *o) noexcept
+    Py_ssize_t _cs_tuple_size "PyTuple_GET_SIZE"(PyObject *o) noexcept
+    PyObject *_cs_tuple_item "PyTuple_GET_ITEM"(PyObject *o, Py_ssize_t i) noexcept
+    PyObject *_cs_none "Py_None"
+    PyObject *_cs_true "Py_True"
+    PyObject *_cs_false "Py_False"
+
+
+cdef bint _init_ip_slots():
+    # The `_ip` slot of the exact address types, read without an attribute
+    # lookup; only if _check_fast_addresses (window.pxi) found that slot to
+    # be the address's value, and it is a plain object slot of the class.
+    if not _FAST_ADDRESSES:
+        return False
+    v4 = vars(_IPv4Address).get("_ip")
+    v6 = vars(_IPv6Address).get("_ip")
+    if v4 is None or v6 is None:
+        return False
+    cdef PyMemberDef *m4 = cs_find_ip_slot(<PyObject *>v4)
+    cdef PyMemberDef *m6 = cs_find_ip_slot(<PyObject *>v6)
+    if m4 == NULL or m6 == NULL:
+        return False
+    cs_set_ip_slots(m4, m6)
+    return True
+
+
+cdef _cs_type_t *_IPV4_TYPE = <_cs_type_t *>_IPv4Address
+cdef _cs_type_t *_IPV6_TYPE = <_cs_type_t *>_IPv6Address
+cdef _cs_type_t *_ADDRPORT_TYPE = <_cs_type_t *>AddrPort
+
+
+cdef inline uint8_t _address_fast(PyObject *addr, uint8_t *raw) noexcept:
+    """An exact IPv4Address/IPv6Address, 4- or 16-byte exact bytes, or IPv4
+    text into raw[16] (zeroed by the caller); its family, or 0 (not read
+    here; raw may be partly written)."""
+    cdef _cs_type_t *t = _cs_type(addr)
+    cdef PyObject *value
+    cdef unsigned long long v
+    cdef uint8_t fam = 0
+    cdef Py_ssize_t n
+    if t == _IPV4_TYPE or t == _IPV6_TYPE:
+        value = cs_ip_value(addr, t == _IPV6_TYPE)
+        if value == NULL:
+            return 0
+        if t == _IPV4_TYPE:
+            if _cs_small_uint_p(value, 0xFFFFFFFF, &v):
+                raw[0] = <uint8_t>(v >> 24)
+                raw[1] = <uint8_t>(v >> 16)
+                raw[2] = <uint8_t>(v >> 8)
+                raw[3] = <uint8_t>v
+                fam = 4
+        elif cs_u128_be(value, raw):
+            fam = 6
+        _cs_decref(value)
+        return fam
+    if _cs_bytes_check_exact(addr):
+        n = _cs_bytes_size(addr)
+        if n == 4 or n == 16:
+            memcpy(raw, _cs_bytes_data(addr), n)
+            return 4 if n == 4 else 6
+        return 0
+    if cs_ipv4_text(addr, raw):
+        return 4
+    return 0
+
+
+cdef inline bint _endpoint_fast(PyObject *value, uint8_t *fam, uint8_t *raw,
+                                uint16_t *port) noexcept:
+    """An AddrPort, an (address, port) tuple of the forms _address_fast reads
+    (or None) and an int port, or "a.b.c.d:port" text, into a key's fields
+    (raw zeroed by the caller); False: not read here."""
+    cdef PyObject *addr
+    cdef unsigned long long p
+    if _cs_type(value) == _ADDRPORT_TYPE:
+        fam[0] = (<AddrPort>value)._fam
+        memcpy(raw, (<AddrPort>value)._raw, 16)
+        port[0] = <uint16_t>(<AddrPort>value).port
+        return True
+    if _cs_type(value) == &_cs_tuple_type:
+        if _cs_tuple_size(value) != 2 or not _cs_small_uint_p(
+                _cs_tuple_item(value, 1), 0xFFFF, &p):
+            return False
+        addr = _cs_tuple_item(value, 0)
+        if addr == _cs_none:
+            fam[0] = 0
+        else:
+            fam[0] = _address_fast(addr, raw)
+            if fam[0] == 0:
+                return False
+        port[0] = <uint16_t>p
+        return True
+    if cs_ipv4_port_text(value, raw, port):
+        fam[0] = 4
+        return True
+    return False
+
+
+cdef inline bint _preparsed_fast(PyObject **values, PyObject *receive, bint physical,
+                                 cs_key *k, uint64_t *npkts, uint64_t *size,
+                                 bint *rx) noexcept:
+    """update_virtual's arguments (proto, src, dst, packets, bytes in values,
+    and receive) into a key and counts; False (nothing raised) if any of them
+    is not of a form read here."""
+    cdef unsigned long long v, p, b
+    memset(k, 0, sizeof(cs_key))
+    k.kind = KIND_PHYSICAL if physical else KIND_VIRTUAL
+    if not _cs_small_uint_p(values[0], 0xFF, &v):
+        return False
+    k.proto = <uint8_t>v
+    if receive == _cs_false:
+        rx[0] = False
+    elif receive == _cs_true:
+        rx[0] = True
+    else:
+        return False
+    if not (_endpoint_fast(values[1], &k.sfam, k.src, &k.sport)
+            and _endpoint_fast(values[2], &k.dfam, k.dst, &k.dport)
+            and _cs_small_uint_p(values[3], 0xFFFFFFFFFFFFFFFF, &p)
+            and _cs_small_uint_p(values[4], 0xFFFFFFFFFFFFFFFF, &b)):
+        return False
+    npkts[0] = p
+    size[0] = b
+    return True
 cdef int _get_times(object obj, Py_buffer *view, Py_ssize_t n) except -1:
     """A read-only view of n int64 times (ns): a 1-D buffer of format 'q'.
 

@@ -686,7 +686,6 @@ cdef class Core:
         cdef cs_key k
         cdef uint64_t npkts, size
         cdef bint rx
-        cdef int r
         # Every argument is checked before anything is counted, and even once
         # closed, as every other entry point checks them (the twin too).
         memset(&k, 0, sizeof(cs_key))
@@ -697,18 +696,37 @@ cdef class Core:
         npkts = _count_arg(packets, "packets", True)
         size = _count_arg(nbytes, "bytes", False)
         rx = _receive_arg(receive)
+        return self._count_preparsed(&k, rx, npkts, size, physical)
+
+    cdef inline int _preparsed_values(self, PyObject **values, PyObject *receive,
+                                      bint physical) except -1:
+        # The FASTCALL entries' path (methods.pxi): the five count arguments
+        # and receive, borrowed.  Forms read in C go straight to the count;
+        # any other, and every bad value, through _preparsed's checks.
+        cdef cs_key k
+        cdef uint64_t npkts, size
+        cdef bint rx
+        if _preparsed_fast(values, receive, physical, &k, &npkts, &size, &rx):
+            return self._count_preparsed(&k, rx, npkts, size, physical)
+        return self._preparsed(<object>values[0], <object>values[1], <object>values[2],
+                               <object>values[3], <object>values[4], <object>receive,
+                               physical)
+
+    cdef inline int _count_preparsed(self, const cs_key *k, bint rx, uint64_t npkts,
+                                     uint64_t size, bint physical) except -1:
+        cdef int r
         if cs_atomic_load_int(&self.closed):
             return 0
         # No swap: the caller gives the connection in the orientation it
         # wants counted (as upstream's ConnectionCounter).
         if physical:
-            r = self._count_key(&k, rx, npkts, size)
-        elif self.n_ignore and self._is_ignored(&k):
+            r = self._count_key(k, rx, npkts, size)
+        elif self.n_ignore and self._is_ignored(k):
             return 0
         elif CS_FREE_THREADED and self.lanes != NULL and npkts == 1:
-            r = self._count_lane(&k, rx, size)
+            r = self._count_lane(k, rx, size)
         else:
-            r = self._count_key(&k, rx, npkts, size)
+            r = self._count_key(k, rx, npkts, size)
         if r < 0:
             raise MemoryError("connstats: cannot grow the connection table")
         return 0

@@ -115,3 +115,144 @@ cdef class CountingMethods:
             self._counting_core._buffer(buffer, offsets, lengths, True)
         else:
             self._fallback().update_rx_virtual_buffer(buffer, offsets, lengths)
+
+
+# -- FASTCALL entries of update_virtual / update_physical ----------------------
+#
+# Cython's wrapper of a def method with six parameters takes a reference to
+# each argument, fills a default and drops them all again; with the
+# interpreter's own cost of passing five arguments, a call cost 1.55x
+# update_tx_virtual(packet) (benchmarks/RESULTS.md, "Pre-parsed counting").
+# These entries take the arguments as the interpreter passes them
+# (METH_FASTCALL | METH_KEYWORDS: an array and the keyword names, no tuple
+# or dict) and read them borrowed.  Positional calls and keywords spelled
+# as the parameters (interned names, as every call site's are) are handled
+# here; anything else (a missing, repeated or unknown argument, names built
+# at run time) calls the method Cython made, which raises its usual errors.
+# Either way the values then go through Core._preparsed_values: the same
+# checks, filters and counting as before.
+
+cdef extern from "cs_args.h":
+    ctypedef struct _cs_method_def "PyMethodDef":
+        pass
+    ctypedef object (*cs_fastcall_fn)(object, PyObject **, Py_ssize_t, PyObject *)
+    void cs_fastcall_def(_cs_method_def *d, const char *name, cs_fastcall_fn f)
+    int cs_replace_method(_cs_type_t *t, _cs_method_def *d, PyObject **original) except -1
+    object cs_call_original(PyObject *original, PyObject *self, PyObject **args,
+                            Py_ssize_t nargs, PyObject *kwnames)
+
+cdef extern from "Python.h":
+    PyObject *_cs_intern "PyUnicode_InternFromString"(const char *s) except NULL
+
+# The parameters in order; interned, so a call site's keyword names (which
+# the compiler interns) are found by identity.
+cdef PyObject *_PREPARSED_NAMES[6]
+
+
+cdef PyObject **_preparsed_keywords(PyObject **args, Py_ssize_t nargs, PyObject *kwnames,
+                                    PyObject **values) noexcept:
+    """A call with keywords: values[0..6) filled, borrowed, in parameter
+    order (receive False if not given); NULL if this entry does not handle
+    the call (unknown, repeated or missing arguments, names not interned)."""
+    cdef Py_ssize_t i, j, nkw
+    cdef PyObject *name
+    if nargs > 6:
+        return NULL
+    for i in range(nargs):
+        values[i] = args[i]
+    for i in range(nargs, 6):
+        values[i] = NULL
+    nkw = _cs_tuple_size(kwnames)
+    for i in range(nkw):
+        name = _cs_tuple_item(kwnames, i)
+        j = nargs
+        while j < 6 and _PREPARSED_NAMES[j] != name:
+            j += 1
+        if j == 6 or values[j] != NULL:
+            return NULL
+        values[j] = args[nargs + i]
+    if values[5] == NULL:
+        values[5] = _cs_false
+    for i in range(5):
+        if values[i] == NULL:
+            return NULL
+    return values
+
+
+cdef PyObject *_ORIGINAL[4]  # the replaced descriptors, for the calls refused here
+
+
+cdef inline object _preparsed_entry(PyObject *core, object self, PyObject **args,
+                                    Py_ssize_t nargs, PyObject *kwnames, bint physical,
+                                    PyObject *original):
+    cdef PyObject *store[6]
+    cdef PyObject **values = args
+    cdef PyObject *receive
+    if kwnames == NULL and nargs == 5:
+        receive = _cs_false
+    elif kwnames == NULL and nargs == 6:
+        receive = args[5]
+    elif (nargs == 5 and _cs_tuple_size(kwnames) == 1
+            and _cs_tuple_item(kwnames, 0) == _PREPARSED_NAMES[5]):
+        receive = args[5]  # update_virtual(..., receive=...)
+    else:
+        values = NULL if kwnames == NULL else _preparsed_keywords(args, nargs, kwnames, store)
+        if values == NULL or core == _cs_none:
+            return cs_call_original(original, <PyObject *>self, args, nargs, kwnames)
+        receive = store[5]
+    if core == _cs_none:
+        return cs_call_original(original, <PyObject *>self, args, nargs, kwnames)
+    # core is borrowed (the instance holds it for good: _attach_core is
+    # write-once), so that no shared reference count is written per call.
+    (<Core>core)._preparsed_values(values, receive, physical)
+    return None
+
+
+cdef object _counting_update_virtual(object self, PyObject **args, Py_ssize_t nargs,
+                                     PyObject *kwnames):
+    return _preparsed_entry(<PyObject *>(<CountingMethods>self)._counting_core, self, args,
+                            nargs, kwnames, False, _ORIGINAL[0])
+
+
+cdef object _counting_update_physical(object self, PyObject **args, Py_ssize_t nargs,
+                                      PyObject *kwnames):
+    return _preparsed_entry(<PyObject *>(<CountingMethods>self)._counting_core, self, args,
+                            nargs, kwnames, True, _ORIGINAL[1])
+
+
+cdef object _core_update_virtual(object self, PyObject **args, Py_ssize_t nargs,
+                                 PyObject *kwnames):
+    return _preparsed_entry(<PyObject *>self, self, args, nargs, kwnames, False, _ORIGINAL[2])
+
+
+cdef object _core_update_physical(object self, PyObject **args, Py_ssize_t nargs,
+                                  PyObject *kwnames):
+    return _preparsed_entry(<PyObject *>self, self, args, nargs, kwnames, True, _ORIGINAL[3])
+
+
+# Static: a method descriptor keeps a pointer to its PyMethodDef.
+cdef _cs_method_def _FASTCALL_DEFS[4]
+
+
+cdef int _install_fastcall_entries() except -1:
+    cdef int i
+    cdef cs_fastcall_fn entries[4]
+    cdef _cs_type_t *types[4]
+    entries[0] = _counting_update_virtual
+    entries[1] = _counting_update_physical
+    entries[2] = _core_update_virtual
+    entries[3] = _core_update_physical
+    types[0] = types[1] = <_cs_type_t *>CountingMethods
+    types[2] = types[3] = <_cs_type_t *>Core
+    for i, name in enumerate((b"proto", b"src", b"dst", b"packets", b"bytes", b"receive")):
+        _PREPARSED_NAMES[i] = _cs_intern(name)  # kept for the module's life
+    for i in range(4):
+        cs_fastcall_def(&_FASTCALL_DEFS[i],
+                        b"update_virtual" if i % 2 == 0 else b"update_physical",
+                        entries[i])
+        cs_replace_method(types[i], &_FASTCALL_DEFS[i], &_ORIGINAL[i])
+    return 0
+
+
+_init_ip_slots()
+_install_fastcall_entries()
