@@ -487,7 +487,7 @@ def _preparsed(core: Any, model: Model, r: Reader, closed: bool) -> None:
         packets,
         nbytes,
     ]
-    bad = (flags >> 2) % 12
+    bad = (flags >> 2) % 14
     if bad == 1:
         args[0] = 256 + proto
     elif bad == 2:
@@ -505,8 +505,29 @@ def _preparsed(core: Any, model: Model, r: Reader, closed: bool) -> None:
         )
     elif bad == 7:
         rx = 1  # type: ignore[assignment] - not a bool
-    call = core.update_physical if physical else core.update_virtual
-    if bad in range(1, 8):
+    elif bad == 8:
+        # IPv4 text the C reader must refuse as ipaddress does
+        args[1 + (flags >> 6 & 1)] = (("010.1.2.3", "1.2.3.256", "1.2.3")[nbytes % 3], 1)
+    elif bad == 9:
+        args[2] = "1.2.3.4:" + ("65536", "", "8a", "99999999999")[packets % 4]
+    method = core.update_physical if physical else core.update_virtual
+
+    def call(*args: Any, receive: Any) -> None:
+        # every way of spelling the call (the C entry reads each itself)
+        spelling = forms >> 6
+        if spelling == 1:
+            method(*args, receive)
+        elif spelling == 2:
+            method(*args[:3], packets=args[3], bytes=args[4], receive=receive)
+        elif spelling == 3 and receive is False:
+            method(*args)
+        elif spelling == 3:
+            names = ("proto", "src", "dst", "packets", "bytes")
+            method(receive=receive, **dict(zip(names, args)))
+        else:
+            method(*args, receive=receive)
+
+    if bad in range(1, 10):
         try:
             call(*args, receive=rx)
         except (TypeError, ValueError):

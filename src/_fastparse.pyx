@@ -25,6 +25,7 @@ dependency order:
 
   cs_platform.h        locks, atomics, the keyed hash, the clock (C)
   core/platform.pxi    the declarations of cs_platform.h
+  cs_args.h            argument forms read in C, method replacement (args, methods)
   core/decode.pxi      an IP packet to a 40-byte key
   core/records.pxi     a fixed-size record of pre-parsed counts to a key
   core/table.pxi       the sharded counter table and the window it lives in
