@@ -70,7 +70,10 @@ _unpack_ipv4 = struct.Struct("!BxHxxHxB2x4s4s").unpack_from
 _unpack_ipv6 = struct.Struct("!4xHBx16s16s").unpack_from
 _unpack_u16 = struct.Struct("!H").unpack_from
 
-RawKey = tuple[int, Optional[bytes], int, Optional[bytes], int]
+# A connection: (proto, src, sport, dst, dport), and for the packets of a
+# decapsulated tunnel (docs/tunnels.md) the tunnel's VNI or key as a sixth
+# item (a 5-tuple never equals a 6-tuple, so the two never meet).
+RawKey = tuple[Any, ...]
 ByteView = Union[bytes, memoryview]
 
 _ZERO: RawKey = (0, None, 0, None, 0)
@@ -166,6 +169,39 @@ def _int_list(obj: Any, argname: str) -> list[int]:
     for i, value in enumerate(values):
         if value < 0:
             raise ValueError(f"{argname}[{i}]: must be >= 0, got {value}")
+    return values
+
+
+def _vni_list(obj: Any, count: int) -> list[int]:
+    """VNIs (-1: none, else 0..2**32-1), one per packet, as the compiled core reads them."""
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        view = None
+    if view is not None:
+        code = view.format.lstrip("@=<")
+        if view.ndim != 1 or code not in ("q", "n") or view.itemsize != 8:
+            raise TypeError(
+                f"vnis: expected a 1-D buffer of int64 ('q'), got format {code!r}"
+            )
+        values = view.tolist()
+    else:
+        try:
+            items = tuple(obj)
+        except TypeError:
+            raise TypeError(
+                f"vnis: expected a buffer or sequence of integers, got {_type_name(obj)}"
+            ) from None
+        values = []
+        for i, item in enumerate(items):
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise TypeError(f"vnis[{i}]: expected an int, got {_type_name(item)}")
+            values.append(operator.index(item))
+    if len(values) != count:
+        raise ValueError(f"vnis: has {len(values)} items but offsets has {count}")
+    for i, value in enumerate(values):
+        if not -1 <= value <= 0xFFFFFFFF:
+            raise ValueError(f"vnis[{i}]: {value} is out of range -1..4294967295")
     return values
 
 
@@ -292,6 +328,9 @@ def _addrport(packed: Optional[bytes], port: int) -> AddrPort:
 
 
 def _connection(key: RawKey) -> Connection:
+    if len(key) == 6:
+        proto, src, sport, dst, dport, vni = key
+        return Connection(proto, _addrport(src, sport), _addrport(dst, dport), vni)
     proto, src, sport, dst, dport = key
     return Connection(proto, _addrport(src, sport), _addrport(dst, dport))
 
@@ -305,8 +344,8 @@ def decode(packet: Any) -> Connection:
 
 
 def _swap(key: RawKey) -> RawKey:
-    proto, src, sport, dst, dport = key
-    return (proto, dst, dport, src, sport)
+    proto, src, sport, dst, dport = key[:5]
+    return (proto, dst, dport, src, sport) + key[5:]
 
 
 # --------------------------------------------------------------------------
@@ -540,7 +579,13 @@ class Core:
         self._count(False, rx, self._keys(views, rx))
 
     def _virtual_buffer(
-        self, buffer: Any, offsets: Any, lengths: Any, rx: bool
+        self,
+        buffer: Any,
+        offsets: Any,
+        lengths: Any,
+        rx: bool,
+        vnis: Any = None,
+        physical: bool = False,
     ) -> None:
         if self._closed:
             return
@@ -554,6 +599,7 @@ class Core:
             raise ValueError(
                 f"lengths: has {len(sizes)} items but offsets has {len(starts)}"
             )
+        tags = None if vnis is None else _vni_list(vnis, len(starts))
         size = len(view)
         for i, (start, n) in enumerate(zip(starts, sizes)):
             if start + n > size:
@@ -562,7 +608,13 @@ class Core:
                     f"{n}) extends beyond the end of buffer ({size} bytes)"
                 )
         views = [view[start : start + n] for start, n in zip(starts, sizes)]
-        self._count(False, rx, self._keys(views, rx))
+        entries = self._keys(views, rx)
+        if tags is not None:
+            entries = [
+                ((*key, vni), n) if vni >= 0 else (key, n)
+                for (key, n), vni in zip(entries, tags)
+            ]
+        self._count(physical, rx, entries)
 
     @staticmethod
     def _keys(views: Sequence[ByteView], rx: bool) -> list[tuple[RawKey, int]]:
@@ -609,13 +661,31 @@ class Core:
         """Count a sequence of received packets; all or nothing on bad input."""
         self._virtual_batch(packets, True)
 
-    def update_tx_virtual_buffer(self, buffer: Any, offsets: Any, lengths: Any) -> None:
-        """Count transmitted packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
-        self._virtual_buffer(buffer, offsets, lengths, False)
+    def update_tx_virtual_buffer(
+        self, buffer: Any, offsets: Any, lengths: Any, vnis: Any = None
+    ) -> None:
+        """Count transmitted packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``;
+        ``vnis``: the VNI or key of each one's tunnel (-1: none), or None."""
+        self._virtual_buffer(buffer, offsets, lengths, False, vnis)
 
-    def update_rx_virtual_buffer(self, buffer: Any, offsets: Any, lengths: Any) -> None:
+    def update_rx_virtual_buffer(
+        self, buffer: Any, offsets: Any, lengths: Any, vnis: Any = None
+    ) -> None:
         """Count received packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
-        self._virtual_buffer(buffer, offsets, lengths, True)
+        self._virtual_buffer(buffer, offsets, lengths, True, vnis)
+
+    def update_tx_physical_buffer(
+        self, buffer: Any, offsets: Any, lengths: Any, vnis: Any = None
+    ) -> None:
+        """Count transmitted packets as physical traffic, each under its own
+        decoded connection (the outer packets of decapsulated tunnels)."""
+        self._virtual_buffer(buffer, offsets, lengths, False, vnis, physical=True)
+
+    def update_rx_physical_buffer(
+        self, buffer: Any, offsets: Any, lengths: Any, vnis: Any = None
+    ) -> None:
+        """Count received packets as physical traffic (see update_tx_physical_buffer)."""
+        self._virtual_buffer(buffer, offsets, lengths, True, vnis, physical=True)
 
     # -- window management -------------------------------------------------
 

@@ -207,7 +207,7 @@ cdef class Core:
         return False
 
     cdef inline int _count_key(self, const cs_key *k, bint rx, uint64_t nbytes) noexcept nogil:
-        cdef uint64_t h = cs_hash40(k, self.seed)
+        cdef uint64_t h = cs_key_hash(k, self.seed)
         cdef uint32_t shard = <uint32_t>(h >> SHARD_SHIFT)
         cdef cs_window *w
         cdef int64_t generation
@@ -288,7 +288,7 @@ cdef class Core:
             return 0
         memset(fill, 0, sizeof(fill))
         for i in range(m):
-            hashes[i] = cs_hash40(&lane.keys[i], self.seed)
+            hashes[i] = cs_key_hash(&lane.keys[i], self.seed)
             shard_of[i] = <uint8_t>(hashes[i] >> SHARD_SHIFT)
             fill[shard_of[i] + 1] += 1
             added[i] = 0
@@ -350,8 +350,13 @@ cdef class Core:
             cs_mutex_unlock(&self.lanes[i].lock)
 
     cdef int _count_many(self, const uint8_t **ptrs, const int64_t *lens,
-                         Py_ssize_t n, bint rx) noexcept nogil:
-        """Count n packets: parse a chunk, then take each shard lock once."""
+                         Py_ssize_t n, bint rx, bint physical=False,
+                         const int64_t *vnis=NULL) noexcept nogil:
+        """Count n packets: parse a chunk, then take each shard lock once.
+
+        physical: count them as physical traffic (a capture's tunnel packets,
+        docs/tunnels.md); vnis: the VNI or key of each one's tunnel, -1 none.
+        """
         cdef cs_key keys[CHUNK]
         cdef uint64_t hashes[CHUNK]
         cdef uint64_t sizes[CHUNK]
@@ -379,15 +384,20 @@ cdef class Core:
                 _decode(ptrs[base + i], lens[base + i], &keys[pos])
                 if rx:
                     _swap(&keys[pos])
-                if self.n_ignore and self._is_ignored(&keys[pos]):
+                if vnis != NULL and vnis[base + i] >= 0:
+                    keys[pos].kind = KIND_VNI
+                    keys[pos].vni = <uint32_t>vnis[base + i]
+                if physical:
+                    keys[pos].kind |= KIND_PHYSICAL
+                elif self.n_ignore and self._is_ignored(&keys[pos]):
                     continue
-                if pos and cs_key40_equal(&keys[pos], &keys[pos - 1]):
+                if pos and cs_key_equal(&keys[pos], &keys[pos - 1]):
                     # Flows come in bursts: fold a run of one connection
                     # into one table update (exact, and order-preserving).
                     npkts[pos - 1] += 1
                     sizes[pos - 1] += <uint64_t>lens[base + i]
                     continue
-                hashes[pos] = cs_hash40(&keys[pos], self.seed)
+                hashes[pos] = cs_key_hash(&keys[pos], self.seed)
                 shard_of[pos] = <uint8_t>(hashes[pos] >> SHARD_SHIFT)
                 sizes[pos] = <uint64_t>lens[base + i]
                 npkts[pos] = 1
@@ -641,19 +651,35 @@ cdef class Core:
             free(lens)
         return 0
 
-    def update_tx_virtual_buffer(self, buffer, offsets, lengths):
-        """Count transmitted packets buffer[offsets[i]:offsets[i]+lengths[i]]."""
-        self._buffer(buffer, offsets, lengths, False)
+    def update_tx_virtual_buffer(self, buffer, offsets, lengths, vnis=None):
+        """Count transmitted packets buffer[offsets[i]:offsets[i]+lengths[i]];
+        vnis: the VNI or key of each one's tunnel (-1: none), or None."""
+        self._buffer_ex(buffer, offsets, lengths, vnis, False, False)
 
-    def update_rx_virtual_buffer(self, buffer, offsets, lengths):
+    def update_rx_virtual_buffer(self, buffer, offsets, lengths, vnis=None):
         """Count received packets buffer[offsets[i]:offsets[i]+lengths[i]]."""
-        self._buffer(buffer, offsets, lengths, True)
+        self._buffer_ex(buffer, offsets, lengths, vnis, True, False)
 
     cdef int _buffer(self, object buffer, object offsets, object lengths, bint rx) except -1:
+        return self._buffer_ex(buffer, offsets, lengths, None, rx, False)
+
+    def update_tx_physical_buffer(self, buffer, offsets, lengths, vnis=None):
+        """Count transmitted packets buffer[offsets[i]:offsets[i]+lengths[i]] as
+        physical traffic, each under its own decoded connection (the outer
+        packets of decapsulated tunnels); vnis: each one's VNI or key, -1 none."""
+        self._buffer_ex(buffer, offsets, lengths, vnis, False, True)
+
+    def update_rx_physical_buffer(self, buffer, offsets, lengths, vnis=None):
+        """Count received packets as physical traffic (see update_tx_physical_buffer)."""
+        self._buffer_ex(buffer, offsets, lengths, vnis, True, True)
+
+    cdef int _buffer_ex(self, object buffer, object offsets, object lengths, object vnis,
+                        bint rx, bint physical) except -1:
         cdef Py_buffer view
         cdef int64_t *offs = NULL
         cdef int64_t *lns = NULL
-        cdef Py_ssize_t n_off, n_len, i
+        cdef int64_t *vns = NULL
+        cdef Py_ssize_t n_off, n_len, n_vni, i
         cdef const uint8_t **ptrs = NULL
         cdef const uint8_t *base
         cdef int r = 0
@@ -664,6 +690,10 @@ cdef class Core:
             if n_off != n_len:
                 raise ValueError(
                     f"lengths: has {n_len} items but offsets has {n_off}")
+            if vnis is not None:
+                _read_vni_array(vnis, &n_vni, &vns)
+                if n_vni != n_off:
+                    raise ValueError(f"vnis: has {n_vni} items but offsets has {n_off}")
             for i in range(n_off):
                 # Both are in 0..2**63-1 (checked in C when read), so the
                 # end is computed as unsigned: it cannot wrap.
@@ -678,7 +708,7 @@ cdef class Core:
                 for i in range(n_off):
                     ptrs[i] = base + offs[i]
                 with nogil:
-                    r = self._count_many(ptrs, lns, n_off, rx)
+                    r = self._count_many(ptrs, lns, n_off, rx, physical, vns)
                 if r < 0:
                     raise MemoryError("connstats: cannot grow the connection table")
         finally:
@@ -686,6 +716,7 @@ cdef class Core:
             free(<void *>ptrs)
             free(offs)
             free(lns)
+            free(vns)
         return 0
 
     # -- windows -----------------------------------------------------------

@@ -91,7 +91,7 @@ cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint6
             break
         if <uint32_t>(s >> 32) == tag:
             e = &t.entries[<uint32_t>s - 1]
-            if cs_key40_equal(&e.key, k):
+            if cs_key_equal(&e.key, k):
                 break
             e = NULL
         pos = (pos + 1) & t.mask

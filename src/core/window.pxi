@@ -152,13 +152,15 @@ cdef class Window:
                 conn.proto = e.key.proto
                 conn.src = _materialize_addrport(addresses, e.key.sfam, e.key.src, e.key.sport)
                 conn.dst = _materialize_addrport(addresses, e.key.dfam, e.key.dst, e.key.dport)
-                conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash)
+                conn._vni = e.key.vni if e.key.kind & KIND_VNI else -1
+                conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash,
+                                              conn._vni)
                 counts = Counts.__new__(Counts)
                 counts.tx_packets = e.tx_packets
                 counts.tx_bytes = e.tx_bytes
                 counts.rx_packets = e.rx_packets
                 counts.rx_bytes = e.rx_bytes
-                if e.key.kind == KIND_PHYSICAL:
+                if e.key.kind & KIND_PHYSICAL:
                     physical[conn] = counts
                 else:
                     virtual[conn] = counts
