@@ -417,6 +417,460 @@ cdef inline Py_ssize_t _strip(int kind, const uint8_t* f, Py_ssize_t caplen) noe
     return -1
 
 
+# -- tunnels (the twin: connstats/capture/_decap_py.py) ------------------------
+
+TUNNEL_VXLAN = 1
+TUNNEL_GENEVE = 2
+TUNNEL_GRE = 4
+TUNNEL_IPIP = 8
+TUNNEL_MPLS_UDP = 16
+TUNNEL_ALL = 31
+MAX_DEPTH = 8
+MAX_EXTENSIONS = 8
+DECAP_NONE = 0
+DECAP_INNER = 1
+DECAP_NO_IP = 2
+DECAP_BAD = 3
+NO_VNI = -1
+
+cdef enum:
+    T_VXLAN = 1
+    T_GENEVE = 2
+    T_GRE = 4
+    T_IPIP = 8
+    T_MPLS_UDP = 16
+    T_ALL = 31
+    D_MAX_DEPTH = 8
+    D_MAX_EXTENSIONS = 8
+    D_NONE = 0
+    D_INNER = 1
+    D_NO_IP = 2
+    D_BAD = 3
+    L_NOT = 0
+    L_IP = 1
+    L_NONIP = 2
+    L_BAD = 3
+    V_NONE = -1
+
+cdef struct Layer:
+    int what
+    Py_ssize_t start
+    Py_ssize_t end
+    int64_t vni
+    int version
+
+cdef struct Decap:
+    int found
+    Py_ssize_t start
+    Py_ssize_t length
+    int64_t outer_vni
+    int64_t inner_vni
+
+
+cdef inline Layer _lay(int what, Py_ssize_t start, Py_ssize_t end, int64_t vni,
+                       int version) noexcept nogil:
+    cdef Layer r
+    r.what = what
+    r.start = start
+    r.end = end
+    r.vni = vni
+    r.version = version
+    return r
+
+cdef inline Py_ssize_t _min(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a < b else b
+
+cdef inline uint32_t _be24(const uint8_t* p) noexcept nogil:
+    return (<uint32_t>p[0] << 16) | (<uint32_t>p[1] << 8) | p[2]
+
+
+cdef inline int _ip_payload(const uint8_t* b, Py_ssize_t p, Py_ssize_t end, Py_ssize_t lim,
+                            Py_ssize_t* pay, Py_ssize_t* pay_end) noexcept nogil:
+    cdef int version, proto, n
+    cdef Py_ssize_t hl, total, stop, q, size
+    if p >= lim:
+        return -1
+    version = b[p] >> 4
+    if version == 4:
+        if p + 20 > lim:
+            return -1
+        hl = (b[p] & 0x0F) * 4
+        total = _be16(b + p + 2)
+        if total == 0:
+            total = end - p
+        if hl < 20 or hl > total or p + total > end or p + hl > lim:
+            return -1
+        if _be16(b + p + 6) & 0x3FFF:
+            return -1
+        pay[0] = p + hl
+        pay_end[0] = p + total
+        return b[p + 9]
+    if version == 6:
+        if p + 40 > lim:
+            return -1
+        total = _be16(b + p + 4)
+        stop = p + 40 + total if total else end
+        if stop > end:
+            return -1
+        proto = b[p + 6]
+        q = p + 40
+        n = 0
+        while proto == 0 or proto == 43 or proto == 60:
+            n += 1
+            if n > D_MAX_EXTENSIONS or q + 8 > lim or q + 8 > stop:
+                return -1
+            size = (b[q + 1] + 1) * 8
+            if q + size > stop:
+                return -1
+            proto = b[q]
+            q += size
+        if proto == 44:
+            return -1
+        pay[0] = q
+        pay_end[0] = stop
+        return proto
+    return -1
+
+
+cdef Layer _mpls_layer(const uint8_t* b, Py_ssize_t at, Py_ssize_t end, Py_ssize_t lim,
+                       int64_t vni) noexcept nogil:
+    cdef Py_ssize_t bound = _min(end, lim)
+    cdef int bottom, version
+    while True:
+        if at + 4 > bound:
+            return _lay(L_BAD, 0, 0, vni, 0)
+        bottom = b[at + 2] & 1
+        at += 4
+        if bottom:
+            break
+    if at >= bound:
+        return _lay(L_BAD, 0, 0, vni, 0)
+    version = b[at] >> 4
+    if version == 4 or version == 6:
+        return _lay(L_IP, at, end, vni, version)
+    return _lay(L_NONIP, 0, 0, vni, 0)
+
+
+cdef Layer _ethertype_layer(const uint8_t* b, uint32_t etype, Py_ssize_t at, Py_ssize_t end,
+                            Py_ssize_t lim, int64_t vni) noexcept nogil:
+    cdef Py_ssize_t bound = _min(end, lim)
+    while True:
+        if etype == 0x8100 or etype == 0x88A8 or etype == 0x9100:
+            if at + 4 > bound:
+                return _lay(L_BAD, 0, 0, vni, 0)
+            etype = _be16(b + at + 2)
+            at += 4
+        elif etype == 0x8909:
+            if at + 8 > bound:
+                return _lay(L_BAD, 0, 0, vni, 0)
+            etype = _be16(b + at + 6)
+            at += 8
+        else:
+            break
+    if etype == 0x0800:
+        return _lay(L_IP, at, end, vni, 4)
+    if etype == 0x86DD:
+        return _lay(L_IP, at, end, vni, 6)
+    if etype == 0x8847 or etype == 0x8848:
+        return _mpls_layer(b, at, end, lim, vni)
+    return _lay(L_NONIP, 0, 0, vni, 0)
+
+
+cdef inline Layer _ether_layer(const uint8_t* b, Py_ssize_t at, Py_ssize_t end, Py_ssize_t lim,
+                               int64_t vni) noexcept nogil:
+    if at + 14 > _min(end, lim):
+        return _lay(L_BAD, 0, 0, vni, 0)
+    return _ethertype_layer(b, _be16(b + at + 12), at + 14, end, lim, vni)
+
+
+cdef Layer _gre_layer(const uint8_t* b, Py_ssize_t at, Py_ssize_t end,
+                      Py_ssize_t lim) noexcept nogil:
+    cdef Py_ssize_t bound = _min(end, lim)
+    cdef uint32_t flags, ptype
+    cdef Py_ssize_t hl, body
+    cdef int64_t vni = V_NONE, session
+    cdef bint sequence
+    cdef int frame_type
+    if at + 4 > bound:
+        return _lay(L_BAD, 0, 0, V_NONE, 0)
+    flags = _be16(b + at)
+    ptype = _be16(b + at + 2)
+    if flags & 0x0007:
+        return _lay(L_NOT, 0, 0, V_NONE, 0)
+    if flags & 0x4000:
+        return _lay(L_BAD, 0, 0, V_NONE, 0)
+    hl = 4
+    if flags & 0x8000:
+        hl += 4
+    if flags & 0x2000:
+        if at + hl + 4 > bound:
+            return _lay(L_BAD, 0, 0, V_NONE, 0)
+        vni = _be32(b + at + hl)
+        hl += 4
+    sequence = (flags & 0x1000) != 0
+    if sequence:
+        hl += 4
+    body = at + hl
+    if body > bound:
+        return _lay(L_BAD, 0, 0, vni, 0)
+    if ptype == 0x6558:
+        return _ether_layer(b, body, end, lim, vni)
+    if ptype == 0x88BE:
+        if not sequence:
+            return _ether_layer(b, body, end, lim, vni)
+        if body + 8 > bound or b[body] >> 4 != 1:
+            return _lay(L_BAD, 0, 0, vni, 0)
+        return _ether_layer(b, body + 8, end, lim, _be16(b + body + 2) & 0x3FF)
+    if ptype == 0x22EB:
+        if body + 12 > bound or b[body] >> 4 != 2:
+            return _lay(L_BAD, 0, 0, vni, 0)
+        session = _be16(b + body + 2) & 0x3FF
+        frame_type = (b[body + 10] >> 2) & 0x1F
+        hl = 20 if b[body + 11] & 1 else 12
+        if body + hl > bound:
+            return _lay(L_BAD, 0, 0, session, 0)
+        if frame_type == 0:
+            return _ether_layer(b, body + hl, end, lim, session)
+        if frame_type == 2:
+            return _lay(L_IP, body + hl, end, session, 0)
+        return _lay(L_NONIP, 0, 0, session, 0)
+    if ptype == 0x8909:
+        if body + 8 > bound:
+            return _lay(L_BAD, 0, 0, vni, 0)
+        return _ethertype_layer(b, _be16(b + body), body + 8, end, lim, vni)
+    return _ethertype_layer(b, ptype, body, end, lim, vni)
+
+
+cdef Layer _nsh_layer(const uint8_t* b, Py_ssize_t at, Py_ssize_t end, Py_ssize_t lim,
+                      int64_t vni) noexcept nogil:
+    cdef Py_ssize_t bound = _min(end, lim)
+    cdef Py_ssize_t hl
+    if at + 8 > bound or b[at] >> 6 != 0:
+        return _lay(L_BAD, 0, 0, vni, 0)
+    hl = (b[at + 1] & 0x3F) * 4
+    if hl < 8 or at + hl > bound:
+        return _lay(L_BAD, 0, 0, vni, 0)
+    return _next_protocol(b, b[at + 3], at + hl, end, lim, vni, False)
+
+
+cdef Layer _next_protocol(const uint8_t* b, int proto, Py_ssize_t at, Py_ssize_t end,
+                          Py_ssize_t lim, int64_t vni, bint nsh) noexcept nogil:
+    if proto == 1:
+        return _lay(L_IP, at, end, vni, 4)
+    if proto == 2:
+        return _lay(L_IP, at, end, vni, 6)
+    if proto == 3:
+        return _ether_layer(b, at, end, lim, vni)
+    if proto == 4 and nsh:
+        return _nsh_layer(b, at, end, lim, vni)
+    if proto == 5:
+        return _mpls_layer(b, at, end, lim, vni)
+    return _lay(L_NONIP, 0, 0, vni, 0)
+
+
+cdef Layer _udp_layer(const uint8_t* b, Py_ssize_t at, Py_ssize_t end, Py_ssize_t lim,
+                      int mask) noexcept nogil:
+    cdef uint32_t port, size, flags
+    cdef int kind
+    cdef Py_ssize_t body, bound, hl
+    cdef int64_t vni
+    cdef uint32_t ptype
+    cdef int proto
+    if at + 8 > lim or at + 8 > end:
+        return _lay(L_NOT, 0, 0, V_NONE, 0)
+    port = _be16(b + at + 2)
+    if port == 4789 or port == 8472:
+        kind = T_VXLAN
+    elif port == 4790:
+        kind = T_VXLAN
+    elif port == 6081:
+        kind = T_GENEVE
+    elif port == 6635:
+        kind = T_MPLS_UDP
+    else:
+        return _lay(L_NOT, 0, 0, V_NONE, 0)
+    if not mask & kind:
+        return _lay(L_NOT, 0, 0, V_NONE, 0)
+    size = _be16(b + at + 4)
+    if size == 0:
+        size = <uint32_t>(end - at)
+    if size < 8 or at + size > end:
+        return _lay(L_BAD, 0, 0, V_NONE, 0)
+    end = at + size
+    body = at + 8
+    bound = _min(end, lim)
+    if kind == T_MPLS_UDP:
+        return _mpls_layer(b, body, end, lim, V_NONE)
+    if body + 8 > bound:
+        return _lay(L_BAD, 0, 0, V_NONE, 0)
+    flags = b[body]
+    if kind == T_GENEVE:
+        if flags >> 6 != 0:
+            return _lay(L_BAD, 0, 0, V_NONE, 0)
+        hl = 8 + (flags & 0x3F) * 4
+        vni = _be24(b + body + 4)
+        if body + hl > bound:
+            return _lay(L_BAD, 0, 0, vni, 0)
+        ptype = _be16(b + body + 2)
+        if ptype == 0x6558:
+            return _ether_layer(b, body + hl, end, lim, vni)
+        return _ethertype_layer(b, ptype, body + hl, end, lim, vni)
+    if port == 4790:
+        if (flags >> 4) & 3:
+            return _lay(L_BAD, 0, 0, V_NONE, 0)
+        vni = <int64_t>_be24(b + body + 4) if flags & 0x08 else V_NONE
+        proto = b[body + 3] if flags & 0x04 else 3
+        return _next_protocol(b, proto, body + 8, end, lim, vni, True)
+    if not flags & 0x08:
+        return _lay(L_BAD, 0, 0, V_NONE, 0)
+    return _ether_layer(b, body + 8, end, lim, _be24(b + body + 4))
+
+
+cdef inline Layer _tunnel_layer(const uint8_t* b, int proto, Py_ssize_t at, Py_ssize_t end,
+                                Py_ssize_t lim, int mask) noexcept nogil:
+    if proto == 17:
+        return _udp_layer(b, at, end, lim, mask)
+    if proto == 47 and mask & T_GRE:
+        return _gre_layer(b, at, end, lim)
+    if proto == 4 and mask & T_IPIP:
+        return _lay(L_IP, at, end, V_NONE, 4)
+    if proto == 41 and mask & T_IPIP:
+        return _lay(L_IP, at, end, V_NONE, 6)
+    return _lay(L_NOT, 0, 0, V_NONE, 0)
+
+
+cdef inline Py_ssize_t _inner(const uint8_t* b, Py_ssize_t at, Py_ssize_t end, Py_ssize_t lim,
+                              int version) noexcept nogil:
+    cdef int found
+    cdef Py_ssize_t hl, total
+    if at >= end or at >= lim:
+        return -1
+    found = b[at] >> 4
+    if version and found != version:
+        return -1
+    if found == 4:
+        if at + 20 > end or at + 20 > lim:
+            return -1
+        hl = (b[at] & 0x0F) * 4
+        total = _be16(b + at + 2)
+        if total == 0:
+            total = end - at
+        if hl < 20 or hl > total or at + total > end:
+            return -1
+        return total
+    if found == 6:
+        if at + 40 > end or at + 40 > lim:
+            return -1
+        total = _be16(b + at + 4)
+        total = 40 + total if total else end - at
+        if at + total > end:
+            return -1
+        return total
+    return -1
+
+
+cdef inline bint _captured(const uint8_t* b, Py_ssize_t at, Py_ssize_t total,
+                           Py_ssize_t lim) noexcept nogil:
+    cdef Py_ssize_t sub, header
+    cdef int proto
+    if b[at] >> 4 == 4:
+        sub = (b[at] & 0x0F) * 4
+        proto = b[at + 9]
+        if _be16(b + at + 6) & 0x1FFF:
+            proto = -1
+    else:
+        sub = 40
+        proto = b[at + 6]
+        if proto == 44 and total >= 48:
+            if at + 48 > lim:
+                return False
+            sub = 48
+            proto = b[at + 40] if not (_be16(b + at + 42) >> 3) else -1
+    if proto == 6:
+        header = 20
+    elif proto == 17:
+        header = 8
+    elif proto == 132:
+        header = 12
+    else:
+        header = 0
+    if header and total - sub >= header:
+        return at + sub + 4 <= lim
+    return True
+
+
+cdef Decap _decap(const uint8_t* b, Py_ssize_t at, Py_ssize_t avail, Py_ssize_t length,
+                  int mask) noexcept nogil:
+    """See ``_decap_py.decap``."""
+    cdef Decap r
+    cdef Py_ssize_t lim = at + _min(avail, length)
+    cdef Py_ssize_t cur = at
+    cdef Py_ssize_t cur_end = at + length
+    cdef Py_ssize_t pay = 0, pay_end = 0, size
+    cdef int depth = 0, proto
+    cdef Layer layer
+    r.found = D_NONE
+    r.start = 0
+    r.length = 0
+    r.outer_vni = V_NONE
+    r.inner_vni = V_NONE
+    while True:
+        proto = _ip_payload(b, cur, cur_end, lim, &pay, &pay_end)
+        if proto >= 0:
+            layer = _tunnel_layer(b, proto, pay, pay_end, lim, mask)
+        else:
+            layer = _lay(L_NOT, 0, 0, V_NONE, 0)
+        if layer.what == L_NOT:
+            if depth == 0:
+                return r
+            break
+        if layer.what == L_BAD:
+            return _bad(&r)
+        depth += 1
+        if depth > D_MAX_DEPTH:
+            return _bad(&r)
+        if depth == 1:
+            r.outer_vni = layer.vni
+        if layer.what == L_NONIP:
+            if depth == 1:
+                r.found = D_NO_IP
+                return r
+            break
+        size = _inner(b, layer.start, layer.end, lim, layer.version)
+        if size < 0:
+            return _bad(&r)
+        if layer.vni != V_NONE:
+            r.inner_vni = layer.vni
+        cur = layer.start
+        cur_end = layer.start + size
+    if not _captured(b, cur, cur_end - cur, lim):
+        return _bad(&r)
+    r.found = D_INNER
+    r.start = cur
+    r.length = cur_end - cur
+    return r
+
+
+cdef inline Decap _bad(Decap* r) noexcept nogil:
+    r.found = D_BAD
+    r.outer_vni = V_NONE
+    r.inner_vni = V_NONE
+    return r[0]
+
+
+def decap(buf, Py_ssize_t at, Py_ssize_t avail, Py_ssize_t length, int mask):
+    """``_decap_py.decap`` in C: (result, offset, length, outer VNI, inner VNI)."""
+    cdef const uint8_t[::1] view = buf
+    cdef Decap r
+    if at < 0 or avail < 0 or length < 0 or at > view.shape[0] or at + _min(avail, length) > view.shape[0]:
+        raise ValueError("decap: at/avail/length out of the buffer")
+    if view.shape[0] == 0:
+        return (D_NONE, 0, 0, V_NONE, V_NONE)
+    with nogil:
+        r = _decap(&view[0], at, avail, length, mask)
+    return (r.found, r.start, r.length, r.outer_vni, r.inner_vni)
+
+
 cdef str _message(int e, uint64_t a, uint64_t b):
     """The twin's error text for an error code and its two numbers."""
     if e == E_PCAP_CAPLEN:
@@ -452,6 +906,22 @@ cdef class Scanner:
     cdef uint32_t[::1] _rxl
     cdef readonly Py_ssize_t n_tx
     cdef readonly Py_ssize_t n_rx
+    # Tunnels (set_decap): innermost packets (virtual) and outer ones
+    # (physical), with the VNI of their tunnel (-1: none).
+    cdef readonly object vtx_offsets, vtx_lengths, vtx_vnis
+    cdef readonly object vrx_offsets, vrx_lengths, vrx_vnis
+    cdef readonly object ptx_offsets, ptx_lengths, ptx_vnis
+    cdef readonly object prx_offsets, prx_lengths, prx_vnis
+    cdef uint32_t[::1] _vtxo, _vtxl, _vrxo, _vrxl, _ptxo, _ptxl, _prxo, _prxl
+    cdef int64_t[::1] _vtxv, _vrxv, _ptxv, _prxv
+    cdef readonly Py_ssize_t n_vtx
+    cdef readonly Py_ssize_t n_vrx
+    cdef readonly Py_ssize_t n_ptx
+    cdef readonly Py_ssize_t n_prx
+    cdef readonly Py_ssize_t n_packets
+    cdef readonly Py_ssize_t tunnels
+    cdef readonly Py_ssize_t bad_tunnels
+    cdef int _decap
     cdef readonly Py_ssize_t skipped
     cdef readonly Py_ssize_t truncated
     cdef readonly Py_ssize_t unsupported
@@ -498,6 +968,11 @@ cdef class Scanner:
         self._mode = MODE_NONE
         self._frac_mul = 1000
         self._kind = K_UNSUPPORTED
+        empty = array("I")
+        empty_vnis = array("q")
+        self.vtx_offsets = self.vtx_lengths = self.vrx_offsets = self.vrx_lengths = empty
+        self.ptx_offsets = self.ptx_lengths = self.prx_offsets = self.prx_lengths = empty
+        self.vtx_vnis = self.vrx_vnis = self.ptx_vnis = self.prx_vnis = empty_vnis
 
     def __dealloc__(self):
         PyMem_Free(self._ifaces)
@@ -580,6 +1055,35 @@ cdef class Scanner:
         PyMem_Free(n4)
         PyMem_Free(n6)
 
+    def set_decap(self, int mask):
+        """Decapsulate the tunnels of ``mask`` (see ``_scan_py.Scanner.set_decap``)."""
+        if not 0 <= mask <= T_ALL:
+            raise ValueError(f"mask: {mask} is not a set of tunnel kinds")
+        cdef Py_ssize_t n = self.capacity
+        if mask and len(self.vtx_offsets) == 0:
+            arrays = [array("I", bytes(4 * n)) for _ in range(8)]
+            vnis = [array("q", bytes(8 * n)) for _ in range(4)]
+        with self._lock:
+            if mask and len(self.vtx_offsets) == 0:
+                # Set once, under the lock, and never replaced: a scan that
+                # holds the views is never left with a freed array.
+                (self.vtx_offsets, self.vtx_lengths, self.vrx_offsets, self.vrx_lengths,
+                 self.ptx_offsets, self.ptx_lengths, self.prx_offsets, self.prx_lengths) = arrays
+                self.vtx_vnis, self.vrx_vnis, self.ptx_vnis, self.prx_vnis = vnis
+                self._vtxo = self.vtx_offsets
+                self._vtxl = self.vtx_lengths
+                self._vrxo = self.vrx_offsets
+                self._vrxl = self.vrx_lengths
+                self._ptxo = self.ptx_offsets
+                self._ptxl = self.ptx_lengths
+                self._prxo = self.prx_offsets
+                self._prxl = self.prx_lengths
+                self._vtxv = self.vtx_vnis
+                self._vrxv = self.vrx_vnis
+                self._ptxv = self.ptx_vnis
+                self._prxv = self.prx_vnis
+            self._decap = mask
+
     # -- scanning --------------------------------------------------------------
     def scan(self, buf, Py_ssize_t pos, Py_ssize_t end, bint has_stop, int64_t stop_ns,
              Py_ssize_t max_packets):
@@ -600,6 +1104,7 @@ cdef class Scanner:
             with self._lock:
                 self.n_tx = 0
                 self.n_rx = 0
+                self._reset_tunnels()
                 self.skipped = 0
                 self.truncated = 0
                 self.unsupported = 0
@@ -612,6 +1117,7 @@ cdef class Scanner:
                 # never see another scan's counters (they index its arrays).
                 self.n_tx = 0
                 self.n_rx = 0
+                self._reset_tunnels()
                 self.skipped = 0
                 self.truncated = 0
                 self.unsupported = 0
@@ -622,6 +1128,15 @@ cdef class Scanner:
                 else:
                     status = self._scan_pcapng(base, pos, end, has_stop, stop_ns, limit)
         return status
+
+    cdef inline void _reset_tunnels(self) noexcept nogil:
+        self.n_vtx = 0
+        self.n_vrx = 0
+        self.n_ptx = 0
+        self.n_prx = 0
+        self.n_packets = 0
+        self.tunnels = 0
+        self.bad_tunnels = 0
 
     cdef void _clear_error(self) noexcept:
         with self._lock:
@@ -642,11 +1157,9 @@ cdef class Scanner:
         cdef Py_ssize_t length = caplen - hdr
         cdef const uint8_t* p = base + ip
         cdef int version = p[0] >> 4 if length > 0 else 0
-        cdef uint32_t total, dst4
-        cdef uint64_t hi, lo
-        cdef bint rx = False
+        cdef uint32_t total
         cdef bint cut = caplen < wirelen
-        cdef Py_ssize_t i
+        cdef Decap d
         if version == 4 and length >= 20:
             total = _be16(p + 2)
             if 20 <= total and total < length:
@@ -661,20 +1174,36 @@ cdef class Scanner:
                 length = self._cut(p, ip, length, 40 + total, wirelen - hdr)
         elif cut:
             self.truncated += 1
-        if version == 4 and self._n4 and length >= 20:
-            dst4 = _be32(p + 16)
-            for i in range(self._n4):
-                if (dst4 & self._nets4[i].mask) == self._nets4[i].net:
-                    rx = True
-                    break
-        elif version == 6 and self._n6 and length >= 40:
-            hi = _be64(p + 24)
-            lo = _be64(p + 32)
-            for i in range(self._n6):
-                if (hi & self._nets6[i].mhi) == self._nets6[i].hi and (lo & self._nets6[i].mlo) == self._nets6[i].lo:
-                    rx = True
-                    break
-        if rx:
+        self.n_packets += 1
+        if self._decap:
+            d = _decap(base, ip, caplen - hdr, length, self._decap)
+            if d.found == D_INNER or d.found == D_NO_IP:
+                self.tunnels += 1
+                if d.found == D_INNER:
+                    if self._is_rx(base + d.start, d.length):
+                        self._vrxo[self.n_vrx] = <uint32_t>d.start
+                        self._vrxl[self.n_vrx] = <uint32_t>d.length
+                        self._vrxv[self.n_vrx] = d.inner_vni
+                        self.n_vrx += 1
+                    else:
+                        self._vtxo[self.n_vtx] = <uint32_t>d.start
+                        self._vtxl[self.n_vtx] = <uint32_t>d.length
+                        self._vtxv[self.n_vtx] = d.inner_vni
+                        self.n_vtx += 1
+                if self._is_rx(p, length):
+                    self._prxo[self.n_prx] = <uint32_t>ip
+                    self._prxl[self.n_prx] = <uint32_t>length
+                    self._prxv[self.n_prx] = d.outer_vni
+                    self.n_prx += 1
+                else:
+                    self._ptxo[self.n_ptx] = <uint32_t>ip
+                    self._ptxl[self.n_ptx] = <uint32_t>length
+                    self._ptxv[self.n_ptx] = d.outer_vni
+                    self.n_ptx += 1
+                return
+            if d.found == D_BAD:
+                self.bad_tunnels += 1
+        if self._is_rx(p, length):
             self._rxo[self.n_rx] = <uint32_t>ip
             self._rxl[self.n_rx] = <uint32_t>length
             self.n_rx += 1
@@ -682,6 +1211,25 @@ cdef class Scanner:
             self._txo[self.n_tx] = <uint32_t>ip
             self._txl[self.n_tx] = <uint32_t>length
             self.n_tx += 1
+
+    cdef inline bint _is_rx(self, const uint8_t* p, Py_ssize_t length) noexcept nogil:
+        """Is the destination of the IP packet p[0:length] local (``--local``)?"""
+        cdef int version = p[0] >> 4 if length > 0 else 0
+        cdef uint32_t dst4
+        cdef uint64_t hi, lo
+        cdef Py_ssize_t i
+        if version == 4 and self._n4 and length >= 20:
+            dst4 = _be32(p + 16)
+            for i in range(self._n4):
+                if (dst4 & self._nets4[i].mask) == self._nets4[i].net:
+                    return True
+        elif version == 6 and self._n6 and length >= 40:
+            hi = _be64(p + 24)
+            lo = _be64(p + 32)
+            for i in range(self._n6):
+                if (hi & self._nets6[i].mhi) == self._nets6[i].hi and (lo & self._nets6[i].mlo) == self._nets6[i].lo:
+                    return True
+        return False
 
     cdef inline Py_ssize_t _cut(self, const uint8_t* p, Py_ssize_t ip, Py_ssize_t captured,
                                 Py_ssize_t total, Py_ssize_t wire) noexcept nogil:
@@ -723,7 +1271,7 @@ cdef class Scanner:
         return total if captured >= need else captured
 
     cdef inline void _time(self, int64_t ts) noexcept nogil:
-        if self.n_tx + self.n_rx == 0:
+        if self.n_packets == 0:
             self.first_ns = ts
             self.min_ns = ts
             self.max_ns = ts
@@ -785,7 +1333,7 @@ cdef class Scanner:
             self._time(ts)
             self._emit(b, pos + 16, caplen, hdr, orig)
             pos += 16 + caplen
-            if self.n_tx + self.n_rx >= limit:
+            if self.n_packets >= limit:
                 self.pos = pos
                 return C_FULL
 
@@ -904,6 +1452,6 @@ cdef class Scanner:
             self._time(ts)
             self._emit(b, data, caplen, hdr, orig)
             pos += blen
-            if self.n_tx + self.n_rx >= limit:
+            if self.n_packets >= limit:
                 self.pos = pos
                 return C_FULL

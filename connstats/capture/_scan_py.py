@@ -32,6 +32,7 @@ from ._consts import (
     ST_STOP_TIME,
     ST_UNSUPPORTED,
 )
+from ._decap_py import DECAP_BAD, DECAP_INNER, DECAP_NO_IP, TUNNEL_ALL, decap
 from .linktypes import (
     KIND_C_HDLC,
     KIND_ENC,
@@ -56,6 +57,8 @@ from .linktypes import (
 )
 
 _U64 = (1 << 64) - 1
+_EMPTY_U32 = array("I")
+_EMPTY_I64 = array("q")
 _MODE_NONE = 0
 _MODE_PCAP = 1
 _MODE_PCAPNG = 2
@@ -358,6 +361,27 @@ class Scanner:
         self.rx_lengths = array("I", bytes(4 * capacity))
         self.n_tx = 0
         self.n_rx = 0
+        # Tunnels (set_decap): the innermost packets (virtual, with the VNI
+        # of their tunnel, -1 for none) and the outer ones (physical).
+        self.vtx_offsets = self.vtx_lengths = _EMPTY_U32
+        self.vtx_vnis = _EMPTY_I64
+        self.vrx_offsets = self.vrx_lengths = _EMPTY_U32
+        self.vrx_vnis = _EMPTY_I64
+        self.ptx_offsets = self.ptx_lengths = _EMPTY_U32
+        self.ptx_vnis = _EMPTY_I64
+        self.prx_offsets = self.prx_lengths = _EMPTY_U32
+        self.prx_vnis = _EMPTY_I64
+        self.n_vtx = 0
+        self.n_vrx = 0
+        self.n_ptx = 0
+        self.n_prx = 0
+        #: IP packets emitted by the last scan (a tunnel packet once).
+        self.n_packets = 0
+        #: Packets decapsulated, and tunnels too malformed to be (counted as
+        #: the outer packet), in the last scan.
+        self.tunnels = 0
+        self.bad_tunnels = 0
+        self._decap = 0
         self.skipped = 0
         self.truncated = 0
         self.unsupported = 0
@@ -445,6 +469,26 @@ class Scanner:
             self._nets4 = n4
             self._nets6 = n6
 
+    def set_decap(self, mask: int) -> None:
+        """Decapsulate the tunnels of ``mask`` (``_decap_py.TUNNEL_*`` bits; 0: none).
+
+        A decapsulated packet's innermost IP packet goes to the ``v*``
+        outputs and its outer packet to the ``p*`` outputs, each with the
+        VNI or key of its tunnel in ``*_vnis`` (-1 for none).
+        """
+        if not 0 <= mask <= TUNNEL_ALL:
+            raise ValueError(f"mask: {mask} is not a set of tunnel kinds")
+        n = self.capacity
+        with self._lock:
+            if mask and not len(self.vtx_offsets):
+                zeros = bytes(4 * n)
+                wide = bytes(8 * n)
+                for name in ("vtx", "vrx", "ptx", "prx"):
+                    setattr(self, f"{name}_offsets", array("I", zeros))
+                    setattr(self, f"{name}_lengths", array("I", zeros))
+                    setattr(self, f"{name}_vnis", array("q", wide))
+            self._decap = mask
+
     # -- scanning ----------------------------------------------------------
     def scan(
         self,
@@ -459,6 +503,13 @@ class Scanner:
         with self._lock:
             self.n_tx = 0
             self.n_rx = 0
+            self.n_vtx = 0
+            self.n_vrx = 0
+            self.n_ptx = 0
+            self.n_prx = 0
+            self.n_packets = 0
+            self.tunnels = 0
+            self.bad_tunnels = 0
             self.skipped = 0
             self.truncated = 0
             self.unsupported = 0
@@ -503,27 +554,59 @@ class Scanner:
                 length = self._cut(buf, ip, length, 40 + payload, wirelen - hdr)
         elif cut:
             self.truncated += 1  # not even the IP header was captured
-        rx = False
+        self.n_packets += 1
+        if self._decap:
+            found, inner, size, outer_vni, inner_vni = decap(
+                buf, ip, caplen - hdr, length, self._decap
+            )
+            if found == DECAP_INNER or found == DECAP_NO_IP:
+                self.tunnels += 1
+                if found == DECAP_INNER:
+                    if self._is_rx(buf, inner, size):
+                        self._put(self.vrx_offsets, self.vrx_lengths, self.n_vrx, inner, size)
+                        self.vrx_vnis[self.n_vrx] = inner_vni
+                        self.n_vrx += 1
+                    else:
+                        self._put(self.vtx_offsets, self.vtx_lengths, self.n_vtx, inner, size)
+                        self.vtx_vnis[self.n_vtx] = inner_vni
+                        self.n_vtx += 1
+                if self._is_rx(buf, ip, length):
+                    self._put(self.prx_offsets, self.prx_lengths, self.n_prx, ip, length)
+                    self.prx_vnis[self.n_prx] = outer_vni
+                    self.n_prx += 1
+                else:
+                    self._put(self.ptx_offsets, self.ptx_lengths, self.n_ptx, ip, length)
+                    self.ptx_vnis[self.n_ptx] = outer_vni
+                    self.n_ptx += 1
+                return
+            if found == DECAP_BAD:
+                self.bad_tunnels += 1
+        if self._is_rx(buf, ip, length):
+            self._put(self.rx_offsets, self.rx_lengths, self.n_rx, ip, length)
+            self.n_rx += 1
+        else:
+            self._put(self.tx_offsets, self.tx_lengths, self.n_tx, ip, length)
+            self.n_tx += 1
+
+    @staticmethod
+    def _put(offsets: array, lengths: array, i: int, ip: int, length: int) -> None:
+        offsets[i] = ip
+        lengths[i] = length
+
+    def _is_rx(self, buf: bytes | memoryview, ip: int, length: int) -> bool:
+        """Is the destination of the IP packet ``buf[ip:ip+length]`` local (``--local``)?"""
+        version = buf[ip] >> 4 if length > 0 else 0
         if version == 4 and self._nets4 and length >= 20:
             dst = int.from_bytes(buf[ip + 16 : ip + 20], "big")
             for net, mask in self._nets4:
                 if dst & mask == net:
-                    rx = True
-                    break
+                    return True
         elif version == 6 and self._nets6 and length >= 40:
             dst = int.from_bytes(buf[ip + 24 : ip + 40], "big")
             for net, mask in self._nets6:
                 if dst & mask == net:
-                    rx = True
-                    break
-        if rx:
-            self.rx_offsets[self.n_rx] = ip
-            self.rx_lengths[self.n_rx] = length
-            self.n_rx += 1
-        else:
-            self.tx_offsets[self.n_tx] = ip
-            self.tx_lengths[self.n_tx] = length
-            self.n_tx += 1
+                    return True
+        return False
 
     def _cut(
         self, buf: bytes | memoryview, ip: int, captured: int, total: int, wire: int
@@ -570,7 +653,7 @@ class Scanner:
 
     def _time(self, ts: int) -> None:
         """Note the time of a packet about to be emitted."""
-        if self.n_tx + self.n_rx == 0:
+        if self.n_packets == 0:
             self.first_ns = self.min_ns = self.max_ns = ts
         elif ts < self.min_ns:
             self.min_ns = ts
@@ -630,7 +713,7 @@ class Scanner:
             self._time(ts)
             self._emit(buf, pos + 16, caplen, hdr, orig)
             pos += 16 + caplen
-            if self.n_tx + self.n_rx >= limit:
+            if self.n_packets >= limit:
                 self.pos = pos
                 return ST_FULL
 
@@ -742,6 +825,6 @@ class Scanner:
             self._time(ts)
             self._emit(buf, data, caplen, hdr, orig)
             pos += blen
-            if self.n_tx + self.n_rx >= limit:
+            if self.n_packets >= limit:
                 self.pos = pos
                 return ST_FULL

@@ -76,6 +76,35 @@ class Stop(enum.Enum):
 
 
 @dataclass(slots=True)
+class Tunneled:
+    """The decapsulated packets of one scan (``CaptureReader(decap=...)``).
+
+    ``v*``: the innermost IP packets (virtual traffic), ``p*``: the outer
+    ones (physical traffic), split into tx and rx by their own destination;
+    ``*_vnis`` hold the VNI or key of each one's tunnel, -1 where it has
+    none.  A tunnel that carries no IP packet has a physical entry only.
+    """
+
+    vtx_offsets: memoryview
+    vtx_lengths: memoryview
+    vtx_vnis: memoryview
+    vrx_offsets: memoryview
+    vrx_lengths: memoryview
+    vrx_vnis: memoryview
+    ptx_offsets: memoryview
+    ptx_lengths: memoryview
+    ptx_vnis: memoryview
+    prx_offsets: memoryview
+    prx_lengths: memoryview
+    prx_vnis: memoryview
+
+    @property
+    def packets(self) -> int:
+        """Packets decapsulated: one physical entry each."""
+        return len(self.ptx_offsets) + len(self.prx_offsets)
+
+
+@dataclass(slots=True)
 class Batch:
     """IP packets of one scan, split into tx and rx (see ``--local``).
 
@@ -98,10 +127,17 @@ class Batch:
     next_ns: int = 0
     min_ns: int = 0
     max_ns: int = 0
+    #: The decapsulated packets, when the reader decapsulates and found any;
+    #: the ``tx``/``rx`` arrays then hold the packets that were not tunnels.
+    tunneled: Tunneled | None = None
 
     @property
     def packets(self) -> int:
-        return len(self.tx_offsets) + len(self.rx_offsets)
+        """IP packets in the batch (a decapsulated packet counts once)."""
+        n = len(self.tx_offsets) + len(self.rx_offsets)
+        if self.tunneled is not None:
+            n += self.tunneled.packets
+        return n
 
 
 LocalNetworks = tuple[list[tuple[int, int]], list[tuple[int, int]]]
@@ -135,6 +171,7 @@ class CaptureReader:
         buffer_size: int = DEFAULT_BUFFER,
         size: int | None = None,
         scanner_class: type | None = None,
+        decap: int = 0,
     ) -> None:
         self.name = name
         #: Total size of the input when known (a regular file), for progress.
@@ -154,6 +191,14 @@ class CaptureReader:
         self._big = False  # byte order of the current pcapng section
         if local is not None:
             self._scanner.set_local(*local)
+        #: The tunnel kinds decapsulated (``tunnels.parse_tunnels``; 0: none).
+        self.decap = decap
+        if decap:
+            self._scanner.set_decap(decap)
+        #: Packets decapsulated, and tunnels too malformed to be (counted as
+        #: their outer packet).
+        self.tunnels = 0
+        self.bad_tunnels = 0
         #: IP packets returned so far.
         self.packets = 0
         #: Frames that were not IPv4/IPv6 (ARP, LLDP, ...) and were skipped.
@@ -369,7 +414,9 @@ class CaptureReader:
             self.skipped += scanner.skipped
             self.truncated += scanner.truncated
             self.unsupported += scanner.unsupported
-            n = scanner.n_tx + scanner.n_rx
+            self.tunnels += scanner.tunnels
+            self.bad_tunnels += scanner.bad_tunnels
+            n = scanner.n_packets
             self.packets += n
             if status == ST_FULL:
                 return self._batch(Stop.MORE)
@@ -421,6 +468,22 @@ class CaptureReader:
 
     def _batch(self, stop: Stop, next_ns: int = 0) -> Batch:
         s = self._scanner
+        tunneled = None
+        if s.n_ptx or s.n_prx:
+            tunneled = Tunneled(
+                memoryview(s.vtx_offsets)[: s.n_vtx],
+                memoryview(s.vtx_lengths)[: s.n_vtx],
+                memoryview(s.vtx_vnis)[: s.n_vtx],
+                memoryview(s.vrx_offsets)[: s.n_vrx],
+                memoryview(s.vrx_lengths)[: s.n_vrx],
+                memoryview(s.vrx_vnis)[: s.n_vrx],
+                memoryview(s.ptx_offsets)[: s.n_ptx],
+                memoryview(s.ptx_lengths)[: s.n_ptx],
+                memoryview(s.ptx_vnis)[: s.n_ptx],
+                memoryview(s.prx_offsets)[: s.n_prx],
+                memoryview(s.prx_lengths)[: s.n_prx],
+                memoryview(s.prx_vnis)[: s.n_prx],
+            )
         return Batch(
             memoryview(self._buf),
             memoryview(s.tx_offsets)[: s.n_tx],
@@ -433,6 +496,7 @@ class CaptureReader:
             next_ns,
             s.min_ns,
             s.max_ns,
+            tunneled,
         )
 
     def close(self) -> None:
@@ -483,6 +547,7 @@ __all__ = [
     "CaptureReader",
     "LocalNetworks",
     "Stop",
+    "Tunneled",
     "local_networks",
     "open_capture",
 ]

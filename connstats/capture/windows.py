@@ -50,6 +50,18 @@ def _default_core_module() -> Any:
     return core
 
 
+def _feed_tunneled(core: Any, data: memoryview, t: Any) -> None:
+    """Count the decapsulated packets of a batch: inner ones virtual, outer physical."""
+    if len(t.vtx_offsets):
+        core.update_tx_virtual_buffer(data, t.vtx_offsets, t.vtx_lengths, t.vtx_vnis)
+    if len(t.vrx_offsets):
+        core.update_rx_virtual_buffer(data, t.vrx_offsets, t.vrx_lengths, t.vrx_vnis)
+    if len(t.ptx_offsets):
+        core.update_tx_physical_buffer(data, t.ptx_offsets, t.ptx_lengths, t.ptx_vnis)
+    if len(t.prx_offsets):
+        core.update_rx_physical_buffer(data, t.prx_offsets, t.prx_lengths, t.prx_vnis)
+
+
 class Replayer:
     """Feed one or more captures, in order, into a core; emit windows as they close."""
 
@@ -103,7 +115,10 @@ class Replayer:
                 # else: packet times saturate at INT64_MAX, so no packet can
                 # be later than this window's end: it runs to the end.
             if max_conns:
-                room = max(1, max_conns - core.connections)
+                room = max_conns - core.connections
+                if reader.decap:
+                    room //= 2  # a tunnel packet may open two: virtual and physical
+                room = max(1, room)
                 limit = room if limit == 0 else min(limit, room)
             batch = reader.read(stop, limit)
             if batch.packets:
@@ -117,13 +132,16 @@ class Replayer:
                     core.update_rx_virtual_buffer(
                         batch.data, batch.rx_offsets, batch.rx_lengths
                     )
+                if batch.tunneled is not None:
+                    _feed_tunneled(core, batch.data, batch.tunneled)
                 self.packets += batch.packets
                 self._last_ns = batch.last_ns
                 if max_conns:
                     # Only a single-packet feed can overflow (see the module
-                    # doc), so that packet opened the new window.
-                    full = core.pop_pending()
-                    if full is not None:
+                    # doc), so that packet opened the new window.  A tunnel
+                    # packet opens two connections: with max_conns 1 each
+                    # of them can cut one.
+                    while (full := core.pop_pending()) is not None:
                         self._emit(full, self._open_start, batch.first_ns)
                         self._open_start = batch.first_ns
                 self._note(batch.min_ns, batch.max_ns)
