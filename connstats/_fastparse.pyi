@@ -4,7 +4,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final, SupportsIndex
 
-from ._typing import Buffer, IndexArray
+from ._types import Buffer, IndexArray
 
 _Address = IPv4Address | IPv6Address
 _AddressArg = str | bytes | bytearray | IPv4Address | IPv6Address
@@ -193,7 +193,7 @@ def defer_refcount(obj: object) -> bool: ...
 HAS_DEFERRED_REFCOUNT: Final[bool]
 
 # The row loops of connstats read's JSON/CSV output (src/core/textout.pxi);
-# connstats/_fastout.py is their reference.
+# connstats/cli/fastout.py is their reference.
 
 class OrderedItems(Sequence[tuple[Connection, Counts, bool]]):
     """The items of a report in order, built on demand."""

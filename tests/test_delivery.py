@@ -122,7 +122,6 @@ def test_no_flush_thread_at_interpreter_exit_final_flush_runs_in_shutdown(
     assert rec.packets() == 3
 
 
-
 @pytest.mark.parametrize(
     "exc",
     [SystemExit, KeyboardInterrupt, GeneratorExit, RuntimeError, MemoryError],

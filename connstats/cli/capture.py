@@ -17,7 +17,8 @@ from contextlib import ExitStack
 from datetime import datetime
 from typing import Any, BinaryIO, TextIO
 
-from ._clock import ns_of
+from .._clock import ns_of
+from .arguments import Fail
 
 #: Exit status of a capture that completed but lost packets in the kernel,
 #: with --fail-on-drop (1: error, 2: usage, 130: Ctrl-C).
@@ -55,7 +56,7 @@ def _millis(text: str) -> int:
 
 def add_arguments(live: argparse.ArgumentParser) -> None:
     """The capture-specific options (interfaces, filter, ring, drops, tee)."""
-    from ._live_linux import (
+    from ..capture._live import (
         DEFAULT_BLOCK_SIZE,
         DEFAULT_BLOCK_TIMEOUT_MS,
         DEFAULT_RING_SIZE,
@@ -146,7 +147,7 @@ def platform_error() -> str | None:
 
 
 def _program(args: argparse.Namespace) -> list[tuple[int, int, int, int]] | None:
-    from . import bpf
+    from ..capture import bpf
 
     try:
         parsed = bpf.parse_filter(args.host, args.net, args.port, args.proto)
@@ -154,7 +155,7 @@ def _program(args: argparse.Namespace) -> list[tuple[int, int, int, int]] | None
         raise CaptureFailed(str(exc)) from None
     program = bpf.compile_filter(parsed) if parsed else None
     if args.bpf:
-        from . import _libpcap
+        from ..capture import _libpcap
 
         try:
             with _libpcap.compile_filter(args.bpf, 101) as compiled:
@@ -199,11 +200,12 @@ def run(
     message = platform_error()
     if message:
         raise CaptureFailed(message)
-    from . import Statistics, __version__
-    from ._live_linux import LiveCaptureError, capture, open_source
-    from ._output import merge_windows, window_message
-    from ._pcapng_out import statistics, write_header
-    from .capture.windows import Window
+    from .. import Statistics, __version__
+    from ..capture._live import LiveCaptureError, capture, open_source
+    from ..capture._pcapng_out import statistics, write_header
+    from ..capture.windows import Window
+    from .out_jsonl import window_message
+    from .output import merge_windows
 
     write_path = args.write
     if write_path is None and args.output and args.output.endswith(".pcapng"):
@@ -374,3 +376,13 @@ def run(
         if args.fail_on_drop:
             return EXIT_DROPPED
     return 0
+
+
+def command(args: argparse.Namespace) -> int:
+    """``connstats capture``: the command, with failures as one-line errors."""
+    from .sinks import make_exporter, make_writer, open_output
+
+    try:
+        return run(args, open_output, make_writer, make_exporter)
+    except CaptureFailed as exc:
+        raise Fail(str(exc)) from None

@@ -1,0 +1,62 @@
+"""Argument types of the command line, and the one-line error it prints.
+
+Shared by every subcommand's parser (:mod:`connstats.cli.main`,
+:mod:`connstats.cli.read_options`, :mod:`connstats.cli.capture`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class Fail(Exception):
+    """A one-line error for the user: printed as ``connstats: MESSAGE``, exit 1."""
+
+
+def seconds(text: str) -> float:
+    """``10``, ``2.5``, ``500ms``, ``30s``, ``5m``, ``1h`` -> seconds (> 0)."""
+    match = re.fullmatch(
+        r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|us|ms|s|m|h)?\s*", text
+    )
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration (examples: 10, 2.5, 500ms, 5m)"
+        )
+    value = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the duration must be greater than 0"
+        )
+    return value
+
+
+def count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 or more")
+    return value
+
+
+def positive(text: str) -> int:
+    value = count(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+    return value
+
+
+def cidr(text: str) -> str:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an IP network (examples: 10.0.0.0/8, fd00::/8, 192.0.2.7)"
+        ) from None
+    return text
