@@ -262,6 +262,23 @@ class Counts(NamedTuple):
         return out
 
 
+class Decapsulated(NamedTuple):
+    """What :func:`connstats.decap` found in a packet (docs/tunnels.md).
+
+    ``outer`` is the physical connection of a tunnel packet (its protocol,
+    outer addresses and ports, ``vni`` of the outermost tunnel), None when
+    the packet is not a tunnel or a malformed one.  The innermost IP packet
+    is ``packet[offset:offset + length]``: the whole packet when ``outer`` is
+    None, nothing (length 0) for a tunnel that carries no IP packet.
+    ``vni`` is the VNI or key of the innermost tunnel that has one.
+    """
+
+    outer: Any
+    offset: int
+    length: int
+    vni: Optional[int]
+
+
 #: Tailscale's service addresses (MagicDNS/quad-100), for ``ignore_destinations``.
 TAILSCALE_SERVICE_ADDRESSES: tuple[IPAddress, ...] = (
     ipaddress.IPv4Address("100.100.100.100"),

@@ -25,7 +25,8 @@ dependency order:
 
   cs_platform.h        locks, atomics, the keyed hash, the clock (C)
   core/platform.pxi    the declarations of cs_platform.h
-  core/decode.pxi      an IP packet to a 40-byte key
+  core/decode.pxi      an IP packet to a 48-byte key
+  core/decap.pxi       tunnels: the innermost IP packet (also in the scanner)
   core/table.pxi       the sharded counter table and the window it lives in
   core/values.pxi      AddrPort, Connection, Counts
   core/args.pxi        Python arguments to C values (buffers, index arrays)
@@ -60,10 +61,13 @@ import ipaddress
 import os
 
 from connstats import _addr
-from connstats._types import PROTOCOL_NAMES, TAILSCALE_SERVICE_ADDRESSES, protocol_name
+from connstats._types import (
+    PROTOCOL_NAMES, TAILSCALE_SERVICE_ADDRESSES, Decapsulated, protocol_name,
+)
 
 include "core/platform.pxi"
 include "core/decode.pxi"
+include "core/decap.pxi"
 include "core/table.pxi"
 include "core/values.pxi"
 include "core/args.pxi"
@@ -88,6 +92,43 @@ def decode(packet):
     return (k.proto,
             _materialize_addrport(cache, k.sfam, k.src, k.sport),
             _materialize_addrport(cache, k.dfam, k.dst, k.dport))
+
+
+def decap(packet, int mask=DC_ALL):
+    """The tunnel around one IP packet (docs/tunnels.md): a Decapsulated
+    (outer, offset, length, vni); mask: the TUNNEL_* kinds to open."""
+    cdef Py_buffer view
+    cdef const uint8_t *p
+    cdef Py_ssize_t n
+    cdef DcResult r
+    cdef cs_key k
+    cdef Connection outer
+    cdef dict cache = {}
+    if not 0 <= mask <= DC_ALL:
+        raise ValueError(f"tunnels: {mask} is not a set of tunnel kinds")
+    if PyBytes_CheckExact(packet):
+        p = <const uint8_t *>PyBytes_AS_STRING(packet)
+        n = PyBytes_GET_SIZE(packet)
+        r = _dc_walk(p, 0, n, n, mask)
+        _decode(p, n, &k)
+    else:
+        _get_buffer(packet, &view, "packet")
+        p = <const uint8_t *>view.buf
+        n = view.len
+        r = _dc_walk(p, 0, n, n, mask)
+        _decode(p, n, &k)
+        PyBuffer_Release(&view)
+    if r.found != DC_INNER and r.found != DC_NO_IP:
+        return Decapsulated(None, 0, n, None)
+    outer = Connection.__new__(Connection)
+    outer.proto = k.proto
+    outer.src = _materialize_addrport(cache, k.sfam, k.src, k.sport)
+    outer.dst = _materialize_addrport(cache, k.dfam, k.dst, k.dport)
+    outer._vni = r.outer_vni
+    outer._hash = _connection_hash(outer.proto, outer.src._hash, outer.dst._hash, outer._vni)
+    if r.found == DC_NO_IP:
+        return Decapsulated(outer, 0, 0, None)
+    return Decapsulated(outer, r.start, r.length, None if r.inner_vni < 0 else r.inner_vni)
 
 
 SHARDS = NSHARDS

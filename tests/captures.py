@@ -339,7 +339,11 @@ def ip_tunnel(src: str, dst: str, proto: int, payload: bytes) -> bytes:
 def dest_options(next_header: int, payload: bytes, *, size: int = 8) -> bytes:
     """An IPv6 destination options header (what ip6tnl adds: the encapsulation limit)."""
     assert size % 8 == 0
-    return bytes([next_header, size // 8 - 1, 4, 1, 4, 1, 1, 0]) + bytes(size - 8) + payload
+    return (
+        bytes([next_header, size // 8 - 1, 4, 1, 4, 1, 1, 0])
+        + bytes(size - 8)
+        + payload
+    )
 
 
 ARP_FRAME = ethernet(bytes(28), ethertype=0x0806)

@@ -18,6 +18,7 @@ import struct
 import threading
 from array import array
 
+from .._fastparse_py import DECAP_BAD, DECAP_INNER, DECAP_NO_IP, TUNNEL_ALL, decap_walk
 from ._consts import (
     INT64_MAX,
     MAX_RECORD,
@@ -32,7 +33,6 @@ from ._consts import (
     ST_STOP_TIME,
     ST_UNSUPPORTED,
 )
-from ._decap_py import DECAP_BAD, DECAP_INNER, DECAP_NO_IP, TUNNEL_ALL, decap
 from .linktypes import (
     KIND_C_HDLC,
     KIND_ENC,
@@ -470,7 +470,7 @@ class Scanner:
             self._nets6 = n6
 
     def set_decap(self, mask: int) -> None:
-        """Decapsulate the tunnels of ``mask`` (``_decap_py.TUNNEL_*`` bits; 0: none).
+        """Decapsulate the tunnels of ``mask`` (``TUNNEL_*`` bits of connstats._fastparse_py; 0: none).
 
         A decapsulated packet's innermost IP packet goes to the ``v*``
         outputs and its outer packet to the ``p*`` outputs, each with the
@@ -556,26 +556,34 @@ class Scanner:
             self.truncated += 1  # not even the IP header was captured
         self.n_packets += 1
         if self._decap:
-            found, inner, size, outer_vni, inner_vni = decap(
+            found, inner, size, outer_vni, inner_vni = decap_walk(
                 buf, ip, caplen - hdr, length, self._decap
             )
             if found == DECAP_INNER or found == DECAP_NO_IP:
                 self.tunnels += 1
                 if found == DECAP_INNER:
                     if self._is_rx(buf, inner, size):
-                        self._put(self.vrx_offsets, self.vrx_lengths, self.n_vrx, inner, size)
+                        self._put(
+                            self.vrx_offsets, self.vrx_lengths, self.n_vrx, inner, size
+                        )
                         self.vrx_vnis[self.n_vrx] = inner_vni
                         self.n_vrx += 1
                     else:
-                        self._put(self.vtx_offsets, self.vtx_lengths, self.n_vtx, inner, size)
+                        self._put(
+                            self.vtx_offsets, self.vtx_lengths, self.n_vtx, inner, size
+                        )
                         self.vtx_vnis[self.n_vtx] = inner_vni
                         self.n_vtx += 1
                 if self._is_rx(buf, ip, length):
-                    self._put(self.prx_offsets, self.prx_lengths, self.n_prx, ip, length)
+                    self._put(
+                        self.prx_offsets, self.prx_lengths, self.n_prx, ip, length
+                    )
                     self.prx_vnis[self.n_prx] = outer_vni
                     self.n_prx += 1
                 else:
-                    self._put(self.ptx_offsets, self.ptx_lengths, self.n_ptx, ip, length)
+                    self._put(
+                        self.ptx_offsets, self.ptx_lengths, self.n_ptx, ip, length
+                    )
                     self.ptx_vnis[self.n_ptx] = outer_vni
                     self.n_ptx += 1
                 return
@@ -589,7 +597,9 @@ class Scanner:
             self.n_tx += 1
 
     @staticmethod
-    def _put(offsets: array, lengths: array, i: int, ip: int, length: int) -> None:
+    def _put(
+        offsets: array[int], lengths: array[int], i: int, ip: int, length: int
+    ) -> None:
         offsets[i] = ip
         lengths[i] = length
 
