@@ -18,6 +18,7 @@ import operator
 import struct
 import threading
 import time
+from array import array
 from collections import deque
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address
@@ -34,6 +35,7 @@ __all__ = [
     "CountingMethods",
     "Window",
     "decap",
+    "decap_split",
     "decap_walk",
     "decode",
 ]
@@ -798,6 +800,46 @@ def decap(packet: Any, mask: int = TUNNEL_ALL) -> Decapsulated:
     if found == DECAP_NO_IP:
         return Decapsulated(outer, 0, 0, None)
     return Decapsulated(outer, offset, length, None if inner_vni < 0 else inner_vni)
+
+
+def decap_split(buffer: Any, offsets: Any, lengths: Any, mask: int) -> tuple[Any, ...]:
+    """Sort whole packets by what they hold (see the compiled core's decap_split)."""
+    if isinstance(mask, bool) or not isinstance(mask, int):
+        raise TypeError(f"mask: expected an int, got {_type_name(mask)}")
+    if not 0 <= mask <= TUNNEL_ALL:
+        raise ValueError(f"mask: {mask} is not a set of tunnel kinds")
+    view = _byte_view(buffer, "buffer")
+    starts = _int_list(offsets, "offsets")
+    sizes = _int_list(lengths, "lengths")
+    if len(starts) != len(sizes):
+        raise ValueError(
+            f"lengths: has {len(sizes)} items but offsets has {len(starts)}"
+        )
+    for i, (start, n) in enumerate(zip(starts, sizes)):
+        if start > len(view) or n > len(view) - start:
+            raise ValueError(
+                f"offsets[{i}]/lengths[{i}]: packet {start}..{start + n} "
+                f"is beyond the buffer's {len(view)} bytes"
+            )
+    out = [array("q") for _ in range(8)]
+    po, pl, io, il, iv, oo, ol, ov = out
+    bad = 0
+    for start, n in zip(starts, sizes):
+        found, inner, size, outer_vni, inner_vni = decap_walk(view, start, n, n, mask)
+        if found == DECAP_INNER or found == DECAP_NO_IP:
+            oo.append(start)
+            ol.append(n)
+            ov.append(outer_vni)
+            if found == DECAP_INNER:
+                io.append(inner)
+                il.append(size)
+                iv.append(inner_vni)
+            continue
+        if found == DECAP_BAD:
+            bad += 1
+        po.append(start)
+        pl.append(n)
+    return (*out, bad)
 
 
 # --------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from libc.string cimport memcmp, memcpy, memset
 
 import ipaddress
 import os
+from array import array
 
 from connstats import _addr
 from connstats._types import (
@@ -129,6 +130,65 @@ def decap(packet, int mask=DC_ALL):
     if r.found == DC_NO_IP:
         return Decapsulated(outer, 0, 0, None)
     return Decapsulated(outer, r.start, r.length, None if r.inner_vni < 0 else r.inner_vni)
+
+
+def decap_split(buffer, offsets, lengths, int mask):
+    """Sort packets buffer[offsets[i]:offsets[i]+lengths[i]] by what they hold
+    (docs/tunnels.md), for the buffer entry points: ``(plain_offsets,
+    plain_lengths, inner_offsets, inner_lengths, inner_vnis, outer_offsets,
+    outer_lengths, outer_vnis, malformed)`` as int64 arrays, ``malformed``
+    the number of tunnels counted as plain packets.  Every packet is whole
+    (live capture: what the kernel delivered is what is counted)."""
+    cdef Py_buffer view
+    cdef int64_t *offs = NULL
+    cdef int64_t *lns = NULL
+    cdef Py_ssize_t n_off, n_len, i
+    cdef Py_ssize_t n_plain = 0, n_inner = 0, n_outer = 0, bad = 0
+    cdef const uint8_t *base
+    cdef DcResult r
+    cdef int64_t[::1] po, pl, io, il, iv, oo, ol, ov
+    if not 0 <= mask <= DC_ALL:
+        raise ValueError(f"mask: {mask} is not a set of tunnel kinds")
+    _get_buffer(buffer, &view, "buffer")
+    try:
+        _read_index_array(offsets, "offsets", &n_off, &offs)
+        _read_index_array(lengths, "lengths", &n_len, &lns)
+        if n_off != n_len:
+            raise ValueError(f"lengths: has {n_len} items but offsets has {n_off}")
+        for i in range(n_off):
+            if offs[i] > view.len or lns[i] > view.len - offs[i]:
+                raise ValueError(
+                    f"offsets[{i}]/lengths[{i}]: packet {offs[i]}.."
+                    f"{<uint64_t>offs[i] + <uint64_t>lns[i]} "
+                    f"is beyond the buffer's {view.len} bytes")
+        out = [array("q", bytes(8 * n_off)) for _ in range(8)]
+        po, pl, io, il, iv, oo, ol, ov = out
+        base = <const uint8_t *>view.buf
+        with nogil:
+            for i in range(n_off):
+                r = _dc_walk(base, offs[i], lns[i], lns[i], mask)
+                if r.found == DC_INNER or r.found == DC_NO_IP:
+                    oo[n_outer] = offs[i]
+                    ol[n_outer] = lns[i]
+                    ov[n_outer] = r.outer_vni
+                    n_outer += 1
+                    if r.found == DC_INNER:
+                        io[n_inner] = r.start
+                        il[n_inner] = r.length
+                        iv[n_inner] = r.inner_vni
+                        n_inner += 1
+                    continue
+                if r.found == DC_BAD:
+                    bad += 1
+                po[n_plain] = offs[i]
+                pl[n_plain] = lns[i]
+                n_plain += 1
+    finally:
+        PyBuffer_Release(&view)
+        free(offs)
+        free(lns)
+    sizes = (n_plain, n_plain, n_inner, n_inner, n_inner, n_outer, n_outer, n_outer)
+    return (*[a[:k] for a, k in zip(out, sizes)], bad)
 
 
 SHARDS = NSHARDS

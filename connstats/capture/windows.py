@@ -116,7 +116,7 @@ class Replayer:
                 # be later than this window's end: it runs to the end.
             if max_conns:
                 room = max_conns - core.connections
-                if reader.decap:
+                if getattr(reader, "decap", 0):
                     room //= 2  # a tunnel packet may open two: virtual and physical
                 room = max(1, room)
                 limit = room if limit == 0 else min(limit, room)

@@ -308,6 +308,7 @@ def run(
                 count=args.count,
                 tee=tee,
                 tick=tick,
+                decap=args.decap or 0,
             )
             tick(result)
         finally:
@@ -334,6 +335,10 @@ def run(
                 summary += (
                     f", {result.loopback_copies} loopback copies not counted twice"
                 )
+            if args.decap:
+                from .read import tunnel_summary
+
+                summary += ", " + tunnel_summary(result.tunnels, result.bad_tunnels)
             summary += (
                 f"; kernel: {result.kernel.received} received, "
                 f"{result.kernel.dropped} dropped"
@@ -349,6 +354,14 @@ def run(
                                 "loopbackCopies": result.loopback_copies,
                                 "mode": source.mode,
                                 "interrupted": result.interrupted,
+                                **(
+                                    {
+                                        "tunnels": result.tunnels,
+                                        "badTunnels": result.bad_tunnels,
+                                    }
+                                    if args.decap
+                                    else {}
+                                ),
                             }
                         },
                         separators=(",", ":"),

@@ -68,6 +68,8 @@ def row_dict(r: Row, shape: str, cache: dict[Any, str]) -> dict[str, Any]:
         for name, ap in zip(names, (r.a, r.b)):
             if ap is not None and ap.addr is not None:
                 out[name] = _endpoint_text(ap, cache, with_port)
+        if r.vni is not None:
+            out["vni"] = r.vni
         _counts_fields(r, out, _TX_RX if shape == "connections" else _A_B)
     elif shape == "host":
         if r.a is not None:
