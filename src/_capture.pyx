@@ -610,8 +610,10 @@ cdef class Scanner:
             raise ValueError(f"mask: {mask} is not a set of tunnel kinds")
         cdef Py_ssize_t n = self.capacity
         if mask and len(self.vtx_offsets) == 0:
-            arrays = [array("I", bytes(4 * n)) for _ in range(8)]
-            vnis = [array("q", bytes(8 * n)) for _ in range(4)]
+            zeros = bytes(4 * n)
+            wide = bytes(8 * n)
+            arrays = [array("I", zeros) for _ in range(8)]
+            vnis = [array("q", wide) for _ in range(4)]
         with self._lock:
             if mask and len(self.vtx_offsets) == 0:
                 # Set once, under the lock, and never replaced: a scan that
@@ -700,15 +702,14 @@ cdef class Scanner:
             err, ea, eb = self._err, self._ea, self._eb
         return _message(err, ea, eb) if err != E_NONE else ""
 
-    cdef inline void _emit(self, const uint8_t* base, Py_ssize_t off, Py_ssize_t caplen,
-                           Py_ssize_t hdr, Py_ssize_t wirelen) noexcept nogil:
-        cdef Py_ssize_t ip = off + hdr
+    cdef inline Py_ssize_t _ip_length(self, const uint8_t* p, Py_ssize_t ip,
+                                      Py_ssize_t caplen, Py_ssize_t hdr,
+                                      Py_ssize_t wirelen) noexcept nogil:
+        """The length to count of the IP packet p (see the twin's _emit)."""
         cdef Py_ssize_t length = caplen - hdr
-        cdef const uint8_t* p = base + ip
         cdef int version = p[0] >> 4 if length > 0 else 0
         cdef uint32_t total
         cdef bint cut = caplen < wirelen
-        cdef DcResult d
         if version == 4 and length >= 20:
             total = _be16(p + 2)
             if 20 <= total and total < length:
@@ -724,34 +725,10 @@ cdef class Scanner:
         elif cut:
             self.truncated += 1
         self.n_packets += 1
-        if self._decap:
-            d = _dc_walk(base, ip, caplen - hdr, length, self._decap)
-            if d.found == DC_INNER or d.found == DC_NO_IP:
-                self.tunnels += 1
-                if d.found == DC_INNER:
-                    if self._is_rx(base + d.start, d.length):
-                        self._vrxo[self.n_vrx] = <uint32_t>d.start
-                        self._vrxl[self.n_vrx] = <uint32_t>d.length
-                        self._vrxv[self.n_vrx] = d.inner_vni
-                        self.n_vrx += 1
-                    else:
-                        self._vtxo[self.n_vtx] = <uint32_t>d.start
-                        self._vtxl[self.n_vtx] = <uint32_t>d.length
-                        self._vtxv[self.n_vtx] = d.inner_vni
-                        self.n_vtx += 1
-                if self._is_rx(p, length):
-                    self._prxo[self.n_prx] = <uint32_t>ip
-                    self._prxl[self.n_prx] = <uint32_t>length
-                    self._prxv[self.n_prx] = d.outer_vni
-                    self.n_prx += 1
-                else:
-                    self._ptxo[self.n_ptx] = <uint32_t>ip
-                    self._ptxl[self.n_ptx] = <uint32_t>length
-                    self._ptxv[self.n_ptx] = d.outer_vni
-                    self.n_ptx += 1
-                return
-            if d.found == DC_BAD:
-                self.bad_tunnels += 1
+        return length
+
+    cdef inline void _emit_plain(self, const uint8_t* p, Py_ssize_t ip,
+                                 Py_ssize_t length) noexcept nogil:
         if self._is_rx(p, length):
             self._rxo[self.n_rx] = <uint32_t>ip
             self._rxl[self.n_rx] = <uint32_t>length
@@ -760,6 +737,57 @@ cdef class Scanner:
             self._txo[self.n_tx] = <uint32_t>ip
             self._txl[self.n_tx] = <uint32_t>length
             self.n_tx += 1
+
+    cdef inline void _emit(self, const uint8_t* base, Py_ssize_t off, Py_ssize_t caplen,
+                           Py_ssize_t hdr, Py_ssize_t wirelen) noexcept nogil:
+        cdef Py_ssize_t ip = off + hdr
+        cdef Py_ssize_t length = self._ip_length(base + ip, ip, caplen, hdr, wirelen)
+        self._emit_plain(base + ip, ip, length)
+
+    cdef inline void _emit_decap(self, const uint8_t* base, Py_ssize_t off, Py_ssize_t caplen,
+                          Py_ssize_t hdr, Py_ssize_t wirelen) noexcept nogil:
+        """_emit when decapsulating: a separate function, so that _emit stays
+        small enough to be inlined into the loops as before."""
+        cdef Py_ssize_t ip = off + hdr
+        cdef const uint8_t* p = base + ip
+        cdef Py_ssize_t length = self._ip_length(p, ip, caplen, hdr, wirelen)
+        # the quick test keeps the walk off most packets
+        if _dc_candidate(p, caplen - hdr if caplen - hdr < length else length):
+            if self._emit_tunnel(base, ip, caplen - hdr, length):
+                return
+        self._emit_plain(p, ip, length)
+
+    cdef bint _emit_tunnel(self, const uint8_t* base, Py_ssize_t ip, Py_ssize_t avail,
+                           Py_ssize_t length) noexcept nogil:
+        """Emit a tunnel packet's inner and outer packets; False if it is none."""
+        cdef DcResult d = _dc_walk(base, ip, avail, length, self._decap)
+        if d.found == DC_BAD:
+            self.bad_tunnels += 1
+        if d.found != DC_INNER and d.found != DC_NO_IP:
+            return False
+        self.tunnels += 1
+        if d.found == DC_INNER:
+            if self._is_rx(base + d.start, d.length):
+                self._vrxo[self.n_vrx] = <uint32_t>d.start
+                self._vrxl[self.n_vrx] = <uint32_t>d.length
+                self._vrxv[self.n_vrx] = d.inner_vni
+                self.n_vrx += 1
+            else:
+                self._vtxo[self.n_vtx] = <uint32_t>d.start
+                self._vtxl[self.n_vtx] = <uint32_t>d.length
+                self._vtxv[self.n_vtx] = d.inner_vni
+                self.n_vtx += 1
+        if self._is_rx(base + ip, length):
+            self._prxo[self.n_prx] = <uint32_t>ip
+            self._prxl[self.n_prx] = <uint32_t>length
+            self._prxv[self.n_prx] = d.outer_vni
+            self.n_prx += 1
+        else:
+            self._ptxo[self.n_ptx] = <uint32_t>ip
+            self._ptxl[self.n_ptx] = <uint32_t>length
+            self._ptxv[self.n_ptx] = d.outer_vni
+            self.n_ptx += 1
+        return True
 
     cdef inline bint _is_rx(self, const uint8_t* p, Py_ssize_t length) noexcept nogil:
         """Is the destination of the IP packet p[0:length] local (``--local``)?"""
@@ -880,7 +908,10 @@ cdef class Scanner:
                 self.next_ns = ts
                 return C_STOP_TIME
             self._time(ts)
-            self._emit(b, pos + 16, caplen, hdr, orig)
+            if self._decap:
+                self._emit_decap(b, pos + 16, caplen, hdr, orig)
+            else:
+                self._emit(b, pos + 16, caplen, hdr, orig)
             pos += 16 + caplen
             if self.n_packets >= limit:
                 self.pos = pos
@@ -999,7 +1030,10 @@ cdef class Scanner:
                 self.next_ns = ts
                 return C_STOP_TIME
             self._time(ts)
-            self._emit(b, data, caplen, hdr, orig)
+            if self._decap:
+                self._emit_decap(b, data, caplen, hdr, orig)
+            else:
+                self._emit(b, data, caplen, hdr, orig)
             pos += blen
             if self.n_packets >= limit:
                 self.pos = pos

@@ -166,7 +166,10 @@ def decap_split(buffer, offsets, lengths, int mask):
         base = <const uint8_t *>view.buf
         with nogil:
             for i in range(n_off):
-                r = _dc_walk(base, offs[i], lns[i], lns[i], mask)
+                if _dc_candidate(base + offs[i], lns[i]):
+                    r = _dc_walk(base, offs[i], lns[i], lns[i], mask)
+                else:
+                    r.found = DC_NONE
                 if r.found == DC_INNER or r.found == DC_NO_IP:
                     oo[n_outer] = offs[i]
                     ol[n_outer] = lns[i]

@@ -818,3 +818,37 @@ def test_replayed_windows_with_decap(impl, scanner):
     total_p = sum(n.tx_packets for w in windows for n in w.physical.values())
     assert (total_v, total_p) == (7, 6)
     assert {c.vni for w in windows for c in w.physical} == {5001, 1, 0xFFFFFF, 77, 8}
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([c[1] for c in CASES] + [INNER4, INNER6]),
+            st.lists(st.tuples(st.integers(0, 120), st.integers(0, 255)), max_size=3),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.sampled_from([262144, 60, 90]),
+)
+def test_scanners_agree_on_mutated_tunnel_captures(packets, snaplen):
+    """The compiled scanner's quick test for "no tunnel here" and its walk
+    give the pure-Python scanner's outputs, cut by the snap length or not."""
+    frames = []
+    for packet, flips in packets:
+        b = bytearray(packet)
+        for at, value in flips:
+            if at < len(b):
+                b[at] = value
+        frames.append((len(frames), bytes(b)))
+    data = cap.pcap(frames, 101, snaplen=snaplen)
+    views = []
+    for name in cap.SCANNERS:
+        batches, reader = _batches(data, cap.scanner_class(name))
+        views.append((batches, reader.packets, reader.tunnels, reader.bad_tunnels))
+    assert views[0] == views[1]

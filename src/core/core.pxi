@@ -371,6 +371,7 @@ cdef class Core:
         cdef int64_t generation
         cdef int r
         cdef bint opened = False
+        cdef bint tagged = physical or vnis != NULL
         while base < n:
             if cs_atomic_load_int(&self.closed):
                 return 0
@@ -384,12 +385,13 @@ cdef class Core:
                 _decode(ptrs[base + i], lens[base + i], &keys[pos])
                 if rx:
                     _swap(&keys[pos])
-                if vnis != NULL and vnis[base + i] >= 0:
-                    keys[pos].kind = KIND_VNI
-                    keys[pos].vni = <uint32_t>vnis[base + i]
-                if physical:
-                    keys[pos].kind |= KIND_PHYSICAL
-                elif self.n_ignore and self._is_ignored(&keys[pos]):
+                if tagged:
+                    if vnis != NULL and vnis[base + i] >= 0:
+                        keys[pos].kind = KIND_VNI
+                        keys[pos].vni = <uint32_t>vnis[base + i]
+                    if physical:
+                        keys[pos].kind |= KIND_PHYSICAL
+                if not physical and self.n_ignore and self._is_ignored(&keys[pos]):
                     continue
                 if pos and cs_key_equal(&keys[pos], &keys[pos - 1]):
                     # Flows come in bursts: fold a run of one connection

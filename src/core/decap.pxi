@@ -394,6 +394,36 @@ cdef inline bint _dc_captured(const uint8_t* b, Py_ssize_t at, Py_ssize_t total,
     return True
 
 
+cdef inline bint _dc_port(uint32_t port) noexcept nogil:
+    return port == 4789 or port == 8472 or port == 4790 or port == 6081 or port == 6635
+
+
+cdef inline bint _dc_candidate(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    """False only for a packet _dc_walk would find no tunnel in (DC_NONE): a
+    transport that carries none, or UDP to another port.  p[0:n] is what may
+    be read.  Most packets of most captures stop here, a few instructions in."""
+    cdef int proto
+    cdef Py_ssize_t hl
+    if n < 20:
+        return False  # no IP header to walk (_dc_ip_payload: -1)
+    if p[0] >> 4 == 4:
+        proto = p[9]
+        if proto == 17:
+            hl = (p[0] & 0x0F) * 4
+            if hl >= 20 and hl + 4 <= n:
+                return _dc_port(_dc_be16(p + hl + 2))
+            return True
+        return proto == 47 or proto == 4 or proto == 41
+    if p[0] >> 4 == 6:
+        if n < 40:
+            return False
+        proto = p[6]
+        if proto == 17:
+            return _dc_port(_dc_be16(p + 42)) if n >= 44 else True
+        return proto == 47 or proto == 4 or proto == 41 or proto == 0 or proto == 43 or proto == 60
+    return False
+
+
 cdef DcResult _dc_walk(const uint8_t* b, Py_ssize_t at, Py_ssize_t avail, Py_ssize_t length,
                   int mask) noexcept nogil:
     """See decap_walk in connstats/_fastparse_py.py."""
