@@ -871,6 +871,7 @@ cdef class Scanner:
                         int64_t stop_ns, Py_ssize_t limit) noexcept nogil:
         cdef bint big = self._big
         cdef int kind = self._kind
+        cdef int decap = self._decap
         cdef int64_t frac_mul = self._frac_mul
         cdef uint32_t max_caplen = self._max_caplen
         cdef uint32_t sec, frac, caplen, orig
@@ -908,7 +909,7 @@ cdef class Scanner:
                 self.next_ns = ts
                 return C_STOP_TIME
             self._time(ts)
-            if self._decap:
+            if decap:
                 self._emit_decap(b, pos + 16, caplen, hdr, orig)
             else:
                 self._emit(b, pos + 16, caplen, hdr, orig)
@@ -920,6 +921,7 @@ cdef class Scanner:
     cdef int _scan_pcapng(self, const uint8_t* b, Py_ssize_t pos, Py_ssize_t end, bint has_stop,
                           int64_t stop_ns, Py_ssize_t limit) noexcept nogil:
         cdef bint big = self._big
+        cdef int decap = self._decap
         cdef uint32_t btype, blen, iface, caplen, snap, orig
         cdef uint64_t raw
         cdef double value
@@ -1030,7 +1032,7 @@ cdef class Scanner:
                 self.next_ns = ts
                 return C_STOP_TIME
             self._time(ts)
-            if self._decap:
+            if decap:
                 self._emit_decap(b, data, caplen, hdr, orig)
             else:
                 self._emit(b, data, caplen, hdr, orig)

@@ -391,7 +391,9 @@ cdef class Core:
                         keys[pos].vni = <uint32_t>vnis[base + i]
                     if physical:
                         keys[pos].kind |= KIND_PHYSICAL
-                if not physical and self.n_ignore and self._is_ignored(&keys[pos]):
+                    elif self.n_ignore and self._is_ignored(&keys[pos]):
+                        continue
+                elif self.n_ignore and self._is_ignored(&keys[pos]):
                     continue
                 if pos and cs_key_equal(&keys[pos], &keys[pos - 1]):
                     # Flows come in bursts: fold a run of one connection

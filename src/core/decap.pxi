@@ -394,33 +394,44 @@ cdef inline bint _dc_captured(const uint8_t* b, Py_ssize_t at, Py_ssize_t total,
     return True
 
 
+# What the quick test looks for after an IP header: 1 a tunnel protocol
+# (GRE, IP in IP), 2 UDP (then the port decides), 3 an IPv6 extension header
+# (hop-by-hop, routing, destination options) that may precede one.
+cdef uint8_t _DC_PROTOS[256]
+_DC_PROTOS[47] = 1
+_DC_PROTOS[4] = 1
+_DC_PROTOS[41] = 1
+_DC_PROTOS[17] = 2
+_DC_PROTOS[0] = 3
+_DC_PROTOS[43] = 3
+_DC_PROTOS[60] = 3
+
+
 cdef inline bint _dc_port(uint32_t port) noexcept nogil:
-    return port == 4789 or port == 8472 or port == 4790 or port == 6081 or port == 6635
+    return port - 4789 <= 1 or port == 6081 or port == 6635 or port == 8472
 
 
 cdef inline bint _dc_candidate(const uint8_t* p, Py_ssize_t n) noexcept nogil:
     """False only for a packet _dc_walk would find no tunnel in (DC_NONE): a
     transport that carries none, or UDP to another port.  p[0:n] is what may
     be read.  Most packets of most captures stop here, a few instructions in."""
-    cdef int proto
+    cdef int what
     cdef Py_ssize_t hl
     if n < 20:
         return False  # no IP header to walk (_dc_ip_payload: -1)
     if p[0] >> 4 == 4:
-        proto = p[9]
-        if proto == 17:
+        what = _DC_PROTOS[p[9]]
+        if what == 2:
             hl = (p[0] & 0x0F) * 4
             if hl >= 20 and hl + 4 <= n:
                 return _dc_port(_dc_be16(p + hl + 2))
             return True
-        return proto == 47 or proto == 4 or proto == 41
-    if p[0] >> 4 == 6:
-        if n < 40:
-            return False
-        proto = p[6]
-        if proto == 17:
+        return what == 1
+    if p[0] >> 4 == 6 and n >= 40:
+        what = _DC_PROTOS[p[6]]
+        if what == 2:
             return _dc_port(_dc_be16(p + 42)) if n >= 44 else True
-        return proto == 47 or proto == 4 or proto == 41 or proto == 0 or proto == 43 or proto == 60
+        return what != 0
     return False
 
 
