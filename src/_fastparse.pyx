@@ -25,9 +25,10 @@ dependency order:
 
   cs_platform.h        locks, atomics, the keyed hash, the clock (C)
   core/platform.pxi    the declarations of cs_platform.h
-  core/decode.pxi      an IP packet to a 48-byte key
+  core/decode.pxi      an IP packet to a 40-byte key
   core/decap.pxi       tunnels: the innermost IP packet (also in the scanner)
   core/table.pxi       the sharded counter table and the window it lives in
+  core/tagged.pxi      the window's table of tunnel rows with a VNI
   core/values.pxi      AddrPort, Connection, Counts
   core/args.pxi        Python arguments to C values (buffers, index arrays)
   core/window.pxi      Window, and a cut window's table to Python objects
@@ -70,6 +71,7 @@ include "core/platform.pxi"
 include "core/decode.pxi"
 include "core/decap.pxi"
 include "core/table.pxi"
+include "core/tagged.pxi"
 include "core/values.pxi"
 include "core/args.pxi"
 include "core/window.pxi"

@@ -139,7 +139,7 @@ static inline int64_t cs_now_ns(void) {
 }
 
 /* ---- hashing ---------------------------------------------------------- */
-/* A keyed multiply-xorshift over the 48-byte key.  Not cryptographic, but
+/* A keyed multiply-xorshift over the 40-byte key.  Not cryptographic, but
  * the per-process random seed keeps precomputed collision sets (hash
  * flooding from untrusted traffic) from working across processes. */
 static inline uint64_t cs_load64(const unsigned char *p) {
@@ -159,32 +159,25 @@ static inline uint64_t cs_mix64(uint64_t h) {
 
 static inline uint64_t cs_rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
-/* Six independent multiply lanes (they pipeline instead of forming one long
+/* Five independent multiply lanes (they pipeline instead of forming one long
  * dependency chain), folded with rotations and finished by a full-avalanche
  * mix, so both the low bits (slot tag) and top bits (shard) are well mixed. */
-static inline uint64_t cs_key_hash(const void *key, uint64_t seed) {
+static inline uint64_t cs_hash40(const void *key, uint64_t seed) {
     const unsigned char *p = (const unsigned char *)key;
     uint64_t a = (cs_load64(p) ^ seed) * 0x9E3779B97F4A7C15ULL;
     uint64_t b = (cs_load64(p + 8) ^ cs_rotl(seed, 13)) * 0xbf58476d1ce4e5b9ULL;
     uint64_t c = (cs_load64(p + 16) ^ cs_rotl(seed, 29)) * 0x94d049bb133111ebULL;
     uint64_t d = (cs_load64(p + 24) ^ cs_rotl(seed, 41)) * 0xd6e8feb86659fd93ULL;
     uint64_t e = (cs_load64(p + 32) ^ cs_rotl(seed, 53)) * 0xa0761d6478bd642fULL;
-    uint64_t h = a ^ cs_rotl(b, 21) ^ cs_rotl(c, 37) ^ cs_rotl(d, 49) ^ cs_rotl(e, 11);
-    /* The last word is a tunnel's VNI (docs/tunnels.md), 0 for almost every
-     * key: its lane is skipped then (keys that differ only there cannot both
-     * be 0 in it). */
-    uint64_t f = cs_load64(p + 40);
-    if (f)
-        h ^= cs_rotl((f ^ cs_rotl(seed, 7)) * 0xe7037ed1a0b428dbULL, 29);
-    return cs_mix64(h);
+    return cs_mix64(a ^ cs_rotl(b, 21) ^ cs_rotl(c, 37) ^ cs_rotl(d, 49) ^ cs_rotl(e, 11));
 }
 
 /* Key equality without a call to memcmp. */
-static inline int cs_key_equal(const void *a, const void *b) {
+static inline int cs_key40_equal(const void *a, const void *b) {
     const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
     return ((cs_load64(x) ^ cs_load64(y)) | (cs_load64(x + 8) ^ cs_load64(y + 8)) |
             (cs_load64(x + 16) ^ cs_load64(y + 16)) | (cs_load64(x + 24) ^ cs_load64(y + 24)) |
-            (cs_load64(x + 32) ^ cs_load64(y + 32)) | (cs_load64(x + 40) ^ cs_load64(y + 40))) == 0;
+            (cs_load64(x + 32) ^ cs_load64(y + 32))) == 0;
 }
 
 /* A new, empty instance of a heap type (what object.__new__(cls) does,

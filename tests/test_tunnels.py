@@ -852,3 +852,106 @@ def test_scanners_agree_on_mutated_tunnel_captures(packets, snaplen):
         batches, reader = _batches(data, cap.scanner_class(name))
         views.append((batches, reader.packets, reader.tunnels, reader.bad_tunnels))
     assert views[0] == views[1]
+
+
+# -- the core's table of tunnel rows: the compiled core against its twin --------------
+
+_POOL = [
+    cap.udp4("10.0.0.1", 1, "10.0.0.2", 4789, b"a" * 10),
+    cap.udp4("10.0.0.2", 4789, "10.0.0.1", 1, b"b" * 11),
+    cap.tcp6("fd00::1", 2, "fd00::2", 3),
+    cap.icmp4("10.0.0.3", "10.0.0.4"),
+    b"\x45\x00",
+]
+_BUF = b"".join(_POOL)
+_OFFS = [sum(len(p) for p in _POOL[:i]) for i in range(len(_POOL))]
+
+
+@st.composite
+def _ops(draw):
+    ops = []
+    for _ in range(draw(st.integers(1, 25))):
+        kind = draw(
+            st.sampled_from(
+                ["tx_virtual", "rx_virtual", "tx_physical", "rx_physical", "cut"]
+            )
+        )
+        if kind == "cut":
+            ops.append(("cut",))
+            continue
+        picks = draw(st.lists(st.integers(0, len(_POOL) - 1), min_size=1, max_size=6))
+        vnis = draw(
+            st.one_of(
+                st.none(),
+                st.lists(
+                    st.sampled_from([-1, -1, 0, 7, 4294967295]),
+                    min_size=len(picks),
+                    max_size=len(picks),
+                ),
+            )
+        )
+        ops.append((kind, picks, vnis))
+    return ops
+
+
+def _run_ops(module, ops, max_conns, ignore):
+    core = module.Core(max_conns=max_conns, ignore_destinations=ignore)
+    windows = []
+
+    def take(window):
+        if window is not None:
+            virtual, physical = window.to_dicts()
+            windows.append(
+                (
+                    sorted((str(c), c.vni, tuple(n)) for c, n in virtual.items()),
+                    sorted((str(c), c.vni, tuple(n)) for c, n in physical.items()),
+                    len(window),
+                    window.packets,
+                    window.bytes,
+                )
+            )
+
+    for op in ops:
+        if op[0] == "cut":
+            while (w := core.pop_pending()) is not None:
+                take(w)
+            take(core.cut())
+            continue
+        kind, picks, vnis = op
+        offsets = [_OFFS[i] for i in picks]
+        lengths = [len(_POOL[i]) for i in picks]
+        args = (_BUF, offsets, lengths) + (() if vnis is None else (array("q", vnis),))
+        getattr(core, f"update_{kind}_buffer")(*args)
+    while (w := core.pop_pending()) is not None:
+        take(w)
+    take(core.cut())
+    return windows, core.dropped_windows
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_ops(), st.sampled_from([0, 1, 2, 5]), st.sampled_from([(), ("10.0.0.2",)]))
+def test_tunnel_rows_compiled_core_is_the_twin(ops, max_conns, ignore):
+    """Rows with a VNI (the compiled core's separate table) and without,
+    virtual and physical, cut by max_conns or by hand: the same windows in
+    the same order as the pure-Python core."""
+    try:
+        compiled = importlib.import_module("connstats._fastparse")
+    except ImportError:
+        pytest.skip("no compiled core")
+    assert _run_ops(compiled, ops, max_conns, ignore) == _run_ops(
+        ref, ops, max_conns, ignore
+    )
+
+
+def test_tunnel_rows_in_window_totals_and_memory(impl):
+    packet = _POOL[0]
+    core = impl.Core()
+    core.update_tx_virtual_buffer(packet, [0], [len(packet)], array("q", [5]))
+    core.update_tx_physical_buffer(
+        packet, [0, 0], [len(packet)] * 2, array("q", [5, 6])
+    )
+    assert core.connections == 3
+    window = core.cut()
+    assert (len(window), window.packets, window.bytes) == (3, 3, 3 * len(packet))
+    if impl.name == "c":
+        assert window.table_bytes > impl.module.WINDOW_BYTES

@@ -207,7 +207,7 @@ cdef class Core:
         return False
 
     cdef inline int _count_key(self, const cs_key *k, bint rx, uint64_t nbytes) noexcept nogil:
-        cdef uint64_t h = cs_key_hash(k, self.seed)
+        cdef uint64_t h = cs_hash40(k, self.seed)
         cdef uint32_t shard = <uint32_t>(h >> SHARD_SHIFT)
         cdef cs_window *w
         cdef int64_t generation
@@ -221,6 +221,36 @@ cdef class Core:
             generation = w.generation
             r = _window_add(w, shard, k, h, rx, 1, nbytes, self.max_conns)
             cs_mutex_unlock(&self.locks[shard])
+            if r == ADD_FULL:
+                if self._cut_full(generation) < 0:
+                    return -1
+                continue
+            if r == ADD_OPENED:
+                self._notify()
+                return 0
+            return r
+
+    cdef int _count_tagged(self, const cs_key *k, uint32_t vni, bint rx,
+                           uint64_t nbytes) noexcept nogil:
+        """_count_key for a row with a tunnel's VNI (tagged.pxi), under shard 0's lock."""
+        cdef cs_tkey tk
+        cdef uint64_t h
+        cdef cs_window *w
+        cdef int64_t generation
+        cdef int r
+        memset(&tk, 0, sizeof(cs_tkey))
+        memcpy(&tk.key, k, sizeof(cs_key))
+        tk.vni = vni
+        h = _tagged_hash(&tk, self.seed)
+        while True:
+            cs_mutex_lock(&self.locks[0])
+            if self.closed:
+                cs_mutex_unlock(&self.locks[0])
+                return 0
+            w = self.cur
+            generation = w.generation
+            r = _tagged_add(w, &tk, h, rx, nbytes, self.max_conns)
+            cs_mutex_unlock(&self.locks[0])
             if r == ADD_FULL:
                 if self._cut_full(generation) < 0:
                     return -1
@@ -288,7 +318,7 @@ cdef class Core:
             return 0
         memset(fill, 0, sizeof(fill))
         for i in range(m):
-            hashes[i] = cs_key_hash(&lane.keys[i], self.seed)
+            hashes[i] = cs_hash40(&lane.keys[i], self.seed)
             shard_of[i] = <uint8_t>(hashes[i] >> SHARD_SHIFT)
             fill[shard_of[i] + 1] += 1
             added[i] = 0
@@ -386,22 +416,25 @@ cdef class Core:
                 if rx:
                     _swap(&keys[pos])
                 if tagged:
-                    if vnis != NULL and vnis[base + i] >= 0:
-                        keys[pos].kind = KIND_VNI
-                        keys[pos].vni = <uint32_t>vnis[base + i]
                     if physical:
-                        keys[pos].kind |= KIND_PHYSICAL
+                        keys[pos].kind = KIND_PHYSICAL
                     elif self.n_ignore and self._is_ignored(&keys[pos]):
+                        continue
+                    if vnis != NULL and vnis[base + i] >= 0:
+                        # a row with a VNI: the window's tagged table
+                        if self._count_tagged(&keys[pos], <uint32_t>vnis[base + i], rx,
+                                              <uint64_t>lens[base + i]) < 0:
+                            return self._failed(opened)
                         continue
                 elif self.n_ignore and self._is_ignored(&keys[pos]):
                     continue
-                if pos and cs_key_equal(&keys[pos], &keys[pos - 1]):
+                if pos and cs_key40_equal(&keys[pos], &keys[pos - 1]):
                     # Flows come in bursts: fold a run of one connection
                     # into one table update (exact, and order-preserving).
                     npkts[pos - 1] += 1
                     sizes[pos - 1] += <uint64_t>lens[base + i]
                     continue
-                hashes[pos] = cs_key_hash(&keys[pos], self.seed)
+                hashes[pos] = cs_hash40(&keys[pos], self.seed)
                 shard_of[pos] = <uint8_t>(hashes[pos] >> SHARD_SHIFT)
                 sizes[pos] = <uint64_t>lens[base + i]
                 npkts[pos] = 1
@@ -712,7 +745,17 @@ cdef class Core:
                 for i in range(n_off):
                     ptrs[i] = base + offs[i]
                 with nogil:
-                    r = self._count_many(ptrs, lns, n_off, rx, physical, vns)
+                    if vns != NULL and self.max_conns > 0:
+                        # Rows with a VNI are counted as they come, the others
+                        # a chunk at a time: one packet per call keeps the
+                        # order, which decides where a max_conns cut falls.
+                        for i in range(n_off):
+                            r = self._count_many(&ptrs[i], &lns[i], 1, rx, physical,
+                                                 &vns[i])
+                            if r < 0:
+                                break
+                    else:
+                        r = self._count_many(ptrs, lns, n_off, rx, physical, vns)
                 if r < 0:
                     raise MemoryError("connstats: cannot grow the connection table")
         finally:

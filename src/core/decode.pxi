@@ -1,11 +1,9 @@
-# Keys and decoding (docs/contract.md §4): one IP packet to a 48-byte key.
+# Keys and decoding (docs/contract.md §4): one IP packet to a 40-byte key.
 # Everything here is plain C on raw bytes, callable without the GIL.
 
 cdef struct cs_key:
-    # 48 bytes, no padding, zeroed before use so that it hashes and compares
-    # as raw memory.  kind: KIND_VIRTUAL or KIND_PHYSICAL, plus KIND_VNI when
-    # vni holds the VNI or key of a decapsulated tunnel (docs/tunnels.md).
-    # fam: 0 none, 4, 6.
+    # 40 bytes, no padding, zeroed before use so that it hashes and compares
+    # as raw memory.  kind: 0 virtual, 1 physical.  fam: 0 none, 4, 6.
     uint8_t proto
     uint8_t kind
     uint8_t sfam
@@ -14,14 +12,11 @@ cdef struct cs_key:
     uint16_t dport
     uint8_t src[16]
     uint8_t dst[16]
-    uint32_t vni
-    uint32_t reserved   # always 0
 
 
 cdef enum:
     KIND_VIRTUAL = 0
     KIND_PHYSICAL = 1
-    KIND_VNI = 2
 
 
 cdef inline Py_ssize_t _addr_len(uint8_t fam) noexcept nogil:

@@ -33,6 +33,7 @@ cdef struct cs_window:
     int64_t end_ns
     int64_t generation
     cs_window *next     # pending-queue link
+    void *tagged        # rows with a tunnel's VNI (cs_ttable, tagged.pxi), or NULL
 
 
 cdef enum:
@@ -91,7 +92,7 @@ cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, uint6
             break
         if <uint32_t>(s >> 32) == tag:
             e = &t.entries[<uint32_t>s - 1]
-            if cs_key_equal(&e.key, k):
+            if cs_key40_equal(&e.key, k):
                 break
             e = NULL
         pos = (pos + 1) & t.mask
@@ -153,6 +154,7 @@ cdef void _window_free(cs_window *w) noexcept nogil:
     for i in range(NSHARDS):
         free(w.shards[i].slots)
         free(w.shards[i].entries)
+    _tagged_free(w.tagged)
     free(w)
 
 
@@ -163,7 +165,7 @@ cdef Py_ssize_t _window_table_bytes(cs_window *w) noexcept nogil:
         if w.shards[i].mask:
             total += (w.shards[i].mask + 1) * sizeof(uint64_t)
         total += w.shards[i].capacity * sizeof(cs_entry)
-    return total
+    return total + _tagged_bytes(w.tagged)
 
 
 cdef void _window_totals(cs_window *w, uint64_t *packets, uint64_t *nbytes) noexcept nogil:
@@ -177,6 +179,7 @@ cdef void _window_totals(cs_window *w, uint64_t *packets, uint64_t *nbytes) noex
             e = &w.shards[i].entries[j]
             packets[0] += e.tx_packets + e.rx_packets
             nbytes[0] += e.tx_bytes + e.rx_bytes
+    _tagged_totals(w.tagged, packets, nbytes)
 
 
 cdef uint64_t _random_seed():

@@ -111,7 +111,7 @@ cdef inline Py_hash_t _addrport_hash(uint8_t fam, const uint8_t *raw, uint16_t p
     k.sport = port
     if fam:
         memcpy(k.src, raw, _addr_len(fam))
-    return _fix_hash(cs_key_hash(&k, _VALUE_SEED))
+    return _fix_hash(cs_hash40(&k, _VALUE_SEED))
 
 
 cdef inline int _addrport_cmp(AddrPort a, AddrPort b) noexcept:

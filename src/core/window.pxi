@@ -152,15 +152,41 @@ cdef class Window:
                 conn.proto = e.key.proto
                 conn.src = _materialize_addrport(addresses, e.key.sfam, e.key.src, e.key.sport)
                 conn.dst = _materialize_addrport(addresses, e.key.dfam, e.key.dst, e.key.dport)
-                conn._vni = e.key.vni if e.key.kind & KIND_VNI else -1
-                conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash,
-                                              conn._vni)
+                conn._vni = -1
+                conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash, -1)
                 counts = Counts.__new__(Counts)
                 counts.tx_packets = e.tx_packets
                 counts.tx_bytes = e.tx_bytes
                 counts.rx_packets = e.rx_packets
                 counts.rx_bytes = e.rx_bytes
-                if e.key.kind & KIND_PHYSICAL:
+                if e.key.kind == KIND_PHYSICAL:
+                    physical[conn] = counts
+                else:
+                    virtual[conn] = counts
+                since_yield += 1
+                if since_yield == MATERIALIZE_SLICE:
+                    since_yield = 0
+                    yield
+        cdef cs_ttable *t = <cs_ttable *>w.tagged
+        cdef cs_tentry *te
+        if t != NULL:
+            for j in range(t.count):
+                te = &t.entries[j]
+                conn = Connection.__new__(Connection)
+                conn.proto = te.key.key.proto
+                conn.src = _materialize_addrport(addresses, te.key.key.sfam, te.key.key.src,
+                                                 te.key.key.sport)
+                conn.dst = _materialize_addrport(addresses, te.key.key.dfam, te.key.key.dst,
+                                                 te.key.key.dport)
+                conn._vni = te.key.vni
+                conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash,
+                                              conn._vni)
+                counts = Counts.__new__(Counts)
+                counts.tx_packets = te.tx_packets
+                counts.tx_bytes = te.tx_bytes
+                counts.rx_packets = te.rx_packets
+                counts.rx_bytes = te.rx_bytes
+                if te.key.key.kind == KIND_PHYSICAL:
                     physical[conn] = counts
                 else:
                     virtual[conn] = counts
