@@ -1,6 +1,6 @@
 """Type stubs for the compiled core (src/_fastparse.pyx)."""
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final, SupportsIndex
 
@@ -267,3 +267,20 @@ def csv_rows(
     names: Sequence[str],
     vni: bool = False,
 ) -> str: ...
+
+# Cumulative counts per series (src/core/series.pxi), the store of
+# connstats.metrics.Totals.
+
+SERIES_V6: Final[int]
+
+class SeriesTable:
+    """Counts per series, summed over the windows folded into it."""
+
+    def __init__(self, fields: Iterable[int], max_series: int) -> None: ...
+    @property
+    def fields(self) -> tuple[int, ...]: ...
+    def __len__(self) -> int: ...
+    def fold_slices(self, table: Mapping[Any, Any], traffic: str) -> Iterator[None]: ...
+    def items(
+        self,
+    ) -> list[tuple[tuple[Any, ...] | None, tuple[int, int, int, int]]]: ...

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import atexit
+import inspect
 import itertools
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -38,14 +40,40 @@ def _period_seconds(value: Any) -> float:
     return seconds
 
 
-def _stop_flusher(holder: list[Optional[Flusher]], core: Any) -> None:
+def _is_async(dump: Any) -> bool:
+    # An `async def` function (also behind functools.partial), an async
+    # generator function, or an object whose __call__ is one: called from
+    # the flush thread, each returns an object that nobody awaits.
+    call = None
+    if not inspect.isroutine(dump):
+        call = inspect.getattr_static(type(dump), "__call__", None)
+    for candidate in (dump, call):
+        if inspect.iscoroutinefunction(candidate) or inspect.isasyncgenfunction(
+            candidate
+        ):
+            return True
+    return False
+
+
+def _stop_flusher(holder: list[Optional[Flusher]], core: Any, key: int) -> None:
     # Called when a Statistics is garbage-collected (see _register): one
-    # dropped without shutdown() must not leave its thread behind.  ``holder`` is a one-item list so
-    # that a fork() child's replacement Flusher is the one stopped.
+    # dropped without shutdown() must not leave its thread behind.  ``holder``
+    # is a one-item list so that a fork() child's replacement Flusher is the
+    # one stopped.  Its final window is delivered by its thread after the
+    # instance is gone: the flusher stays in _pending_flushes until then, so
+    # that the exit hook waits for that delivery too.
     core.close()
     flusher = holder[0]
-    if flusher is not None:
-        flusher.stop()
+    if flusher is None or flusher.done:
+        return
+    flusher.on_done = lambda: _pending_flushes.pop(key, None)
+    _pending_flushes[key] = flusher
+    flusher.stop()
+    # A thread that finished before on_done was set did not remove it.
+    if flusher.done:
+        _pending_flushes.pop(key, None)
+    if _exit_deadline is not None:
+        _finish_at_exit(flusher)
 
 
 #: Longest wait for the flush thread to end once its final flush is done
@@ -104,6 +132,13 @@ class Statistics(_CountingMethods):
             raise ValueError(f"max_conns: must be >= 0, got {max_conns}")
         if dump is not None and not callable(dump):
             raise TypeError(f"dump: expected a callable, got {type(dump).__name__}")
+        if dump is not None and _is_async(dump):
+            raise TypeError(
+                "dump: got a coroutine function; dump is called from a thread and "
+                "its coroutines would never run (every window lost). Use "
+                "connstats.aio.AsyncStatistics and `async for window in "
+                "stats.windows()` instead"
+            )
         if dump is None and (period or max_conns):
             raise ValueError(
                 "dump: max_period and max_conns hand windows to dump(); "
@@ -131,6 +166,11 @@ class Statistics(_CountingMethods):
         )
         self._flusher_holder = [self._flusher]
         _register(self, self._flusher_holder, core)
+        # A dump that reports this instance's health too (metrics.Totals)
+        # says so with this hook; looked up on the type, like a dunder.
+        watch = getattr(type(dump), "_connstats_watch", None)
+        if watch is not None:
+            watch(dump, self)
 
     def _bind_hot_path(self) -> None:
         # With the compiled core, the per-packet methods are C methods of the
@@ -248,7 +288,7 @@ class Statistics(_CountingMethods):
     @property
     def dropped_windows(self) -> int:
         """Windows lost because ``dump`` fell behind, or because their dicts
-        could not be built (see the README's Guarantees)."""
+        could not be built (docs/guarantees.md, "Windows and backlog")."""
         flusher = self._flusher
         extra = flusher.dropped[0] if flusher is not None else 0
         return int(self._core.dropped_windows) + extra
@@ -319,6 +359,16 @@ _registry_lock = threading.RLock()
 _registry: dict[int, "weakref.ref[Statistics]"] = {}
 _registry_keys = itertools.count()
 
+# Flushers of collected instances whose final flush has not run yet, by
+# registry key; each removes itself when done (Flusher.on_done).  Single dict
+# operations, no lock: the flush thread that removes its entry must never
+# wait for a thread that the collector interrupted while holding a lock.
+_pending_flushes: dict[int, Flusher] = {}
+
+# Set when the exit hook starts: from then on a collected instance's final
+# flush is waited for where it was collected (see _finish_at_exit).
+_exit_deadline: Optional[float] = None
+
 
 def _register(stats: Statistics, holder: list[Optional[Flusher]], core: Any) -> None:
     with _registry_lock:
@@ -326,7 +376,7 @@ def _register(stats: Statistics, holder: list[Optional[Flusher]], core: Any) -> 
 
         def collected(_ref: Any) -> None:
             _unregister(key)
-            _stop_flusher(holder, core)
+            _stop_flusher(holder, core, key)
 
         _registry[key] = weakref.ref(stats, collected)
 
@@ -345,9 +395,13 @@ def _live_instances() -> list[tuple[int, Statistics]]:
 
 
 def _reset_after_fork() -> None:
-    global _registry_lock
+    global _registry_lock, _exit_deadline
     # Another thread of the parent may have held the lock at fork time.
     _registry_lock = threading.RLock()
+    # The parent's pending final flushes (and their threads) stay with it,
+    # and so does its exit (a dump may fork while the exit hook runs).
+    _pending_flushes.clear()
+    _exit_deadline = None
     for _key, stats in _live_instances():
         stats._after_fork_in_child()
 
@@ -360,28 +414,65 @@ if hasattr(os, "register_at_fork"):
 EXIT_FLUSH_BUDGET = 1.0
 
 
+def _finish_at_exit(flusher: Flusher) -> None:
+    # An instance collected while the exit hook runs or after it (an atexit
+    # hook that runs later drops the last reference): its final flush is
+    # waited for here, within what is left of the exit budget.  Not once the
+    # interpreter is finalizing (its daemon threads no longer run), and not
+    # in the flush thread itself (dump dropping its own instance).
+    deadline = _exit_deadline
+    if deadline is None or flusher.in_thread() or sys.is_finalizing():
+        return
+    try:
+        flusher.wait(deadline)
+    except Exception:  # pragma: no cover - exit must go on
+        pass
+
+
+def _at_exit(call: Any, *args: Any) -> None:
+    try:
+        call(*args)
+    except Exception:  # pragma: no cover - exit must go on
+        logging.getLogger("connstats").exception(
+            "connstats: final flush at exit failed"
+        )
+
+
 def _shutdown_at_exit() -> None:
     # Runs after non-daemon threads are joined and before daemon threads
     # (the flush threads) are stopped: deliver what is left, within a budget,
-    # so that a blocked dump cannot hold up exit.  Daemon threads may still
-    # create instances meanwhile: new ones are picked up by the next pass,
-    # until a pass finds none or the budget is spent (then one last pass
-    # still stops counting everywhere).
+    # so that a blocked dump cannot hold up exit.  Two kinds of instances
+    # have a final window to deliver: live ones nobody shut down (shut down
+    # here), and collected ones whose flush thread has not finished (the
+    # local of a function that ended the program; waited for here).  Daemon
+    # threads may still create and drop instances meanwhile: those are
+    # picked up by the next pass, until a pass finds none or the budget is
+    # spent (then one last pass still stops counting everywhere).
+    global _exit_deadline
     deadline = time.monotonic() + EXIT_FLUSH_BUDGET
+    _exit_deadline = deadline
     seen: set[int] = set()
+    waited: set[int] = set()
     last_pass = False
     while True:
         fresh = [(k, s) for k, s in _live_instances() if k not in seen]
-        if not fresh:
+        # dict.copy(): no allocation while copying (see _live_instances).
+        pending = [
+            (k, f) for k, f in _pending_flushes.copy().items() if k not in waited
+        ]
+        if not fresh and not pending:
             return
+        # Every flush thread is told to finish before the hook waits for any
+        # of them: they deliver in parallel, and one dump that blocks does
+        # not spend the budget of the others.
         for key, stats in fresh:
             seen.add(key)
-            try:
-                stats.shutdown(timeout=max(0.0, deadline - time.monotonic()))
-            except Exception:  # pragma: no cover - exit must go on
-                logging.getLogger("connstats").exception(
-                    "connstats: shutdown at exit failed"
-                )
+            _at_exit(stats.shutdown, 0.0)
+        for _key, stats in fresh:
+            _at_exit(stats.shutdown, max(0.0, deadline - time.monotonic()))
+        for key, flusher in pending:
+            waited.add(key)
+            _at_exit(flusher.wait, deadline)
         if last_pass:
             return
         last_pass = time.monotonic() >= deadline

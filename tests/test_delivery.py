@@ -1,6 +1,6 @@
 """No window is ever lost uncounted: the flush thread and extract() under failure.
 
-README "Guarantees", "Delivery, shutdown, signals and fork":
+docs/guarantees.md, "Delivery when things fail":
 * the flush thread survives ``dump`` raising anything (``BaseException``
   included) and a window whose dicts cannot be built (``MemoryError``): it
   keeps delivering, counts each failure in ``dump_errors``, retries a build

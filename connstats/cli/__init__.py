@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (the marker argcomplete's global completion looks for)
 """The ``connstats`` command line: ``connstats read`` and ``connstats capture``.
 
 Only :func:`main` (and :func:`build_parser`, for documentation tools) is

@@ -8,8 +8,50 @@ from __future__ import annotations
 
 import argparse
 import re
+import textwrap
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that reads well at any terminal width (80 columns and less).
+
+    Descriptions and epilogs are paragraphs separated by blank lines, each
+    filled to the width; indented lines (examples), and a line ending in
+    ``:`` above them, are kept as written.  Words are never broken at a hyphen, so option values such as
+    ``tx-bytes`` and option names stay whole.
+    """
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(
+            " ".join(text.split()),
+            width,
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        blocks = []
+        for block in re.split(r"\n\s*\n", text.strip("\n")):
+            lines = block.splitlines()
+            head, rest = lines[0], lines[1:]
+            if (head[:1].isspace() or head.endswith(":")) and all(
+                line[:1].isspace() for line in rest
+            ):
+                # indented lines, or a heading ("examples:") over them: as written
+                blocks.append("\n".join(indent + line for line in lines))
+            else:
+                blocks.append(
+                    textwrap.fill(
+                        " ".join(block.split()),
+                        width,
+                        initial_indent=indent,
+                        subsequent_indent=indent,
+                        break_on_hyphens=False,
+                        break_long_words=False,
+                    )
+                )
+        return "\n\n".join(blocks)
 
 
 class Fail(Exception):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
 from .arguments import (
     Fail,
+    HelpFormatter,
     attach_optional_lists,
     cidr,
     count,
@@ -25,6 +27,12 @@ from .arguments import (
 from .read_options import add_read_options
 
 # -- parser ----------------------------------------------------------------------------
+
+_READ_DESCRIPTION = """\
+Count packets and bytes per connection in pcap or pcapng files (the format
+is detected from the content; gzip, bzip2, xz and zstd files are read as
+they are). With no FILE, read a small sample capture shipped with connstats.
+"""
 
 _READ_EPILOG = """\
 examples:
@@ -40,11 +48,30 @@ examples:
 
 Windows follow the capture's timestamps: --max-period cuts a window when
 that much capture time has passed since its first packet; --max-conns cuts
-it when a new connection would exceed the bound.  Bytes are IP bytes (from
-the IP header on; link headers and Ethernet padding are not counted).
-gzip, bzip2, xz and zstd captures are read as they are.  Rows labelled
-'undecoded' (no addresses could be read), 'ip' (no usable transport header)
-and 'fragment' (IP fragments after the first) are explained under the table.
+it when a new connection would exceed the bound. Bytes are IP bytes (from
+the IP header on; link headers and Ethernet padding are not counted). Rows
+labelled 'undecoded' (no addresses could be read), 'ip' (no usable
+transport header) and 'fragment' (IP fragments after the first) are
+explained under the table.
+"""
+
+_CAPTURE_DESCRIPTION = """\
+Count packets and bytes per connection on a network interface, through a
+memory-mapped AF_PACKET ring (Linux). Packets the host sends are tx,
+packets it receives are rx; on loopback each packet counts once. Windows
+are printed as they close, the last one when the capture ends (--duration,
+--count, Ctrl-C or SIGTERM), with the kernel's drop count.
+"""
+
+_CAPTURE_EPILOG = """\
+examples:
+  sudo connstats capture -i eth0                 until Ctrl-C, one table
+  sudo connstats capture -i any --max-period 10 --format jsonl
+  sudo connstats capture -i wg0 --port 53 --duration 60 --total
+  sudo connstats capture -i eth0 -w trace.pcapng --fail-on-drop
+
+Exit status {dropped} with --fail-on-drop: the kernel dropped packets (the ring was
+full); a larger --ring-size or a capture filter helps.
 """
 
 
@@ -116,11 +143,14 @@ def _add_decap_option(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``connstats`` command; the documentation's command
+    reference, its manual page and shell completion are generated from it."""
     parser = argparse.ArgumentParser(
         prog="connstats",
         description="Per-connection packet and byte counts from capture files and live "
         "interfaces, computed by the connstats core.",
         epilog="Run 'connstats COMMAND --help' for the options of a command.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--version", action="version", version=f"connstats {__version__}"
@@ -130,11 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     read = commands.add_parser(
         "read",
         help="count the connections in pcap/pcapng files",
-        description="Count packets and bytes per connection in pcap or pcapng files\n"
-        "(the format is detected from the content). With no FILE, read a small\n"
-        "sample capture shipped with connstats.",
+        description=_READ_DESCRIPTION,
         epilog=_READ_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     read.add_argument(
         "files", nargs="*", metavar="FILE", help="capture files, '-' for standard input"
@@ -154,17 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(read)
     add_read_options(read)
 
-    live = commands.add_parser(
-        "capture",
-        help="count live traffic on a network interface (Linux, needs root or CAP_NET_RAW)",
-        description="Count packets and bytes per connection on a network interface, "
-        "through a memory-mapped AF_PACKET ring (Linux). Packets the host sends are "
-        "tx, packets it receives are rx; on loopback each packet counts once. Windows "
-        "are printed as they close; the last one when the capture ends (--duration, "
-        "--count or Ctrl-C), with the kernel's drop count.",
-    )
+    from .capture import EXIT_DROPPED
     from .capture import add_arguments as _add_capture_arguments
 
+    live = commands.add_parser(
+        "capture",
+        help="count live traffic on an interface (Linux; root or CAP_NET_RAW)",
+        description=_CAPTURE_DESCRIPTION,
+        epilog=_CAPTURE_EPILOG.format(dropped=EXIT_DROPPED),
+        formatter_class=HelpFormatter,
+    )
     _add_capture_arguments(live)
     live.add_argument(
         "--duration", type=seconds, metavar="SECONDS", help="stop after this long"
@@ -181,9 +208,26 @@ def build_parser() -> argparse.ArgumentParser:
 # -- entry point ---------------------------------------------------------------------------------
 
 
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request and exit, when it makes one.
+
+    With the ``completion`` extra (argcomplete) and the shell hook that
+    ``register-python-argcomplete connstats`` prints, bash and zsh start the
+    command with ``_ARGCOMPLETE`` set; any other run pays for one lookup.
+    """
+    if "_ARGCOMPLETE" not in os.environ:
+        return
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 ok, 1 error, 2 usage)."""
     parser = build_parser()
+    _complete(parser)
     words = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(attach_optional_lists(words, ("--decap",)))
     # Each command's module is imported only when it runs: `connstats --help`

@@ -49,8 +49,9 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
     sel = parser.add_argument_group(
         "selection",
         "--host, --net, --port and --proto select connections as decoded (either "
-        "endpoint may match; repeat an option for 'any of'); --bpf selects packets "
-        "with a libpcap filter expression before counting, as tcpdump would.",
+        "endpoint may match; repeat an option for 'any of'; different options must "
+        "all match); --bpf selects packets with a libpcap filter expression before "
+        "counting, as tcpdump would.",
     )
     sel.add_argument(
         "--host",
