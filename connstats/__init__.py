@@ -15,14 +15,19 @@ from ._protocols import tunnel_mask
 from ._statistics import Statistics
 from ._types import (
     PROTOCOL_NAMES,
+    RECORD_FORMAT,
+    RECORD_PHYSICAL,
+    RECORD_RECEIVE,
+    RECORD_SIZE,
     TAILSCALE_SERVICE_ADDRESSES,
     Decapsulated,
     protocol_name,
 )
 from ._version import __version__
+from .export.community_id import community_id
 
 if TYPE_CHECKING:
-    from ._fastparse import AddrPort, Connection, Counts
+    from ._fastparse import AddrPort, Connection, Counts, TimedCounts
     from ._types import Buffer
 else:
     # Value types of the selected core: C types, or the NamedTuples of
@@ -30,6 +35,7 @@ else:
     AddrPort = _core.AddrPort
     Connection = _core.Connection
     Counts = _core.Counts
+    TimedCounts = _core.TimedCounts
 
 
 def decode(packet: Buffer) -> tuple[int, AddrPort, AddrPort]:
@@ -60,9 +66,15 @@ __all__ = [
     "Decapsulated",
     "IS_COMPILED",
     "PROTOCOL_NAMES",
+    "RECORD_FORMAT",
+    "RECORD_PHYSICAL",
+    "RECORD_RECEIVE",
+    "RECORD_SIZE",
     "Statistics",
     "TAILSCALE_SERVICE_ADDRESSES",
+    "TimedCounts",
     "__version__",
+    "community_id",
     "decap",
     "decode",
     "protocol_name",

@@ -24,16 +24,37 @@ from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
-from ._addr import byte_count, packed_address, packed_addrport
-from ._types import AddrPort, Connection, Counts, Decapsulated
+from ._addr import (
+    byte_count,
+    direction,
+    packed_address,
+    packed_addrport,
+    packed_endpoint,
+    packet_count,
+    protocol_number,
+)
+from ._types import (
+    RECORD_FORMAT,
+    RECORD_PHYSICAL,
+    RECORD_RECEIVE,
+    RECORD_SIZE,
+    AddrPort,
+    Connection,
+    Counts,
+    Decapsulated,
+    TimedCounts,
+)
 
 __all__ = [
     "AddrPort",
     "Connection",
     "Counts",
+    "Columns",
     "Core",
     "CountingMethods",
+    "TimedCounts",
     "Window",
+    "columns",
     "decap",
     "decap_split",
     "decap_walk",
@@ -73,6 +94,9 @@ _unpack_ports = struct.Struct("!HH").unpack_from
 _unpack_ipv4 = struct.Struct("!BxHxxHxB2x4s4s").unpack_from
 _unpack_ipv6 = struct.Struct("!4xHBx16s16s").unpack_from
 _unpack_u16 = struct.Struct("!H").unpack_from
+_RECORD = struct.Struct(RECORD_FORMAT)
+assert _RECORD.size == RECORD_SIZE
+_RECORD_FLAGS = RECORD_RECEIVE | RECORD_PHYSICAL
 
 # A connection: (proto, src, sport, dst, dport), and for the packets of a
 # decapsulated tunnel (docs/tunnels.md) the tunnel's VNI or key as a sixth
@@ -207,6 +231,25 @@ def _vni_list(obj: Any, count: int) -> list[int]:
         if not -1 <= value <= 0xFFFFFFFF:
             raise ValueError(f"vnis[{i}]: {value} is out of range -1..4294967295")
     return values
+
+
+def _times_list(obj: Any, n: int) -> list[int]:
+    """n int64 times from a 1-D buffer of format 'q' (the compiled core's rule)."""
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        raise TypeError(
+            f"times: expected a buffer of int64, got {_type_name(obj)}"
+        ) from None
+    code = view.format.lstrip("@=")
+    if view.ndim != 1 or view.itemsize != 8 or code not in ("q", "l"):
+        raise TypeError(
+            f"times: expected a 1-D buffer of int64 (format 'q'), got format "
+            f"{view.format!r}"
+        )
+    if len(view) != n:
+        raise ValueError(f"times: has {len(view)} items but offsets has {n}")
+    return view.tolist()
 
 
 def _require_dict(value: Any, argname: str) -> None:
@@ -842,6 +885,55 @@ def decap_split(buffer: Any, offsets: Any, lengths: Any, mask: int) -> tuple[Any
     return (*out, bad)
 
 
+def _record_address(i: int, side: str, family: int, raw: bytes) -> Optional[bytes]:
+    # Padding must be zero: the same connection given with and without
+    # garbage there must be one connection (the compiled core compares the
+    # raw bytes).
+    if family == 4:
+        if any(raw[4:]):
+            raise ValueError(
+                f"records[{i}]: {side} address bytes beyond its family's length "
+                "must be zero"
+            )
+        return raw[:4]
+    if family == 6:
+        return raw
+    if family == 0:
+        if any(raw):
+            raise ValueError(
+                f"records[{i}]: {side} address bytes beyond its family's length "
+                "must be zero"
+            )
+        return None
+    raise ValueError(f"records[{i}]: {side} family must be 0 (no address), 4 or 6")
+
+
+def _record_entry(
+    i: int, fields: tuple[Any, ...]
+) -> tuple[bool, bool, RawKey, int, int]:
+    """One unpacked record as a ``(physical, rx, key, packets, bytes)`` entry."""
+    proto, flags, sfam, dfam, sport, dport, src, dst, packets, nbytes = fields
+    if flags & ~_RECORD_FLAGS:
+        raise ValueError(
+            f"records[{i}]: flags has bits other than RECORD_RECEIVE (1) and "
+            "RECORD_PHYSICAL (2)"
+        )
+    key: RawKey = (
+        proto,
+        _record_address(i, "src", sfam, src),
+        sport,
+        _record_address(i, "dst", dfam, dst),
+        dport,
+    )
+    return (
+        bool(flags & RECORD_PHYSICAL),
+        bool(flags & RECORD_RECEIVE),
+        key,
+        packets,
+        nbytes,
+    )
+
+
 # --------------------------------------------------------------------------
 # windows and the core
 
@@ -851,14 +943,18 @@ class Window:
 
     A window is never modified after it has been cut, so its methods need no
     lock.  Counters are stored as ``[tx_packets, tx_bytes, rx_packets,
-    rx_bytes]`` lists keyed by raw keys.
+    rx_bytes]`` lists keyed by raw keys, followed by the first and last time
+    (ns) in a window that tracks times.
     """
 
-    __slots__ = ("start", "end", "_generation", "_virtual", "_physical")
+    __slots__ = ("start", "end", "track_times", "_generation", "_virtual", "_physical")
 
     def __init__(self, generation: int, start: float) -> None:
         self.start: float = start
         self.end: float = start
+        #: True if the counts carry first/last times (TimedCounts); the core
+        #: sets it on the windows it opens.
+        self.track_times = False
         self._generation = generation
         self._virtual: dict[RawKey, list[int]] = {}
         self._physical: dict[RawKey, list[int]] = {}
@@ -906,9 +1002,18 @@ class Window:
         so the eval loop already hands the GIL over as it goes)."""
         _require_dict(virtual, "virtual")
         _require_dict(physical, "physical")
-        virtual.update((_connection(k), Counts(*c)) for k, c in self._virtual.items())
-        physical.update((_connection(k), Counts(*c)) for k, c in self._physical.items())
+        value = _timed_value if self.track_times else _plain_value
+        virtual.update((_connection(k), value(c)) for k, c in self._virtual.items())
+        physical.update((_connection(k), value(c)) for k, c in self._physical.items())
         yield
+
+
+def _plain_value(c: list[int]) -> Counts:
+    return Counts(*c)
+
+
+def _timed_value(c: list[int]) -> Counts:
+    return TimedCounts(c[0], c[1], c[2], c[3], first_ns=c[4], last_ns=c[5])
 
 
 class Core:
@@ -927,6 +1032,7 @@ class Core:
         ignore_destinations: Iterable[bytes | str | IPv4Address | IPv6Address] = (),
         max_pending: int = 1024,
         max_pending_conns: int = 1 << 21,
+        track_times: bool = False,
     ) -> None:
         if hasattr(self, "_lock"):
             # Re-running __init__ would empty a live table: counts lost.
@@ -957,6 +1063,11 @@ class Core:
             packed_address(addr, f"ignore_destinations[{i}]")
             for i, addr in enumerate(addresses)
         )
+        if not isinstance(track_times, bool):
+            raise TypeError(
+                f"track_times: expected a bool, got {_type_name(track_times)}"
+            )
+        self._track_times = track_times
         self._reset()
 
     def _reset(self) -> None:
@@ -986,6 +1097,7 @@ class Core:
 
     def _open_window(self) -> Window:
         window = Window(self._next_generation, time.time())
+        window.track_times = self._track_times
         self._next_generation += 1
         self._window = window
         return window
@@ -1004,8 +1116,17 @@ class Core:
             self._dropped_packets = (self._dropped_packets + window.packets) & _U64
             self._dropped_bytes = (self._dropped_bytes + window.bytes) & _U64
 
-    def _add_locked(self, physical: bool, column: int, key: RawKey, n: int) -> bool:
-        """Add one packet of ``n`` bytes to ``key``; the caller holds the lock.
+    def _add_locked(
+        self,
+        physical: bool,
+        column: int,
+        key: RawKey,
+        n: int,
+        packets: int = 1,
+        t: int = 0,
+    ) -> bool:
+        """Add ``packets`` packets of ``n`` bytes in all, at time ``t`` (ns), to
+        ``key``; the caller holds the lock.
 
         ``column`` is 0 for tx and 2 for rx; ``key`` is already oriented (rx
         swap done).  Returns whether the waiter must be notified.
@@ -1028,28 +1149,58 @@ class Core:
                 notify = True
                 table = window._physical if physical else window._virtual
             counters = table[key] = [0, 0, 0, 0]
-        counters[column] = (counters[column] + 1) & _U64
+            if window.track_times:
+                counters += (t, t)
+        counters[column] = (counters[column] + packets) & _U64
         counters[column + 1] = (counters[column + 1] + n) & _U64
+        if window.track_times:
+            # min/max: the packets of a merged capture may come out of order
+            if t < counters[4]:
+                counters[4] = t
+            if t > counters[5]:
+                counters[5] = t
         return notify
 
-    def _count_one(self, physical: bool, rx: bool, key: RawKey, n: int) -> None:
-        self._count(physical, rx, ((key, n),))
+    def _count_one(
+        self, physical: bool, rx: bool, key: RawKey, n: int, packets: int = 1
+    ) -> None:
+        self._count_entries(((physical, rx, key, packets, n),))
 
     def _count(
-        self, physical: bool, rx: bool, entries: Iterable[tuple[RawKey, int]]
+        self,
+        physical: bool,
+        rx: bool,
+        entries: Iterable[tuple[RawKey, int]],
+        times: Optional[Sequence[int]] = None,
     ) -> None:
-        """``_count_one`` for many entries, in order, under one lock."""
-        column = 2 if rx else 0
+        """``_count_one`` for many entries, in order, under one lock.
+
+        ``times``: each entry's time (ns); without them, a core that tracks
+        times counts the whole call at the wall-clock time.
+        """
+        self._count_entries(((physical, rx, key, 1, n) for key, n in entries), times)
+
+    def _count_entries(
+        self,
+        entries: Iterable[tuple[bool, bool, RawKey, int, int]],
+        times: Optional[Sequence[int]] = None,
+    ) -> None:
+        """Count ``(physical, rx, key, packets, bytes)`` entries, in order,
+        under one lock (``times`` as for :meth:`_count`)."""
         notify = False
         opened = self._next_generation
+        now = time.time_ns() if self._track_times and times is None else 0
         try:
             with self._lock:
                 # Checked under the lock: nothing may be counted once close()
                 # has returned.
                 if self._closed:
                     return
-                for key, n in entries:
-                    notify |= self._add_locked(physical, column, key, n)
+                for i, (physical, rx, key, packets, n) in enumerate(entries):
+                    t = now if times is None else times[i]
+                    notify |= self._add_locked(
+                        physical, 2 if rx else 0, key, n, packets, t
+                    )
         finally:
             # Outside the lock: the waiter takes it right after waking up.
             # Also when an entry failed (MemoryError): a window this call
@@ -1057,19 +1208,23 @@ class Core:
             if notify or self._next_generation != opened:
                 self._notify()
 
+    # After close() a call counts nothing, but its arguments are checked
+    # first, as before close(): a bad call raises whenever it is made (the
+    # compiled core does the same).
+
     def _virtual(self, packet: Any, rx: bool) -> None:
+        view = _byte_view(packet, "packet")
         if self._closed:
             return
-        view = _byte_view(packet, "packet")
         key = _decode_raw(view)
         if rx:
             key = _swap(key)
         self._count_one(False, rx, key, len(view))
 
     def _virtual_batch(self, packets: Any, rx: bool) -> None:
+        views = _packet_list(packets, "packets")
         if self._closed:
             return
-        views = _packet_list(packets, "packets")
         self._count(False, rx, self._keys(views, rx))
 
     def _virtual_buffer(
@@ -1078,11 +1233,10 @@ class Core:
         offsets: Any,
         lengths: Any,
         rx: bool,
+        times: Any = None,
         vnis: Any = None,
         physical: bool = False,
     ) -> None:
-        if self._closed:
-            return
         view = _byte_view(buffer, "buffer")
         if isinstance(view, bytes):
             # Slicing bytes would copy every packet; a memoryview does not.
@@ -1094,6 +1248,7 @@ class Core:
                 f"lengths: has {len(sizes)} items but offsets has {len(starts)}"
             )
         tags = None if vnis is None else _vni_list(vnis, len(starts))
+        stamps = None if times is None else _times_list(times, len(starts))
         size = len(view)
         for i, (start, n) in enumerate(zip(starts, sizes)):
             if start + n > size:
@@ -1101,6 +1256,8 @@ class Core:
                     f"offsets[{i}]: packet {start}..{start + n} (lengths[{i}] = "
                     f"{n}) extends beyond the end of buffer ({size} bytes)"
                 )
+        if self._closed:
+            return
         views = [view[start : start + n] for start, n in zip(starts, sizes)]
         entries = self._keys(views, rx)
         if tags is not None:
@@ -1108,7 +1265,7 @@ class Core:
                 ((*key, vni), n) if vni >= 0 else (key, n)
                 for (key, n), vni in zip(entries, tags)
             ]
-        self._count(physical, rx, entries)
+        self._count(physical, rx, entries, stamps)
 
     @staticmethod
     def _keys(views: Sequence[ByteView], rx: bool) -> list[tuple[RawKey, int]]:
@@ -1121,15 +1278,87 @@ class Core:
             entries.append((key, len(view)))
         return entries
 
-    def _physical(self, src: Any, dst: Any, n: Any, rx: bool) -> None:
-        if self._closed:
-            return
-        # All three are validated before anything is counted.
+    def _physical(self, src: Any, dst: Any, n: Any, rx: bool, packets: Any) -> None:
+        # All are validated before anything is counted, and even once closed,
+        # as the virtual entry points are: a bad call raises whenever it is made.
         src_packed = packed_address(src, "src")
         dst_packed, dst_port = packed_addrport(dst, "dst")
         nbytes = byte_count(n, "n")
+        npkts = packet_count(packets, "packets")
+        if self._closed:
+            return
         key: RawKey = (0, src_packed, 0, dst_packed, dst_port)
-        self._count_one(True, rx, key, nbytes)
+        self._count_one(True, rx, key, nbytes, npkts)
+
+    def _preparsed(
+        self,
+        proto: Any,
+        src: Any,
+        dst: Any,
+        packets: Any,
+        nbytes: Any,
+        receive: Any,
+        physical: bool,
+    ) -> None:
+        # In the compiled core's order, so that a call with several bad
+        # arguments names the same one.
+        number = protocol_number(proto, "proto")
+        src_packed, sport = packed_endpoint(src, "src")
+        dst_packed, dport = packed_endpoint(dst, "dst")
+        npkts = packet_count(packets, "packets")
+        size = byte_count(nbytes, "bytes")
+        rx = direction(receive, "receive")
+        if self._closed:  # checked all the same, as the compiled core does
+            return
+        # No swap: the connection is counted as the caller gives it.
+        key: RawKey = (number, src_packed, sport, dst_packed, dport)
+        self._count_one(physical, rx, key, size, npkts)
+
+    def _records(self, records: Any) -> None:
+        if isinstance(records, str):
+            raise TypeError("records: expected a bytes-like object, got str")
+        view = _byte_view(records, "records")
+        if len(view) % RECORD_SIZE:
+            raise ValueError(
+                f"records: {len(view)} bytes is not a whole number of "
+                f"{RECORD_SIZE}-byte records"
+            )
+        # Copied once: every record is checked, then counted from the copy.
+        entries = [
+            _record_entry(i, fields)
+            for i, fields in enumerate(_RECORD.iter_unpack(bytes(view)))
+        ]
+        if self._closed:  # checked all the same, as the compiled core does
+            return
+        self._count_entries(entries)
+
+    def update_virtual(
+        self,
+        proto: Any,
+        src: Any,
+        dst: Any,
+        packets: Any,
+        bytes: Any,
+        receive: Any = False,
+    ) -> None:
+        """Count packets of the virtual connection ``(proto, src, dst)`` as given."""
+        self._preparsed(proto, src, dst, packets, bytes, receive, False)
+
+    def update_physical(
+        self,
+        proto: Any,
+        src: Any,
+        dst: Any,
+        packets: Any,
+        bytes: Any,
+        receive: Any = False,
+    ) -> None:
+        """Count packets of the physical connection ``(proto, src, dst)`` as given."""
+        self._preparsed(proto, src, dst, packets, bytes, receive, True)
+
+    def update_records(self, records: Any) -> None:
+        """Count a buffer of ``RECORD_SIZE``-byte records; all or nothing."""
+        self._records(records)
 
     def update_tx_virtual(self, packet: Any) -> None:
         """Count one transmitted IP packet."""
@@ -1139,13 +1368,17 @@ class Core:
         """Count one received IP packet (src and dst swapped in the key)."""
         self._virtual(packet, True)
 
-    def update_tx_physical(self, src: Any, dst: Any, n: Any) -> None:
-        """Count one transmitted physical packet of ``n`` bytes."""
-        self._physical(src, dst, n, False)
+    def update_tx_physical(
+        self, src: Any, dst: Any, n: Any, *, packets: Any = 1
+    ) -> None:
+        """Count ``packets`` transmitted physical packets of ``n`` bytes in all."""
+        self._physical(src, dst, n, False, packets)
 
-    def update_rx_physical(self, src: Any, dst: Any, n: Any) -> None:
-        """Count one received physical packet of ``n`` bytes (no swap)."""
-        self._physical(src, dst, n, True)
+    def update_rx_physical(
+        self, src: Any, dst: Any, n: Any, *, packets: Any = 1
+    ) -> None:
+        """Count ``packets`` received physical packets of ``n`` bytes in all (no swap)."""
+        self._physical(src, dst, n, True, packets)
 
     def update_tx_virtual_batch(self, packets: Any) -> None:
         """Count a sequence of transmitted packets; all or nothing on bad input."""
@@ -1160,26 +1393,55 @@ class Core:
     ) -> None:
         """Count transmitted packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``;
         ``vnis``: the VNI or key of each one's tunnel (-1: none), or None."""
-        self._virtual_buffer(buffer, offsets, lengths, False, vnis)
+        self._virtual_buffer(buffer, offsets, lengths, False, vnis=vnis)
 
     def update_rx_virtual_buffer(
         self, buffer: Any, offsets: Any, lengths: Any, vnis: Any = None
     ) -> None:
         """Count received packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
-        self._virtual_buffer(buffer, offsets, lengths, True, vnis)
+        self._virtual_buffer(buffer, offsets, lengths, True, vnis=vnis)
 
     def update_tx_physical_buffer(
-        self, buffer: Any, offsets: Any, lengths: Any, vnis: Any = None
+        self,
+        buffer: Any,
+        offsets: Any,
+        lengths: Any,
+        vnis: Any = None,
+        times: Any = None,
     ) -> None:
         """Count transmitted packets as physical traffic, each under its own
-        decoded connection (the outer packets of decapsulated tunnels)."""
-        self._virtual_buffer(buffer, offsets, lengths, False, vnis, physical=True)
+        decoded connection (the outer packets of decapsulated tunnels);
+        ``times`` as for :meth:`update_tx_virtual_buffer_at`, or None."""
+        self._virtual_buffer(buffer, offsets, lengths, False, times, vnis, True)
 
     def update_rx_physical_buffer(
-        self, buffer: Any, offsets: Any, lengths: Any, vnis: Any = None
+        self,
+        buffer: Any,
+        offsets: Any,
+        lengths: Any,
+        vnis: Any = None,
+        times: Any = None,
     ) -> None:
         """Count received packets as physical traffic (see update_tx_physical_buffer)."""
-        self._virtual_buffer(buffer, offsets, lengths, True, vnis, physical=True)
+        self._virtual_buffer(buffer, offsets, lengths, True, times, vnis, True)
+
+    def update_tx_virtual_buffer_at(
+        self, buffer: Any, offsets: Any, lengths: Any, times: Any, vnis: Any = None
+    ) -> None:
+        """``update_tx_virtual_buffer`` with each packet's time: ``times[i]``
+        in ns since the epoch (a buffer of int64, format 'q').  The times are
+        kept only by a core that tracks them (the capture replay's)."""
+        if times is None:
+            raise TypeError("times: expected a buffer of int64, got None")
+        self._virtual_buffer(buffer, offsets, lengths, False, times, vnis)
+
+    def update_rx_virtual_buffer_at(
+        self, buffer: Any, offsets: Any, lengths: Any, times: Any, vnis: Any = None
+    ) -> None:
+        """``update_rx_virtual_buffer`` with each packet's time (see the tx one)."""
+        if times is None:
+            raise TypeError("times: expected a buffer of int64, got None")
+        self._virtual_buffer(buffer, offsets, lengths, True, times, vnis)
 
     # -- window management -------------------------------------------------
 
@@ -1323,13 +1585,49 @@ class CountingMethods:
         """Count one received IP packet; its src and dst are swapped."""
         self._core_for_counting().update_rx_virtual(packet)
 
-    def update_tx_physical(self, src: Any, dst: Any, n: int) -> None:
-        """Count one transmitted WireGuard packet of ``n`` bytes to physical peer ``dst``."""
-        self._core_for_counting().update_tx_physical(src, dst, n)
+    def update_tx_physical(
+        self, src: Any, dst: Any, n: int, *, packets: int = 1
+    ) -> None:
+        """Count ``packets`` transmitted WireGuard packets of ``n`` bytes in all to physical peer ``dst``."""
+        self._core_for_counting().update_tx_physical(src, dst, n, packets=packets)
 
-    def update_rx_physical(self, src: Any, dst: Any, n: int) -> None:
-        """Count one received WireGuard packet of ``n`` bytes from physical peer ``dst``."""
-        self._core_for_counting().update_rx_physical(src, dst, n)
+    def update_rx_physical(
+        self, src: Any, dst: Any, n: int, *, packets: int = 1
+    ) -> None:
+        """Count ``packets`` received WireGuard packets of ``n`` bytes in all from physical peer ``dst``."""
+        self._core_for_counting().update_rx_physical(src, dst, n, packets=packets)
+
+    def update_virtual(
+        self,
+        proto: int,
+        src: Any,
+        dst: Any,
+        packets: int,
+        bytes: int,
+        receive: bool = False,
+    ) -> None:
+        """Count ``packets`` packets, ``bytes`` bytes in all, on the virtual connection ``(proto, src, dst)`` as given (no swap); ``receive`` selects the rx counters."""
+        self._core_for_counting().update_virtual(
+            proto, src, dst, packets, bytes, receive
+        )
+
+    def update_physical(
+        self,
+        proto: int,
+        src: Any,
+        dst: Any,
+        packets: int,
+        bytes: int,
+        receive: bool = False,
+    ) -> None:
+        """Count ``packets`` packets, ``bytes`` bytes in all, on the physical connection ``(proto, src, dst)`` as given; ``receive`` selects the rx counters."""
+        self._core_for_counting().update_physical(
+            proto, src, dst, packets, bytes, receive
+        )
+
+    def update_records(self, records: Any) -> None:
+        """Count a buffer of fixed-size records (``RECORD_FORMAT``), the batch form of update_virtual/update_physical (GIL released while counting)."""
+        self._core_for_counting().update_records(records)
 
     def update_tx_virtual_batch(self, packets: Any) -> None:
         """Count a sequence of transmitted packets (GIL released while counting)."""
@@ -1474,3 +1772,125 @@ class SeriesTable:
         if self._other is not None:
             out.append((None, tuple(self._other)))
         return out
+
+
+# --------------------------------------------------------------------------
+# a window as packed columns (the twin of src/core/columns.pxi)
+
+
+class Columns:
+    """A window's connections as packed columns (layout in src/core/columns.pxi)."""
+
+    n: int
+    kind: bytes
+    proto: bytes
+    src_family: bytes
+    dst_family: bytes
+    src_port: bytes
+    dst_port: bytes
+    tx_packets: bytes
+    tx_bytes: bytes
+    rx_packets: bytes
+    rx_bytes: bytes
+    src_valid: Optional[bytes]
+    dst_valid: Optional[bytes]
+    src_offsets: bytes
+    dst_offsets: bytes
+    src_text: bytes
+    dst_text: bytes
+    src_packed: Optional[bytes]
+    dst_packed: Optional[bytes]
+    first_ns: Optional[bytes]
+    last_ns: Optional[bytes]
+    vni: Optional[bytes]
+    vni_valid: Optional[bytes]
+
+
+def _bitmap(valid: list[bool]) -> Optional[bytes]:
+    if all(valid):
+        return None
+    out = bytearray((len(valid) + 7) // 8)
+    for i, ok in enumerate(valid):
+        if ok:
+            out[i >> 3] |= 1 << (i & 7)
+    return bytes(out)
+
+
+def columns(source: Any, packed: bool = False) -> Columns:
+    """The connections of ``source`` (a cut Window, or a ``(virtual,
+    physical)`` pair of dicts of Connection -> Counts) as a :class:`Columns`;
+    first/last times are included when every value is a TimedCounts."""
+    import array
+
+    if isinstance(source, Window):
+        virtual, physical = source.to_dicts()
+        rows = [(c, v, 0) for c, v in virtual.items()]
+        rows += [(c, v, 1) for c, v in physical.items()]
+    elif isinstance(source, tuple) and len(source) == 2:
+        rows = []
+        for flag, table in enumerate(source):
+            _require_dict(table, "virtual/physical")
+            for conn, counts in list(table.items()):
+                if not isinstance(conn, Connection):
+                    raise TypeError(
+                        "virtual/physical: expected Connection keys, got "
+                        f"{_type_name(conn)}"
+                    )
+                if not isinstance(counts, Counts):
+                    raise TypeError(
+                        "virtual/physical: expected Counts values, got "
+                        f"{_type_name(counts)}"
+                    )
+                rows.append((conn, counts, flag))
+    else:
+        raise TypeError(
+            "source: expected a Window or a (virtual, physical) pair of dicts, "
+            f"got {_type_name(source)}"
+        )
+    cols = Columns()
+    n = cols.n = len(rows)
+    cols.kind = bytes(flag for _c, _v, flag in rows)
+    cols.proto = bytes(c.proto for c, _v, _f in rows)
+    for side in ("src", "dst"):
+        ends = [c.src if side == "src" else c.dst for c, _v, _f in rows]
+        family = bytes(0 if e.addr is None else e.addr.version for e in ends)
+        setattr(cols, f"{side}_family", family)
+        setattr(
+            cols, f"{side}_port", array.array("H", [e.port for e in ends]).tobytes()
+        )
+        setattr(cols, f"{side}_valid", _bitmap([e.addr is not None for e in ends]))
+        texts = [b"" if e.addr is None else str(e.addr).encode() for e in ends]
+        offsets = [0]
+        for text in texts:
+            offsets.append(offsets[-1] + len(text))
+        setattr(cols, f"{side}_offsets", array.array("q", offsets).tobytes())
+        setattr(cols, f"{side}_text", b"".join(texts))
+        setattr(
+            cols,
+            f"{side}_packed",
+            b"".join(
+                b"\0" * 16 if e.addr is None else e.addr.packed.ljust(16, b"\0")
+                for e in ends
+            )
+            if packed
+            else None,
+        )
+    for i, name in enumerate(("tx_packets", "tx_bytes", "rx_packets", "rx_bytes")):
+        setattr(cols, name, array.array("Q", [v[i] for _c, v, _f in rows]).tobytes())
+    spans = [
+        (v.first_ns, v.last_ns) for _c, v, _f in rows if isinstance(v, TimedCounts)
+    ]
+    cols.first_ns = cols.last_ns = None
+    if n > 0 and len(spans) == n:  # times only when every value has them
+        cols.first_ns = array.array("q", [first for first, _ in spans]).tobytes()
+        cols.last_ns = array.array("q", [last for _, last in spans]).tobytes()
+    vnis = [c.vni for c, _v, _f in rows]
+    cols.vni = cols.vni_valid = None
+    if any(v is not None for v in vnis):  # decapsulated tunnel rows
+        cols.vni = array.array("I", [v or 0 for v in vnis]).tobytes()
+        valid = bytearray((n + 7) // 8)
+        for i, v in enumerate(vnis):
+            if v is not None:
+                valid[i >> 3] |= 1 << (i & 7)
+        cols.vni_valid = bytes(valid)
+    return cols

@@ -7,6 +7,7 @@ import inspect
 import itertools
 import logging
 import math
+import operator
 import os
 import sys
 import threading
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 from . import _impl
 from ._flusher import DumpCallback, Flusher
 from ._impl import materialize_all
+from ._types import CONNECTION_BYTES, MESSAGE_OVERHEAD_BYTES
 
 if TYPE_CHECKING:
     from ._fastparse import Connection, Counts
@@ -91,7 +93,29 @@ _HOT_PATH = (
     "update_rx_virtual_batch",
     "update_tx_virtual_buffer",
     "update_rx_virtual_buffer",
+    "update_virtual",
+    "update_physical",
+    "update_records",
 )
+
+
+def _conns_for_bytes(max_bytes: Any) -> int:
+    """The connection bound that ``max_bytes`` implies (0 if unbounded)."""
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+        raise TypeError(f"max_bytes: expected an int, got {type(max_bytes).__name__}")
+    # The real value as an exact int (operator.index copies an int
+    # subclass's value; int() would call a subclass's own __int__).
+    max_bytes = operator.index(max_bytes)
+    if max_bytes == 0:
+        return 0
+    smallest = MESSAGE_OVERHEAD_BYTES + CONNECTION_BYTES
+    if max_bytes < smallest:
+        raise ValueError(
+            f"max_bytes: must be 0 (unbounded) or at least {smallest} "
+            f"(one connection: {MESSAGE_OVERHEAD_BYTES} + {CONNECTION_BYTES}), "
+            f"got {max_bytes}"
+        )
+    return (max_bytes - MESSAGE_OVERHEAD_BYTES) // CONNECTION_BYTES
 
 
 if TYPE_CHECKING:
@@ -106,8 +130,15 @@ class Statistics(_CountingMethods):
     ``Statistics()`` with no arguments is ready for use: counts accumulate
     until :meth:`extract`.  With ``dump``, windows are handed to
     ``dump(start, end, virtual, physical)`` from one background thread every
-    ``max_period`` seconds and whenever a new connection would make the
-    window hold more than ``max_conns`` connections.
+    ``max_period`` seconds, whenever a new connection would make the window
+    hold more than ``max_conns`` connections, and whenever it would make
+    the window's network log message (upstream's bound: ``219 + 247 *
+    connections`` bytes) exceed ``max_bytes``; whichever comes first.
+
+    With ``track_times=True`` the windows' values are :class:`TimedCounts`:
+    Counts with the wall-clock time (ns since the epoch) of the update call
+    that first and last counted the connection in the window.  Off by
+    default: it costs a clock read per call and 16 bytes per connection.
 
     All methods are safe to call from any thread.
     """
@@ -122,6 +153,8 @@ class Statistics(_CountingMethods):
         dump: Optional[DumpCallback] = None,
         *,
         ignore_destinations: Iterable[Any] = (),
+        max_bytes: int = 0,
+        track_times: bool = False,
     ) -> None:
         period = _period_seconds(max_period)
         if isinstance(max_conns, bool) or not isinstance(max_conns, int):
@@ -130,6 +163,7 @@ class Statistics(_CountingMethods):
             )
         if max_conns < 0:
             raise ValueError(f"max_conns: must be >= 0, got {max_conns}")
+        byte_conns = _conns_for_bytes(max_bytes)
         if dump is not None and not callable(dump):
             raise TypeError(f"dump: expected a callable, got {type(dump).__name__}")
         if dump is not None and _is_async(dump):
@@ -139,9 +173,9 @@ class Statistics(_CountingMethods):
                 "connstats.aio.AsyncStatistics and `async for window in "
                 "stats.windows()` instead"
             )
-        if dump is None and (period or max_conns):
+        if dump is None and (period or max_conns or byte_conns):
             raise ValueError(
-                "dump: max_period and max_conns hand windows to dump(); "
+                "dump: max_period, max_conns and max_bytes hand windows to dump(); "
                 "pass a dump callback (or use extract() without them)"
             )
         if isinstance(ignore_destinations, (str, bytes, bytearray)):
@@ -149,13 +183,23 @@ class Statistics(_CountingMethods):
                 "ignore_destinations: expected an iterable of addresses, "
                 f"got a single {type(ignore_destinations).__name__}"
             )
+        if not isinstance(track_times, bool):
+            raise TypeError(
+                f"track_times: expected a bool, got {type(track_times).__name__}"
+            )
+        # Both bounds count connections: the core enforces the smaller one.
+        bounds = [b for b in (max_conns, byte_conns) if b]
+        limit = min(bounds) if bounds else 0
         module = self._core_module or _impl.core
         core = module.Core(
-            max_conns=max_conns, ignore_destinations=tuple(ignore_destinations)
+            max_conns=limit,
+            ignore_destinations=tuple(ignore_destinations),
+            track_times=track_times,
         )
         self._core = core
         self._period = period
         self._max_conns = max_conns
+        self._max_bytes = operator.index(max_bytes)
         self._dump = dump
         # Windows extract() cut but could not hand out (building the dicts
         # raised): the next extract() returns them, or the final flush.
@@ -235,7 +279,9 @@ class Statistics(_CountingMethods):
         (which cannot wait for itself: the final window is then delivered
         right after ``dump`` returns).  Returns True when the final flush has
         completed, False if ``timeout`` seconds passed first.  Updates after
-        shutdown are dropped silently.
+        shutdown count nothing and raise nothing, but their arguments are
+        checked as before it: a bad call raises the same ``TypeError`` or
+        ``ValueError`` on both cores, whenever it is made.
         """
         if timeout is not None:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
@@ -315,9 +361,10 @@ class Statistics(_CountingMethods):
 
     def __repr__(self) -> str:
         state = "shut down" if self.is_shutdown else "running"
+        bytes_bound = f" max_bytes={self._max_bytes}" if self._max_bytes else ""
         return (
-            f"<connstats.Statistics max_period={self._period:g}s max_conns={self._max_conns} "
-            f"connections={self.connections} {state}>"
+            f"<connstats.Statistics max_period={self._period:g}s max_conns={self._max_conns}"
+            f"{bytes_bound} connections={self.connections} {state}>"
         )
 
     def _after_fork_in_child(self) -> None:

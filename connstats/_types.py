@@ -131,7 +131,9 @@ class Connection(_ConnectionFields):
         vni: Optional[int] = None,
     ) -> Connection:
         if vni is None:
-            return _ConnectionFields.__new__(cls, proto, src, dst)
+            # type(conn)(proto, src, dst) of a tunnel row is a plain one
+            plain = Connection if issubclass(cls, _TunnelConnection) else cls
+            return _ConnectionFields.__new__(plain, proto, src, dst)
         if isinstance(vni, bool) or not isinstance(vni, int):
             raise TypeError(f"vni: expected an int or None, got {type(vni).__name__}")
         if not 0 <= vni <= 0xFFFFFFFF:
@@ -279,8 +281,111 @@ class Decapsulated(NamedTuple):
     vni: Optional[int]
 
 
+class TimedCounts(Counts):
+    """Counts with the time of the connection's first and last packet.
+
+    Windows of ``Statistics(track_times=True)`` (and of the capture replay)
+    hold these: ``first_ns``/``last_ns`` are nanoseconds since the Unix epoch
+    (UTC).  Iteration, equality, hashing and ordering are those of Counts
+    (the four counters); adding two TimedCounts keeps the earliest first and
+    the latest last time (adding a plain Counts gives a Counts).
+    """
+
+    first_ns: int
+    last_ns: int
+
+    def __new__(
+        cls,
+        tx_packets: int = 0,
+        tx_bytes: int = 0,
+        rx_packets: int = 0,
+        rx_bytes: int = 0,
+        *,
+        first_ns: int = 0,
+        last_ns: int = 0,
+    ) -> TimedCounts:
+        self = super().__new__(cls, tx_packets, tx_bytes, rx_packets, rx_bytes)
+        for name, value in (("first_ns", first_ns), ("last_ns", last_ns)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+            if not -(1 << 63) <= value < (1 << 63):
+                raise ValueError(f"{name}: {value} is out of range of int64")
+        self.first_ns = int(first_ns)
+        self.last_ns = int(last_ns)
+        return self
+
+    def __add__(self, other: Any) -> Counts:
+        total = Counts.__add__(self, other)
+        if total is NotImplemented or not isinstance(other, TimedCounts):
+            return total
+        return TimedCounts(
+            *total,
+            first_ns=min(self.first_ns, other.first_ns),
+            last_ns=max(self.last_ns, other.last_ns),
+        )
+
+    def __reduce__(self) -> tuple[Any, tuple[int, ...]]:
+        return (_timed_counts, (*self, self.first_ns, self.last_ns))
+
+    def __repr__(self) -> str:
+        return (
+            f"TimedCounts(tx_packets={self.tx_packets}, tx_bytes={self.tx_bytes}, "
+            f"rx_packets={self.rx_packets}, rx_bytes={self.rx_bytes}, "
+            f"first_ns={self.first_ns}, last_ns={self.last_ns})"
+        )
+
+
+def _timed_counts(
+    tx_packets: int,
+    tx_bytes: int,
+    rx_packets: int,
+    rx_bytes: int,
+    first_ns: int,
+    last_ns: int,
+) -> TimedCounts:
+    return TimedCounts(
+        tx_packets, tx_bytes, rx_packets, rx_bytes, first_ns=first_ns, last_ns=last_ns
+    )
+
+
 #: Tailscale's service addresses (MagicDNS/quad-100), for ``ignore_destinations``.
 TAILSCALE_SERVICE_ADDRESSES: tuple[IPAddress, ...] = (
     ipaddress.IPv4Address("100.100.100.100"),
     ipaddress.IPv6Address("fd7a:115c:a1e0::53"),
 )
+
+
+# Fixed-size records for Statistics.update_records: the batch form of
+# update_virtual/update_physical.  One record is
+#
+#   offset  size  field
+#        0     1  proto (IP protocol number)
+#        1     1  flags: RECORD_RECEIVE, RECORD_PHYSICAL; other bits zero
+#        2     1  src family: 0 (no address), 4 or 6
+#        3     1  dst family
+#        4     2  src port
+#        6     2  dst port
+#        8    16  src address, network byte order (IPv4: first 4 bytes, rest zero)
+#       24    16  dst address
+#       40     8  packets
+#       48     8  bytes
+#
+# Integers are little-endian on every platform, so that a buffer written
+# with struct (``RECORD_FORMAT``) or a numpy structured dtype means the same
+# everywhere.
+
+#: ``struct`` format of one record (little-endian, no padding).
+RECORD_FORMAT = "<BBBBHH16s16sQQ"
+#: Bytes per record.
+RECORD_SIZE = 56
+#: Flag bit: count into the rx counters (``receive=True``).
+RECORD_RECEIVE = 1
+#: Flag bit: a physical connection (``update_physical``), not a virtual one.
+RECORD_PHYSICAL = 2
+
+#: Upstream's JSON size of a network log message without connections
+#: (``netlogtype.MinMessageJSONSize``) and the most one connection adds
+#: (``netlogtype.MaxConnectionCountsJSONSize``): ``Statistics(max_bytes=)``
+#: bounds ``MESSAGE_OVERHEAD_BYTES + CONNECTION_BYTES * connections``.
+MESSAGE_OVERHEAD_BYTES = 219
+CONNECTION_BYTES = 247

@@ -163,6 +163,7 @@ def _read_all(data: bytes, scanner_class: Any, decap: int = 0) -> list:
             reader.tunnels,
             reader.bad_tunnels,
             tuple(reader.linktypes),
+            tuple(reader.warnings),
         )
     )
     window = core.cut()

@@ -183,7 +183,35 @@ def core_seeds() -> dict[str, bytes]:
         + hostile_script()
         + cut,
         "hostile_max_conns_2": bytes([3]) + hostile_script() + pop + cut,
+        "preparsed": bytes([0x20]) + preparsed_script() + cut,
+        "preparsed_max_conns_2": bytes([3]) + preparsed_script() + pop + pop + cut,
     }
+
+
+def preparsed_script() -> bytes:
+    """fuzz_core.py ops 17-19: update_virtual/update_physical, update_records."""
+
+    # a record's operands: flags, proto, src, sport, dst, dport, packets, bytes
+    def record(flags: int, pool: int) -> bytes:
+        return bytes([flags, 3, pool, 2, pool + 1, 1, 1, 2])
+
+    # every direction and kind, every endpoint form, then each bad argument
+    singles = b"".join(
+        bytes([17, flags, 2, flags, 3, 4 + flags, 1, 1, 2, forms])
+        for flags in range(4)
+        for forms in (0, 9, 18, 27, 36, 45)
+    )
+    singles += b"".join(
+        bytes([17, bad << 2, 2, 0, 3, 4, 1, 1, 2, 0]) for bad in range(1, 8)
+    )
+    singles += bytes([17, 0, 6, 8, 0, 8, 0, 5, 5, 1])  # no addresses, u64 counts
+    records = bytes([18, 4]) + b"".join(record(f, f) for f in range(4)) + bytes([0, 0])
+    records += bytes([18, 3]) + b"".join(record(f, 4 + f) for f in range(3))
+    records += bytes([3, 2, 7, 3])  # corrupt: record 1, byte 2 (src family) = 7
+    records += bytes([18, 2]) + record(0, 1) + record(2, 5) + bytes([2, 1])  # cut short
+    raw = bytes([19, 2]) + bytes([6, 1, 4, 6, 0x50, 0, 0x35, 0]) + bytes(48)
+    raw += bytes([17, 2, 0, 0, 1, 0, 1, 0]) + bytes(32) + bytes([5] + [0] * 15)
+    return singles + records + raw
 
 
 def hostile_script() -> bytes:
@@ -293,6 +321,24 @@ def capture_seeds() -> dict[str, bytes]:
         ]
     )
     seeds["pcapng_truncated"] = seeds["pcapng_le"][:-5]
+    # epb_flags directions (and a comment before one), both byte orders
+    for big in (False, True):
+        o = ">" if big else "<"
+        comment = struct.pack(o + "HH", 1, 3) + b"hi\0\0"
+        seeds[f"pcapng_epb_flags_{'be' if big else 'le'}"] = cap.pcapng(
+            cap.Section(
+                interfaces=[cap.Interface(101)],
+                packets=[(0, t0 + i, p) for i, p in enumerate(packets)],
+                big_endian=big,
+                epb_options={
+                    0: cap.epb_flags(o, 2),
+                    1: comment + cap.epb_flags(o, 1),
+                    2: struct.pack(o + "HH", 2, 40) + b"\1\0\0\0",  # runs past
+                },
+            )
+        )
+    # an interface block whose if_tsoffset runs past it
+    seeds["pcapng_idb_option_overrun"] = _idb_option_overrun(packets[0])
     tunnels = list(tunnel_packets().items())
     seeds["pcap_tunnels_raw"] = cap.pcap(
         [(t0 + i * 300_000_000, p) for i, (_, p) in enumerate(tunnels)], 101
@@ -304,11 +350,58 @@ def capture_seeds() -> dict[str, bytes]:
     return seeds
 
 
+def _idb_option_overrun(packet: bytes) -> bytes:
+    shb = struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1)
+    shb += struct.pack("<I", 28)
+    idb = struct.pack("<IIHHIHH", 1, 24, 101, 0, 0, 14, 8) + struct.pack("<I", 24)
+    body = struct.pack("<IIIII", 0, 0, 1, len(packet), len(packet)) + packet
+    body += bytes(-len(body) % 4)
+    epb = (
+        struct.pack("<II", 6, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+    )
+    return shb + idb + epb
+
+
+def compress_seeds() -> dict[str, bytes]:
+    """Compressed captures of every kind, multi-frame zstd, a small bomb, cuts."""
+    import bz2
+    import gzip
+    import lzma
+
+    capture = capture_seeds()["pcapng_le"]
+    seeds = {
+        "gzip": gzip.compress(capture),
+        "bzip2": bz2.compress(capture),
+        "xz": lzma.compress(capture),
+    }
+    try:
+        import zstandard
+    except ImportError:  # Python 3.14 without the package: no zstd seeds
+        return seeds
+    plain = zstandard.ZstdCompressor(level=3)
+    checked = zstandard.ZstdCompressor(level=19, write_checksum=True)
+    half = len(capture) // 2
+    skippable = struct.pack("<II", 0x184D2A50, 3) + b"abc"
+    seeds["zstd"] = plain.compress(capture)
+    seeds["zstd_frames"] = (
+        checked.compress(capture[:half]) + skippable + plain.compress(capture[half:])
+    )
+    # RLE blocks of 128 KiB each: 4 bytes in, 128 KiB out (2 MiB in all)
+    bomb = bytearray(struct.pack("<I", 0xFD2FB528) + bytes([0x00, 0x38]))
+    for i in range(16):
+        bomb += ((i == 15) | (1 << 1) | (128 * 1024 << 3)).to_bytes(3, "little") + b"\0"
+    seeds["zstd_rle_bomb"] = bytes(bomb)
+    seeds["zstd_cut"] = seeds["zstd_frames"][: len(seeds["zstd_frames"]) * 2 // 3]
+    seeds["gzip_cut"] = seeds["gzip"][:-9]
+    return seeds
+
+
 def main() -> None:
     corpus = HERE / "corpus"
     _write(corpus / "decode", decode_seeds())
     _write(corpus / "core", core_seeds())
     _write(corpus / "capture", capture_seeds())
+    _write(corpus / "compress", compress_seeds())
 
 
 if __name__ == "__main__":

@@ -15,9 +15,12 @@
 #                          and benchmarks/test_bench_capture.py
 #   prometheus             the real server of tests/test_export_prometheus.py
 #                          (the test starts its own on loopback, not the service)
+#   golang-go              the encoding/json oracle of tests/test_netlog.py
+#                          (builds tests/data/netlog_oracle/main.go; std only)
+#   zstd                   the oracle of tests/test_compress_bounds.py (zstd -d)
 set -uo pipefail
 packages=(iperf3 iputils-ping tshark tcpdump libpcap0.8 softflowd nfdump
-          argus-server argus-client pmacct iproute2 gcc prometheus)
+          argus-server argus-client pmacct iproute2 gcc prometheus golang-go zstd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

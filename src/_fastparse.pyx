@@ -27,7 +27,9 @@ dependency order:
   core/platform.pxi    the declarations of cs_platform.h
   core/decode.pxi      an IP packet to a 40-byte key
   core/decap.pxi       tunnels: the innermost IP packet (also in the scanner)
+  core/records.pxi     a fixed-size record of pre-parsed counts to a key
   core/table.pxi       the sharded counter table and the window it lives in
+  core/times.pxi       first/last time per connection (windows that track times)
   core/tagged.pxi      the window's table of tunnel rows with a VNI
   core/values.pxi      AddrPort, Connection, Counts
   core/args.pxi        Python arguments to C values (buffers, index arrays)
@@ -37,6 +39,7 @@ dependency order:
   core/methods.pxi     CountingMethods: Statistics' per-packet methods
   core/textout.pxi     connection tables as sorted JSON/CSV text (connstats read)
   core/series.pxi      SeriesTable: cumulative counts per series (connstats.metrics)
+  core/columns.pxi     a window as packed columns (Arrow, Parquet)
 """
 
 cimport cython
@@ -44,8 +47,13 @@ from cpython.buffer cimport (
     PyBUF_ANY_CONTIGUOUS, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release,
     PyObject_CheckBuffer, PyObject_GetBuffer,
 )
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
-from cpython.long cimport PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong
+from cpython.bytes cimport (
+    PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE,
+)
+from cpython.long cimport (
+    PyLong_AsLongAndOverflow, PyLong_AsUnsignedLongLong, PyLong_CheckExact,
+    PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong,
+)
 from cpython.number cimport PyNumber_Index
 from cpython.object cimport Py_EQ, Py_GE, Py_GT, Py_LE, Py_LT, Py_NE, PyObject
 from cpython.pythread cimport (
@@ -72,7 +80,9 @@ from connstats._types import (
 include "core/platform.pxi"
 include "core/decode.pxi"
 include "core/decap.pxi"
+include "core/records.pxi"
 include "core/table.pxi"
+include "core/times.pxi"
 include "core/tagged.pxi"
 include "core/values.pxi"
 include "core/args.pxi"
@@ -82,6 +92,7 @@ include "core/core.pxi"
 include "core/methods.pxi"
 include "core/textout.pxi"
 include "core/series.pxi"
+include "core/columns.pxi"
 
 
 def decode(packet):
@@ -202,3 +213,8 @@ def decap_split(buffer, offsets, lengths, int mask):
 SHARDS = NSHARDS
 ENTRY_BYTES = sizeof(cs_entry)
 WINDOW_BYTES = sizeof(cs_window)
+
+# The record layout is written down once, in connstats/_types.py.
+from connstats._types import RECORD_SIZE as _RECORD_SIZE
+if _RECORD_SIZE != RECORD_BYTES:
+    raise ImportError(f"connstats: RECORD_SIZE {_RECORD_SIZE} != the core's {RECORD_BYTES}")

@@ -382,6 +382,13 @@ def _option(order: str, code: int, value: bytes) -> bytes:
     return struct.pack(order + "HH", code, len(value)) + _pad4(value)
 
 
+def epb_flags(order: str, flags: int) -> bytes:
+    """An epb_flags option (and the end of options): 1 inbound, 2 outbound."""
+    return _option(order, 2, struct.pack(order + "I", flags)) + struct.pack(
+        order + "HH", 0, 0
+    )
+
+
 def pcapng_block(order: str, btype: int, body: bytes) -> bytes:
     body = _pad4(body)
     length = 12 + len(body)
@@ -409,6 +416,8 @@ class Section:
     big_endian: bool = False
     # blocks of unknown types to put before every packet (skipped by readers)
     junk: bool = False
+    # enhanced packet blocks' options, by packet index (raw bytes, as written)
+    epb_options: dict[int, bytes] = field(default_factory=dict)
 
 
 def _ticks(ts_ns: int, iface: Interface) -> int:
@@ -451,7 +460,7 @@ def pcapng(sections: Section | Sequence[Section]) -> bytes:
                     struct.pack(o + "HHI", iface.linktype, 0, iface.snaplen) + opts,
                 )
             )
-        for index, ts, frame in sec.packets:
+        for number, (index, ts, frame) in enumerate(sec.packets):
             if sec.junk:
                 out.append(pcapng_block(o, 0x00000BAD, b"junk block"))
                 out.append(
@@ -469,7 +478,8 @@ def pcapng(sections: Section | Sequence[Section]) -> bytes:
                 struct.pack(
                     o + "IIIII", index, t >> 32, t & 0xFFFFFFFF, len(cap), len(frame)
                 )
-                + cap
+                + _pad4(cap)
+                + sec.epb_options.get(number, b"")
             )
             out.append(pcapng_block(o, 6, body))
     return b"".join(out)

@@ -179,14 +179,14 @@ def test_one_row_of_each_kind_by_hand():
     )
     assert total == 6
     assert core.json_rows(items) == (
-        '{"kind":"fragment","proto":255,"src":"10.0.0.1","dst":"10.0.0.2",'
+        '{"kind":"fragment","proto":255,"src":"10.0.0.1:0","dst":"10.0.0.2:0",'
         '"txPkts":1,"txBytes":1480},'
         f'{{"proto":17,"src":"10.0.0.1:53","dst":"[{mapped}]:53",'
         '"rxPkts":2,"rxBytes":200},'
         '{"kind":"undecoded","txPkts":3,"txBytes":90},'
         '{"proto":6,"src":"10.0.0.1:5000","dst":"[2001:db8::1]:443",'
         '"txPkts":1,"txBytes":60},'
-        '{"kind":"ip","src":"10.0.0.1","dst":"10.0.0.3","txPkts":1,"txBytes":20}',
+        '{"kind":"ip","src":"10.0.0.1:0","dst":"10.0.0.3:0","txPkts":1,"txBytes":20}',
         '{"src":"10.0.0.1:0","dst":"10.9.9.9:0","txPkts":9,"txBytes":999}',
     )
     assert core.csv_rows(items, "1,s,e,", PROTOCOL_NAMES).split("\r\n") == [

@@ -297,13 +297,13 @@ def json_items(items: Iterable[Item], cache: AddrCache) -> tuple[list[str], list
             parts.append(f'"kind":"{kind}"')
         if conn.proto:
             parts.append(f'"proto":{conn.proto}')
-        # Special rows have no ports to show; ordinary ones always do (":0"
-        # for ICMP), as the network log writes them.
-        with_port = not kind or bool(conn.src.port or conn.dst.port)
+        # Every address is written ADDR:PORT (":0" for ICMP, fragments and
+        # rows without a transport), as Go writes a netip.AddrPort: a
+        # network-log consumer cannot parse a bare address.
         if conn.src.addr is not None:
-            parts.append(f'"src":"{endpoint(conn.src, with_port)}"')
+            parts.append(f'"src":"{endpoint(conn.src, True)}"')
         if conn.dst.addr is not None:
-            parts.append(f'"dst":"{endpoint(conn.dst, with_port)}"')
+            parts.append(f'"dst":"{endpoint(conn.dst, True)}"')
         if vni is not None:
             parts.append(f'"vni":{vni}')
         parts += _json_counts(c)

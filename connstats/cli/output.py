@@ -113,6 +113,8 @@ class ReportOptions:
     #: a vni column in CSV (connstats read --decap); tables and JSON show a
     #: row's VNI whenever it has one
     vni: bool = False
+    #: add each connection's Community ID (connections and conversations)
+    community_id: bool = False
 
 
 @dataclass
@@ -167,7 +169,12 @@ def build_report(
             packets += c[0] + c[2]
             nbytes += c[1] + c[3]
     times_on = opts.times and times is not None
-    if opts.shape == "connections" and not times_on and fast_handles(opts.sort):
+    if (
+        opts.shape == "connections"
+        and not times_on
+        and not opts.community_id
+        and fast_handles(opts.sort)
+    ):
         items, total = ordered(
             tables, opts.sort, opts.reverse, opts.top, cache or AddrCache()
         )

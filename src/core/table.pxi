@@ -16,6 +16,8 @@ cdef struct cs_table:
     uint32_t mask       # number of slots - 1; 0 while unallocated
     uint32_t count
     uint32_t capacity   # of entries
+    int64_t *times      # first/last ns per entry, parallel to entries; only in
+    uint32_t times_cap  # windows that track times (core/times.pxi)
 
 
 cdef enum:
@@ -33,6 +35,7 @@ cdef struct cs_window:
     int64_t end_ns
     int64_t generation
     cs_window *next     # pending-queue link
+    int track_times     # entries carry first/last times (core/times.pxi)
     void *tagged        # rows with a tunnel's VNI (cs_ttable, tagged.pxi), or NULL
 
 
@@ -154,6 +157,7 @@ cdef void _window_free(cs_window *w) noexcept nogil:
     for i in range(NSHARDS):
         free(w.shards[i].slots)
         free(w.shards[i].entries)
+        free(w.shards[i].times)
     _tagged_free(w.tagged)
     free(w)
 
@@ -165,6 +169,8 @@ cdef Py_ssize_t _window_table_bytes(cs_window *w) noexcept nogil:
         if w.shards[i].mask:
             total += (w.shards[i].mask + 1) * sizeof(uint64_t)
         total += w.shards[i].capacity * sizeof(cs_entry)
+        if w.shards[i].times != NULL:
+            total += w.shards[i].capacity * 2 * sizeof(int64_t)
     return total + _tagged_bytes(w.tagged)
 
 

@@ -21,6 +21,8 @@ cdef struct cs_tentry:
     uint64_t tx_bytes
     uint64_t rx_packets
     uint64_t rx_bytes
+    int64_t first_ns    # first/last packet time, in a window that keeps them
+    int64_t last_ns
 
 
 cdef struct cs_ttable:
@@ -61,8 +63,9 @@ cdef int _tagged_grow(cs_ttable *t) noexcept nogil:
 
 
 cdef int _tagged_add(cs_window *w, const cs_tkey *k, uint64_t h, bint rx, uint64_t nbytes,
-                     int64_t max_conns) noexcept nogil:
-    """One packet of nbytes on k; ADD_* as _window_add.  Shard 0's lock is held."""
+                     int64_t max_conns, bint timed, int64_t when) noexcept nogil:
+    """One packet of nbytes on k, at time `when` if timed; ADD_* as _window_add.
+    Shard 0's lock is held."""
     cdef cs_ttable *t = <cs_ttable *>w.tagged
     cdef uint32_t tag = <uint32_t>h
     cdef uint32_t pos, idx, cap
@@ -118,6 +121,8 @@ cdef int _tagged_add(cs_window *w, const cs_tkey *k, uint64_t h, bint rx, uint64
         e.tx_bytes = 0
         e.rx_packets = 0
         e.rx_bytes = 0
+        e.first_ns = CS_TIME_NONE_FIRST
+        e.last_ns = CS_TIME_NONE_LAST
         t.slots[pos] = (<uint64_t>tag << 32) | (idx + 1)
     if rx:
         e.rx_packets += 1
@@ -125,6 +130,12 @@ cdef int _tagged_add(cs_window *w, const cs_tkey *k, uint64_t h, bint rx, uint64
     else:
         e.tx_packets += 1
         e.tx_bytes += nbytes
+    if timed:
+        # min/max: the packets of a merged capture may come out of order
+        if when < e.first_ns:
+            e.first_ns = when
+        if when > e.last_ns:
+            e.last_ns = when
     return result
 
 

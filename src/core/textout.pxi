@@ -490,9 +490,10 @@ cdef int _to_json_row(_ToOut *o, const _ToConn *r, object conn) except -1:
     # `conn` is needed only when r.odd (str() of an address)
     cdef const char *kind = _to_kind(r, True)
     cdef Py_ssize_t kind_len = _to_strlen(kind)
-    # special rows have no ports to show; ordinary ones always do (":0" for
-    # ICMP), as the network log writes them
-    cdef bint with_port = kind_len == 0 or r.sport != 0 or r.dport != 0
+    # Every address is written ADDR:PORT (":0" for ICMP, fragments and rows
+    # without a transport), as Go writes a netip.AddrPort: a network-log
+    # consumer cannot parse a bare address.
+    cdef bint with_port = True
     cdef bint first = True
     cdef int i
     _to_room(o, _TO_ROW_ROOM)

@@ -262,7 +262,7 @@ cdef inline Py_hash_t _connection_hash(int proto, Py_hash_t src, Py_hash_t dst,
 cdef Py_hash_t _EMPTY_CONNECTION_HASH = _connection_hash(0, _NO_ADDRPORT._hash, _NO_ADDRPORT._hash, -1)
 
 
-@cython.final
+# Not final: TimedCounts extends it.
 @cython.freelist(64)
 cdef class Counts:
     """Packet and byte counters of one connection (unsigned 64-bit, wrapping)."""
@@ -272,8 +272,13 @@ cdef class Counts:
     cdef readonly uint64_t rx_packets
     cdef readonly uint64_t rx_bytes
 
-    # Built in __cinit__ with no __init__, as AddrPort: immutable.
-    def __cinit__(self, tx_packets=0, tx_bytes=0, rx_packets=0, rx_bytes=0):
+    # Built in __cinit__ with no __init__, as AddrPort: immutable.  The
+    # keyword-only times are TimedCounts' (a subclass's tp_new calls this
+    # __cinit__ with its own arguments first).
+    def __cinit__(self, tx_packets=0, tx_bytes=0, rx_packets=0, rx_bytes=0, *,
+                  first_ns=None, last_ns=None):
+        if (first_ns is not None or last_ns is not None) and not isinstance(self, TimedCounts):
+            raise TypeError("Counts() takes no times; use TimedCounts")
         if tx_packets is 0 and tx_bytes is 0 and rx_packets is 0 and rx_bytes is 0:
             return  # Counts.__new__(Counts): tp_new zeroed the counters
         self.tx_packets = _u64_arg(tx_packets, "tx_packets")
@@ -358,3 +363,62 @@ cdef uint64_t _u64_arg(object value, str argname) except? 0:
     if not 0 <= value < 2 ** 64:
         raise ValueError(f"{argname}: {value} is out of range 0..2**64-1")
     return <uint64_t>value
+
+
+@cython.final
+cdef class TimedCounts(Counts):
+    """Counts with the time of the connection's first and last packet.
+
+    Windows of ``Statistics(track_times=True)`` (and of the capture replay)
+    hold these: ``first_ns``/``last_ns`` are nanoseconds since the Unix
+    epoch (UTC).  Iteration, equality, hashing and ordering are those of
+    Counts (the four counters); adding two TimedCounts keeps the earliest
+    first and the latest last time (adding a plain Counts gives a Counts).
+    """
+
+    cdef readonly int64_t first_ns
+    cdef readonly int64_t last_ns
+
+    def __cinit__(self, tx_packets=0, tx_bytes=0, rx_packets=0, rx_bytes=0, *,
+                  first_ns=None, last_ns=None):
+        # None: 0 (TimedCounts.__new__(TimedCounts) from the builders, which
+        # set the fields themselves, gives None)
+        if first_ns is None:
+            first_ns = 0
+        if last_ns is None:
+            last_ns = 0
+        if first_ns is 0 and last_ns is 0:
+            return
+        self.first_ns = _int64_in(first_ns, "first_ns", CS_TIME_NONE_LAST,
+                                  CS_TIME_NONE_FIRST)
+        self.last_ns = _int64_in(last_ns, "last_ns", CS_TIME_NONE_LAST,
+                                 CS_TIME_NONE_FIRST)
+
+    def __add__(self, other):
+        cdef TimedCounts a, b, r
+        if not isinstance(self, TimedCounts) or not isinstance(other, TimedCounts):
+            return Counts.__add__(self, other)
+        a = <TimedCounts>self
+        b = <TimedCounts>other
+        r = TimedCounts.__new__(TimedCounts)
+        r.tx_packets = a.tx_packets + b.tx_packets
+        r.tx_bytes = a.tx_bytes + b.tx_bytes
+        r.rx_packets = a.rx_packets + b.rx_packets
+        r.rx_bytes = a.rx_bytes + b.rx_bytes
+        r.first_ns = a.first_ns if a.first_ns < b.first_ns else b.first_ns
+        r.last_ns = a.last_ns if a.last_ns > b.last_ns else b.last_ns
+        return r
+
+    def __reduce__(self):
+        return (_timed_counts, (self.tx_packets, self.tx_bytes, self.rx_packets,
+                                self.rx_bytes, self.first_ns, self.last_ns))
+
+    def __repr__(self):
+        return (f"TimedCounts(tx_packets={self.tx_packets}, tx_bytes={self.tx_bytes}, "
+                f"rx_packets={self.rx_packets}, rx_bytes={self.rx_bytes}, "
+                f"first_ns={self.first_ns}, last_ns={self.last_ns})")
+
+
+def _timed_counts(tx_packets, tx_bytes, rx_packets, rx_bytes, first_ns, last_ns):
+    return TimedCounts(tx_packets, tx_bytes, rx_packets, rx_bytes,
+                       first_ns=first_ns, last_ns=last_ns)

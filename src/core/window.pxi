@@ -95,6 +95,11 @@ cdef class Window:
         return self._table().generation
 
     @property
+    def track_times(self):
+        """True if the window's counts carry first/last times (TimedCounts)."""
+        return bool(self._table().track_times)
+
+    @property
     def packets(self):
         cdef uint64_t packets, nbytes
         _window_totals(self._table(), &packets, &nbytes)
@@ -144,6 +149,7 @@ cdef class Window:
         cdef uint32_t since_yield = 0
         cdef cs_entry *e
         cdef Counts counts
+        cdef TimedCounts timed
         cdef Connection conn
         for i in range(NSHARDS):
             for j in range(w.shards[i].count):
@@ -154,7 +160,12 @@ cdef class Window:
                 conn.dst = _materialize_addrport(addresses, e.key.dfam, e.key.dst, e.key.dport)
                 conn._vni = -1
                 conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash, -1)
-                counts = Counts.__new__(Counts)
+                if w.track_times:
+                    timed = TimedCounts.__new__(TimedCounts)
+                    _times_of(&w.shards[i], j, &timed.first_ns, &timed.last_ns)
+                    counts = timed
+                else:
+                    counts = Counts.__new__(Counts)
                 counts.tx_packets = e.tx_packets
                 counts.tx_bytes = e.tx_bytes
                 counts.rx_packets = e.rx_packets
@@ -181,7 +192,13 @@ cdef class Window:
                 conn._vni = te.key.vni
                 conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash,
                                               conn._vni)
-                counts = Counts.__new__(Counts)
+                if w.track_times:
+                    timed = TimedCounts.__new__(TimedCounts)
+                    timed.first_ns = te.first_ns
+                    timed.last_ns = te.last_ns
+                    counts = timed
+                else:
+                    counts = Counts.__new__(Counts)
                 counts.tx_packets = te.tx_packets
                 counts.tx_bytes = te.tx_bytes
                 counts.rx_packets = te.rx_packets
