@@ -77,7 +77,9 @@ def main(names: list[str]) -> None:
         ratio = statistics.median(u / t for u, t in zip(times["uv"], times["tx"]))
         net = statistics.median(
             (u - n5) / (t - n1)
-            for u, t, n1, n5 in zip(times["uv"], times["tx"], times["noop1"], times["noop5"])
+            for u, t, n1, n5 in zip(
+                times["uv"], times["tx"], times["noop1"], times["noop5"]
+            )
         )
         print(
             f"{name:10} ns/packet: tx {med['tx']:.1f}  uv {med['uv']:.1f}  "

@@ -68,8 +68,14 @@ def capture(mib: int) -> bytes:
         ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), i & 0xFFFF, 0, 64,
                          17, 0, bytes([10, 0, i >> 8 & 0xFF, i & 0xFF]),
                          bytes([192, 0, 2, 1]))  # fmt: skip
-        rec = ip + struct.pack(">HHHH", 1024 + i % 500, 53, 8 + len(payload), 0) + payload
-        out.append(struct.pack("<IIII", 1_700_000_000 + i // 1000, i % 1000, len(rec), len(rec)))
+        rec = (
+            ip + struct.pack(">HHHH", 1024 + i % 500, 53, 8 + len(payload), 0) + payload
+        )
+        out.append(
+            struct.pack(
+                "<IIII", 1_700_000_000 + i // 1000, i % 1000, len(rec), len(rec)
+            )
+        )
         out.append(rec)
         size += 16 + len(rec)
         i += 1
@@ -90,7 +96,9 @@ def main() -> None:
     plain = capture(mib)
     cctx = zstandard.ZstdCompressor(level=3)
     one = cctx.compress(plain)
-    chunked = b"".join(cctx.compress(plain[i : i + (1 << 20)]) for i in range(0, len(plain), 1 << 20))
+    chunked = b"".join(
+        cctx.compress(plain[i : i + (1 << 20)]) for i in range(0, len(plain), 1 << 20)
+    )
     print(f"{len(plain) >> 20} MiB of pcap; zstd: {len(one) >> 20} MiB (one frame), "
           f"{len(chunked) >> 20} MiB (1 MiB frames); {rounds} rounds interleaved")  # fmt: skip
     for name, data in (("one frame", one), ("1 MiB frames", chunked)):
@@ -98,8 +106,12 @@ def main() -> None:
         for _ in range(rounds):
             for label, make in (
                 ("unbounded (before)", lambda d=data: Unbounded(io.BytesIO(d))),
-                ("bounded (now)", lambda d=data: _compress._ZstandardFrames(
-                    zstandard.ZstdDecompressor(), io.BytesIO(d))),  # fmt: skip
+                (
+                    "bounded (now)",
+                    lambda d=data: _compress._ZstandardFrames(
+                        zstandard.ZstdDecompressor(), io.BytesIO(d)
+                    ),
+                ),  # fmt: skip
             ):
                 start = time.process_time()
                 assert drain(make()) == len(plain)

@@ -511,9 +511,10 @@ def _preparsed(core: Any, model: Model, r: Reader, closed: bool) -> None:
             call(*args, receive=rx)
         except (TypeError, ValueError):
             return
-        if not closed:
-            raise AssertionError(f"bad pre-parsed call #{bad} was accepted")
-        return
+        # checked whenever made, closed or not (issue 22)
+        raise AssertionError(
+            f"bad pre-parsed call #{bad} was accepted (closed: {closed})"
+        )
     call(*args, receive=rx)
     model.add(
         "p" if physical else "v", _model_key(proto, src, dst), rx, nbytes, packets
@@ -572,13 +573,11 @@ def _records(core: Any, model: Model, r: Reader, closed: bool) -> None:
     try:
         core.update_records(_records_object(data, r.u8()))
     except ValueError:
-        if valid is not None and not closed:
+        if valid is not None:
             raise AssertionError("valid records were refused") from None
         return
-    if valid is None:
-        if not closed:
-            raise AssertionError("corrupt records were accepted")
-        return
+    if valid is None:  # checked whenever made, closed or not (issue 22)
+        raise AssertionError(f"corrupt records were accepted (closed: {closed})")
     for kind, key, rx, nbytes, packets in valid:
         model.add(kind, key, rx, nbytes, packets)
 
@@ -627,13 +626,11 @@ def _raw_records(core: Any, model: Model, r: Reader, closed: bool) -> None:
     try:
         core.update_records(data)
     except ValueError:
-        if valid is not None and not closed:
+        if valid is not None:
             raise AssertionError("valid raw records were refused") from None
         return
-    if valid is None:
-        if not closed:
-            raise AssertionError("invalid raw records were accepted")
-        return
+    if valid is None:  # checked whenever made, closed or not (issue 22)
+        raise AssertionError(f"invalid raw records were accepted (closed: {closed})")
     for kind, key, rx, nbytes, packets in valid:
         model.add(kind, key, rx, nbytes, packets)
 

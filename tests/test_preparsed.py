@@ -216,20 +216,22 @@ def test_ignore_destinations_filter_virtual_traffic_only(impl):
     assert physical == {(17, ip(A), 1, ip(quad100), 53): (2, 120, 0, 0)}
 
 
-def test_updates_after_shutdown_count_nothing_but_still_check(impl):
-    # As every other update method: a bad call raises whether or not it
-    # raced the shutdown, the same error on both cores; a valid one is dropped.
+def test_updates_after_shutdown_count_nothing_and_bad_ones_still_raise(impl):
+    """After shutdown() calls count nothing, but a bad call raises as before
+    it (issue 22: every entry point checks its arguments whenever called)."""
     stats = impl.Statistics()
     stats.shutdown()
     stats.update_virtual(6, (A, 1), (B, 2), 1, 1)
-    stats.update_physical(6, (A, 1), (B, 2), 1, 1)
-    stats.update_records(record(6, (A, 1), (B, 2), 1, 1, 0))
-    stats.update_tx_physical(A, (B, 1), 1, packets=2)
-    with pytest.raises(TypeError, match="^proto"):
-        stats.update_virtual("bad", None, None, -1, -1, receive=3)
-    with pytest.raises(ValueError, match="^records"):
+    stats.update_physical(6, (A, 1), (B, 2), 1, 1, receive=True)
+    stats.update_records(record(6, (A, 1), (B, 2), 1, 1))
+    stats.update_tx_physical(A, (B, 1), 1, packets=3)
+    with pytest.raises(ValueError, match="^proto: "):
+        stats.update_virtual(256, (A, 1), (B, 2), 1, 1)
+    with pytest.raises(TypeError, match="^receive: "):
+        stats.update_physical(6, (A, 1), (B, 2), 1, 1, receive=3)
+    with pytest.raises(ValueError, match="^records: "):
         stats.update_records(b"not a whole record")
-    with pytest.raises(ValueError, match="^packets"):
+    with pytest.raises(ValueError, match="^packets: "):
         stats.update_tx_physical(A, (B, 1), 1, packets=-1)
     assert extract(stats) == ({}, {})
 

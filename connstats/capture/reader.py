@@ -549,7 +549,8 @@ class CaptureReader:
         )
 
     def close(self) -> None:
-        if self._stream is not sys.stdin.buffer:
+        # never close standard input (sys.stdin is None when there is none)
+        if self._stream is not getattr(sys.stdin, "buffer", None):
             self._stream.close()
 
     def __enter__(self) -> CaptureReader:

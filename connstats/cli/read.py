@@ -82,7 +82,7 @@ def open_reader(
 def _close(stream: Any) -> None:
     import sys
 
-    if stream is not sys.stdin.buffer:
+    if stream is not getattr(sys.stdin, "buffer", None):
         stream.close()
 
 
