@@ -4,7 +4,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final, SupportsIndex
 
-from ._types import Buffer, IndexArray
+from ._types import Buffer, Decapsulated, IndexArray
 
 _Address = IPv4Address | IPv6Address
 _AddressArg = str | bytes | bytearray | IPv4Address | IPv6Address
@@ -41,11 +41,15 @@ class Connection:
     def src(self) -> AddrPort: ...
     @property
     def dst(self) -> AddrPort: ...
+    @property
+    def vni(self) -> int | None:
+        """The VNI or key of a decapsulated tunnel (docs/tunnels.md), else None."""
     def __init__(
         self,
         proto: int = 0,
         src: AddrPort | tuple[_Address | None, int] | None = None,
         dst: AddrPort | tuple[_Address | None, int] | None = None,
+        vni: int | None = None,
     ) -> None: ...
     def __hash__(self) -> int: ...
     def __eq__(self, other: object) -> bool: ...
@@ -169,11 +173,40 @@ class Core:
     def update_records(self, records: Buffer, /) -> None: ...
     def update_tx_virtual_batch(self, packets: Sequence[Buffer], /) -> None: ...
     def update_rx_virtual_batch(self, packets: Sequence[Buffer], /) -> None: ...
+    # vnis: the VNI or key of each packet's tunnel (int64, -1 for none)
     def update_tx_virtual_buffer(
-        self, buffer: Buffer, offsets: _IndexArray, lengths: _IndexArray, /
+        self,
+        buffer: Buffer,
+        offsets: _IndexArray,
+        lengths: _IndexArray,
+        vnis: _IndexArray | None = None,
+        /,
     ) -> None: ...
     def update_rx_virtual_buffer(
-        self, buffer: Buffer, offsets: _IndexArray, lengths: _IndexArray, /
+        self,
+        buffer: Buffer,
+        offsets: _IndexArray,
+        lengths: _IndexArray,
+        vnis: _IndexArray | None = None,
+        /,
+    ) -> None: ...
+    # Physical traffic under each packet's own decoded connection: the outer
+    # packets of decapsulated tunnels (docs/tunnels.md).
+    def update_tx_physical_buffer(
+        self,
+        buffer: Buffer,
+        offsets: _IndexArray,
+        lengths: _IndexArray,
+        vnis: _IndexArray | None = None,
+        /,
+    ) -> None: ...
+    def update_rx_physical_buffer(
+        self,
+        buffer: Buffer,
+        offsets: _IndexArray,
+        lengths: _IndexArray,
+        vnis: _IndexArray | None = None,
+        /,
     ) -> None: ...
     def update_tx_virtual_buffer_at(
         self,
@@ -267,6 +300,26 @@ class CountingMethods:
         """Count received packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
 
 def decode(packet: Buffer) -> tuple[int, AddrPort, AddrPort]: ...
+def decap(packet: Buffer, mask: int = 31) -> Decapsulated: ...
+def decap_split(
+    buffer: Buffer, offsets: _IndexArray, lengths: _IndexArray, mask: int
+) -> tuple[Any, ...]: ...
+def decap_walk(
+    buf: Buffer, at: int, avail: int, length: int, mask: int
+) -> tuple[int, int, int, int, int]: ...
+
+TUNNEL_VXLAN: Final[int]
+TUNNEL_GENEVE: Final[int]
+TUNNEL_GRE: Final[int]
+TUNNEL_IPIP: Final[int]
+TUNNEL_MPLS_UDP: Final[int]
+TUNNEL_ALL: Final[int]
+MAX_DEPTH: Final[int]
+DECAP_NONE: Final[int]
+DECAP_INNER: Final[int]
+DECAP_NO_IP: Final[int]
+DECAP_BAD: Final[int]
+NO_VNI: Final[int]
 
 SHARDS: Final[int]
 ENTRY_BYTES: Final[int]
@@ -294,7 +347,10 @@ def sorted_items(
 ) -> tuple[OrderedItems, int]: ...
 def json_rows(items: Iterable[tuple[Connection, Counts, bool]]) -> tuple[str, str]: ...
 def csv_rows(
-    items: Iterable[tuple[Connection, Counts, bool]], head: str, names: Sequence[str]
+    items: Iterable[tuple[Connection, Counts, bool]],
+    head: str,
+    names: Sequence[str],
+    vni: bool = False,
 ) -> str: ...
 
 # Cumulative counts per series (src/core/series.pxi), the store of
@@ -339,6 +395,8 @@ class Columns:
     dst_packed: bytes | None
     first_ns: bytes | None
     last_ns: bytes | None
+    vni: bytes | None
+    vni_valid: bytes | None
 
 def columns(
     source: Window | tuple[dict[Connection, Counts], dict[Connection, Counts]],

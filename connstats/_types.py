@@ -101,24 +101,55 @@ class AddrPort(NamedTuple):
 _NO_ADDR = AddrPort(None, 0)
 
 
-class Connection(NamedTuple):
-    """A connection: IP protocol number, source and destination.
-
-    For tx packets ``src``/``dst`` are the packet's own; for rx packets they
-    are swapped, so both directions of a flow land on the same Connection.
-    Physical connections have ``proto == 0`` and ``src.port == 0``.
-    """
-
+class _ConnectionFields(NamedTuple):
     proto: int = 0
     src: AddrPort = _NO_ADDR
     dst: AddrPort = _NO_ADDR
 
+
+class Connection(_ConnectionFields):
+    """A connection: IP protocol number, source and destination.
+
+    For tx packets ``src``/``dst`` are the packet's own; for rx packets they
+    are swapped, so both directions of a flow land on the same Connection.
+    Physical connections counted by ``update_*_physical`` have ``proto == 0``
+    and ``src.port == 0``.  ``vni`` is the VNI or key of the tunnel a
+    decapsulated packet came through (docs/tunnels.md), else None; it is not
+    one of the three items.
+    """
+
+    __slots__ = ()
+
+    #: The tunnel's VNI or key; None (a class attribute) for most connections.
+    vni: Optional[int] = None
+
+    def __new__(
+        cls,
+        proto: int = 0,
+        src: AddrPort = _NO_ADDR,
+        dst: AddrPort = _NO_ADDR,
+        vni: Optional[int] = None,
+    ) -> Connection:
+        if vni is None:
+            # type(conn)(proto, src, dst) of a tunnel row is a plain one
+            plain = Connection if issubclass(cls, _TunnelConnection) else cls
+            return _ConnectionFields.__new__(plain, proto, src, dst)
+        if isinstance(vni, bool) or not isinstance(vni, int):
+            raise TypeError(f"vni: expected an int or None, got {type(vni).__name__}")
+        if not 0 <= vni <= 0xFFFFFFFF:
+            raise ValueError(f"vni: {vni} is out of range 0..4294967295")
+        conn = _ConnectionFields.__new__(_TunnelConnection, proto, src, dst)
+        conn.__dict__["vni"] = int(vni)
+        return conn
+
     def __str__(self) -> str:
         name = protocol_name(self.proto) or "ip"
+        if self.vni is not None:
+            return f"{name} {self.src} -> {self.dst} vni {self.vni}"
         return f"{name} {self.src} -> {self.dst}"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict in the shape of Tailscale's network log."""
+        """JSON-ready dict in the shape of Tailscale's network log (plus ``vni``)."""
         out: dict[str, Any] = {}
         if self.proto:
             out["proto"] = self.proto
@@ -126,7 +157,73 @@ class Connection(NamedTuple):
             out["src"] = str(self.src)
         if self.dst.addr is not None:
             out["dst"] = str(self.dst)
+        if self.vni is not None:
+            out["vni"] = self.vni
         return out
+
+
+def _vni_key(conn: Any) -> int:
+    vni = getattr(conn, "vni", None)
+    return -1 if vni is None else vni
+
+
+class _TunnelConnection(Connection):
+    """A Connection with a ``vni``: equal, hashed and ordered with it.
+
+    Connections without one stay plain tuples (fast dict keys); these keep
+    the VNI in their instance dict, which a tuple subclass may have.
+    """
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.proto, self.src, self.dst, _vni_key(self))
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Connection):
+            return NotImplemented
+        return self._key() == (other.proto, other.src, other.dst, _vni_key(other))
+
+    def __ne__(self, other: object) -> bool:
+        if not isinstance(other, Connection):
+            return NotImplemented
+        return not self == other
+
+    def __lt__(self, other: Any) -> bool:
+        if not isinstance(other, Connection):
+            return NotImplemented
+        return self._key() < (other.proto, other.src, other.dst, _vni_key(other))
+
+    def __le__(self, other: Any) -> bool:
+        if not isinstance(other, Connection):
+            return NotImplemented
+        return self._key() <= (other.proto, other.src, other.dst, _vni_key(other))
+
+    def __gt__(self, other: Any) -> bool:
+        if not isinstance(other, Connection):
+            return NotImplemented
+        return self._key() > (other.proto, other.src, other.dst, _vni_key(other))
+
+    def __ge__(self, other: Any) -> bool:
+        if not isinstance(other, Connection):
+            return NotImplemented
+        return self._key() >= (other.proto, other.src, other.dst, _vni_key(other))
+
+    def __repr__(self) -> str:
+        return (
+            f"Connection(proto={self.proto!r}, src={self.src!r}, dst={self.dst!r}, "
+            f"vni={self.vni!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Connection, (self.proto, self.src, self.dst, self.vni))
+
+    def __copy__(self) -> _TunnelConnection:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _TunnelConnection:
+        return self
 
 
 class Counts(NamedTuple):
@@ -165,6 +262,23 @@ class Counts(NamedTuple):
         if self.rx_bytes:
             out["rxBytes"] = self.rx_bytes
         return out
+
+
+class Decapsulated(NamedTuple):
+    """What :func:`connstats.decap` found in a packet (docs/tunnels.md).
+
+    ``outer`` is the physical connection of a tunnel packet (its protocol,
+    outer addresses and ports, ``vni`` of the outermost tunnel), None when
+    the packet is not a tunnel or a malformed one.  The innermost IP packet
+    is ``packet[offset:offset + length]``: the whole packet when ``outer`` is
+    None, nothing (length 0) for a tunnel that carries no IP packet.
+    ``vni`` is the VNI or key of the innermost tunnel that has one.
+    """
+
+    outer: Any
+    offset: int
+    length: int
+    vni: Optional[int]
 
 
 class TimedCounts(Counts):

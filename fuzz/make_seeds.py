@@ -79,7 +79,75 @@ def decode_seeds() -> dict[str, bytes]:
         "empty": b"",
         "version5": b"\x50" + bytes(30),
     }
+    seeds.update({f"tunnel_{k}": v for k, v in tunnel_packets().items()})
     return seeds
+
+
+def tunnel_packets() -> dict[str, bytes]:
+    """One packet per tunnel kind and shape docs/tunnels.md names, a few
+    nested, and the malformed ones (counted as the outer packet)."""
+    inner4 = cap.tcp4("10.1.0.1", 1000, "10.1.0.2", 80, b"hi")
+    inner6 = cap.udp6("fd00::1", 53, "fd00::2", 5353, b"q")
+    o4 = ("192.0.2.1", "192.0.2.2")
+    o6 = ("2001:db8::1", "2001:db8::2")
+    eth = cap.ethernet(inner4, vlans=[(0x8100, 7)])
+    packets = {
+        "vxlan": cap.udp_tunnel(
+            *o4, 4789, cap.vxlan(cap.ethernet(inner4, pad_to=60), 5001)
+        ),
+        "vxlan_8472_v6": cap.udp_tunnel(*o6, 8472, cap.vxlan(cap.ethernet(inner6), 1)),
+        "vxlan_arp": cap.udp_tunnel(*o4, 4789, cap.vxlan(cap.ARP_FRAME, 3)),
+        "vxlan_no_i_flag": cap.udp_tunnel(*o4, 4789, cap.vxlan(eth, 5, flags=0)),
+        "gpe_nsh": cap.udp_tunnel(
+            *o4, 4790, cap.vxlan_gpe(cap.nsh(inner4, 1, context=2), 4, vni=9)
+        ),
+        "gpe_mpls": cap.udp_tunnel(*o4, 4790, cap.vxlan_gpe(cap.mpls(inner6), 5)),
+        "geneve_options": cap.udp_tunnel(
+            *o6, 6081, cap.geneve(eth, 10, options=bytes(range(8)))
+        ),
+        "geneve_ipv4": cap.udp_tunnel(
+            *o4, 6081, cap.geneve(inner4, 11, protocol=0x0800)
+        ),
+        "gre_all_flags": cap.ip_tunnel(
+            *o4, 47, cap.gre(inner6, 0x86DD, key=7, seq=1, checksum=True)
+        ),
+        "gre_teb": cap.ip_tunnel(*o6, 47, cap.gre(eth, 0x6558, key=8)),
+        "gre_cmd": cap.ip_tunnel(
+            *o4, 47, cap.gre(bytes([8, 0, 1, 1, 0, 1, 0, 0]) + inner4, 0x8909, key=40)
+        ),
+        "gre_keepalive": cap.ip_tunnel(*o4, 47, cap.gre(b"", 0, key=40)),
+        "erspan1": cap.ip_tunnel(*o4, 47, cap.gre(eth, 0x88BE)),
+        "erspan2": cap.ip_tunnel(
+            *o4, 47, cap.gre(cap.erspan2(eth, 300), 0x88BE, seq=2)
+        ),
+        "erspan3_sub": cap.ip_tunnel(
+            *o4, 47, cap.gre(cap.erspan3(eth, 301, subheader=True), 0x22EB, seq=3)
+        ),
+        "erspan3_ip": cap.ip_tunnel(
+            *o4, 47, cap.gre(cap.erspan3(inner4, 302, frame_type=2), 0x22EB, seq=4)
+        ),
+        "ipip": cap.ip_tunnel(*o4, 4, inner4),
+        "6in4": cap.ip_tunnel(*o4, 41, inner6),
+        "4in6_encaplimit": cap.ip_tunnel(*o6, 60, cap.dest_options(4, inner4)),
+        "6in6": cap.ip_tunnel(*o6, 41, inner6),
+        "mpls_udp": cap.udp_tunnel(*o4, 6635, cap.mpls(inner4, 3)),
+        "nested": cap.udp_tunnel(
+            *o4,
+            4789,
+            cap.vxlan(
+                cap.ethernet(
+                    cap.ip_tunnel("10.9.0.1", "10.9.0.2", 47, cap.gre(inner6, 0x86DD))
+                ),
+                5,
+            ),
+        ),
+    }
+    loop = inner4
+    for _ in range(9):  # one level deeper than decapsulation follows
+        loop = cap.ip_tunnel(*o4, 4, loop)
+    packets["nested_too_deep"] = loop
+    packets["vxlan_cut"] = packets["vxlan"][:60]
+    return packets
 
 
 def core_seeds() -> dict[str, bytes]:
@@ -271,6 +339,13 @@ def capture_seeds() -> dict[str, bytes]:
         )
     # an interface block whose if_tsoffset runs past it
     seeds["pcapng_idb_option_overrun"] = _idb_option_overrun(packets[0])
+    tunnels = list(tunnel_packets().items())
+    seeds["pcap_tunnels_raw"] = cap.pcap(
+        [(t0 + i * 300_000_000, p) for i, (_, p) in enumerate(tunnels)], 101
+    )
+    seeds["pcap_tunnels_eth_snaplen"] = cap.pcap(
+        [(t0 + i, cap.ethernet(p)) for i, (_, p) in enumerate(tunnels)], 1, snaplen=96
+    )
     seeds["gzip_magic"] = b"\x1f\x8b\x08\x00" + bytes(20)
     return seeds
 

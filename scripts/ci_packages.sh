@@ -4,7 +4,9 @@
 # root with apt-get; anywhere else the tests that need them skip and say why.
 #   iperf3, iputils-ping   tests/test_tun_router.py, benchmarks/test_bench_tun_router.py
 #   tshark, tcpdump        oracles of tests/test_capture_real.py and of the read
-#                          options (conversations, --bpf); peers in benchmarks
+#                          options (conversations, --bpf), of the tunnel tests
+#                          (tests/test_tunnels_*.py, test_cli_decap.py; mergecap
+#                          comes with tshark); peers in benchmarks
 #   libpcap0.8             compiles `read --bpf` and `capture --bpf` (loaded at run time)
 #   softflowd, nfdump, argus-server, argus-client
 #                          the peers of benchmarks/test_bench_read.py

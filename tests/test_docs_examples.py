@@ -17,7 +17,8 @@ The pages run in this process on the core in use, and once more in a child
 process on the pure-Python core, so what a page prints holds for both.
 
 ``console`` blocks whose commands are all ``connstats read ...`` (on the
-built-in sample, or on ``sample.pcap``/``sample.pcap.gz``, copies of it),
+built-in sample, on ``sample.pcap``/``sample.pcap.gz``, copies of it, or on
+the tunnel captures of ``tests/data/tunnels/`` by their names),
 optionally piped to ``head -N``, and that show output, are run too and must
 print exactly what the page shows.
 """
@@ -269,6 +270,9 @@ def test_page_commands(page: Path, tmp_path: Path) -> None:
 
     sample = ROOT / "connstats" / "data" / "sample.pcap"
     shutil.copy(sample, tmp_path / "sample.pcap")
+    # docs/tunnels.md reads tcpdump's tunnel captures by their names
+    for capture in (ROOT / "tests" / "data" / "tunnels").glob("*.pcap"):
+        shutil.copy(capture, tmp_path / capture.name)
     with open(sample, "rb") as src, gzip.open(tmp_path / "sample.pcap.gz", "wb") as dst:
         shutil.copyfileobj(src, dst)
     sessions = console_sessions(page)

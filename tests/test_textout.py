@@ -72,6 +72,10 @@ ports = st.one_of(st.sampled_from([0, 1, 53, 443, 65535]), st.integers(0, 65535)
 protos = st.one_of(
     st.sampled_from([0, 1, 6, 17, 58, 99, 132, 255]), st.integers(0, 255)
 )
+# tunnel rows (connstats read --decap): mostly none, some shared, some any
+vnis = st.one_of(
+    st.none(), st.none(), st.sampled_from([0, 1, 5001]), st.integers(0, 2**32 - 1)
+)
 counts = st.one_of(
     st.sampled_from([0, 0, 1, 2, 3, 2**32, 2**63, U64 - 1, U64]),
     st.integers(0, U64),
@@ -98,12 +102,17 @@ def windows(draw: st.DrawFn) -> tuple[dict, dict]:
             conn = core.Connection()
         else:
             half = shape == "half"
-            conn = core.Connection(draw(protos), endpoint(half), endpoint(half))
+            conn = core.Connection(
+                draw(protos), endpoint(half), endpoint(half), draw(vnis)
+            )
         virtual[conn] = core.Counts(*(draw(count) for _ in range(4)))
     physical = {}
     for _ in range(draw(st.integers(0, 6))):
         conn = core.Connection(
-            0, core.AddrPort(draw(addr), 0), core.AddrPort(draw(addr), 0)
+            draw(st.sampled_from([0, 17, 47])),
+            core.AddrPort(draw(addr), draw(ports)),
+            core.AddrPort(draw(addr), draw(ports)),
+            draw(vnis),
         )
         physical[conn] = core.Counts(*(draw(count) for _ in range(4)))
     return virtual, physical
@@ -113,8 +122,10 @@ def _python(tables: list, column: str, reverse: bool, top: int) -> tuple:
     cache = _fastout.AddrCache()
     items, total = _fastout.sorted_items(tables, column, reverse, top, cache)
     virtual, physical = _fastout.json_items(items, cache)
-    text = _fastout.csv_items(items, "7,2026-01-01T00:00:00Z,x,", cache)
-    return items, total, (",".join(virtual), ",".join(physical)), text
+    head = "7,2026-01-01T00:00:00Z,x,"
+    text = _fastout.csv_items(items, head, cache)
+    text_vni = _fastout.csv_items(items, head, cache, True)
+    return items, total, (",".join(virtual), ",".join(physical)), (text, text_vni)
 
 
 @SETTINGS
@@ -127,7 +138,9 @@ def _python(tables: list, column: str, reverse: bool, top: int) -> tuple:
 def test_compiled_rows_are_the_python_rows(window, column, reverse, top):
     virtual, physical = window
     tables = [(virtual, False), (physical, True)]
-    want_items, want_total, want_json, want_csv = _python(tables, column, reverse, top)
+    want_items, want_total, want_json, (want_csv, want_csv_vni) = _python(
+        tables, column, reverse, top
+    )
 
     items, total = core.sorted_items(tables, column, reverse, top)
     assert total == want_total
@@ -139,6 +152,7 @@ def test_compiled_rows_are_the_python_rows(window, column, reverse, top):
     head = "7,2026-01-01T00:00:00Z,x,"
     assert core.json_rows(items) == want_json
     assert core.csv_rows(items, head, PROTOCOL_NAMES) == want_csv
+    assert core.csv_rows(items, head, PROTOCOL_NAMES, True) == want_csv_vni
     # the same text from plain (Connection, Counts, physical) tuples
     assert core.json_rows(want_items) == want_json
     assert core.csv_rows(want_items, head, PROTOCOL_NAMES) == want_csv

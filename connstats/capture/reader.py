@@ -77,6 +77,41 @@ class Stop(enum.Enum):
 
 
 @dataclass(slots=True)
+class Tunneled:
+    """The decapsulated packets of one scan (``CaptureReader(decap=...)``).
+
+    ``v*``: the innermost IP packets (virtual traffic), ``p*``: the outer
+    ones (physical traffic), split into tx and rx as the other packets are
+    (their record's direction, or their own destination and ``--local``);
+    ``*_vnis`` hold the VNI or key of each one's tunnel, -1 where it has
+    none, and ``*_times`` each one's capture time.  A tunnel that carries no
+    IP packet has a physical entry only.
+    """
+
+    vtx_offsets: memoryview
+    vtx_lengths: memoryview
+    vtx_vnis: memoryview
+    vtx_times: memoryview
+    vrx_offsets: memoryview
+    vrx_lengths: memoryview
+    vrx_vnis: memoryview
+    vrx_times: memoryview
+    ptx_offsets: memoryview
+    ptx_lengths: memoryview
+    ptx_vnis: memoryview
+    ptx_times: memoryview
+    prx_offsets: memoryview
+    prx_lengths: memoryview
+    prx_vnis: memoryview
+    prx_times: memoryview
+
+    @property
+    def packets(self) -> int:
+        """Packets decapsulated: one physical entry each."""
+        return len(self.ptx_offsets) + len(self.prx_offsets)
+
+
+@dataclass(slots=True)
 class Batch:
     """IP packets of one scan, split into tx and rx (see ``--local``).
 
@@ -102,10 +137,17 @@ class Batch:
     max_ns: int = 0
     tx_times: memoryview | None = None
     rx_times: memoryview | None = None
+    #: The decapsulated packets, when the reader decapsulates and found any;
+    #: the ``tx``/``rx`` arrays then hold the packets that were not tunnels.
+    tunneled: Tunneled | None = None
 
     @property
     def packets(self) -> int:
-        return len(self.tx_offsets) + len(self.rx_offsets)
+        """IP packets in the batch (a decapsulated packet counts once)."""
+        n = len(self.tx_offsets) + len(self.rx_offsets)
+        if self.tunneled is not None:
+            n += self.tunneled.packets
+        return n
 
 
 LocalNetworks = tuple[list[tuple[int, int]], list[tuple[int, int]]]
@@ -139,6 +181,7 @@ class CaptureReader:
         buffer_size: int = DEFAULT_BUFFER,
         size: int | None = None,
         scanner_class: type | None = None,
+        decap: int = 0,
     ) -> None:
         self.name = name
         #: Total size of the input when known (a regular file), for progress.
@@ -158,6 +201,14 @@ class CaptureReader:
         self._big = False  # byte order of the current pcapng section
         if local is not None:
             self._scanner.set_local(*local)
+        #: The tunnel kinds decapsulated (``tunnels.parse_tunnels``; 0: none).
+        self.decap = decap
+        if decap:
+            self._scanner.set_decap(decap)
+        #: Packets decapsulated, and tunnels too malformed to be (counted as
+        #: their outer packet).
+        self.tunnels = 0
+        self.bad_tunnels = 0
         #: IP packets returned so far.
         self.packets = 0
         #: Frames that were not IPv4/IPv6 (ARP, LLDP, ...) and were skipped.
@@ -392,9 +443,11 @@ class CaptureReader:
             self.skipped += scanner.skipped
             self.truncated += scanner.truncated
             self.unsupported += scanner.unsupported
+            self.tunnels += scanner.tunnels
+            self.bad_tunnels += scanner.bad_tunnels
             if scanner.n_zero_total:
                 self._zero_totals(scanner)
-            n = scanner.n_tx + scanner.n_rx
+            n = scanner.n_packets
             self.packets += n
             if status == ST_FULL:
                 return self._batch(Stop.MORE)
@@ -469,6 +522,15 @@ class CaptureReader:
 
     def _batch(self, stop: Stop, next_ns: int = 0) -> Batch:
         s = self._scanner
+        tunneled = None
+        if s.n_ptx or s.n_prx:
+            tunneled = Tunneled(
+                *(
+                    memoryview(getattr(s, f"{name}_{part}"))[: getattr(s, f"n_{name}")]
+                    for name in ("vtx", "vrx", "ptx", "prx")
+                    for part in ("offsets", "lengths", "vnis", "times")
+                )
+            )
         return Batch(
             memoryview(self._buf),
             memoryview(s.tx_offsets)[: s.n_tx],
@@ -483,6 +545,7 @@ class CaptureReader:
             s.max_ns,
             memoryview(s.tx_times)[: s.n_tx],
             memoryview(s.rx_times)[: s.n_rx],
+            tunneled,
         )
 
     def close(self) -> None:
@@ -534,6 +597,7 @@ __all__ = [
     "CaptureReader",
     "LocalNetworks",
     "Stop",
+    "Tunneled",
     "local_networks",
     "open_capture",
 ]

@@ -54,6 +54,33 @@ def _default_core_module() -> Any:
     return core
 
 
+def _feed_tunneled(core: Any, data: memoryview, t: Any, timed: bool) -> None:
+    """Count the decapsulated packets of a batch: inner ones virtual, outer
+    physical (with their capture times when the core keeps them)."""
+    for direction in ("tx", "rx"):
+        offsets = getattr(t, f"v{direction}_offsets")
+        if len(offsets):
+            lengths = getattr(t, f"v{direction}_lengths")
+            vnis = getattr(t, f"v{direction}_vnis")
+            if timed:
+                getattr(core, f"update_{direction}_virtual_buffer_at")(
+                    data, offsets, lengths, getattr(t, f"v{direction}_times"), vnis
+                )
+            else:
+                getattr(core, f"update_{direction}_virtual_buffer")(
+                    data, offsets, lengths, vnis
+                )
+        offsets = getattr(t, f"p{direction}_offsets")
+        if len(offsets):
+            getattr(core, f"update_{direction}_physical_buffer")(
+                data,
+                offsets,
+                getattr(t, f"p{direction}_lengths"),
+                getattr(t, f"p{direction}_vnis"),
+                getattr(t, f"p{direction}_times") if timed else None,
+            )
+
+
 class Replayer:
     """Feed one or more captures, in order, into a core; emit windows as they close."""
 
@@ -109,7 +136,10 @@ class Replayer:
                 # else: packet times saturate at INT64_MAX, so no packet can
                 # be later than this window's end: it runs to the end.
             if max_conns:
-                room = max(1, max_conns - core.connections)
+                room = max_conns - core.connections
+                if getattr(reader, "decap", 0):
+                    room //= 2  # a tunnel packet may open two: virtual and physical
+                room = max(1, room)
                 limit = room if limit == 0 else min(limit, room)
             batch = reader.read(stop, limit)
             if batch.packets:
@@ -139,13 +169,16 @@ class Replayer:
                         core.update_rx_virtual_buffer(
                             batch.data, batch.rx_offsets, batch.rx_lengths
                         )
+                if batch.tunneled is not None:
+                    _feed_tunneled(core, batch.data, batch.tunneled, self._track_times)
                 self.packets += batch.packets
                 self._last_ns = batch.last_ns
                 if max_conns:
                     # Only a single-packet feed can overflow (see the module
-                    # doc), so that packet opened the new window.
-                    full = core.pop_pending()
-                    if full is not None:
+                    # doc), so that packet opened the new window.  A tunnel
+                    # packet opens two connections: with max_conns 1 each
+                    # of them can cut one.
+                    while (full := core.pop_pending()) is not None:
                         self._emit(full, self._open_start, batch.first_ns)
                         self._open_start = batch.first_ns
                 self._note(batch.min_ns, batch.max_ns)

@@ -455,6 +455,7 @@ def run(
                 count=args.count,
                 tee=tee,
                 tick=tick,
+                decap=args.decap or 0,
             )
             tick(result)
         finally:
@@ -486,6 +487,10 @@ def run(
                     f", {result.truncated} larger than a block (cut short, counted "
                     "by their IP length)"
                 )
+            if args.decap:
+                from .read import tunnel_summary
+
+                summary += ", " + tunnel_summary(result.tunnels, result.bad_tunnels)
             summary += (
                 f"; kernel: {result.kernel.received} received, "
                 f"{result.kernel.dropped} dropped"
@@ -502,6 +507,14 @@ def run(
                                 "truncated": result.truncated,
                                 "mode": source.mode,
                                 "interrupted": result.interrupted,
+                                **(
+                                    {
+                                        "tunnels": result.tunnels,
+                                        "badTunnels": result.bad_tunnels,
+                                    }
+                                    if args.decap
+                                    else {}
+                                ),
                             }
                         },
                         separators=(",", ":"),

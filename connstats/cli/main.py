@@ -14,7 +14,16 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
-from .arguments import Fail, HelpFormatter, cidr, count, positive, seconds
+from .arguments import (
+    Fail,
+    HelpFormatter,
+    attach_optional_lists,
+    cidr,
+    count,
+    positive,
+    seconds,
+    tunnels,
+)
 from .read_options import add_read_options
 
 # -- parser ----------------------------------------------------------------------------
@@ -38,6 +47,7 @@ examples:
   connstats read a.pcap b.pcapng --group-by host --total
   connstats read trace.pcap --proto udp --port 53 --times --format csv
   connstats read trace.pcap --bpf 'tcp port 443 and not host 10.0.0.1'
+  connstats read overlay.pcap --decap     VXLAN, Geneve, GRE, ... opened
 
 Windows follow the capture's timestamps: --max-period cuts a window when
 that much capture time has passed since its first packet; --max-conns cuts
@@ -134,6 +144,20 @@ def _add_window_options(parser: argparse.ArgumentParser, clock: str) -> None:
     )
 
 
+def _add_decap_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--decap",
+        nargs="?",
+        const=31,
+        type=tunnels,
+        metavar="LIST",
+        help="open tunnels (all, or a list: vxlan,geneve,gre,ipip,mpls): the "
+        "innermost packet counts as a connection, the tunnel packet as physical "
+        "traffic between its endpoints, each with its VNI or key (a vni column); "
+        "see docs/tunnels.md",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``connstats`` command; the documentation's command
     reference, its manual page and shell completion are generated from it."""
@@ -175,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         "packet whose record says its direction (epb_flags, as 'connstats capture "
         "-w' and dumpcap write it) goes by that instead",
     )
+    _add_decap_option(read)
     _add_window_options(read, "capture time (packet timestamps)")
     _add_output_options(read)
     add_read_options(read)
@@ -196,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument(
         "--count", "-c", type=positive, metavar="N", help="stop after N IP packets"
     )
+    _add_decap_option(live)
     _add_window_options(live, "wall-clock time")
     _add_output_options(live)
     return parser
@@ -228,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     _complete(parser)
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(attach_optional_lists(words, ("--decap",)))
     # Each command's module is imported only when it runs: `connstats --help`
     # and the other command start without it.
     handler: Callable[[argparse.Namespace], int] = importlib.import_module(

@@ -65,6 +65,7 @@ class CsvWriter(Writer):
             + counts
             + (_CSV_TIMES if times else ())
             + (("communityId",) if self._opts.community_id else ())
+            + (("vni",) if self._opts.vni else ())
         )
         self._header = True
 
@@ -81,7 +82,12 @@ class CsvWriter(Writer):
         head = (self._count, rfc3339(w.start_ns), rfc3339(w.end_ns))
         if rep.items is not None:
             self._out.write(
-                csv_text(rep.items, ",".join(map(str, head)) + ",", self._addrs)
+                csv_text(
+                    rep.items,
+                    ",".join(map(str, head)) + ",",
+                    self._addrs,
+                    self._opts.vni,
+                )
             )
             self._out.flush()
             return
@@ -128,6 +134,8 @@ class CsvWriter(Writer):
                     else None
                 )
                 line += ("" if cid is None else cid,)
+            if self._opts.vni:
+                line += ("" if r.vni is None else r.vni,)
             rows.append(line)
         self._writer.writerows(rows)
         self._out.flush()

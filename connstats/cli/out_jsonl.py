@@ -80,6 +80,8 @@ def row_dict(
             # bare address.
             if ap is not None and ap.addr is not None:
                 out[name] = _endpoint_text(ap, cache, True)
+        if r.vni is not None:
+            out["vni"] = r.vni
         if with_id:
             cid = community_id_of(r)
             if cid is not None:

@@ -1,7 +1,8 @@
 """``--format parquet -o FILE``: one Parquet row group per window.
 
 The rows are :func:`connstats.export.arrow.table`'s (one per connection,
-``first_seen``/``last_seen`` always, ``communityId`` with ``--community-id``),
+``first_seen``/``last_seen`` always, ``communityId`` with ``--community-id``,
+``vni`` with ``--decap``),
 so the file loads into pandas, Polars or DuckDB as one table; the window
 columns tell the windows apart.  Connection filters apply; ``--top N`` keeps
 the N first rows in ``--sort`` order; ``--conversations``/``--group-by`` are
@@ -49,7 +50,10 @@ class ParquetWriter:
                 "--format parquet writes connections: no --conversations or --group-by"
             )
         self._community_id = community_id
-        self._schema = arrow.schema(times=True, community_id=community_id)
+        self._vni = self._opts.vni
+        self._schema = arrow.schema(
+            times=True, community_id=community_id, vni=self._vni
+        )
         try:
             # created 0600 as every file -o and -w write (outstream.PRIVATE_MODE)
             self._file = create_private(path, "wb")
@@ -91,7 +95,12 @@ class ParquetWriter:
     ) -> None:
         virtual, physical = self._tables(w)
         table = self._arrow.table(
-            w.start_ns, w.end_ns, virtual, physical, community_id=self._community_id
+            w.start_ns,
+            w.end_ns,
+            virtual,
+            physical,
+            community_id=self._community_id,
+            vni=self._vni,
         )
         if table.num_rows == 0:
             return
@@ -126,5 +135,7 @@ def _connection_of(w: Window, row: Any) -> Any:
     for table in (w.virtual, w.physical):
         for conn in table:
             cls = type(conn)
+            if row.vni is not None:
+                return cls(row.proto, row.a, row.b, row.vni)
             return cls(row.proto, row.a, row.b)
     raise AssertionError("a row of an empty window")  # pragma: no cover

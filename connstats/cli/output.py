@@ -110,6 +110,9 @@ class ReportOptions:
     select: Callable[[Any], bool] | None = None
     #: show first/last seen, duration and rates
     times: bool = False
+    #: a vni column in CSV (connstats read --decap); tables and JSON show a
+    #: row's VNI whenever it has one
+    vni: bool = False
     #: add each connection's Community ID (connections and conversations)
     community_id: bool = False
 
@@ -136,7 +139,14 @@ class Report:
     def rows(self) -> list[Row]:
         if self.shown is None:
             self.shown = [
-                Row(conn.proto, conn.src, conn.dst, counts, row_kind(conn, phys))
+                Row(
+                    conn.proto,
+                    conn.src,
+                    conn.dst,
+                    counts,
+                    row_kind(conn, phys),
+                    vni=conn.vni,
+                )
                 for conn, counts, phys in self.items or ()
             ]
         return self.shown

@@ -31,7 +31,12 @@ from .sinks import errmsg, export_status, make_exporter, make_writer, open_outpu
 
 
 def open_reader(
-    path: str, name: str, *, local: Any = None, bpf: str | None = None
+    path: str,
+    name: str,
+    *,
+    local: Any = None,
+    bpf: str | None = None,
+    decap: int = 0,
 ) -> CaptureReader:
     """A capture reader for ``path`` (``-``: stdin), decompressed and filtered.
 
@@ -48,7 +53,7 @@ def open_reader(
 
             stream = BpfFilteredStream(stream, bpf)  # type: ignore[assignment]
             size = None
-        reader = CaptureReader(stream, name, local=local, size=size)
+        reader = CaptureReader(stream, name, local=local, size=size, decap=decap)
     except CompressionError as exc:
         _close(stream)
         raise ValueError(str(exc)) from None
@@ -86,6 +91,7 @@ class FileTotals:
 
     def __init__(self, reader: CaptureReader, *, count_bytes: bool) -> None:
         self.reader = reader
+        self.decap = reader.decap  # the replayer sizes its feeds by it
         self.packets = 0
         self.bytes: int | None = 0 if count_bytes else None
         self._read = reader.read
@@ -95,6 +101,9 @@ class FileTotals:
         self.packets += batch.packets
         if self.bytes is not None:
             self.bytes += sum(batch.tx_lengths) + sum(batch.rx_lengths)
+            t = batch.tunneled
+            if t is not None:
+                self.bytes += sum(t.ptx_lengths) + sum(t.prx_lengths)
         return batch
 
     def summary(self) -> str:
@@ -110,6 +119,8 @@ class FileTotals:
                 f"{reader.zero_total} with IPv4 total length 0 (TSO or BIG TCP: "
                 "keyed by their captured length)"
             )
+        if reader.decap:
+            parts.append(tunnel_summary(reader.tunnels, reader.bad_tunnels))
         bpf = getattr(reader, "bpf_stream", None)
         if bpf is not None:
             parts.append(f"{bpf.packets_rejected} packets rejected by --bpf")
@@ -127,7 +138,22 @@ class FileTotals:
             f"all {len(files)} files: {packets} IP packets ({human_bytes(nbytes)}), "
             f"{skipped} non-IP frames skipped"
         )
-        return text + f", {truncated} cut by the snap length" if truncated else text
+        if truncated:
+            text += f", {truncated} cut by the snap length"
+        if any(f.reader.decap for f in files):
+            text += ", " + tunnel_summary(
+                sum(f.reader.tunnels for f in files),
+                sum(f.reader.bad_tunnels for f in files),
+            )
+        return text
+
+
+def tunnel_summary(tunnels: int, bad: int) -> str:
+    """``12 decapsulated, 1 malformed tunnel counted whole`` (not decapsulated)."""
+    text = f"{tunnels} decapsulated"
+    if bad:
+        text += f", {bad} malformed tunnel{'s' if bad != 1 else ''} counted whole"
+    return text
 
 
 # -- the command ----------------------------------------------------------------
@@ -236,7 +262,9 @@ def command(args: argparse.Namespace) -> int:
         count_bytes = len(paths) > 1
         for (path, name), size in zip(paths, sizes):
             try:
-                reader = open_reader(path, name, local=local, bpf=args.bpf)
+                reader = open_reader(
+                    path, name, local=local, bpf=args.bpf, decap=args.decap or 0
+                )
             except OSError as exc:
                 failure = errmsg(exc, name)
                 break

@@ -162,5 +162,6 @@ def report_options(args: argparse.Namespace, default_top: int) -> Any:
         reverse=args.reverse,
         select=flt.predicate() if flt else None,
         times=wants_times(args),
+        vni=bool(getattr(args, "decap", None)),
         community_id=bool(getattr(args, "community_id", False)),
     )

@@ -12,6 +12,9 @@ receives and returns a :class:`pyarrow.Table` with one row per connection::
     rx_packets, rx_bytes       uint64
     first_seen, last_seen      timestamp[ns, UTC]   (values are TimedCounts)
     communityId                string               (community_id=True)
+    vni                        uint32               (vni=True: a decapsulated
+                                                    tunnel's VNI or key, null
+                                                    on other rows)
 
 The columns are filled by one C pass of the core over the window (or over
 the C fields of the dicts' values) into buffers that pyarrow wraps as they
@@ -51,6 +54,7 @@ COLUMNS = (
 )
 TIME_COLUMNS = ("first_seen", "last_seen")
 COMMUNITY_ID_COLUMN = "communityId"
+VNI_COLUMN = "vni"
 
 _TRAFFIC = ("virtual", "physical")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -66,7 +70,9 @@ def _pyarrow() -> Any:
     return pyarrow
 
 
-def schema(*, times: bool = False, community_id: bool = False) -> pyarrow.Schema:
+def schema(
+    *, times: bool = False, community_id: bool = False, vni: bool = False
+) -> pyarrow.Schema:
     """The schema of :func:`table`'s results (with the optional columns asked for)."""
     pa = _pyarrow()
     ts = pa.timestamp("ns", tz="UTC")
@@ -88,6 +94,8 @@ def schema(*, times: bool = False, community_id: bool = False) -> pyarrow.Schema
         fields += [pa.field(name, ts) for name in TIME_COLUMNS]
     if community_id:
         fields.append(pa.field(COMMUNITY_ID_COLUMN, pa.string()))
+    if vni:
+        fields.append(pa.field(VNI_COLUMN, pa.uint32()))
     return pa.schema(fields)
 
 
@@ -115,11 +123,12 @@ def _from_columns(
     *,
     community_id: bool,
     seed: int,
+    vni: bool = False,
 ) -> pyarrow.Table:
     pa = _pyarrow()
     n = cols.n
     times = cols.first_ns is not None
-    sch = schema(times=times, community_id=community_id)
+    sch = schema(times=times, community_id=community_id, vni=vni)
     buf = pa.py_buffer
 
     def plain(typ: Any, data: bytes, valid: Optional[bytes] = None) -> Any:
@@ -156,6 +165,11 @@ def _from_columns(
         arrays += [plain(ts, cols.first_ns), plain(ts, cols.last_ns)]
     if community_id:
         arrays.append(pa.array(_community_id.column(cols, seed), pa.string()))
+    if vni:
+        if cols.vni is None:
+            arrays.append(pa.nulls(n, pa.uint32()))
+        else:
+            arrays.append(plain(pa.uint32(), cols.vni, cols.vni_valid))
     return pa.Table.from_arrays(arrays, schema=sch)
 
 
@@ -181,6 +195,7 @@ def table(
     *,
     community_id: bool = False,
     seed: int = 0,
+    vni: bool = False,
 ) -> pyarrow.Table:
     """One window (the arguments of a ``dump`` callback) as an Arrow table.
 
@@ -189,12 +204,15 @@ def table(
     a :class:`~connstats.TimedCounts` (``Statistics(track_times=True)``);
     ``community_id=True`` adds the ``communityId`` column (Community ID v1
     with ``seed``; null where a connection has none, see
-    :func:`connstats.community_id`).
+    :func:`connstats.community_id`); ``vni=True`` the ``vni`` column (the
+    VNI or key of decapsulated tunnel rows, docs/tunnels.md; null on others).
     """
     start_ns = _ns(start, "start")
     end_ns = _ns(end, "end")
     cols = _columns_of(virtual, physical)((virtual, physical), community_id)
-    return _from_columns(cols, start_ns, end_ns, community_id=community_id, seed=seed)
+    return _from_columns(
+        cols, start_ns, end_ns, community_id=community_id, seed=seed, vni=vni
+    )
 
 
 def window_table(
@@ -204,10 +222,13 @@ def window_table(
     *,
     community_id: bool = False,
     seed: int = 0,
+    vni: bool = False,
 ) -> pyarrow.Table:
     """A cut core window as an Arrow table, without building its dicts."""
     cols = _core.columns(window, community_id)
-    return _from_columns(cols, start_ns, end_ns, community_id=community_id, seed=seed)
+    return _from_columns(
+        cols, start_ns, end_ns, community_id=community_id, seed=seed, vni=vni
+    )
 
 
 def with_schema(table: pyarrow.Table, target: pyarrow.Schema) -> pyarrow.Table:

@@ -200,6 +200,53 @@ cdef int _read_index_array(object obj, str argname, Py_ssize_t *out_len,
     return 0
 
 
+cdef int _read_vni_array(object obj, Py_ssize_t *out_len, int64_t **out) except -1:
+    """Copy VNIs (-1: none, else 0..2**32-1) from an int buffer or sequence."""
+    cdef Py_buffer view
+    cdef Py_ssize_t n, i
+    cdef int64_t *values
+    cdef tuple seq
+    if PyObject_CheckBuffer(obj):
+        try:
+            PyObject_GetBuffer(obj, &view, PyBUF_ANY_CONTIGUOUS | PyBUF_FORMAT)
+        except BufferError as exc:
+            raise ValueError(f"vnis: buffer is not contiguous ({exc})") from None
+        try:
+            fmt = (view.format if view.format != NULL else b"B").lstrip(b"@=<")
+            if view.ndim > 1 or fmt not in (b"q", b"n") or view.itemsize != 8:
+                raise TypeError(
+                    f"vnis: expected a 1-D buffer of int64 ('q'), got format "
+                    f"{fmt.decode('ascii', 'replace')!r}")
+            n = view.len // 8
+            values = <int64_t *>_alloc_array(n, sizeof(int64_t))
+            memcpy(values, view.buf, n * sizeof(int64_t))
+        finally:
+            PyBuffer_Release(&view)
+    else:
+        try:
+            seq = tuple(obj)
+        except TypeError:
+            raise TypeError(
+                f"vnis: expected a buffer or sequence of integers, "
+                f"got {type(obj).__name__}") from None
+        n = len(seq)
+        values = <int64_t *>_alloc_array(n, sizeof(int64_t))
+        try:
+            for i in range(n):
+                values[i] = _int64_in(seq[i], "vnis", -1, 0xFFFFFFFF, i)
+        except BaseException:
+            free(values)
+            raise
+    for i in range(n):
+        if values[i] < -1 or values[i] > 0xFFFFFFFF:
+            v = values[i]
+            free(values)
+            raise ValueError(f"vnis[{i}]: {v} is out of range -1..4294967295")
+    out_len[0] = n
+    out[0] = values
+    return 0
+
+
 # -- pre-parsed counting (update_virtual/update_physical/update_records) -----
 #
 # These run on every update_virtual call: the common argument types are read

@@ -17,12 +17,16 @@
 #   src_text, dst_text                    UTF-8 of the addresses, as str()
 #   src_packed, dst_packed                16 bytes per row (packed=True only)
 #   first_ns, last_ns                     int64, or None without times
+#   vni, vni_valid                        uint32 and its validity bitmap: the
+#                                         VNI of decapsulated tunnel rows
+#                                         (docs/tunnels.md); None if no row has one
 # Rows come in the order the window's dicts would have them.
 
 cdef struct _ColRow:
     uint64_t c[4]
     int64_t first
     int64_t last
+    int64_t vni  # -1: none
     uint16_t sport
     uint16_t dport
     uint8_t proto
@@ -52,6 +56,9 @@ cdef struct _ColOut:
     uint8_t *dpacked
     int64_t *first
     int64_t *last
+    uint32_t *vni
+    uint8_t *vvalid
+    bint v_any
     bint s_missing
     bint d_missing
     _ToOut stext
@@ -159,6 +166,10 @@ cdef int _col_put(_ColOut *o, Py_ssize_t i, const _ColRow *r) except -1:
     if o.times:
         o.first[i] = r.first
         o.last[i] = r.last
+    o.vni[i] = <uint32_t>r.vni if r.vni >= 0 else 0
+    _col_bit(o.vvalid, i, r.vni >= 0)
+    if r.vni >= 0:
+        o.v_any = True
     return 0
 
 
@@ -178,8 +189,30 @@ cdef inline void _col_from_entry(const cs_table *t, uint32_t j, bint times,
     r.c[1] = e.tx_bytes
     r.c[2] = e.rx_packets
     r.c[3] = e.rx_bytes
+    r.vni = -1
     if times:
         _times_of(t, j, &r.first, &r.last)
+
+
+cdef inline void _col_from_tagged(const cs_ttable *t, uint32_t j, bint times,
+                                  _ColRow *r) noexcept nogil:
+    cdef const cs_tentry *e = &t.entries[j]
+    r.proto = e.key.key.proto
+    r.phys = e.key.key.kind == KIND_PHYSICAL
+    r.sfam = e.key.key.sfam
+    r.dfam = e.key.key.dfam
+    r.sport = e.key.key.sport
+    r.dport = e.key.key.dport
+    memcpy(r.src, e.key.key.src, 16)
+    memcpy(r.dst, e.key.key.dst, 16)
+    r.c[0] = e.tx_packets
+    r.c[1] = e.tx_bytes
+    r.c[2] = e.rx_packets
+    r.c[3] = e.rx_bytes
+    r.vni = e.key.vni
+    if times:
+        r.first = e.first_ns
+        r.last = e.last_ns
 
 
 cdef int _col_from_objects(object conn, object counts, bint phys, _ColRow *r) except -1:
@@ -207,6 +240,7 @@ cdef int _col_from_objects(object conn, object counts, bint phys, _ColRow *r) ex
     r.c[1] = c.tx_bytes
     r.c[2] = c.rx_packets
     r.c[3] = c.rx_bytes
+    r.vni = k._vni
     if isinstance(counts, TimedCounts):
         r.first = (<TimedCounts>counts).first_ns
         r.last = (<TimedCounts>counts).last_ns
@@ -238,6 +272,8 @@ cdef class Columns:
     cdef readonly object dst_packed
     cdef readonly object first_ns
     cdef readonly object last_ns
+    cdef readonly object vni
+    cdef readonly object vni_valid
 
     def __init__(self, *args, **kwargs):
         raise TypeError("Columns objects come from connstats' columns()")
@@ -287,6 +323,10 @@ cdef Columns _col_begin(_ColOut *o, Py_ssize_t n, bint packed, bint times):
         o.first = <int64_t *>p
         cols.last_ns = _col_bytes(8 * n, &p)
         o.last = <int64_t *>p
+    cols.vni = _col_bytes(4 * n, &p)
+    o.vni = <uint32_t *>p
+    cols.vni_valid = _col_bytes(nbits, &o.vvalid)
+    memset(o.vvalid, 0, nbits)
     return cols
 
 
@@ -297,6 +337,9 @@ cdef void _col_end(_ColOut *o, Columns cols):
         cols.src_valid = None
     if not o.d_missing:
         cols.dst_valid = None
+    if not o.v_any:
+        cols.vni = None
+        cols.vni_valid = None
 
 
 def columns(source, bint packed=False):
@@ -317,6 +360,7 @@ def columns(source, bint packed=False):
     cdef bint times
     cdef list parts
     cdef tuple pair
+    cdef cs_ttable *tagged
     memset(&r, 0, sizeof(_ColRow))
     if isinstance(source, Window):
         window = <Window>source
@@ -329,6 +373,14 @@ def columns(source, bint packed=False):
                     if i == n:
                         raise RuntimeError("columns: the window changed")  # pragma: no cover
                     _col_from_entry(&w.shards[s], j, w.track_times, &r)
+                    _col_put(&o, i, &r)
+                    i += 1
+            tagged = <cs_ttable *>w.tagged
+            if tagged != NULL:
+                for j in range(tagged.count):
+                    if i == n:
+                        raise RuntimeError("columns: the window changed")  # pragma: no cover
+                    _col_from_tagged(tagged, j, w.track_times, &r)
                     _col_put(&o, i, &r)
                     i += 1
             _col_end(&o, cols)

@@ -245,6 +245,37 @@ cdef class Core:
                 return -1 if no_time else 0
             return -1 if no_time else r
 
+    cdef int _count_tagged(self, const cs_key *k, uint32_t vni, bint rx, uint64_t nbytes,
+                           bint timed, int64_t t) noexcept nogil:
+        """_count_key for a row with a tunnel's VNI (tagged.pxi), under shard 0's
+        lock; t: the packet's time when the core keeps times (timed)."""
+        cdef cs_tkey tk
+        cdef uint64_t h
+        cdef cs_window *w
+        cdef int64_t generation
+        cdef int r
+        memset(&tk, 0, sizeof(cs_tkey))
+        memcpy(&tk.key, k, sizeof(cs_key))
+        tk.vni = vni
+        h = _tagged_hash(&tk, self.seed)
+        while True:
+            cs_mutex_lock(&self.locks[0])
+            if self.closed:
+                cs_mutex_unlock(&self.locks[0])
+                return 0
+            w = self.cur
+            generation = w.generation
+            r = _tagged_add(w, &tk, h, rx, nbytes, self.max_conns, timed, t)
+            cs_mutex_unlock(&self.locks[0])
+            if r == ADD_FULL:
+                if self._cut_full(generation) < 0:
+                    return -1
+                continue
+            if r == ADD_OPENED:
+                self._notify()
+                return 0
+            return r
+
     cdef inline int _count_packet(self, const uint8_t *p, Py_ssize_t n, bint rx) noexcept nogil:
         cdef cs_key k
         if cs_atomic_load_int(&self.closed):
@@ -366,7 +397,8 @@ cdef class Core:
 
     cdef int _count_many(self, const uint8_t **ptrs, const int64_t *lens,
                          const uint8_t *records, Py_ssize_t n, bint rx,
-                         const int64_t *times=NULL) noexcept nogil:
+                         const int64_t *times=NULL, bint physical=False,
+                         const int64_t *vnis=NULL) noexcept nogil:
         """Count n packets: parse a chunk, then take each shard lock once.
 
         With records != NULL the n items are RECORD_BYTES records instead
@@ -374,7 +406,11 @@ cdef class Core:
         kind and counts, and ptrs, lens and rx are not used.
 
         In a core that tracks times, times[i] is packet i's time (ns), or,
-        without times, the whole call is one update at the wall-clock time."""
+        without times, the whole call is one update at the wall-clock time.
+
+        physical: count the packets as physical traffic (a capture's tunnel
+        packets, docs/tunnels.md); vnis: the VNI or key of each one's
+        tunnel, -1 none (rows with one go to the window's tagged table)."""
         cdef cs_key keys[CHUNK]
         cdef int64_t spans[2 * CHUNK]  # first/last time of each run, if tracked
         cdef int64_t now = 0
@@ -396,6 +432,7 @@ cdef class Core:
         cdef int64_t generation
         cdef int r
         cdef bint opened = False
+        cdef bint tagged = physical or vnis != NULL
         if timed and times == NULL:
             now = cs_now_ns()
         while base < n:
@@ -419,7 +456,20 @@ cdef class Core:
                 _decode(ptrs[base + i], lens[base + i], &keys[pos])
                 if rx:
                     _swap(&keys[pos])
-                if self.n_ignore and self._is_ignored(&keys[pos]):
+                if tagged:
+                    if physical:
+                        keys[pos].kind = KIND_PHYSICAL
+                    elif self.n_ignore and self._is_ignored(&keys[pos]):
+                        continue
+                    if vnis != NULL and vnis[base + i] >= 0:
+                        # a row with a VNI: the window's tagged table
+                        if timed:
+                            t = now if times == NULL else times[base + i]
+                        if self._count_tagged(&keys[pos], <uint32_t>vnis[base + i], rx,
+                                              <uint64_t>lens[base + i], timed, t) < 0:
+                            return self._failed(opened)
+                        continue
+                elif self.n_ignore and self._is_ignored(&keys[pos]):
                     continue
                 if timed:
                     t = now if times == NULL else times[base + i]
@@ -828,37 +878,50 @@ cdef class Core:
             free(lens)
         return 0
 
-    def update_tx_virtual_buffer(self, buffer, offsets, lengths):
-        """Count transmitted packets buffer[offsets[i]:offsets[i]+lengths[i]]."""
-        self._buffer(buffer, offsets, lengths, False)
+    def update_tx_virtual_buffer(self, buffer, offsets, lengths, vnis=None):
+        """Count transmitted packets buffer[offsets[i]:offsets[i]+lengths[i]];
+        vnis: the VNI or key of each one's tunnel (-1: none), or None."""
+        self._buffer(buffer, offsets, lengths, False, None, vnis)
 
-    def update_rx_virtual_buffer(self, buffer, offsets, lengths):
+    def update_rx_virtual_buffer(self, buffer, offsets, lengths, vnis=None):
         """Count received packets buffer[offsets[i]:offsets[i]+lengths[i]]."""
-        self._buffer(buffer, offsets, lengths, True)
+        self._buffer(buffer, offsets, lengths, True, None, vnis)
 
-    def update_tx_virtual_buffer_at(self, buffer, offsets, lengths, times):
+    def update_tx_virtual_buffer_at(self, buffer, offsets, lengths, times, vnis=None):
         """update_tx_virtual_buffer with each packet's time: times[i] in ns
         since the epoch (a buffer of int64, format 'q').  The times are kept
         only by a core that tracks them (the capture replay's)."""
         if times is None:
             raise TypeError("times: expected a buffer of int64, got None")
-        self._buffer(buffer, offsets, lengths, False, times)
+        self._buffer(buffer, offsets, lengths, False, times, vnis)
 
-    def update_rx_virtual_buffer_at(self, buffer, offsets, lengths, times):
+    def update_rx_virtual_buffer_at(self, buffer, offsets, lengths, times, vnis=None):
         """update_rx_virtual_buffer with each packet's time (see the tx one)."""
         if times is None:
             raise TypeError("times: expected a buffer of int64, got None")
-        self._buffer(buffer, offsets, lengths, True, times)
+        self._buffer(buffer, offsets, lengths, True, times, vnis)
+
+    def update_tx_physical_buffer(self, buffer, offsets, lengths, vnis=None, times=None):
+        """Count transmitted packets buffer[offsets[i]:offsets[i]+lengths[i]] as
+        physical traffic, each under its own decoded connection (the outer
+        packets of decapsulated tunnels); vnis: each one's VNI or key, -1 none;
+        times as for update_tx_virtual_buffer_at, or None."""
+        self._buffer(buffer, offsets, lengths, False, times, vnis, True)
+
+    def update_rx_physical_buffer(self, buffer, offsets, lengths, vnis=None, times=None):
+        """Count received packets as physical traffic (see update_tx_physical_buffer)."""
+        self._buffer(buffer, offsets, lengths, True, times, vnis, True)
 
     cdef int _buffer(self, object buffer, object offsets, object lengths, bint rx,
-                     object times=None) except -1:
+                     object times=None, object vnis=None, bint physical=False) except -1:
         cdef Py_buffer view
         cdef Py_buffer tview
         cdef bint has_times = False
         cdef const int64_t *tp = NULL
         cdef int64_t *offs = NULL
         cdef int64_t *lns = NULL
-        cdef Py_ssize_t n_off, n_len, i
+        cdef int64_t *vns = NULL
+        cdef Py_ssize_t n_off, n_len, n_vni, i
         cdef const uint8_t **ptrs = NULL
         cdef const uint8_t *base
         cdef int r = 0
@@ -869,6 +932,10 @@ cdef class Core:
             if n_off != n_len:
                 raise ValueError(
                     f"lengths: has {n_len} items but offsets has {n_off}")
+            if vnis is not None:
+                _read_vni_array(vnis, &n_vni, &vns)
+                if n_vni != n_off:
+                    raise ValueError(f"vnis: has {n_vni} items but offsets has {n_off}")
             if times is not None:
                 _get_times(times, &tview, n_off)
                 has_times = True
@@ -887,7 +954,18 @@ cdef class Core:
                 for i in range(n_off):
                     ptrs[i] = base + offs[i]
                 with nogil:
-                    r = self._count_many(ptrs, lns, NULL, n_off, rx, tp)
+                    if vns != NULL and self.max_conns > 0:
+                        # Rows with a VNI are counted as they come, the others
+                        # a chunk at a time: one packet per call keeps the
+                        # order, which decides where a max_conns cut falls.
+                        for i in range(n_off):
+                            r = self._count_many(&ptrs[i], &lns[i], NULL, 1, rx,
+                                                 &tp[i] if tp != NULL else NULL,
+                                                 physical, &vns[i])
+                            if r < 0:
+                                break
+                    else:
+                        r = self._count_many(ptrs, lns, NULL, n_off, rx, tp, physical, vns)
                 if r < 0:
                     raise MemoryError("connstats: cannot grow the connection table")
         finally:
@@ -897,6 +975,7 @@ cdef class Core:
             free(<void *>ptrs)
             free(offs)
             free(lns)
+            free(vns)
         return 0
 
     # -- windows -----------------------------------------------------------

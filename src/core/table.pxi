@@ -36,6 +36,7 @@ cdef struct cs_window:
     int64_t generation
     cs_window *next     # pending-queue link
     int track_times     # entries carry first/last times (core/times.pxi)
+    void *tagged        # rows with a tunnel's VNI (cs_ttable, tagged.pxi), or NULL
 
 
 cdef enum:
@@ -157,6 +158,7 @@ cdef void _window_free(cs_window *w) noexcept nogil:
         free(w.shards[i].slots)
         free(w.shards[i].entries)
         free(w.shards[i].times)
+    _tagged_free(w.tagged)
     free(w)
 
 
@@ -169,7 +171,7 @@ cdef Py_ssize_t _window_table_bytes(cs_window *w) noexcept nogil:
         total += w.shards[i].capacity * sizeof(cs_entry)
         if w.shards[i].times != NULL:
             total += w.shards[i].capacity * 2 * sizeof(int64_t)
-    return total
+    return total + _tagged_bytes(w.tagged)
 
 
 cdef void _window_totals(cs_window *w, uint64_t *packets, uint64_t *nbytes) noexcept nogil:
@@ -183,6 +185,7 @@ cdef void _window_totals(cs_window *w, uint64_t *packets, uint64_t *nbytes) noex
             e = &w.shards[i].entries[j]
             packets[0] += e.tx_packets + e.rx_packets
             nbytes[0] += e.tx_bytes + e.rx_bytes
+    _tagged_totals(w.tagged, packets, nbytes)
 
 
 cdef uint64_t _random_seed():

@@ -39,6 +39,7 @@ cdef struct _ToConn:
     uint64_t c[4]
     _ToAddr s
     _ToAddr d
+    int64_t vni  # -1: none
     uint16_t sport
     uint16_t dport
     uint8_t proto
@@ -87,6 +88,7 @@ cdef int _to_read(object conn, object counts, bint phys, _ToConn *r) except -1:
     r.odd = _to_addr(k.src, &r.s) | _to_addr(k.dst, &r.d)
     r.sport = <uint16_t>k.src.port
     r.dport = <uint16_t>k.dst.port
+    r.vni = k._vni
     r.c[0] = c.tx_packets
     r.c[1] = c.tx_bytes
     r.c[2] = c.rx_packets
@@ -111,6 +113,7 @@ cdef struct _ToKey:
     uint64_t slo
     uint64_t dhi
     uint64_t dlo
+    int64_t vni
     Py_ssize_t idx  # dict order: the order of equal keys in Python's stable sort
     uint16_t sport
     uint16_t dport
@@ -150,6 +153,8 @@ cdef int _to_cmp(const void *pa, const void *pb) noexcept nogil:
         return -1 if a.dlo < b.dlo else 1
     if a.dport != b.dport:
         return -1 if a.dport < b.dport else 1
+    if a.vni != b.vni:
+        return -1 if a.vni < b.vni else 1
     if a.idx != b.idx:
         return -1 if a.idx < b.idx else 1
     return 0
@@ -315,6 +320,7 @@ def sorted_items(tables, str column, bint reverse, Py_ssize_t top):
                 k.dhi = r.d.hi
                 k.dlo = r.d.lo
                 k.dport = r.dport
+                k.vni = r.vni
                 k.idx = i
             with nogil:
                 qsort(keys, n, sizeof(_ToKey), _to_cmp)
@@ -513,6 +519,10 @@ cdef int _to_json_row(_ToOut *o, const _ToConn *r, object conn) except -1:
         _to_put(o, b'"dst":"', 7)
         _to_put_endpoint(o, &r.d, r.dport, conn, True, with_port)
         _to_putc(o, c'"')
+    if r.vni >= 0:
+        _to_sep(o, &first)
+        _to_put(o, b'"vni":', 6)
+        _to_putu(o, <uint64_t>r.vni)
     for i in range(4):
         if r.c[i]:
             _to_sep(o, &first)
@@ -523,7 +533,7 @@ cdef int _to_json_row(_ToOut *o, const _ToConn *r, object conn) except -1:
 
 
 cdef int _to_csv_row(
-    _ToOut *o, const _ToConn *r, object conn, bytes head, tuple names
+    _ToOut *o, const _ToConn *r, object conn, bytes head, tuple names, bint vni
 ) except -1:
     cdef const char *kind = _to_kind(r, False)
     cdef Py_ssize_t kind_len = _to_strlen(kind)
@@ -556,6 +566,11 @@ cdef int _to_csv_row(
     for i in range(4):
         _to_putc(o, c',')
         _to_putu(o, r.c[i])
+    if vni:
+        # the last column, present with connstats read --decap
+        _to_putc(o, c',')
+        if r.vni >= 0:
+            _to_putu(o, <uint64_t>r.vni)
     _to_put(o, b"\r\n", 2)
     return 0
 
@@ -565,7 +580,7 @@ cdef object _to_text(_ToOut *o):
 
 
 cdef int _to_rows(
-    object items, bint csv, _ToOut *ov, _ToOut *op, bytes head, tuple names
+    object items, bint csv, _ToOut *ov, _ToOut *op, bytes head, tuple names, bint vni
 ) except -1:
     # JSON: virtual rows to ov, physical ones to op; CSV: all to ov
     cdef OrderedItems ordered
@@ -580,7 +595,7 @@ cdef int _to_rows(
             r = &ordered._conns[ordered._order[i]]
             conn = ordered._pair(ordered._order[i])[0] if r.odd else None
             if csv:
-                _to_csv_row(ov, r, conn, head, names)
+                _to_csv_row(ov, r, conn, head, names, vni)
             else:
                 _to_json_row(op if r.phys else ov, r, conn)
         return 0
@@ -588,7 +603,7 @@ cdef int _to_rows(
         it = _to_tuple(item, 3, "items")
         _to_read(it[0], it[1], it[2], &one)
         if csv:
-            _to_csv_row(ov, &one, it[0], head, names)
+            _to_csv_row(ov, &one, it[0], head, names, vni)
         else:
             _to_json_row(op if one.phys else ov, &one, it[0])
     return 0
@@ -605,7 +620,7 @@ def json_rows(items):
     ov.data = NULL; ov.size = 0; ov.cap = 0
     op.data = NULL; op.size = 0; op.cap = 0
     try:
-        _to_rows(items, False, &ov, &op, b"", ())
+        _to_rows(items, False, &ov, &op, b"", (), False)
         return _to_text(&ov), _to_text(&op)
     finally:
         free(ov.data)
@@ -618,11 +633,11 @@ cdef bytes _to_name(object name):
     return (<str>name).encode()
 
 
-def csv_rows(items, str head not None, names):
+def csv_rows(items, str head not None, names, bint vni=False):
     """CSV lines (CRLF) of ``items``, as ``cli.fastout.csv_items`` writes them.
 
     ``head`` is the window columns followed by ','; ``names`` the 256
-    protocol names.
+    protocol names; ``vni``: end each line with the VNI column.
     """
     cdef tuple texts = tuple([_to_name(n) for n in names])
     cdef _ToOut o
@@ -630,7 +645,7 @@ def csv_rows(items, str head not None, names):
         raise ValueError(f"names: expected 256 protocol names, got {len(texts)}")
     o.data = NULL; o.size = 0; o.cap = 0
     try:
-        _to_rows(items, True, &o, NULL, head.encode(), texts)
+        _to_rows(items, True, &o, NULL, head.encode(), texts, vni)
         return _to_text(&o)
     finally:
         free(o.data)

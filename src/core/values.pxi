@@ -160,26 +160,36 @@ cdef class Connection:
 
     For tx packets src/dst are the packet's own; for rx they are swapped, so
     both directions of a flow land on the same Connection.  Physical
-    connections have proto 0 and src.port 0.
+    connections counted by ``update_*_physical`` have proto 0 and src.port 0.
+    ``vni`` is the VNI or key of the tunnel a decapsulated packet came
+    through (docs/tunnels.md), else None; it is not one of the three items.
     """
 
     cdef readonly int proto
     cdef readonly AddrPort src
     cdef readonly AddrPort dst
+    cdef int64_t _vni   # -1: none
     cdef Py_hash_t _hash
 
     # Built in __cinit__ with no __init__, as AddrPort: immutable.
-    def __cinit__(self, proto=0, src=None, dst=None):
+    def __cinit__(self, proto=0, src=None, dst=None, vni=None):
         # src and dst are never None, even for Connection.__new__(Connection).
-        if proto is 0 and src is None and dst is None:
+        if proto is 0 and src is None and dst is None and vni is None:
             self.src = _NO_ADDRPORT
             self.dst = _NO_ADDRPORT
+            self._vni = -1
             self._hash = _EMPTY_CONNECTION_HASH
             return
         self.proto = <int>_int64_in(proto, "proto", 0, 255)
         self.src = _NO_ADDRPORT if src is None else _as_addrport(src, "src")
         self.dst = _NO_ADDRPORT if dst is None else _as_addrport(dst, "dst")
-        self._hash = _connection_hash(self.proto, self.src._hash, self.dst._hash)
+        self._vni = -1 if vni is None else _int64_in(vni, "vni", 0, 0xFFFFFFFF)
+        self._hash = _connection_hash(self.proto, self.src._hash, self.dst._hash, self._vni)
+
+    @property
+    def vni(self):
+        """The tunnel's VNI or key (an int), or None."""
+        return None if self._vni < 0 else self._vni
 
     def __hash__(self):
         return self._hash
@@ -196,6 +206,8 @@ cdef class Connection:
             c = _addrport_cmp(self.src, o.src)
             if c == 0:
                 c = _addrport_cmp(self.dst, o.dst)
+            if c == 0 and self._vni != o._vni:
+                c = -1 if self._vni < o._vni else 1
         return _ord_cmp(c, op)
 
     def __iter__(self):
@@ -208,17 +220,24 @@ cdef class Connection:
         return (self.proto, self.src, self.dst)[index]
 
     def __reduce__(self):
+        if self._vni >= 0:
+            return (Connection, (self.proto, self.src, self.dst, self._vni))
         return (Connection, (self.proto, self.src, self.dst))
 
     def __repr__(self):
+        if self._vni >= 0:
+            return (f"Connection(proto={self.proto}, src={self.src!r}, dst={self.dst!r}, "
+                    f"vni={self._vni})")
         return f"Connection(proto={self.proto}, src={self.src!r}, dst={self.dst!r})"
 
     def __str__(self):
         name = protocol_name(self.proto) or "ip"
+        if self._vni >= 0:
+            return f"{name} {self.src} -> {self.dst} vni {self._vni}"
         return f"{name} {self.src} -> {self.dst}"
 
     def to_dict(self):
-        """JSON-ready dict in the shape of Tailscale's network log."""
+        """JSON-ready dict in the shape of Tailscale's network log (plus ``vni``)."""
         out = {}
         if self.proto:
             out["proto"] = self.proto
@@ -226,16 +245,21 @@ cdef class Connection:
             out["src"] = str(self.src)
         if self.dst._fam:
             out["dst"] = str(self.dst)
+        if self._vni >= 0:
+            out["vni"] = self._vni
         return out
 
 
-cdef inline Py_hash_t _connection_hash(int proto, Py_hash_t src, Py_hash_t dst) noexcept:
+cdef inline Py_hash_t _connection_hash(int proto, Py_hash_t src, Py_hash_t dst,
+                                       int64_t vni) noexcept:
     cdef uint64_t h = cs_mix64((<uint64_t>src) * 0x9E3779B97F4A7C15ULL + <uint64_t>proto)
     h = cs_mix64(h ^ (<uint64_t>dst) * 0xbf58476d1ce4e5b9ULL)
+    if vni >= 0:
+        h = cs_mix64(h ^ (<uint64_t>vni + 1) * 0x94d049bb133111ebULL)
     return _fix_hash(h)
 
 
-cdef Py_hash_t _EMPTY_CONNECTION_HASH = _connection_hash(0, _NO_ADDRPORT._hash, _NO_ADDRPORT._hash)
+cdef Py_hash_t _EMPTY_CONNECTION_HASH = _connection_hash(0, _NO_ADDRPORT._hash, _NO_ADDRPORT._hash, -1)
 
 
 # Not final: TimedCounts extends it.

@@ -158,7 +158,8 @@ cdef class Window:
                 conn.proto = e.key.proto
                 conn.src = _materialize_addrport(addresses, e.key.sfam, e.key.src, e.key.sport)
                 conn.dst = _materialize_addrport(addresses, e.key.dfam, e.key.dst, e.key.dport)
-                conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash)
+                conn._vni = -1
+                conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash, -1)
                 if w.track_times:
                     timed = TimedCounts.__new__(TimedCounts)
                     _times_of(&w.shards[i], j, &timed.first_ns, &timed.last_ns)
@@ -170,6 +171,39 @@ cdef class Window:
                 counts.rx_packets = e.rx_packets
                 counts.rx_bytes = e.rx_bytes
                 if e.key.kind == KIND_PHYSICAL:
+                    physical[conn] = counts
+                else:
+                    virtual[conn] = counts
+                since_yield += 1
+                if since_yield == MATERIALIZE_SLICE:
+                    since_yield = 0
+                    yield
+        cdef cs_ttable *t = <cs_ttable *>w.tagged
+        cdef cs_tentry *te
+        if t != NULL:
+            for j in range(t.count):
+                te = &t.entries[j]
+                conn = Connection.__new__(Connection)
+                conn.proto = te.key.key.proto
+                conn.src = _materialize_addrport(addresses, te.key.key.sfam, te.key.key.src,
+                                                 te.key.key.sport)
+                conn.dst = _materialize_addrport(addresses, te.key.key.dfam, te.key.key.dst,
+                                                 te.key.key.dport)
+                conn._vni = te.key.vni
+                conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash,
+                                              conn._vni)
+                if w.track_times:
+                    timed = TimedCounts.__new__(TimedCounts)
+                    timed.first_ns = te.first_ns
+                    timed.last_ns = te.last_ns
+                    counts = timed
+                else:
+                    counts = Counts.__new__(Counts)
+                counts.tx_packets = te.tx_packets
+                counts.tx_bytes = te.tx_bytes
+                counts.rx_packets = te.rx_packets
+                counts.rx_bytes = te.rx_bytes
+                if te.key.key.kind == KIND_PHYSICAL:
                     physical[conn] = counts
                 else:
                     virtual[conn] = counts
