@@ -185,6 +185,8 @@ def decode(packet: Buffer) -> tuple[int, AddrPort, AddrPort]: ...
 
 SHARDS: Final[int]
 ENTRY_BYTES: Final[int]
+IPV4_ENTRY_BYTES: Final[int]
+IPV4_KEY_BYTES: Final[int]
 # C size of a window header (its allocation is what cut() needs to succeed)
 WINDOW_BYTES: Final[int]
 

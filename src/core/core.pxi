@@ -207,23 +207,39 @@ cdef class Core:
         return False
 
     cdef inline int _count_key(self, const cs_key *k, bint rx, uint64_t nbytes) noexcept nogil:
-        cdef uint64_t h = cs_hash40(k, self.seed)
+        cdef cs_key4 n
+        cdef bint narrow
+        cdef uint64_t h = _prepare(k, self.seed, &n, &narrow)
         cdef uint32_t shard = <uint32_t>(h >> SHARD_SHIFT)
+        cdef cs_counts *c
+        cs_mutex_lock(&self.locks[shard])
+        if not self.closed:
+            # The hit path, kept small: everything else is in _count_new.
+            c = _table_find(&self.cur.shards[shard], k, &n, narrow, h)
+            if c != NULL:
+                _add_counts(c, rx, 1, nbytes)
+                cs_mutex_unlock(&self.locks[shard])
+                return 0
+        return self._count_new(k, &n, narrow, h, shard, rx, nbytes)
+
+    cdef int _count_new(self, const cs_key *k, const cs_key4 *n, bint narrow, uint64_t h,
+                        uint32_t shard, bint rx, uint64_t nbytes) noexcept nogil:
+        """The rest of _count_key, which holds the shard's lock and found no k."""
         cdef cs_window *w
         cdef int64_t generation
         cdef int r
         while True:
-            cs_mutex_lock(&self.locks[shard])
             if self.closed:
                 cs_mutex_unlock(&self.locks[shard])
                 return 0
             w = self.cur
             generation = w.generation
-            r = _window_add(w, shard, k, h, rx, 1, nbytes, self.max_conns)
+            r = _window_insert(w, shard, k, n, narrow, h, rx, 1, nbytes, self.max_conns)
             cs_mutex_unlock(&self.locks[shard])
             if r == ADD_FULL:
                 if self._cut_full(generation) < 0:
                     return -1
+                cs_mutex_lock(&self.locks[shard])
                 continue
             if r == ADD_OPENED:
                 self._notify()
@@ -275,6 +291,8 @@ cdef class Core:
         stay in the lane and -1 is returned.
         """
         cdef uint64_t hashes[LANE_N]
+        cdef cs_key4 compact[LANE_N]
+        cdef bint narrow[LANE_N]
         cdef uint8_t shard_of[LANE_N]
         cdef uint8_t added[LANE_N]
         cdef uint16_t order[LANE_N]
@@ -288,7 +306,7 @@ cdef class Core:
             return 0
         memset(fill, 0, sizeof(fill))
         for i in range(m):
-            hashes[i] = cs_hash40(&lane.keys[i], self.seed)
+            hashes[i] = _prepare(&lane.keys[i], self.seed, &compact[i], &narrow[i])
             shard_of[i] = <uint8_t>(hashes[i] >> SHARD_SHIFT)
             fill[shard_of[i] + 1] += 1
             added[i] = 0
@@ -307,7 +325,8 @@ cdef class Core:
             w = self.cur
             while j < fill[s]:
                 i = order[j]
-                r = _window_add(w, s, &lane.keys[i], hashes[i], lane.rx[i], 1, lane.sizes[i], 0)
+                r = _window_add(w, s, &lane.keys[i], &compact[i], narrow[i], hashes[i],
+                                lane.rx[i], 1, lane.sizes[i], 0)
                 if r == ADD_NOMEM:
                     failed = True
                     break
@@ -353,6 +372,8 @@ cdef class Core:
                          Py_ssize_t n, bint rx) noexcept nogil:
         """Count n packets: parse a chunk, then take each shard lock once."""
         cdef cs_key keys[CHUNK]
+        cdef cs_key4 compact[CHUNK]
+        cdef bint narrow[CHUNK]
         cdef uint64_t hashes[CHUNK]
         cdef uint64_t sizes[CHUNK]
         cdef uint64_t npkts[CHUNK]
@@ -387,7 +408,7 @@ cdef class Core:
                     npkts[pos - 1] += 1
                     sizes[pos - 1] += <uint64_t>lens[base + i]
                     continue
-                hashes[pos] = cs_hash40(&keys[pos], self.seed)
+                hashes[pos] = _prepare(&keys[pos], self.seed, &compact[pos], &narrow[pos])
                 shard_of[pos] = <uint8_t>(hashes[pos] >> SHARD_SHIFT)
                 sizes[pos] = <uint64_t>lens[base + i]
                 npkts[pos] = 1
@@ -406,8 +427,8 @@ cdef class Core:
                     generation = w.generation
                     r = ADD_OK
                     while i < m and shard_of[i] == s:
-                        r = _window_add(w, s, &keys[i], hashes[i], rx, npkts[i], sizes[i],
-                                        self.max_conns)
+                        r = _window_add(w, s, &keys[i], &compact[i], narrow[i], hashes[i],
+                                        rx, npkts[i], sizes[i], self.max_conns)
                         if r == ADD_FULL or r == ADD_NOMEM:
                             break
                         if r == ADD_OPENED:
@@ -447,7 +468,7 @@ cdef class Core:
                             continue
                         todo &= ~(1u << s)
                         progressed = True
-                        r = self._add_run(s, keys, hashes, npkts, sizes, order,
+                        r = self._add_run(s, keys, compact, narrow, hashes, npkts, sizes, order,
                                           0 if s == 0 else fill[s - 1], fill[s], rx)
                         if r < 0:
                             return self._failed(opened)
@@ -460,7 +481,7 @@ cdef class Core:
                                 break
                         cs_mutex_lock(&self.locks[s])
                         todo &= ~(1u << s)
-                        r = self._add_run(s, keys, hashes, npkts, sizes, order,
+                        r = self._add_run(s, keys, compact, narrow, hashes, npkts, sizes, order,
                                           0 if s == 0 else fill[s - 1], fill[s], rx)
                         if r < 0:
                             return self._failed(opened)
@@ -479,9 +500,9 @@ cdef class Core:
             self._notify()
         return -1
 
-    cdef int _add_run(self, uint32_t s, cs_key *keys, uint64_t *hashes, uint64_t *npkts,
-                      uint64_t *sizes, uint16_t *order, Py_ssize_t j,
-                      Py_ssize_t end, bint rx) noexcept nogil:
+    cdef int _add_run(self, uint32_t s, cs_key *keys, cs_key4 *compact, bint *narrow,
+                      uint64_t *hashes, uint64_t *npkts, uint64_t *sizes, uint16_t *order,
+                      Py_ssize_t j, Py_ssize_t end, bint rx) noexcept nogil:
         """Add order[j:end] to shard s and unlock it.  The caller holds its lock."""
         cdef cs_window *w = self.cur
         cdef Py_ssize_t i
@@ -489,15 +510,20 @@ cdef class Core:
         if self.closed:
             cs_mutex_unlock(&self.locks[s])
             return ADD_OK
+        # Two-stage prefetch for large tables: the slot of item j+16, then
+        # the entry that item j+8's slot names.  A shard's run is short (32
+        # items of a 256-packet chunk spread over 8 shards), so its first
+        # slots are fetched before the loop.
+        for i in range(j, j + 16 if j + 16 < end else end):
+            _prefetch_slot(&w.shards[s], hashes[order[i]])
         while j < end:
-            # Two-stage prefetch for large tables: the slot of item j+16,
-            # then the entry that item j+8's slot names.
             if j + 16 < end:
                 _prefetch_slot(&w.shards[s], hashes[order[j + 16]])
             if j + 8 < end:
                 _prefetch_entry(&w.shards[s], hashes[order[j + 8]])
             i = order[j]
-            r = _window_add(w, s, &keys[i], hashes[i], rx, npkts[i], sizes[i], 0)
+            r = _window_add(w, s, &keys[i], &compact[i], narrow[i], hashes[i], rx,
+                            npkts[i], sizes[i], 0)
             if r == ADD_NOMEM:
                 cs_mutex_unlock(&self.locks[s])
                 return ADD_NOMEM

@@ -142,30 +142,49 @@ cdef class Window:
         cdef int i
         cdef uint32_t j
         cdef uint32_t since_yield = 0
+        cdef cs_entry4 *e4
         cdef cs_entry *e
-        cdef Counts counts
-        cdef Connection conn
         for i in range(NSHARDS):
-            for j in range(w.shards[i].count):
-                e = &w.shards[i].entries[j]
-                conn = Connection.__new__(Connection)
-                conn.proto = e.key.proto
-                conn.src = _materialize_addrport(addresses, e.key.sfam, e.key.src, e.key.sport)
-                conn.dst = _materialize_addrport(addresses, e.key.dfam, e.key.dst, e.key.dport)
-                conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash)
-                counts = Counts.__new__(Counts)
-                counts.tx_packets = e.tx_packets
-                counts.tx_bytes = e.tx_bytes
-                counts.rx_packets = e.rx_packets
-                counts.rx_bytes = e.rx_bytes
-                if e.key.kind == KIND_PHYSICAL:
-                    physical[conn] = counts
-                else:
-                    virtual[conn] = counts
+            for j in range(w.shards[i].nnarrow):
+                e4 = &w.shards[i].narrow[j]
+                _materialize_entry(addresses, virtual, physical, e4.key.proto, e4.key.kind,
+                                   e4.key.sfam, e4.key.src, e4.key.sport,
+                                   e4.key.dfam, e4.key.dst, e4.key.dport, &e4.c)
                 since_yield += 1
                 if since_yield == MATERIALIZE_SLICE:
                     since_yield = 0
                     yield
+            for j in range(w.shards[i].nwide):
+                e = &w.shards[i].wide[j]
+                _materialize_entry(addresses, virtual, physical, e.key.proto, e.key.kind,
+                                   e.key.sfam, e.key.src, e.key.sport,
+                                   e.key.dfam, e.key.dst, e.key.dport, &e.c)
+                since_yield += 1
+                if since_yield == MATERIALIZE_SLICE:
+                    since_yield = 0
+                    yield
+
+
+cdef inline int _materialize_entry(dict addresses, dict virtual, dict physical,
+                                   uint8_t proto, uint8_t kind,
+                                   uint8_t sfam, const uint8_t *src, uint16_t sport,
+                                   uint8_t dfam, const uint8_t *dst, uint16_t dport,
+                                   const cs_counts *c) except -1:
+    cdef Connection conn = Connection.__new__(Connection)
+    cdef Counts counts = Counts.__new__(Counts)
+    conn.proto = proto
+    conn.src = _materialize_addrport(addresses, sfam, src, sport)
+    conn.dst = _materialize_addrport(addresses, dfam, dst, dport)
+    conn._hash = _connection_hash(conn.proto, conn.src._hash, conn.dst._hash)
+    counts.tx_packets = c.tx_packets
+    counts.tx_bytes = c.tx_bytes
+    counts.rx_packets = c.rx_packets
+    counts.rx_bytes = c.rx_bytes
+    if kind == KIND_PHYSICAL:
+        physical[conn] = counts
+    else:
+        virtual[conn] = counts
+    return 0
 
 
 cdef inline AddrPort _materialize_addrport(dict cache, uint8_t fam, const uint8_t *raw,
