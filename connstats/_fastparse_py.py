@@ -477,18 +477,23 @@ class Core:
         ``column`` is 0 for tx and 2 for rx; ``key`` is already oriented (rx
         swap done).  Returns whether the waiter must be notified.
         """
-        if not physical and key[3] in self._ignore:
-            # Virtual traffic only, as the reference: a WireGuard peer's
-            # endpoint is counted even if it is in ignore_destinations.
-            return False
         notify = False
         window = self._window
-        if window is None:
-            window = self._open_window()
-            notify = True
-        table = window._physical if physical else window._virtual
-        counters = table.get(key)
+        counters = None
+        if window is not None:
+            table = window._physical if physical else window._virtual
+            counters = table.get(key)
         if counters is None:
+            # ignore_destinations is checked on insertion only, as in the
+            # compiled core: an ignored connection is never in a table.
+            # Virtual traffic only, as the reference: a WireGuard peer's
+            # endpoint is counted even if it is in ignore_destinations.
+            if not physical and key[3] in self._ignore:
+                return False
+            if window is None:
+                window = self._open_window()
+                notify = True
+                table = window._physical if physical else window._virtual
             if self._max_conns and len(window) + 1 > self._max_conns:
                 self._retire(window)
                 window = self._open_window()

@@ -1,11 +1,6 @@
 # The core: the Core type, its locks, the open window, the pending-window
 # queue and every entry point that counts.
 
-cdef struct cs_ignore:
-    uint8_t fam
-    uint8_t addr[16]
-
-
 @cython.final
 cdef class Core:
     """Counter table with C locks; see connstats.Statistics for the public API."""
@@ -198,14 +193,6 @@ cdef class Core:
 
     # -- counting (no Python objects; callable without the GIL) ------------
 
-    cdef inline bint _is_ignored(self, const cs_key *k) noexcept nogil:
-        cdef int i
-        for i in range(self.n_ignore):
-            if (self.ignore[i].fam == k.dfam and
-                    memcmp(self.ignore[i].addr, k.dst, _addr_len(k.dfam)) == 0):
-                return True
-        return False
-
     cdef inline int _count_key(self, const cs_key *k, bint rx, uint64_t nbytes) noexcept nogil:
         cdef cs_key4 n
         cdef bint narrow
@@ -234,7 +221,8 @@ cdef class Core:
                 return 0
             w = self.cur
             generation = w.generation
-            r = _window_insert(w, shard, k, n, narrow, h, rx, 1, nbytes, self.max_conns)
+            r = _window_insert(w, shard, k, n, narrow, h, rx, 1, nbytes, self.max_conns,
+                               self.ignore, self.n_ignore)
             cs_mutex_unlock(&self.locks[shard])
             if r == ADD_FULL:
                 if self._cut_full(generation) < 0:
@@ -244,7 +232,7 @@ cdef class Core:
             if r == ADD_OPENED:
                 self._notify()
                 return 0
-            return r
+            return r  # ADD_OK, ADD_IGNORED or ADD_NOMEM
 
     cdef inline int _count_packet(self, const uint8_t *p, Py_ssize_t n, bint rx) noexcept nogil:
         cdef cs_key k
@@ -253,8 +241,8 @@ cdef class Core:
         _decode(p, n, &k)
         if rx:
             _swap(&k)
-        if self.n_ignore and self._is_ignored(&k):
-            return 0
+        # ignore_destinations is checked where a connection would be
+        # inserted (_window_insert): an ignored one is never in the table.
         if CS_FREE_THREADED and self.lanes != NULL:
             return self._count_lane(&k, rx, <uint64_t>n)
         return self._count_key(&k, rx, <uint64_t>n)
@@ -269,9 +257,10 @@ cdef class Core:
         if not cs_atomic_load_int(&self.window_open):
             # The window's first packet goes straight in (clock, wake-up).
             r = self._count_key(k, rx, nbytes)
-            if r >= 0:
-                r = 0
+            if r == ADD_OK:
                 cs_atomic_store_int(&self.window_open, 1)
+            elif r > 0:
+                r = 0  # ignored: the window may still be empty
         else:
             if lane.n == LANE_N:
                 r = self._lane_drain(lane)
@@ -326,7 +315,7 @@ cdef class Core:
             while j < fill[s]:
                 i = order[j]
                 r = _window_add(w, s, &lane.keys[i], &compact[i], narrow[i], hashes[i],
-                                lane.rx[i], 1, lane.sizes[i], 0)
+                                lane.rx[i], 1, lane.sizes[i], 0, self.ignore, self.n_ignore)
                 if r == ADD_NOMEM:
                     failed = True
                     break
@@ -400,8 +389,6 @@ cdef class Core:
                 _decode(ptrs[base + i], lens[base + i], &keys[pos])
                 if rx:
                     _swap(&keys[pos])
-                if self.n_ignore and self._is_ignored(&keys[pos]):
-                    continue
                 if pos and cs_key40_equal(&keys[pos], &keys[pos - 1]):
                     # Flows come in bursts: fold a run of one connection
                     # into one table update (exact, and order-preserving).
@@ -428,7 +415,8 @@ cdef class Core:
                     r = ADD_OK
                     while i < m and shard_of[i] == s:
                         r = _window_add(w, s, &keys[i], &compact[i], narrow[i], hashes[i],
-                                        rx, npkts[i], sizes[i], self.max_conns)
+                                        rx, npkts[i], sizes[i], self.max_conns,
+                                        self.ignore, self.n_ignore)
                         if r == ADD_FULL or r == ADD_NOMEM:
                             break
                         if r == ADD_OPENED:
@@ -523,7 +511,7 @@ cdef class Core:
                 _prefetch_entry(&w.shards[s], hashes[order[j + 8]])
             i = order[j]
             r = _window_add(w, s, &keys[i], &compact[i], narrow[i], hashes[i], rx,
-                            npkts[i], sizes[i], 0)
+                            npkts[i], sizes[i], 0, self.ignore, self.n_ignore)
             if r == ADD_NOMEM:
                 cs_mutex_unlock(&self.locks[s])
                 return ADD_NOMEM

@@ -77,7 +77,27 @@ cdef enum:
     ADD_OK = 0
     ADD_OPENED = 1      # first connection of the window: wake the flusher
     ADD_FULL = 2        # max_conns reached: the window must be cut first
+    ADD_IGNORED = 3     # a new connection to an ignored destination: not counted
     ADD_NOMEM = -1
+
+
+cdef struct cs_ignore:
+    uint8_t fam
+    uint8_t addr[16]
+
+
+cdef inline bint _is_ignored(const cs_ignore *ignore, int n_ignore,
+                             const cs_key *k) noexcept nogil:
+    # Virtual traffic only, as the reference: a WireGuard peer's endpoint is
+    # counted even if it is listed.
+    cdef int i
+    if k.kind != KIND_VIRTUAL:
+        return False
+    for i in range(n_ignore):
+        if (ignore[i].fam == k.dfam and
+                memcmp(ignore[i].addr, k.dst, _addr_len(k.dfam)) == 0):
+            return True
+    return False
 
 
 cdef int _table_grow(cs_table *t) noexcept nogil:
@@ -212,9 +232,16 @@ cdef inline void _add_counts(cs_counts *c, bint rx, uint64_t npkts, uint64_t nby
 
 cdef int _window_insert(cs_window *w, uint32_t shard, const cs_key *k, const cs_key4 *n,
                         bint narrow, uint64_t h, bint rx, uint64_t npkts, uint64_t nbytes,
-                        int64_t max_conns) noexcept nogil:
+                        int64_t max_conns, const cs_ignore *ignore,
+                        int n_ignore) noexcept nogil:
     """_window_add's path for a connection that may be new (out of line:
-    the hit path stays small where it is inlined)."""
+    the hit path stays small where it is inlined).
+
+    ignore_destinations is checked here, and only here: a connection to an
+    ignored destination is never inserted, so a connection that is found
+    is never an ignored one, and the packet path pays for the list only
+    once per new connection (before the max_conns check: an ignored packet
+    never cuts a window)."""
     cdef cs_table *t = &w.shards[shard]
     cdef uint32_t tag = <uint32_t>h
     cdef uint32_t pos, idx
@@ -228,6 +255,8 @@ cdef int _window_insert(cs_window *w, uint32_t shard, const cs_key *k, const cs_
             return ADD_NOMEM
     c = _table_probe(t, k, n, narrow, tag, &pos)
     if c == NULL:
+        if n_ignore and _is_ignored(ignore, n_ignore, k):
+            return ADD_IGNORED
         if narrow:
             if t.nnarrow == t.cap_narrow and _grow_entries(
                     <void **>&t.narrow, &t.cap_narrow, sizeof(cs_entry4)) < 0:
@@ -264,14 +293,16 @@ cdef int _window_insert(cs_window *w, uint32_t shard, const cs_key *k, const cs_
 
 cdef inline int _window_add(cs_window *w, uint32_t shard, const cs_key *k, const cs_key4 *n,
                             bint narrow, uint64_t h, bint rx, uint64_t npkts, uint64_t nbytes,
-                            int64_t max_conns) noexcept nogil:
+                            int64_t max_conns, const cs_ignore *ignore,
+                            int n_ignore) noexcept nogil:
     """Count npkts packets of nbytes in all on k (h, n, narrow from
     _prepare).  The caller holds the shard's lock."""
     cdef cs_counts *c = _table_find(&w.shards[shard], k, n, narrow, h)
     if c != NULL:
         _add_counts(c, rx, npkts, nbytes)
         return ADD_OK
-    return _window_insert(w, shard, k, n, narrow, h, rx, npkts, nbytes, max_conns)
+    return _window_insert(w, shard, k, n, narrow, h, rx, npkts, nbytes, max_conns,
+                          ignore, n_ignore)
 
 
 cdef inline void _prefetch_slot(cs_table *t, uint64_t h) noexcept nogil:
