@@ -11,9 +11,11 @@
 #   nfdump, pmacct         real IPFIX collectors (nfcapd, nfacctd) of tests/test_export_*.py
 #   iproute2, gcc          the veth lab and C sender of the live capture tests
 #                          and benchmarks/test_bench_capture.py
+#   golang-go              builds the Go port of benchmarks/test_bench_go.py
+#                          (go_compare.py); under a second in short mode
 set -uo pipefail
 packages=(iperf3 iputils-ping tshark tcpdump libpcap0.8 softflowd nfdump
-          argus-server argus-client pmacct iproute2 gcc)
+          argus-server argus-client pmacct iproute2 gcc golang-go)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
