@@ -66,22 +66,22 @@ def _extensions() -> list[Extension]:
             **common,
         ),
         # the pcap/pcapng record scanner of connstats.capture
-        Extension("connstats._capture", sources=["src/_capture.pyx"], **common),
+        Extension("connstats.capture._capture", sources=["src/_capture.pyx"], **common),
         # IPFIX record packing for connstats.export (pure-Python twin there)
         Extension(
-            "connstats._ipfix_encode", sources=["src/_ipfix_encode.pyx"], **common
+            "connstats.export._ipfix_encode", sources=["src/_ipfix_encode.pyx"], **common
         ),
     ] + _linux_only(common)
 
 
 def _linux_only(common: dict) -> list[Extension]:
     # The PACKET_MMAP ring of `connstats capture` exists on Linux only;
-    # elsewhere live capture says it needs Linux (connstats/_live.py).
+    # elsewhere live capture says it needs Linux (connstats/capture/_live.py).
     if not sys.platform.startswith("linux"):
         return []
     return [
         Extension(
-            "connstats._ring",
+            "connstats.capture._ring",
             sources=["src/_ring.pyx"],
             depends=["src/cs_ring.h"],
             **common,

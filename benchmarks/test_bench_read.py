@@ -146,7 +146,9 @@ def run_nfstream(path: str) -> int:
 def test_connstats_read(benchmark, bench_pcap):
     from connstats.capture._scan import IS_COMPILED as SCANNER_COMPILED
 
-    assert SCANNER_COMPILED, "connstats._capture (the compiled scanner) is not built"
+    assert SCANNER_COMPILED, (
+        "connstats.capture._capture (the compiled scanner) is not built"
+    )
     path, count = bench_pcap
     _info(benchmark, "read", count)
     result = benchmark.pedantic(
@@ -178,7 +180,10 @@ def bench_windows(bench_pcap) -> list:
 
 def write_windows(windows: list, fmt: str) -> None:
     """What ``connstats read`` does after counting: rank, format, write."""
-    from connstats._output import CsvWriter, JsonlWriter, ReportOptions, TableWriter
+    from connstats.cli.out_csv import CsvWriter
+    from connstats.cli.out_jsonl import JsonlWriter
+    from connstats.cli.out_table import TableWriter
+    from connstats.cli.output import ReportOptions
 
     writer = {"table": TableWriter, "jsonl": JsonlWriter, "csv": CsvWriter}[fmt]
     # the command's defaults: the table shows the top 20, the others every row
@@ -195,7 +200,7 @@ def write_windows(windows: list, fmt: str) -> None:
 def test_output_stage(benchmark, bench_windows, monkeypatch, fmt, rows):
     """Ranking and writing the windows alone (no reading or counting), with the
     compiled row loops (src/core/textout.pxi) and with their Python reference."""
-    from connstats import _fastout
+    from connstats.cli import fastout as _fastout
 
     if rows == "python":
         monkeypatch.setattr(_fastout, "_compiled", None)

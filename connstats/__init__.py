@@ -16,7 +16,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._fastparse import AddrPort, Connection, Counts
-    from ._typing import Buffer
+    from ._types import Buffer
 else:
     # Value types of the selected core: C types, or the NamedTuples of
     # _types.py when running on the pure-Python core.

@@ -1,10 +1,10 @@
 """Type stubs for the compiled core (src/_fastparse.pyx)."""
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final, SupportsIndex
 
-from ._typing import Buffer, IndexArray
+from ._types import Buffer, IndexArray
 
 _Address = IPv4Address | IPv6Address
 _AddressArg = str | bytes | bytearray | IPv4Address | IPv6Address
@@ -195,7 +195,7 @@ def defer_refcount(obj: object) -> bool: ...
 HAS_DEFERRED_REFCOUNT: Final[bool]
 
 # The row loops of connstats read's JSON/CSV output (src/core/textout.pxi);
-# connstats/_fastout.py is their reference.
+# connstats/cli/fastout.py is their reference.
 
 class OrderedItems(Sequence[tuple[Connection, Counts, bool]]):
     """The items of a report in order, built on demand."""
@@ -213,3 +213,20 @@ def json_rows(items: Iterable[tuple[Connection, Counts, bool]]) -> tuple[str, st
 def csv_rows(
     items: Iterable[tuple[Connection, Counts, bool]], head: str, names: Sequence[str]
 ) -> str: ...
+
+# Cumulative counts per series (src/core/series.pxi), the store of
+# connstats.metrics.Totals.
+
+SERIES_V6: Final[int]
+
+class SeriesTable:
+    """Counts per series, summed over the windows folded into it."""
+
+    def __init__(self, fields: Iterable[int], max_series: int) -> None: ...
+    @property
+    def fields(self) -> tuple[int, ...]: ...
+    def __len__(self) -> int: ...
+    def fold_slices(self, table: Mapping[Any, Any], traffic: str) -> Iterator[None]: ...
+    def items(
+        self,
+    ) -> list[tuple[tuple[Any, ...] | None, tuple[int, int, int, int]]]: ...

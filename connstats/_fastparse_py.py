@@ -787,3 +787,131 @@ class CountingMethods:
     def update_rx_virtual_buffer(self, buffer: Any, offsets: Any, lengths: Any) -> None:
         """Count received packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
         self._core_for_counting().update_rx_virtual_buffer(buffer, offsets, lengths)
+
+
+# -- SeriesTable: cumulative counts per series (connstats.metrics.Totals) ------
+#
+# Twin of src/core/series.pxi.  A series key is a tuple of the label values
+# in label order: the traffic string, proto and ports as ints, addresses as
+# ints (-1 for none, IPv4 as is, IPv6 | SERIES_V6).
+
+(
+    FIELD_TRAFFIC,
+    FIELD_PROTO,
+    FIELD_SRC,
+    FIELD_DST,
+    FIELD_SRC_PORT,
+    FIELD_DST_PORT,
+) = range(6)
+_NFIELDS = 6
+SERIES_V6 = 1 << 128
+_SLICE = 2048  # the compiled core's MATERIALIZE_SLICE
+
+
+def _addr_series_value(addr: Any) -> int:
+    if addr is None:
+        return -1
+    if isinstance(addr, IPv4Address):
+        return int(addr)
+    if isinstance(addr, IPv6Address):
+        return int(addr) | SERIES_V6
+    raise TypeError(
+        "table: a connection's address must be an ipaddress address or None, "
+        f"got {type(addr).__name__}"
+    )
+
+
+def _u64_count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"table: Counts.{name} must be an int, got {type(value).__name__}"
+        )
+    if value < 0 or value > _U64:
+        raise ValueError(f"table: Counts.{name} must be 0..2**64-1, got {value}")
+    return value
+
+
+def _series_field(code: int, conn: Any, traffic: str) -> Any:
+    if code == FIELD_TRAFFIC:
+        return traffic
+    if code == FIELD_PROTO:
+        return int(conn.proto)
+    if code == FIELD_SRC:
+        return _addr_series_value(conn.src.addr)
+    if code == FIELD_DST:
+        return _addr_series_value(conn.dst.addr)
+    if code == FIELD_SRC_PORT:
+        return int(conn.src.port)
+    return int(conn.dst.port)
+
+
+class SeriesTable:
+    """Counts per series, summed over the windows folded into it.
+
+    ``fields``: the label codes in label order (0 traffic, 1 proto, 2 src,
+    3 dst, 4 src_port, 5 dst_port).  Beyond ``max_series`` series, counts go
+    to the overflow series (key ``None``).  Not locked: Totals serializes
+    every call.
+    """
+
+    def __init__(self, fields: Iterable[int], max_series: int) -> None:
+        codes = tuple(fields)
+        if len(codes) > _NFIELDS:
+            raise ValueError(f"fields: at most {_NFIELDS} codes, got {len(codes)}")
+        for i, code in enumerate(codes):
+            if (
+                not isinstance(code, int)
+                or not 0 <= code < _NFIELDS
+                or codes.index(code) != i
+            ):
+                raise ValueError(
+                    f"fields: expected distinct codes 0..{_NFIELDS - 1}, got {codes!r}"
+                )
+        if max_series < 0:
+            raise ValueError(f"max_series: must be >= 0, got {max_series}")
+        self.fields = codes
+        self._max_series = max_series
+        self._series: dict[tuple[Any, ...], list[int]] = {}
+        self._other: Optional[list[int]] = None
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def fold_slices(self, table: Any, traffic: str) -> Iterator[None]:
+        """Add ``table`` (Mapping[Connection, Counts]) to the series, yielding
+        after every 2048 connections as the compiled core does."""
+        series = self._series
+        codes = self.fields
+        since_yield = 0
+        for conn, counts in table.items():
+            key = tuple(_series_field(code, conn, traffic) for code in codes)
+            values = (
+                _u64_count(counts.tx_packets, "tx_packets"),
+                _u64_count(counts.tx_bytes, "tx_bytes"),
+                _u64_count(counts.rx_packets, "rx_packets"),
+                _u64_count(counts.rx_bytes, "rx_bytes"),
+            )
+            sums = series.get(key)
+            if sums is None:
+                if len(series) < self._max_series:
+                    sums = series[key] = [0, 0, 0, 0]
+                else:
+                    if self._other is None:
+                        self._other = [0, 0, 0, 0]
+                    sums = self._other
+            for i in range(4):
+                sums[i] = (sums[i] + values[i]) & _U64
+            since_yield += 1
+            if since_yield == _SLICE:
+                since_yield = 0
+                yield
+
+    def items(self) -> list[tuple[Optional[tuple[Any, ...]], tuple[int, ...]]]:
+        """``[(key, (tx_packets, tx_bytes, rx_packets, rx_bytes)), ...]``;
+        the overflow series, if used, last with key ``None``."""
+        out: list[tuple[Optional[tuple[Any, ...]], tuple[int, ...]]] = [
+            (key, tuple(sums)) for key, sums in self._series.items()
+        ]
+        if self._other is not None:
+            out.append((None, tuple(self._other)))
+        return out

@@ -16,6 +16,7 @@ failure makes the thread pause (with a growing delay) instead of spinning.
 from __future__ import annotations
 
 import _thread
+import inspect
 import logging
 import threading
 import time
@@ -52,12 +53,12 @@ class _Retry(Exception):
     """A round must pause and start again (the failure is already counted)."""
 
 
-def _log(message: str, *args: Any, error: bool = True) -> None:
+def _log(message: str, *args: Any, error: bool = True, exc_info: bool = True) -> None:
     # Logging can itself fail (out of memory, a broken handler); the flush
     # thread must outlive that too.
     try:
         if error:
-            logger.error(message, *args, exc_info=True)
+            logger.error(message, *args, exc_info=exc_info)
         else:
             logger.warning(message, *args)
     except BaseException:  # pragma: no cover - nothing left to report to
@@ -266,13 +267,32 @@ class Flusher:
         try:
             start = datetime.fromtimestamp(window.start, timezone.utc)
             end = datetime.fromtimestamp(window.end, timezone.utc)
-            self._dump(start, end, virtual, physical)
+            result = self._dump(start, end, virtual, physical)
+            if result is not None and inspect.isawaitable(result):
+                self._refuse_awaitable(result)
         except BaseException:
             # SystemExit, KeyboardInterrupt, GeneratorExit... raised by dump
             # are its failures too: the window was handed over.
             self.dump_errors += 1
             _log("connstats: dump callback raised; later windows are still delivered")
         self.windows_delivered += 1
+
+    def _refuse_awaitable(self, result: Any) -> None:
+        # A dump that returns a coroutine (a lambda or partial around an
+        # `async def`, which Statistics cannot see at construction): nothing
+        # here runs an event loop, so the window would vanish without a
+        # trace.  Count and log it instead; closing the coroutine keeps
+        # Python's "never awaited" warning away from the user's log.
+        self.dump_errors += 1
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        _log(
+            "connstats: dump returned an awaitable (%s), which nothing awaits: "
+            "the window is lost; use connstats.aio.AsyncStatistics for asyncio",
+            type(result).__name__,
+            exc_info=False,
+        )
 
     def _drop(self, window: Any) -> None:
         packets = bytes_ = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import inspect
 import itertools
 import logging
 import math
@@ -36,6 +37,21 @@ def _period_seconds(value: Any) -> float:
     if math.isnan(seconds) or seconds < 0 or math.isinf(seconds):
         raise ValueError(f"max_period: must be a finite number >= 0, got {value!r}")
     return seconds
+
+
+def _is_async(dump: Any) -> bool:
+    # An `async def` function (also behind functools.partial), an async
+    # generator function, or an object whose __call__ is one: called from
+    # the flush thread, each returns an object that nobody awaits.
+    call = None
+    if not inspect.isroutine(dump):
+        call = inspect.getattr_static(type(dump), "__call__", None)
+    for candidate in (dump, call):
+        if inspect.iscoroutinefunction(candidate) or inspect.isasyncgenfunction(
+            candidate
+        ):
+            return True
+    return False
 
 
 def _stop_flusher(holder: list[Optional[Flusher]], core: Any) -> None:
@@ -104,6 +120,13 @@ class Statistics(_CountingMethods):
             raise ValueError(f"max_conns: must be >= 0, got {max_conns}")
         if dump is not None and not callable(dump):
             raise TypeError(f"dump: expected a callable, got {type(dump).__name__}")
+        if dump is not None and _is_async(dump):
+            raise TypeError(
+                "dump: got a coroutine function; dump is called from a thread and "
+                "its coroutines would never run (every window lost). Use "
+                "connstats.aio.AsyncStatistics and `async for window in "
+                "stats.windows()` instead"
+            )
         if dump is None and (period or max_conns):
             raise ValueError(
                 "dump: max_period and max_conns hand windows to dump(); "
@@ -131,6 +154,11 @@ class Statistics(_CountingMethods):
         )
         self._flusher_holder = [self._flusher]
         _register(self, self._flusher_holder, core)
+        # A dump that reports this instance's health too (metrics.Totals)
+        # says so with this hook; looked up on the type, like a dunder.
+        watch = getattr(type(dump), "_connstats_watch", None)
+        if watch is not None:
+            watch(dump, self)
 
     def _bind_hot_path(self) -> None:
         # With the compiled core, the per-packet methods are C methods of the
@@ -248,7 +276,7 @@ class Statistics(_CountingMethods):
     @property
     def dropped_windows(self) -> int:
         """Windows lost because ``dump`` fell behind, or because their dicts
-        could not be built (see the README's Guarantees)."""
+        could not be built (docs/guarantees.md, "Windows and backlog")."""
         flusher = self._flusher
         extra = flusher.dropped[0] if flusher is not None else 0
         return int(self._core.dropped_windows) + extra

@@ -1,4 +1,4 @@
-"""Value types handed to users: AddrPort, Connection, Counts.
+"""Value types handed to users: AddrPort, Connection, Counts; buffer type aliases.
 
 They are NamedTuples so that they are immutable, hashable and cheap to build
 from the C core.  Ordering is overridden where plain tuple ordering would
@@ -8,7 +8,24 @@ raise (``None < IPv4Address`` or IPv4 vs IPv6 comparisons).
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, NamedTuple, Optional, Union
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
+
+# Packets are buffers: anything that exports the buffer protocol (bytes,
+# bytearray, memoryview, array, numpy arrays).  ``collections.abc.Buffer``
+# exists from Python 3.12 on; before that type checkers take the same protocol
+# from ``typing_extensions``, which they always have (it ships in typeshed), so
+# connstats needs no runtime dependency for it.
+if sys.version_info >= (3, 12):
+    from collections.abc import Buffer as Buffer
+elif TYPE_CHECKING:
+    from typing_extensions import Buffer as Buffer
+else:  # importable at run time all the same, without typing_extensions
+    Buffer = object
+
+#: Offsets or lengths into a buffer: an integer buffer (array('I'), numpy) or ints.
+IndexArray = Union[Buffer, Sequence[int]]
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 

@@ -59,8 +59,8 @@ from typing import Any
 
 import connstats
 from connstats._clock import ns_of
-from connstats._output import TableWriter
 from connstats.capture.windows import Window
+from connstats.cli.out_table import TableWriter
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001

@@ -2,7 +2,7 @@
 
 Every input is a whole pcap or pcapng file.  Reading it must give a result
 or a clean ``CaptureError``: any other exception, a hang or a crash is a
-finding.  The input is read with the compiled scanner (``connstats._capture``)
+finding.  The input is read with the compiled scanner (``connstats.capture._capture``)
 and with the pure-Python one, through a tiny buffer and small batches so that
 refills and batch boundaries are exercised, and both must give the same
 batches, packets and error; every offset/length the reader hands out must lie
@@ -44,7 +44,7 @@ except ImportError as exc:
     raise SystemExit(0) from None
 
 try:
-    from connstats import _capture as compiled_scanner
+    from connstats.capture import _capture as compiled_scanner
 except ImportError:  # pragma: no cover - a pure-Python install
     compiled_scanner = None
     print(

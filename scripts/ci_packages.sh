@@ -11,11 +11,13 @@
 #   nfdump, pmacct         real IPFIX collectors (nfcapd, nfacctd) of tests/test_export_*.py
 #   iproute2, gcc          the veth lab and C sender of the live capture tests
 #                          and benchmarks/test_bench_capture.py
+#   prometheus             the real server of tests/test_export_prometheus.py
+#                          (the test starts its own on loopback, not the service)
 #   golang-go              builds the Go port of benchmarks/test_bench_go.py
 #                          (go_compare.py); under a second in short mode
 set -uo pipefail
 packages=(iperf3 iputils-ping tshark tcpdump libpcap0.8 softflowd nfdump
-          argus-server argus-client pmacct iproute2 gcc golang-go)
+          argus-server argus-client pmacct iproute2 gcc prometheus golang-go)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

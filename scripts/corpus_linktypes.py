@@ -2,7 +2,7 @@
 
 Usage: ``python scripts/corpus_linktypes.py DIR [DIR...]`` (every ``*.pcap``
 and ``*.pcapng`` below the directories; the tcpdump project's ``tests/``
-folder is the corpus the README's figure comes from).  It prints one line per
+folder is the corpus of the figure in docs/cli.md).  It prints one line per
 link type (files, and how many of them were refused or had packets skipped
 for it), then the totals.  A file counts as read without a link-type error
 when opening and reading it raised no ``UnsupportedLinkTypeError`` and not

@@ -47,7 +47,7 @@ run_dir="$(mktemp -d "${TMPDIR:-/tmp}/connstats-asan-run.XXXXXX")"  # no connsta
 trap 'rm -rf "$src" "$run_dir"' EXIT
 mapfile -t sos < <(cd "$run_dir" && "$py" -c "
 import importlib
-for name in ('connstats._fastparse', 'connstats._capture'):
+for name in ('connstats._fastparse', 'connstats.capture._capture'):
     try:
         print(importlib.import_module(name).__file__)
     except ImportError:

@@ -1,6 +1,6 @@
 # cython: language_level=3, freethreading_compatible=True, embedsignature=True
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled record scanner for pcap/pcapng buffers: ``connstats._capture``.
+"""Compiled record scanner for pcap/pcapng buffers: ``connstats.capture._capture``.
 
 The C twin of ``connstats/capture/_scan_py.py``, which is the reference and
 documents the behaviour; every rule here mirrors a line there, and

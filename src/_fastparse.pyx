@@ -41,6 +41,7 @@ dependency order:
   core/core.pxi        Core: entry points, cutting, pending windows, wake-up
   core/methods.pxi     CountingMethods: Statistics' per-packet methods
   core/textout.pxi     connection tables as sorted JSON/CSV text (connstats read)
+  core/series.pxi      SeriesTable: cumulative counts per series (connstats.metrics)
 """
 
 cimport cython
@@ -58,6 +59,7 @@ from cpython.pythread cimport (
 )
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.sequence cimport PySequence_Check, PySequence_Tuple
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
@@ -79,6 +81,7 @@ include "core/lanes.pxi"
 include "core/core.pxi"
 include "core/methods.pxi"
 include "core/textout.pxi"
+include "core/series.pxi"
 
 
 def decode(packet):

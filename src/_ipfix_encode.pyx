@@ -1,6 +1,6 @@
 # cython: language_level=3, freethreading_compatible=True, embedsignature=True
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled IPFIX record packing: ``connstats._ipfix_encode``.
+"""Compiled IPFIX record packing: ``connstats.export._ipfix_encode``.
 
 The C twin of the record loop in ``connstats/export/_ipfix.py``, which is
 the reference: the same records in the same order and byte layout, packed

@@ -1,6 +1,6 @@
 # cython: language_level=3, freethreading_compatible=True, embedsignature=True
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""PACKET_MMAP TPACKET_V3 receive ring for live capture: ``connstats._ring`` (Linux).
+"""PACKET_MMAP TPACKET_V3 receive ring for live capture: ``connstats.capture._ring`` (Linux).
 
 The C walk lives in ``src/cs_ring.h``; this module owns the ring's memory and
 hands each block to the counting core as one buffer plus offset and length

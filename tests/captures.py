@@ -434,14 +434,14 @@ def scanner_class(name: str) -> type:
     if os.environ.get("CONNSTATS_NO_EXTENSIONS", "") not in ("", "0"):
         pytest.skip("CONNSTATS_NO_EXTENSIONS is set")
     try:
-        return importlib.import_module("connstats._capture").Scanner
+        return importlib.import_module("connstats.capture._capture").Scanner
     except ImportError:
         try:
             importlib.import_module("connstats._fastparse")
         except ImportError:
             pytest.skip("no compiled extensions in this install")
         pytest.fail(
-            "connstats._fastparse is built but connstats._capture is not (setup.py is missing the extension)"
+            "connstats._fastparse is built but connstats.capture._capture is not (setup.py is missing the extension)"
         )
     raise AssertionError("unreachable")
 

@@ -22,6 +22,25 @@ def core_env(impl_name: str) -> dict[str, str]:
     return env
 
 
+def source_tree_env() -> dict[str, str]:
+    """os.environ for a child (``python -m connstats``, possibly under ``ip
+    netns exec``) that must import the same connstats as this process: when
+    that is the source tree, it goes on PYTHONPATH."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ)
+    module = sys.modules.get("connstats")
+    if module is not None and Path(module.__file__ or "").resolve().is_relative_to(
+        root
+    ):
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(root), env.get("PYTHONPATH")) if p
+        )
+    return env
+
+
 def report_and_exit(w: int, child: Callable[[], Any]) -> None:
     """In a forked child: write child()'s result (or its traceback) as JSON
     to the pipe ``w`` and leave with os._exit."""

@@ -1,6 +1,6 @@
 """The classic BPF programs of ``connstats capture --host/--net/--port/--proto``.
 
-The programs are run by ``connstats.bpf.run`` (an interpreter of classic
+The programs are run by ``connstats.capture.bpf.run`` (an interpreter of classic
 BPF) on generated packets and checked against the rule the options state;
 where libpcap is installed, the same filter written as a tcpdump expression
 and compiled by libpcap must give the same verdict on every packet, and
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connstats import bpf
+from connstats.capture import bpf
 from connstats.cli import main
 
 ADDRS4 = ["192.0.2.1", "192.0.2.2", "198.51.100.7", "10.1.2.3"]
@@ -150,7 +150,7 @@ def test_other_platforms_are_named(monkeypatch, capsys):
 @given(filters, packets)
 def test_same_verdicts_as_libpcap(f, fields):
     # libpcap compiles the equivalent tcpdump expression on its own
-    from connstats import _libpcap
+    from connstats.capture import _libpcap
 
     if not _libpcap.available():
         pytest.skip("libpcap is not installed")
@@ -174,7 +174,7 @@ def test_same_verdicts_as_libpcap(f, fields):
 
 
 def test_conjoin_with_a_libpcap_program():
-    from connstats import _libpcap
+    from connstats.capture import _libpcap
 
     if not _libpcap.available():
         pytest.skip("libpcap is not installed")
@@ -187,7 +187,7 @@ def test_conjoin_with_a_libpcap_program():
 
 
 def test_bad_bpf_expression_is_one_line(capsys):
-    from connstats import _libpcap
+    from connstats.capture import _libpcap
 
     if not _libpcap.available():
         pytest.skip("libpcap is not installed")

@@ -142,7 +142,7 @@ def test_port_and_host_filter_run_in_the_kernel(lab):
 
 
 def test_bpf_expression_compiled_by_libpcap(lab):
-    from connstats import _libpcap
+    from connstats.capture import _libpcap
 
     if not _libpcap.available():
         pytest.skip("libpcap is not installed (apt-get install libpcap0.8)")

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import captures as cap
 
 from connstats import __version__
-from connstats._output import Progress, human_bytes, rfc3339
 from connstats.cli import main
+from connstats.cli.output import Progress, human_bytes, rfc3339
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -429,7 +429,7 @@ def test_version(capsys):
 
 
 def test_durations():
-    from connstats.cli import _seconds
+    from connstats.cli.arguments import seconds as _seconds
 
     assert [_seconds(t) for t in ("10", "2.5", "500ms", "5m", "1h", "1e-3")] == [
         10,

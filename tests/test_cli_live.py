@@ -15,9 +15,9 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from subproc import source_tree_env
 
 from connstats.cli import main
 
@@ -25,20 +25,9 @@ IS_ROOT = getattr(os, "geteuid", lambda: -1)() == 0
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="AF_PACKET capture is Linux-only"
 )
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    module = sys.modules.get("connstats")
-    if module is not None and Path(module.__file__ or "").resolve().is_relative_to(
-        ROOT
-    ):
-        # Running from the source tree: let the child import the same package.
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(ROOT), env.get("PYTHONPATH")) if p
-        )
-    return env
+_env = source_tree_env
 
 
 @linux_only

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import captures as cap
 from test_cli import jsonl, run, write
 
-from connstats import _libpcap
 from connstats._protocols import IANA_PROTOCOLS, protocol_name, protocol_number
+from connstats.capture import _libpcap
 from connstats.cli import main
 
 S = 1_000_000_000
@@ -600,16 +600,12 @@ def _many_ties_capture(tmp_path: Path) -> str:
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("top", [0, 5])
 def test_fast_path_writes_what_the_general_path_writes(tmp_path, sort, reverse, top):
-    from connstats._output import (
-        CsvWriter,
-        JsonlWriter,
-        ReportOptions,
-        TableWriter,
-        build_report,
-        window_message,
-    )
     from connstats.capture import open_capture
     from connstats.capture.windows import Replayer
+    from connstats.cli.out_csv import CsvWriter
+    from connstats.cli.out_jsonl import JsonlWriter, window_message
+    from connstats.cli.out_table import TableWriter
+    from connstats.cli.output import ReportOptions, build_report
 
     windows: list = []
     replayer = Replayer(windows.append)

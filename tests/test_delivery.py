@@ -1,6 +1,6 @@
 """No window is ever lost uncounted: the flush thread and extract() under failure.
 
-README "Guarantees", "Delivery, shutdown, signals and fork":
+docs/guarantees.md, "Delivery when things fail":
 * the flush thread survives ``dump`` raising anything (``BaseException``
   included) and a window whose dicts cannot be built (``MemoryError``): it
   keeps delivering, counts each failure in ``dump_errors``, retries a build
@@ -120,7 +120,6 @@ def test_no_flush_thread_at_interpreter_exit_final_flush_runs_in_shutdown(
     assert rec.packets() == 3
     assert stats.shutdown(timeout=0) is True  # idempotent, nothing twice
     assert rec.packets() == 3
-
 
 
 @pytest.mark.parametrize(

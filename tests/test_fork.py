@@ -1,4 +1,4 @@
-"""os.fork() in a process with live Statistics (README "Guarantees", fork).
+"""os.fork() in a process with live Statistics (docs/guarantees.md, "fork()").
 
 In the child every live instance starts from an empty table with fresh locks
 (the parent's counts stay with the parent), gets its own flush thread if it

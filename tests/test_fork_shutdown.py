@@ -1,6 +1,6 @@
 """fork() in the middle of a shutdown(), fork() from inside dump, hash seeds.
 
-README "Guarantees", "Delivery, shutdown, signals and fork":
+docs/guarantees.md, "fork()":
 * an instance is shut down in a child exactly when its core was closed at the
   fork, whatever step of shutdown() the parent was in: never "shut down" with
   a core still counting;

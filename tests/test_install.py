@@ -110,7 +110,7 @@ def test_default_import_is_compiled(
 def test_import_keeps_gil_disabled(tmp_path: Path) -> None:
     # -W error already turns CPython's "The global interpreter lock (GIL) has
     # been enabled to load module ..." RuntimeWarning into an import failure
-    # (for connstats._fastparse and connstats._capture); the flag check
+    # (for connstats._fastparse and connstats.capture._capture); the flag check
     # catches a silent re-enable too.
     env = {"CONNSTATS_NO_EXTENSIONS": "1"} if NO_EXTENSIONS else {}
     info = _probe(sys.executable, cwd=tmp_path, **env)

@@ -1,4 +1,4 @@
-"""connstats._libpcap: BPF expressions compiled and run by the real libpcap."""
+"""connstats.capture._libpcap: BPF expressions compiled and run by the real libpcap."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import captures as cap
 
-from connstats import _libpcap
+from connstats.capture import _libpcap
 
 pytestmark = pytest.mark.skipif(
     not _libpcap.available(), reason="libpcap is not installed (apt install libpcap0.8)"

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from connstats import _pcapng_out as out
+from connstats.capture import _pcapng_out as out
 from connstats.capture import open_capture
 
 

@@ -1,6 +1,6 @@
 """shutdown() interrupted (Ctrl-C) or re-entered (a signal handler).
 
-README "Guarantees", "Delivery, shutdown, signals and fork": every step of
+docs/guarantees.md, "Signals and Ctrl-C": every step of
 shutdown() is idempotent and no lock is held across a point where a signal
 handler can run, so a call interrupted anywhere leaves a state that the next
 call completes, and a handler may call shutdown() while its thread is inside

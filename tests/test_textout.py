@@ -1,6 +1,6 @@
 """The compiled JSON/CSV rows of `connstats read` against their Python reference.
 
-src/core/textout.pxi must order and write exactly what connstats/_fastout.py
+src/core/textout.pxi must order and write exactly what connstats/cli/fastout.py
 does: random windows (IPv4, IPv6, IPv4-mapped and -compatible IPv6, missing
 addresses, every protocol number, special and physical rows, zero and
 64-bit counts, many ties) through both, then real captures through
@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connstats import _fastout
 from connstats._impl import IS_COMPILED, core
 from connstats._protocols import PROTOCOL_NAMES
+from connstats.cli import fastout as _fastout
 
 pytestmark = pytest.mark.skipif(
     not IS_COMPILED, reason="the compiled core is not in use (pure-Python core)"
@@ -288,7 +288,9 @@ def test_read_writes_what_the_python_rows_write(capsys, monkeypatch, fmt, extra)
 
 def test_many_rows_one_window(tmp_path):
     # A window large enough for every buffer to grow several times.
-    from connstats._output import CsvWriter, JsonlWriter, ReportOptions, Window
+    from connstats.cli.out_csv import CsvWriter
+    from connstats.cli.out_jsonl import JsonlWriter
+    from connstats.cli.output import ReportOptions, Window
 
     ap, c = core.AddrPort, core.Connection
     virtual = {}

@@ -1,4 +1,4 @@
-"""Pick the record scanner: compiled ``connstats._capture`` unless disabled.
+"""Pick the record scanner: compiled ``connstats.capture._capture`` unless disabled.
 
 ``CONNSTATS_NO_EXTENSIONS=1`` forces the pure-Python scanner, and a missing
 extension falls back to it with a warning (see ``connstats._select``).
@@ -15,9 +15,9 @@ if TYPE_CHECKING:
     from ._scan_py import Scanner as Scanner
 else:
     Scanner = load(
-        "connstats._capture", "connstats.capture._scan_py", "capture scanner"
+        "connstats.capture._capture", "connstats.capture._scan_py", "capture scanner"
     ).Scanner
 
-IS_COMPILED: bool = Scanner.__module__ == "connstats._capture"
+IS_COMPILED: bool = Scanner.__module__ == "connstats.capture._capture"
 
 __all__ = ["IS_COMPILED", "NO_EXTENSIONS", "Scanner"]

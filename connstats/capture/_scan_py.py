@@ -1,4 +1,4 @@
-"""Pure-Python record scanner: the reference for the compiled ``connstats._capture``.
+"""Pure-Python record scanner: the reference for the compiled ``connstats.capture._capture``.
 
 A scanner walks the records of a pcap or pcapng buffer, strips each frame's
 link header and writes the offset and length of the IP packet inside it into

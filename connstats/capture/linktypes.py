@@ -3,7 +3,7 @@
 Each supported link type maps to one *kind*: the small integer that the record
 scanner (pure Python or Cython) switches on to find the IP header inside a
 frame.  The numbers are part of the contract between ``_scan_py`` and the
-compiled ``connstats._capture``; ``tests/test_capture_scan.py`` checks they agree.
+compiled ``connstats.capture._capture``; ``tests/test_capture_scan.py`` checks they agree.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ _Packer = Callable[
 _compiled_pack: _Packer | None = None
 if not NO_EXTENSIONS:
     try:  # the compiled record packer (src/_ipfix_encode.pyx); Python otherwise
-        from .._ipfix_encode import pack_records as _compiled_pack
+        from ._ipfix_encode import pack_records as _compiled_pack
     except ImportError:  # pragma: no cover - depends on the install
         pass
 

@@ -1,6 +1,6 @@
 # Connection tables as sorted JSON/CSV text, for `connstats read`.
 #
-# The C twin of the row loops in connstats/_fastout.py, which is the
+# The C twin of the row loops in connstats/cli/fastout.py, which is the
 # reference: the same order and the same text, byte for byte
 # (tests/test_textout.py compares both on random windows).  It lives in the
 # core because it reads the values' C fields (the address bytes kept inside
@@ -238,7 +238,7 @@ cdef class OrderedItems:
 
 
 def sorted_items(tables, str column, bint reverse, Py_ssize_t top):
-    """``(items in order, number before --top)``, as ``_fastout.sorted_items``.
+    """``(items in order, number before --top)``, as ``cli.fastout.sorted_items``.
 
     ``tables`` is a sequence of ``(dict of Connection -> Counts, physical)``;
     the items are an :class:`OrderedItems`.
@@ -260,7 +260,7 @@ def sorted_items(tables, str column, bint reverse, Py_ssize_t top):
     if spec is None:
         raise ValueError(f"column: not a count column: {column!r}")
     f1, f2, s1, s2 = spec
-    # What each table contributes, as _fastout.sorted_items decides it.
+    # What each table contributes, as cli.fastout.sorted_items decides it.
     for t in range(nt):
         table, flag = _to_tuple(tabs[t], 2, "tables")
         if not isinstance(table, dict):
@@ -448,7 +448,7 @@ cdef int _to_put_endpoint(
 
 
 cdef const char *_to_kind(const _ToConn *r, bint json) noexcept nogil:
-    # _report.row_kind; JSON keeps physical rows apart instead of labelling them
+    # cli.report.row_kind; JSON keeps physical rows apart instead of labelling them
     if r.phys:
         return b"" if json else b"physical"
     if r.s.ver == 0 and r.d.ver == 0:
@@ -595,7 +595,7 @@ cdef int _to_rows(
 
 def json_rows(items):
     """``(virtual, physical)``: the rows of ``items`` as compact JSON objects
-    joined by commas, as ``_fastout.json_items`` writes them.
+    joined by commas, as ``cli.fastout.json_items`` writes them.
 
     ``items``: an :class:`OrderedItems` or ``(Connection, Counts, physical)``
     tuples.
@@ -618,7 +618,7 @@ cdef bytes _to_name(object name):
 
 
 def csv_rows(items, str head not None, names):
-    """CSV lines (CRLF) of ``items``, as ``_fastout.csv_items`` writes them.
+    """CSV lines (CRLF) of ``items``, as ``cli.fastout.csv_items`` writes them.
 
     ``head`` is the window columns followed by ','; ``names`` the 256
     protocol names.

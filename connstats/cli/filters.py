@@ -11,7 +11,7 @@ never selects them.  Later fragments have addresses but no ports: ``--port``
 does not select them.
 
 Packet-level filtering with a BPF expression (``--bpf``) is in
-:mod:`connstats._bpf_input`.
+:mod:`connstats.capture._bpf_input`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._protocols import protocol_number
+from .._protocols import protocol_number
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -3,7 +3,7 @@
 The socket is ``SOCK_DGRAM``: the kernel removes the link header, so each
 frame is the IP packet a TUN device would deliver, with its ``sockaddr_ll``
 (interface, protocol, packet type).  Packets reach user space through a
-``PACKET_MMAP`` ``TPACKET_V3`` ring walked in C (``connstats._ring``), one
+``PACKET_MMAP`` ``TPACKET_V3`` ring walked in C (``connstats.capture._ring``), one
 block of packets per wakeup, and go to the counting core through its buffer
 entry points.  Without the compiled ring (pure-Python installs) the same
 socket is read one packet per ``recvfrom_into`` call: correct, but it keeps
@@ -249,7 +249,7 @@ def _grow_buffer(sock: socket.socket, size: int) -> None:
 def _make_ring(
     sock: socket.socket, ring_size: int, block_size: int, timeout_ms: int, tee: bool
 ) -> Any | None:
-    from ._select import NO_EXTENSIONS
+    from .._select import NO_EXTENSIONS
 
     if NO_EXTENSIONS:
         return None  # pure Python asked for: the recvfrom fallback

@@ -24,7 +24,7 @@ import heapq
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._protocols import protocol_name
+from .._protocols import protocol_name
 
 _NS = 1_000_000_000
 

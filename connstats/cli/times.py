@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._types import Counts
-from .capture.windows import Window
+from .._types import Counts
+from ..capture.windows import Window
 
 DEFAULT_RESOLUTION_NS = 1_000_000_000
 

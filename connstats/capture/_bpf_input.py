@@ -1,6 +1,6 @@
 """``connstats read --bpf EXPR``: keep only the records a BPF expression accepts.
 
-The expression is compiled by libpcap (:mod:`connstats._libpcap`) for each
+The expression is compiled by libpcap (:mod:`connstats.capture._libpcap`) for each
 link type the capture declares and run on every record, link header
 included, exactly as ``tcpdump -r FILE EXPR`` would.  The filter sits between
 the input and the capture reader: :class:`BpfFilteredStream` is a read-only

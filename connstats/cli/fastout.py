@@ -2,7 +2,7 @@
 
 A capture of 100,000 connections must not cost more to print than to count.
 For the common report (one row per connection, sorted by a count column, no
-times) the rows are never turned into :class:`~connstats._report.Row`
+times) the rows are never turned into :class:`~connstats.cli.report.Row`
 objects: ``(Connection, Counts)`` items are sorted with a key of plain
 integers and written straight to JSON or CSV text.
 
@@ -31,9 +31,9 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._impl import IS_COMPILED, core
-from ._protocols import PROTOCOL_NAMES, protocol_name
-from ._report import row_kind
+from .._impl import IS_COMPILED, core
+from .._protocols import PROTOCOL_NAMES, protocol_name
+from .report import row_kind
 
 # The compiled row loops (src/core/textout.pxi) read the compiled core's
 # values; the pure-Python core's are written by the functions here.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import threading
@@ -17,7 +18,8 @@ from contextlib import ExitStack
 from datetime import datetime
 from typing import Any, BinaryIO, TextIO
 
-from ._clock import ns_of
+from .._clock import ns_of
+from .arguments import Fail
 
 #: Exit status of a capture that completed but lost packets in the kernel,
 #: with --fail-on-drop (1: error, 2: usage, 130: Ctrl-C).
@@ -53,16 +55,25 @@ def _millis(text: str) -> int:
     return int(match.group(1))
 
 
+def _interface_names(**_: Any) -> list[str]:
+    """Shell completion of ``-i`` (argcomplete calls it): this host's interfaces."""
+    try:
+        names = sorted(os.listdir("/sys/class/net"))
+    except OSError:
+        names = []
+    return [*names, "any"]
+
+
 def add_arguments(live: argparse.ArgumentParser) -> None:
     """The capture-specific options (interfaces, filter, ring, drops, tee)."""
-    from ._live_linux import (
+    from ..capture._live import (
         DEFAULT_BLOCK_SIZE,
         DEFAULT_BLOCK_TIMEOUT_MS,
         DEFAULT_RING_SIZE,
         MIB,
     )
 
-    live.add_argument(
+    interface = live.add_argument(
         "--interface",
         "-i",
         required=True,
@@ -71,9 +82,11 @@ def add_arguments(live: argparse.ArgumentParser) -> None:
         help="interface to capture on (eth0, lo, ...); repeat for several; "
         "'any' for every interface (Linux cooked capture)",
     )
+    interface.completer = _interface_names  # type: ignore[attr-defined]
     flt = live.add_argument_group(
-        "capture filter (run by the kernel; values of one option are alternatives, "
-        "different options must all match)"
+        "capture filter",
+        "Run by the kernel before a packet reaches the ring. The values of one "
+        "option are alternatives; different options must all match.",
     )
     flt.add_argument("--host", action="append", default=[], metavar="ADDR",
                      help="source or destination address ADDR")  # fmt: skip
@@ -122,6 +135,14 @@ def add_arguments(live: argparse.ArgumentParser) -> None:
         help=f"exit with status {EXIT_DROPPED} if the kernel dropped any packet",
     )
     live.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics while capturing: "
+        "totals per traffic kind, protocol and address pair, and the capture's and "
+        "windows' health (needs prometheus_client: pip install 'connstats[prometheus]'; "
+        "port 0 picks a free port, printed on stderr)",
+    )
+    live.add_argument(
         "--write",
         "-w",
         metavar="FILE.pcapng",
@@ -146,7 +167,7 @@ def platform_error() -> str | None:
 
 
 def _program(args: argparse.Namespace) -> list[tuple[int, int, int, int]] | None:
-    from . import bpf
+    from ..capture import bpf
 
     try:
         parsed = bpf.parse_filter(args.host, args.net, args.port, args.proto)
@@ -154,7 +175,7 @@ def _program(args: argparse.Namespace) -> list[tuple[int, int, int, int]] | None
         raise CaptureFailed(str(exc)) from None
     program = bpf.compile_filter(parsed) if parsed else None
     if args.bpf:
-        from . import _libpcap
+        from ..capture import _libpcap
 
         try:
             with _libpcap.compile_filter(args.bpf, 101) as compiled:
@@ -189,6 +210,103 @@ class _Status:
         }
 
 
+def _listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` (port 0: any free port)."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise CaptureFailed(
+            f"--metrics: expected HOST:PORT or [IPV6]:PORT, got {text!r} "
+            "(for example 127.0.0.1:9464, or 0.0.0.0:9464 to serve every interface)"
+        )
+    return host, int(port_text)
+
+
+class _CaptureCollector:
+    """The capture's own counters, for ``--metrics`` (read at scrape time)."""
+
+    def __init__(self, status: _Status) -> None:
+        self.status = status
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        status = self.status
+        for name, text, value in (
+            ("connstats_capture_packets", "IP packets counted.", status.packets),
+            (
+                "connstats_capture_kernel_received",
+                "Packets the kernel passed to the capture ring.",
+                status.received,
+            ),
+            (
+                "connstats_capture_kernel_dropped",
+                "Packets the kernel dropped because the capture ring was full.",
+                status.dropped,
+            ),
+        ):
+            family = CounterMetricFamily(name, text, labels=["interface"])
+            family.add_metric([status.name], value)
+            yield family
+
+
+def _check_metrics(address: str) -> tuple[str, int]:
+    # Before the capture opens: a bad address or a missing library is a
+    # one-line error, not a half-started capture.
+    where = _listen_address(address)
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise CaptureFailed(
+            "--metrics needs prometheus_client: pip install 'connstats[prometheus]'"
+        ) from None
+    return where
+
+
+def _serve_metrics(
+    address: str, where: tuple[str, int], stack: ExitStack, status: _Status
+) -> Any:
+    """Start ``--metrics``' HTTP server (stopped on leaving ``stack``); returns
+    the Totals that the windows go to."""
+    import prometheus_client
+
+    from ..export import prometheus
+    from ..metrics import Totals
+
+    host, port = where
+
+    totals = Totals()
+    # A registry of its own: the scrape shows the capture, not whatever else
+    # the process registered globally.
+    registry = prometheus_client.CollectorRegistry()
+    prometheus.register(totals, registry)
+    registry.register(_CaptureCollector(status))
+    try:
+        server, thread = prometheus_client.start_http_server(
+            port, addr=host, registry=registry
+        )
+    except OSError as exc:
+        raise CaptureFailed(
+            f"--metrics: cannot listen on {address}: {exc.strerror or exc}"
+        ) from None
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    stack.callback(stop)
+    bound = server.server_address[1]
+    shown = f"[{host}]" if ":" in host else host
+    print(
+        f"connstats: serving Prometheus metrics at http://{shown}:{bound}/metrics",
+        file=sys.stderr,
+        flush=True,
+    )
+    return totals
+
+
 def run(
     args: argparse.Namespace,
     open_output: Callable[[ExitStack, str | None], TextIO],
@@ -199,16 +317,18 @@ def run(
     message = platform_error()
     if message:
         raise CaptureFailed(message)
-    from . import Statistics, __version__
-    from ._live_linux import LiveCaptureError, capture, open_source
-    from ._output import merge_windows, window_message
-    from ._pcapng_out import statistics, write_header
-    from .capture.windows import Window
+    from .. import Statistics, __version__
+    from ..capture._live import LiveCaptureError, capture, open_source
+    from ..capture._pcapng_out import statistics, write_header
+    from ..capture.windows import Window
+    from .out_jsonl import window_message
+    from .output import merge_windows
 
     write_path = args.write
     if write_path is None and args.output and args.output.endswith(".pcapng"):
         write_path, args.output = args.output, None
     program = _program(args)
+    metrics_at = _check_metrics(args.metrics) if args.metrics else None
     with ExitStack() as stack:
         try:
             source = open_source(
@@ -238,6 +358,11 @@ def run(
         lock = threading.Lock()
         collected: list[Window] = []
         status = _Status(source.name)
+        totals = (
+            _serve_metrics(args.metrics, metrics_at, stack, status)
+            if metrics_at is not None
+            else None
+        )
         title = None if (args.max_period or args.max_conns) else "Total"
 
         def show(window: Window, label: str | None) -> None:
@@ -262,6 +387,8 @@ def run(
             # Called from the Statistics flush thread.
             if exporter is not None:
                 exporter(start, end, virtual, physical)
+            if totals is not None:
+                totals(start, end, virtual, physical)
             window = Window(ns_of(start), ns_of(end), virtual, physical)
             with lock:
                 if args.total:
@@ -287,6 +414,8 @@ def run(
         stats = Statistics(
             max_period=args.max_period or 0, max_conns=args.max_conns, dump=dump
         )
+        if totals is not None:
+            totals.watch(stats)
         limits = []
         if args.duration:
             limits.append(f"for {args.duration:g} s")
@@ -374,3 +503,13 @@ def run(
         if args.fail_on_drop:
             return EXIT_DROPPED
     return 0
+
+
+def command(args: argparse.Namespace) -> int:
+    """``connstats capture``: the command, with failures as one-line errors."""
+    from .sinks import make_exporter, make_writer, open_output
+
+    try:
+        return run(args, open_output, make_writer, make_exporter)
+    except CaptureFailed as exc:
+        raise Fail(str(exc)) from None

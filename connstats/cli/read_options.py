@@ -1,8 +1,8 @@
 """``connstats read`` options for selecting, shaping and sorting the report.
 
-Kept apart from :mod:`connstats.cli` so the parser of every subcommand stays
+Kept apart from :mod:`connstats.cli.main` so the parser of every subcommand stays
 short: :func:`add_read_options` adds them, :func:`report_options` turns the
-parsed arguments into :class:`connstats._output.ReportOptions`.
+parsed arguments into :class:`connstats.cli.output.ReportOptions`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import argparse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ._filters import ConnectionFilter, parse_host, parse_net, parse_port
-from ._protocols import protocol_number
-from ._report import GROUPS, SORT_KEYS, TIME_COLUMNS, sort_column
+from .._protocols import protocol_number
+from .filters import ConnectionFilter, parse_host, parse_net, parse_port
+from .report import GROUPS, SORT_KEYS, TIME_COLUMNS, sort_column
 
 T = TypeVar("T")
 
@@ -49,8 +49,9 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
     sel = parser.add_argument_group(
         "selection",
         "--host, --net, --port and --proto select connections as decoded (either "
-        "endpoint may match; repeat an option for 'any of'); --bpf selects packets "
-        "with a libpcap filter expression before counting, as tcpdump would.",
+        "endpoint may match; repeat an option for 'any of'; different options must "
+        "all match); --bpf selects packets with a libpcap filter expression before "
+        "counting, as tcpdump would.",
     )
     sel.add_argument(
         "--host",
@@ -130,7 +131,7 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _resolution(text: str) -> float:
-    from .cli import _seconds
+    from .arguments import seconds as _seconds
 
     return _seconds(text)
 
@@ -144,7 +145,7 @@ def connection_filter(args: argparse.Namespace) -> ConnectionFilter:
 
 
 def report_options(args: argparse.Namespace, default_top: int) -> Any:
-    from ._output import ReportOptions
+    from .output import ReportOptions
 
     flt = connection_filter(args)
     if args.conversations:

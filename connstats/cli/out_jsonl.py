@@ -1,0 +1,152 @@
+"""``--format jsonl``: one network-log message per window and line.
+
+The shape follows Tailscale's network-log message (``netlogtype.Message``):
+``start``/``end`` as RFC 3339 UTC with nanoseconds and trailing zeros trimmed
+(Go's ``time.RFC3339Nano``), ``virtualTraffic``/``physicalTraffic`` as lists of
+``{proto, src, dst, txPkts, txBytes, rxPkts, rxBytes}`` with zero fields and
+empty lists omitted, as Go's ``omitempty`` does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TextIO
+
+from ..capture.windows import Window
+from .fastout import json_text
+from .output import (
+    Report,
+    ReportOptions,
+    Writer,
+    _addr_text,
+    _endpoint_text,
+    build_report,
+    rfc3339,
+)
+from .report import GROUPS, KIND_PHYSICAL, Row
+
+_NS = 1_000_000_000
+
+
+def _time_fields(r: Row, out: dict[str, Any]) -> None:
+    if r.first_ns is None or r.last_ns is None:
+        return
+    out["firstSeen"] = rfc3339(r.first_ns)
+    out["lastSeen"] = rfc3339(r.last_ns)
+    d = r.last_ns - r.first_ns
+    out["durationSec"] = d / _NS
+    if d:
+        out["pktsPerSec"] = round(r.packets * _NS / d, 3)
+        out["bitsPerSec"] = round(r.bytes * 8 * _NS / d, 3)
+
+
+def _counts_fields(
+    r: Row, out: dict[str, Any], names: tuple[str, str, str, str]
+) -> None:
+    for name, value in zip(names, (r.tx_packets, r.tx_bytes, r.rx_packets, r.rx_bytes)):
+        if value:
+            out[name] = value
+
+
+_TX_RX = ("txPkts", "txBytes", "rxPkts", "rxBytes")
+_A_B = ("aToBPkts", "aToBBytes", "bToAPkts", "bToABytes")
+
+
+def row_dict(r: Row, shape: str, cache: dict[Any, str]) -> dict[str, Any]:
+    """One row as JSON: the network log's field names, ``kind`` on special rows."""
+    out: dict[str, Any] = {}
+    if r.kind and r.kind != KIND_PHYSICAL:
+        out["kind"] = r.kind
+    if shape in ("connections", "conversations"):
+        if r.proto:
+            out["proto"] = r.proto
+        with_port = (
+            bool(r.a is not None and r.b is not None and (r.a.port or r.b.port))
+            or not r.kind
+        )
+        names = ("src", "dst") if shape == "connections" else ("a", "b")
+        for name, ap in zip(names, (r.a, r.b)):
+            if ap is not None and ap.addr is not None:
+                out[name] = _endpoint_text(ap, cache, with_port)
+        _counts_fields(r, out, _TX_RX if shape == "connections" else _A_B)
+    elif shape == "host":
+        if r.a is not None:
+            out["host"] = _addr_text(r.a, cache)
+        _counts_fields(r, out, _TX_RX)
+    else:
+        out["proto"] = r.proto
+        if shape == "port" and not r.kind:
+            out["port"] = r.a
+        _counts_fields(r, out, _TX_RX)
+    _time_fields(r, out)
+    return out
+
+
+_JSON_KEYS = {
+    "connections": "virtualTraffic",
+    "conversations": "conversations",
+    "host": "groups",
+    "port": "groups",
+    "proto": "groups",
+}
+
+
+def window_message(
+    w: Window,
+    top: int = 0,
+    rep: Report | None = None,
+    cache: dict[Any, str] | None = None,
+) -> dict[str, Any]:
+    """The network-log message for one window, as a JSON-ready dict."""
+    if rep is None:
+        rep = build_report(w, ReportOptions(top=top))
+    cache = cache if cache is not None else {}
+    message: dict[str, Any] = {"start": rfc3339(w.start_ns), "end": rfc3339(w.end_ns)}
+    if rep.shape in GROUPS:
+        message["groupBy"] = rep.shape
+    virtual = [r for r in rep.rows if r.kind != KIND_PHYSICAL]
+    physical = [r for r in rep.rows if r.kind == KIND_PHYSICAL]
+    if virtual:
+        message[_JSON_KEYS[rep.shape]] = [
+            row_dict(r, rep.shape, cache) for r in virtual
+        ]
+    if physical:
+        message["physicalTraffic"] = [row_dict(r, rep.shape, cache) for r in physical]
+    return message
+
+
+class JsonlWriter(Writer):
+    """One JSON object per window and line; compact, like Go's encoding/json."""
+
+    def __init__(
+        self, out: TextIO, top: int = 0, options: ReportOptions | None = None
+    ) -> None:
+        super().__init__(out, top, options)
+        self._encode = json.JSONEncoder(separators=(",", ":")).encode
+
+    def window(
+        self,
+        w: Window,
+        title: str | None = None,
+        times: dict[Any, list[int]] | None = None,
+    ) -> None:
+        rep = self._build(w, title, times)
+        if rep.items is not None:
+            virtual, physical = json_text(rep.items, self._addrs)
+            # in pieces: the rows of a large window are megabytes of text,
+            # not worth copying into one string
+            out = self._out
+            out.write(f'{{"start":"{rfc3339(w.start_ns)}","end":"{rfc3339(w.end_ns)}"')
+            if virtual:
+                out.write(',"virtualTraffic":[')
+                out.write(virtual)
+                out.write("]")
+            if physical:
+                out.write(',"physicalTraffic":[')
+                out.write(physical)
+                out.write("]")
+            out.write("}\n")
+        else:
+            message = window_message(w, rep=rep, cache=self._cache)
+            self._out.write(self._encode(message) + "\n")
+        self._out.flush()

@@ -1,0 +1,298 @@
+"""``connstats read``: replay captures through the counting core.
+
+:func:`run` is the command.
+
+:func:`open_reader` stacks, below the capture reader: the file (or stdin),
+transparent decompression (:mod:`connstats.capture._compress`) and, with ``--bpf``,
+the libpcap filter (:mod:`connstats.capture._bpf_input`).
+
+:class:`FileTotals` sits between the reader and the replayer and adds up
+each file's IP packets and bytes, so several files get a line each and a
+combined line.  The bytes are summed from the batch's length arrays only
+when there are several files (one C-level ``sum`` per batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import ExitStack
+from importlib import resources
+from typing import Any, TextIO
+
+from .._clock import datetime_of
+from ..capture._compress import CompressionError, open_input
+from ..capture.errors import CaptureError, TruncatedCaptureError
+from ..capture.reader import CaptureReader
+from .arguments import Fail
+from .output import human_bytes
+from .sinks import errmsg, make_exporter, make_writer, open_output
+
+
+def open_reader(
+    path: str, name: str, *, local: Any = None, bpf: str | None = None
+) -> CaptureReader:
+    """A capture reader for ``path`` (``-``: stdin), decompressed and filtered.
+
+    Raises OSError (cannot open), CaptureError (not a capture) or ValueError
+    (compression not readable here, bad BPF expression, no libpcap).
+    """
+    try:
+        stream, size, compression = open_input(path)
+    except CompressionError as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        if bpf is not None:
+            from ..capture._bpf_input import BpfFilteredStream
+
+            stream = BpfFilteredStream(stream, bpf)  # type: ignore[assignment]
+            size = None
+        reader = CaptureReader(stream, name, local=local, size=size)
+    except CompressionError as exc:
+        _close(stream)
+        raise ValueError(str(exc)) from None
+    except CaptureError:
+        cut = getattr(stream, "truncated", None)
+        _close(stream)
+        if cut:  # "empty input" would hide why it is empty
+            raise TruncatedCaptureError(f"{name}: {cut}") from None
+        raise
+    except OSError as exc:
+        _close(stream)
+        from ..capture._libpcap import LibpcapMissingError
+
+        if isinstance(exc, LibpcapMissingError):
+            raise ValueError(f"--bpf: {exc}") from None
+        raise
+    except BaseException:
+        _close(stream)
+        raise
+    reader.compression = compression  # type: ignore[attr-defined]
+    reader.compressed_stream = stream if compression else None  # type: ignore[attr-defined]
+    reader.bpf_stream = stream if bpf is not None else None  # type: ignore[attr-defined]
+    return reader
+
+
+def _close(stream: Any) -> None:
+    import sys
+
+    if stream is not sys.stdin.buffer:
+        stream.close()
+
+
+class FileTotals:
+    """The reader's ``read`` as the replayer calls it, counting as it goes."""
+
+    def __init__(self, reader: CaptureReader, *, count_bytes: bool) -> None:
+        self.reader = reader
+        self.packets = 0
+        self.bytes: int | None = 0 if count_bytes else None
+        self._read = reader.read
+
+    def read(self, stop_ns: int | None = None, max_packets: int = 0) -> Any:
+        batch = self._read(stop_ns, max_packets)
+        self.packets += batch.packets
+        if self.bytes is not None:
+            self.bytes += sum(batch.tx_lengths) + sum(batch.rx_lengths)
+        return batch
+
+    def summary(self) -> str:
+        reader = self.reader
+        parts = [f"{reader.packets} IP packets"]
+        if self.bytes is not None:
+            parts[0] += f" ({human_bytes(self.bytes)})"
+        parts.append(f"{reader.skipped} non-IP frames skipped")
+        if reader.truncated:
+            parts.append(f"{reader.truncated} cut by the snap length")
+        bpf = getattr(reader, "bpf_stream", None)
+        if bpf is not None:
+            parts.append(f"{bpf.packets_rejected} packets rejected by --bpf")
+        compression = getattr(reader, "compression", None)
+        text = ", ".join(parts)
+        return f"{compression}-compressed, {text}" if compression else text
+
+    @staticmethod
+    def combined(files: list[FileTotals]) -> str:
+        packets = sum(f.reader.packets for f in files)
+        nbytes = sum(f.bytes or 0 for f in files)
+        skipped = sum(f.reader.skipped for f in files)
+        truncated = sum(f.reader.truncated for f in files)
+        text = (
+            f"all {len(files)} files: {packets} IP packets ({human_bytes(nbytes)}), "
+            f"{skipped} non-IP frames skipped"
+        )
+        return text + f", {truncated} cut by the snap length" if truncated else text
+
+
+# -- the command ----------------------------------------------------------------
+
+_NS = 1_000_000_000
+_SAMPLE = "sample.pcap"
+
+
+def command(args: argparse.Namespace) -> int:
+    """``connstats read``: tables of the captures named (or the built-in sample)."""
+    from ..capture import CaptureError, local_networks
+    from ..capture._libpcap import FilterError, LibpcapMissingError
+    from ..capture.linktypes import describe_linktype, linktype_name
+    from ..capture.windows import Replayer, Window
+    from .output import Progress, merge_windows
+    from .read import FileTotals, open_reader
+    from .read_options import report_options
+    from .times import DEFAULT_RESOLUTION_NS, TimedWindows
+
+    local = local_networks(args.local) if args.local else None
+    period_ns = round(args.max_period * _NS) if args.max_period else 0
+    options = report_options(args, 0 if args.format != "table" else 20)
+    if options.times and args.max_conns:
+        raise Fail("--times (and sorting by times) cannot be combined with --max-conns")
+    failure: str | None = None
+    summaries: list[str] = []
+    totals: list[FileTotals] = []
+    with ExitStack() as stack:
+        out = open_output(stack, args.output)
+        writer = make_writer(args, out, options)
+        paths: list[tuple[str, str]] = []  # (path to open, name shown)
+        if args.files:
+            paths = [(p, "<stdin>" if p == "-" else p) for p in args.files]
+        else:
+            sample = stack.enter_context(
+                resources.as_file(resources.files("connstats") / "data" / _SAMPLE)
+            )
+            paths = [(str(sample), f"{_SAMPLE} (built-in sample)")]
+        sizes = [_size(p) for p, _ in paths]
+        total_size = (
+            sum(s for s in sizes if s is not None)
+            if all(s is not None for s in sizes)
+            else None
+        )
+        progress = Progress(sys.stderr, total_size, enabled=_isatty(sys.stderr))
+        collected: list[Window] = []
+        collected_times: dict[Any, list[int]] = {}
+        exporter = make_exporter(args, stack)
+
+        # Without window options the one window is the whole run.
+        title = None if (period_ns or args.max_conns) else "Total"
+
+        def show(window: Window, times: dict[Any, list[int]] | None = None) -> None:
+            if exporter is not None:
+                exporter(
+                    datetime_of(window.start_ns),
+                    datetime_of(window.end_ns),
+                    window.virtual,
+                    window.physical,
+                )
+            if args.total:
+                collected.append(window)
+                if times:
+                    for conn, (first, last) in times.items():
+                        seen = collected_times.get(conn)
+                        if seen is None:
+                            collected_times[conn] = [first, last]
+                        else:
+                            seen[0] = min(seen[0], first)
+                            seen[1] = max(seen[1], last)
+                return
+            progress.clear()
+            writer.window(window, title=title, times=times)
+
+        if options.times:
+            resolution = (
+                round(args.resolution * _NS)
+                if args.resolution
+                else DEFAULT_RESOLUTION_NS
+            )
+            if period_ns:
+                resolution = min(resolution, period_ns)
+            timed = TimedWindows(show, period_ns)
+            replayer = Replayer(timed.sub_window, max_period_ns=resolution)
+        else:
+            timed = None
+            replayer = Replayer(show, max_period_ns=period_ns, max_conns=args.max_conns)
+        count_bytes = len(paths) > 1
+        for (path, name), size in zip(paths, sizes):
+            try:
+                reader = open_reader(path, name, local=local, bpf=args.bpf)
+            except OSError as exc:
+                failure = errmsg(exc, name)
+                break
+            except (CaptureError, ValueError) as exc:
+                failure = str(exc)
+                break
+            tally = FileTotals(reader, count_bytes=count_bytes)
+            progress.current = lambda r=reader: (r.name, r.offset, replayer.packets)
+            try:
+                with reader:
+                    replayer.feed(tally, progress.update)  # type: ignore[arg-type]
+            except (CaptureError, FilterError) as exc:
+                failure = str(exc)
+            except LibpcapMissingError as exc:
+                failure = f"--bpf: {exc}"
+            except OSError as exc:
+                failure = errmsg(exc, name)
+            finally:
+                progress.file_done(size or 0)
+            cut = getattr(getattr(reader, "compressed_stream", None), "truncated", None)
+            if cut and not failure:
+                failure = f"{name}: {cut}"
+            totals.append(tally)
+            kinds = (
+                ", ".join(dict.fromkeys(linktype_name(lt) for lt in reader.linktypes))
+                or "no interfaces"
+            )
+            summaries.append(f"{name}: {reader.format}, {kinds}, {tally.summary()}")
+            if reader.unsupported:
+                types = ", ".join(
+                    describe_linktype(lt) for lt in reader.unsupported_linktypes
+                )
+                print(
+                    f"connstats: warning: {name}: skipped {reader.unsupported} "
+                    f"packets of interfaces with unsupported link type {types}",
+                    file=sys.stderr,
+                )
+            if failure:
+                break
+        progress.clear()
+        replayer.finish()
+        if timed is not None:
+            timed.flush()
+        if args.total:
+            merged = merge_windows(collected)
+            if merged is not None:
+                writer.window(
+                    merged, title="Total", times=collected_times if timed else None
+                )
+        if replayer.windows == 0 and summaries and args.format == "table":
+            writer.note("No IP packets.")
+        if summaries and args.format == "table":
+            writer.note("")
+            for line in summaries:
+                writer.note(line)
+            if len(totals) > 1:
+                writer.note(FileTotals.combined(totals))
+    if failure:
+        raise Fail(failure)
+    return 0
+
+
+def _size(path: str) -> int | None:
+    """Bytes the reader will go through, for progress; None when unknown."""
+    from ..capture._compress import detect
+
+    if path == "-":
+        return None
+    try:
+        with open(path, "rb") as f:
+            if detect(f.read(6)):
+                return None  # the reader counts decompressed bytes
+            return os.fstat(f.fileno()).st_size
+    except OSError:
+        return None
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

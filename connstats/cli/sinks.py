@@ -1,0 +1,65 @@
+"""Where a command's windows go: the output stream, the format writer, the exporter.
+
+Shared by ``connstats read`` and ``connstats capture``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import ExitStack
+from typing import Any, TextIO
+
+from .arguments import Fail
+
+
+def make_writer(args: argparse.Namespace, out: TextIO, options: Any = None) -> Any:
+    from .out_csv import CsvWriter
+    from .out_jsonl import JsonlWriter
+    from .out_table import TableWriter
+
+    if args.format == "jsonl":
+        return JsonlWriter(out, args.top if args.top is not None else 0, options)
+    if args.format == "csv":
+        return CsvWriter(out, args.top if args.top is not None else 0, options)
+    return TableWriter(out, args.top if args.top is not None else 20, options)
+
+
+def open_output(stack: ExitStack, path: str | None) -> Any:
+    from .outstream import GuardedOutput
+
+    if path is None or path == "-":
+        return GuardedOutput(sys.stdout, "standard output")
+    try:
+        stream = stack.enter_context(open(path, "w", encoding="utf-8"))
+    except OSError as exc:
+        raise Fail(f"cannot write {path}: {exc.strerror}") from None
+    return GuardedOutput(stream, path)
+
+
+def make_exporter(args: argparse.Namespace, stack: ExitStack) -> Any:
+    """The IPFIX exporter of ``--export``, closed (with a summary) on leaving."""
+    if not args.export:
+        return None
+    from ..export import IPFIXExporter
+
+    try:
+        exporter = IPFIXExporter(args.export)
+    except (TypeError, ValueError) as exc:
+        raise Fail(f"--export: {exc}") from None
+
+    def close() -> None:
+        exporter.close()
+        print(
+            f"connstats: exported {exporter.records_sent} flow records in "
+            f"{exporter.messages_sent} IPFIX messages to {args.export} "
+            f"({exporter.records_not_sent} not sent, {exporter.export_errors} errors)",
+            file=sys.stderr,
+        )
+
+    stack.callback(close)
+    return exporter
+
+
+def errmsg(exc: OSError, path: str) -> str:
+    return f"{path}: {exc.strerror or exc}"
