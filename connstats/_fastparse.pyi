@@ -105,6 +105,15 @@ class Window:
     def materialize_slices(
         self, virtual: dict[Connection, Counts], physical: dict[Connection, Counts]
     ) -> Iterator[None]: ...
+    def totals(self) -> tuple[int, int]:
+        """(packets, bytes) of every connection, exact (no wrap)."""
+    def sorted_items(
+        self, column: str, reverse: bool, top: int
+    ) -> tuple[OrderedItems, int]:
+        """The report's rows straight from the table (see sorted_items)."""
+
+def merge_windows(windows: Iterable[Window]) -> Window:
+    """One window with every connection of ``windows``, counts added up."""
 
 class Core:
     """The counter table; connstats.Statistics is the public API."""

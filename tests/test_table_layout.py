@@ -134,3 +134,35 @@ def test_mixed_families_through_table_growth_match_a_dict(impl, path):
     assert physical == {}
     assert plain(virtual) == {k: tuple(v) for k, v in model.items()}
     assert all(v[0] == 1 and v[2] == 1 for v in model.values())
+
+
+def test_merge_windows_adds_up_like_counts():
+    # `connstats read --total` adds windows up in the compiled core: the same
+    # as adding their dicts' Counts (which wrap at 2**64), for both kinds of
+    # entries and physical connections.
+    core = pytest.importorskip("connstats._fastparse")
+    rng = random.Random(7)
+    windows = []
+    for w in range(4):
+        c = core.Core()
+        for i in range(400):
+            k = rng.randrange(300)
+            if k % 3 == 0:
+                p = ipv6(UDP, f"fd00::{k:x}", "fd00::1", k, 53, pad=k % 5)
+            else:
+                p = ipv4(UDP, f"10.0.{k >> 8}.{k & 255}", "10.9.9.9", k, 53, pad=w)
+            (c.update_rx_virtual if i % 4 == 0 else c.update_tx_virtual)(p)
+        c.update_tx_physical("10.0.0.1", ("fd00::2", 41641), 2**64 - 1 - w)
+        c.update_rx_physical("10.0.0.1", ("10.0.0.2", 41641), 2**63)
+        windows.append(c.cut())
+    merged = core.merge_windows(windows)
+    want: list[dict] = [{}, {}]
+    for w in windows:
+        for table, total in zip(w.to_dicts(), want):
+            for conn, counts in table.items():
+                total[conn] = counts if conn not in total else total[conn] + counts
+    got = merged.to_dicts()
+    assert got == tuple(want)
+    assert len(merged) == len(want[0]) + len(want[1])
+    (wrapped,) = [n for c, n in got[1].items() if c.dst.addr.version == 6]
+    assert wrapped.tx_bytes == (4 * (2**64 - 1) - 6) % 2**64

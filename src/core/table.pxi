@@ -366,5 +366,28 @@ cdef void _window_totals(cs_window *w, uint64_t *packets, uint64_t *nbytes) noex
             nbytes[0] += c.tx_bytes + c.rx_bytes
 
 
+cdef inline void _add128(uint64_t *lo, uint64_t *hi, uint64_t v) noexcept nogil:
+    lo[0] += v
+    hi[0] += lo[0] < v
+
+
+cdef void _window_sums(cs_window *w, uint64_t *p_lo, uint64_t *p_hi,
+                       uint64_t *b_lo, uint64_t *b_hi) noexcept nogil:
+    # _window_totals without wrapping: 128-bit sums (lo, hi)
+    cdef int i
+    cdef uint32_t j
+    cdef cs_counts *c
+    for i in range(NSHARDS):
+        for j in range(w.shards[i].nnarrow + w.shards[i].nwide):
+            if j < w.shards[i].nnarrow:
+                c = &w.shards[i].narrow[j].c
+            else:
+                c = &w.shards[i].wide[j - w.shards[i].nnarrow].c
+            _add128(p_lo, p_hi, c.tx_packets)
+            _add128(p_lo, p_hi, c.rx_packets)
+            _add128(b_lo, b_hi, c.tx_bytes)
+            _add128(b_lo, b_hi, c.rx_bytes)
+
+
 cdef uint64_t _random_seed():
     return int.from_bytes(os.urandom(8), "little")

@@ -106,6 +106,23 @@ cdef class Window:
         _window_totals(self._table(), &packets, &nbytes)
         return nbytes
 
+    def totals(self):
+        """``(packets, bytes)`` of every connection, virtual and physical, as
+        exact integers (the sum of u64 counters does not wrap)."""
+        cdef uint64_t p_lo = 0, p_hi = 0, b_lo = 0, b_hi = 0
+        _window_sums(self._table(), &p_lo, &p_hi, &b_lo, &b_hi)
+        return ((<object>p_hi << 64) | p_lo, (<object>b_hi << 64) | b_lo)
+
+    def sorted_items(self, str column not None, bint reverse, Py_ssize_t top):
+        """``(items in order, number before top)`` over this window's table,
+        as ``cli.fastout.sorted_items`` orders its dicts: virtual rows, then
+        physical ones, each by ``column`` with ``top`` > 0 keeping the first.
+
+        The items are an ``OrderedItems``: only the rows asked for become
+        Python objects, and ``json_rows``/``csv_rows`` write from the table's
+        values without any."""
+        return _window_sorted_items(self, column, reverse, top)
+
     @property
     def table_bytes(self):
         """Bytes of C memory the window's table holds."""
@@ -165,11 +182,11 @@ cdef class Window:
                     yield
 
 
-cdef inline int _materialize_entry(dict addresses, dict virtual, dict physical,
-                                   uint8_t proto, uint8_t kind,
-                                   uint8_t sfam, const uint8_t *src, uint16_t sport,
-                                   uint8_t dfam, const uint8_t *dst, uint16_t dport,
-                                   const cs_counts *c) except -1:
+cdef inline tuple _entry_pair(dict addresses, uint8_t proto,
+                              uint8_t sfam, const uint8_t *src, uint16_t sport,
+                              uint8_t dfam, const uint8_t *dst, uint16_t dport,
+                              const cs_counts *c):
+    """(Connection, Counts) of one table entry."""
     cdef Connection conn = Connection.__new__(Connection)
     cdef Counts counts = Counts.__new__(Counts)
     conn.proto = proto
@@ -180,10 +197,19 @@ cdef inline int _materialize_entry(dict addresses, dict virtual, dict physical,
     counts.tx_bytes = c.tx_bytes
     counts.rx_packets = c.rx_packets
     counts.rx_bytes = c.rx_bytes
+    return (conn, counts)
+
+
+cdef inline int _materialize_entry(dict addresses, dict virtual, dict physical,
+                                   uint8_t proto, uint8_t kind,
+                                   uint8_t sfam, const uint8_t *src, uint16_t sport,
+                                   uint8_t dfam, const uint8_t *dst, uint16_t dport,
+                                   const cs_counts *c) except -1:
+    cdef tuple pair = _entry_pair(addresses, proto, sfam, src, sport, dfam, dst, dport, c)
     if kind == KIND_PHYSICAL:
-        physical[conn] = counts
+        physical[pair[0]] = pair[1]
     else:
-        virtual[conn] = counts
+        virtual[pair[0]] = pair[1]
     return 0
 
 
@@ -201,3 +227,73 @@ cdef inline AddrPort _materialize_addrport(dict cache, uint8_t fam, const uint8_
         addr = _address_object(fam, value)
         cache[key] = addr
     return _make_addrport(addr, fam, raw, port)
+
+
+cdef inline void _from_narrow(const cs_key4 *n, cs_key *k) noexcept nogil:
+    memset(k, 0, sizeof(cs_key))
+    memcpy(k, n, 8)
+    memcpy(k.src, n.src, 4)
+    memcpy(k.dst, n.dst, 4)
+
+
+cdef int _merge_entry(cs_window *into, const cs_key *k, const cs_counts *c,
+                      uint64_t seed) noexcept nogil:
+    cdef cs_key4 n
+    cdef bint narrow
+    cdef uint64_t h = _prepare(k, seed, &n, &narrow)
+    cdef uint32_t shard = <uint32_t>(h >> SHARD_SHIFT)
+    # tx, then rx (a hit): u64 additions that wrap, as Counts + Counts
+    if _window_add(into, shard, k, &n, narrow, h, False, c.tx_packets, c.tx_bytes,
+                   0, NULL, 0) == ADD_NOMEM:
+        return -1
+    if _window_add(into, shard, k, &n, narrow, h, True, c.rx_packets, c.rx_bytes,
+                   0, NULL, 0) == ADD_NOMEM:
+        return -1
+    return 0
+
+
+def merge_windows(windows):
+    """One Window holding the connections of all ``windows`` (cut windows),
+    the counts of a connection found in several added up (wrapping at 2**64
+    as ``Counts + Counts``).  Start, end and generation are the first
+    window's; callers keep their own times."""
+    cdef list tables = list(windows)
+    cdef Window out = Window.__new__(Window)
+    cdef Window src
+    cdef cs_window *into
+    cdef cs_table *t
+    cdef cs_key k
+    cdef uint64_t seed = _random_seed()
+    cdef int i
+    cdef uint32_t j
+    cdef int failed = 0
+    for i in range(len(tables)):
+        (<Window?>tables[i])._table()  # each a cut window with its table
+    into = <cs_window *>calloc(1, sizeof(cs_window))
+    if into == NULL:
+        raise MemoryError()
+    out.w = into  # freed with out, also on failure
+    for src in tables:
+        if src is tables[0]:
+            into.start_ns = src.w.start_ns
+            into.end_ns = src.w.end_ns
+            into.generation = src.w.generation
+        with nogil:
+            for i in range(NSHARDS):
+                t = &src.w.shards[i]
+                for j in range(t.nnarrow):
+                    _from_narrow(&t.narrow[j].key, &k)
+                    if _merge_entry(into, &k, &t.narrow[j].c, seed) < 0:
+                        failed = 1
+                        break
+                if failed:
+                    break
+                for j in range(t.nwide):
+                    if _merge_entry(into, &t.wide[j].key, &t.wide[j].c, seed) < 0:
+                        failed = 1
+                        break
+                if failed:
+                    break
+        if failed:
+            raise MemoryError("connstats: cannot grow the merged table")
+    return out
