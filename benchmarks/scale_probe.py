@@ -5,9 +5,7 @@
     python benchmarks/scale_probe.py --cachegrind --conns 100000 --path single
 
 Packets are the suite's (``workloads.cycling4``: IPv4 UDP, 789 bytes,
-``--conns`` connections in a cycle; ``--conns 1`` is ``same_connection``),
-built here with slice assignments so that a million of them take a second
-rather than a minute under valgrind.  The table is warmed with one round
+``--conns`` connections in a cycle; ``--conns 1`` is ``same_connection``).  The table is warmed with one round
 (every connection already in it), then ``--rounds`` rounds are timed: the
 single path calls ``update_tx_virtual`` once per packet, ``batch`` sends
 lists of 256 packets, ``buffer`` one buffer with offsets and lengths per 256.
@@ -37,21 +35,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from workloads import BATCH, PACKET_SIZE, SERVER4, joined, same_connection, udp4
-
-
-def cycling4(count: int, size: int = PACKET_SIZE, client_base: int = 0x0A000000):
-    """What ``workloads.cycling4`` returns, built with strided slice writes."""
-    template = udp4(client_base, SERVER4, 1024, 443, size)
-    buf = bytearray(template * count)
-    src = [client_base + (i >> 8) for i in range(count)]
-    for byte in range(4):
-        shift = 24 - 8 * byte
-        buf[12 + byte :: size] = bytes((a >> shift) & 0xFF for a in src)
-    buf[20::size] = bytes(((1024 + (i & 0xFF)) >> 8) for i in range(count))
-    buf[21::size] = bytes(((1024 + (i & 0xFF)) & 0xFF) for i in range(count))
-    view = memoryview(buf)
-    return [bytes(view[i * size : (i + 1) * size]) for i in range(count)]
+from workloads import (
+    BATCH,
+    PACKET_SIZE,
+    SERVER4,
+    cycling4,
+    joined,
+    same_connection,
+    udp4,
+)
 
 
 def build(conns: int, size: int) -> list[bytes]:
