@@ -59,9 +59,16 @@ cdef enum:
     MAX_ENTRIES = 1 << 30   # per array: the index must fit SLOT_INDEX
 
 
-cdef enum:
-    SLOT_WIDE = 1u << 31        # the entry is in cs_table.wide
-    SLOT_INDEX = (1u << 31) - 1 # entry index + 1
+# Slot bits below the tag.  Macros, not a cdef enum: an enum constant must
+# fit a C int, and 1 << 31 does not (MSVC would make it negative, and a
+# negative mask ANDed with a u64 slot keeps the tag's bits too).
+cdef extern from *:
+    """
+    #define CS_SLOT_WIDE ((uint64_t)1 << 31)         /* the entry is in cs_table.wide */
+    #define CS_SLOT_INDEX (((uint32_t)1 << 31) - 1)  /* entry index + 1 */
+    """
+    const uint64_t SLOT_WIDE "CS_SLOT_WIDE"
+    const uint32_t SLOT_INDEX "CS_SLOT_INDEX"
 
 
 cdef struct cs_window:
