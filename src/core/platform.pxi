@@ -30,3 +30,4 @@ cdef extern from "cs_platform.h" nogil:
     bint cs_key16_equal(const void *a, const void *b)
     object cs_alloc_instance(object cls)
     int cs_array_bytes(size_t n, size_t size, size_t *out)
+    void *cs_slots_alloc(size_t n, size_t size)

@@ -115,7 +115,7 @@ cdef int _table_grow(cs_table *t) noexcept nogil:
     cdef uint64_t s
     if new_slots == 0 or new_slots > (<uint32_t>1 << 31):
         return -1
-    slots = <uint64_t *>calloc(new_slots, sizeof(uint64_t))
+    slots = <uint64_t *>cs_slots_alloc(new_slots, sizeof(uint64_t))
     if slots == NULL:
         return -1
     if t.mask:
