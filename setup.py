@@ -65,8 +65,14 @@ def _extensions() -> list[Extension]:
             depends=["src/cs_platform.h", "src/cs_lanes.h", *sorted(glob.glob("src/core/*.pxi"))],
             **common,
         ),
-        # the pcap/pcapng record scanner of connstats.capture
-        Extension("connstats.capture._capture", sources=["src/_capture.pyx"], **common),
+        # the pcap/pcapng record scanner of connstats.capture (it shares the
+        # core's tunnel decapsulation)
+        Extension(
+            "connstats.capture._capture",
+            sources=["src/_capture.pyx"],
+            depends=["src/core/decap.pxi"],
+            **common,
+        ),
         # IPFIX record packing for connstats.export (pure-Python twin there)
         Extension(
             "connstats.export._ipfix_encode", sources=["src/_ipfix_encode.pyx"], **common

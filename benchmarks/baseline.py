@@ -135,6 +135,8 @@ class Statistics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._virtual: dict[tuple, list[int]] = {}
+        # pre-parsed counts, keyed by the caller's own (hashable) endpoints
+        self._preparsed: dict[tuple, list[int]] = {}
 
     def update_tx_virtual(self, packet: Any, _decode: Any = decode) -> None:
         key = _decode(packet)
@@ -190,6 +192,43 @@ class Statistics:
                     c[2] += 1
                     c[3] += n
 
+    def update_virtual(
+        self,
+        proto: int,
+        src: Any,
+        dst: Any,
+        packets: int,
+        nbytes: int,
+        receive: bool = False,
+    ) -> None:
+        """Pre-parsed counts: the endpoints the caller holds are the key.
+
+        No conversion at all (a dict of tuples of the caller's AddrPorts):
+        the fastest pure-Python form, turned into Connections at extract().
+        """
+        key = (proto, src, dst)
+        i = 2 if receive else 0
+        with self._lock:
+            c = self._preparsed.get(key)
+            if c is None:
+                c = self._preparsed[key] = [0, 0, 0, 0]
+            c[i] += packets
+            c[i + 1] += nbytes
+
+    def update_virtual_many(self, items: Any) -> None:
+        """``update_virtual`` for a list of (proto, src, dst, packets, bytes), one lock."""
+        with self._lock:
+            get = self._preparsed.get
+            table = self._preparsed
+            for proto, src, dst, packets, nbytes in items:
+                key = (proto, src, dst)
+                c = get(key)
+                if c is None:
+                    table[key] = [packets, nbytes, 0, 0]
+                else:
+                    c[0] += packets
+                    c[1] += nbytes
+
     def cut(self) -> dict[tuple, list[int]]:
         """Swap the window out under the lock (O(1)); the packet path's only wait."""
         with self._lock:
@@ -199,7 +238,17 @@ class Statistics:
 
     def extract(self) -> tuple[dict[Connection, Counts], dict[Connection, Counts]]:
         """Take the window and reset it: ``(virtual, physical)`` as in connstats."""
-        return to_dicts(self.cut()), {}
+        with self._lock:
+            window, pre = self._virtual, self._preparsed
+            self._virtual, self._preparsed = {}, {}
+        out = to_dicts(window)
+        for (proto, src, dst), (a, b, c, d) in pre.items():
+            key = Connection(
+                proto, AddrPort(src.addr, src.port), AddrPort(dst.addr, dst.port)
+            )
+            old = out.get(key, Counts())
+            out[key] = Counts(old[0] + a, old[1] + b, old[2] + c, old[3] + d)
+        return out, {}
 
 
 def to_dicts(window: dict[tuple, list[int]]) -> dict[Connection, Counts]:

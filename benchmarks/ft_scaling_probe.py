@@ -1,9 +1,12 @@
 """Probe of single-packet scaling with threads (free-threaded builds).
 
-    PYTHON_GIL=0 python benchmarks/ft_scaling_probe.py [CASE...]
+    [REPEAT=N] [ROUNDS=N] PYTHON_GIL=0 python benchmarks/ft_scaling_probe.py [CASE...]
 
 Each of two threads sends 1,000 connections of its own REPEAT times (env,
-100 by default) into one shared, warm Statistics.  Cases:
+100 by default) into one shared, warm Statistics.  Cases (all by default;
+anything else on the command line, a number included, is an error: REPEAT
+and ROUNDS are environment variables, and the probe of commit 048f450 took
+REPEAT as its first argument):
 
   thread    each thread fetches ``stats.update_tx_virtual`` once, in the
             thread, and calls it (the documented pattern)
@@ -34,10 +37,48 @@ from workloads import cycling4
 import connstats
 
 CONNS = 1000
-REPEAT = int(os.environ.get("REPEAT", "100"))
-ROUNDS = int(os.environ.get("ROUNDS", "15"))
 CASES = ("thread", "attr", "shared", "ownstats")
-WORKS = [cycling4(CONNS, client_base=0x0A000000 + (i << 16)) * REPEAT for i in range(2)]
+USAGE = (
+    "usage: [REPEAT=N] [ROUNDS=N] PYTHON_GIL=0 python "
+    f"benchmarks/ft_scaling_probe.py [CASE...]   (cases: {' '.join(CASES)})"
+)
+WORKS: list = []  # two threads' packets, built by main() once arguments are valid
+
+
+def _env_count(name, default):
+    value = os.environ.get(name, default)
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        print(
+            f"ft_scaling_probe.py: {name}={value!r}: expected a whole number >= 1\n{USAGE}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    return n
+
+
+def parse_args(argv):
+    """The cases to run, in order; exits with status 2 and a message on bad input."""
+    bad = [a for a in argv if a not in CASES]
+    if bad:
+        hint = ""
+        if any(a.isdigit() for a in bad):
+            hint = " (a number: REPEAT and ROUNDS are environment variables, e.g. ROUNDS=20)"
+        print(
+            f"ft_scaling_probe.py: unknown case(s) {', '.join(map(repr, bad))}{hint}\n{USAGE}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    if len(set(argv)) != len(argv):
+        print(
+            f"ft_scaling_probe.py: a case is named twice: {' '.join(argv)}\n{USAGE}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    return tuple(argv) or CASES
 
 
 def _stats():
@@ -86,13 +127,18 @@ def once(case, n, shared, own):
 
 
 def main():
-    cases = sys.argv[1:] or CASES
+    cases = parse_args(sys.argv[1:])
+    repeat = _env_count("REPEAT", "100")
+    rounds = _env_count("ROUNDS", "15")
+    WORKS[:] = [
+        cycling4(CONNS, client_base=0x0A000000 + (i << 16)) * repeat for i in range(2)
+    ]
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     print(sys.version.split()[0], "GIL" if gil else "no GIL", f"load {os.getloadavg()}")
     shared = _stats()
     own = [_stats(), _stats()]
     runs = {case: [] for case in cases}
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         for case in cases:
             runs[case].append((once(case, 1, shared, own), once(case, 2, shared, own)))
     for case in cases:

@@ -96,6 +96,57 @@ def each_buffer(
     return run
 
 
+def each_flow(fn: Callable[..., Any], flows: list) -> Callable[[], None]:
+    """``fn(proto, src, dst, 1, n)`` per packet: a caller that parsed it."""
+
+    def run() -> None:
+        for proto, src, dst, n in flows:
+            fn(proto, src, dst, 1, n)
+
+    return run
+
+
+_FLOWS: dict[str, list] = {}
+_RECORDS: dict[str, list] = {}
+
+
+def flows(w: Workload) -> list:
+    """``(proto, src, dst, len)`` per packet of ``w``, src/dst as AddrPort
+    objects (decoded once, outside the timing): what a forwarder that parsed
+    its packets holds."""
+    import connstats
+
+    if w.name not in _FLOWS:
+        _FLOWS[w.name] = [(*connstats.decode(p), len(p)) for p in w.packets]
+    return _FLOWS[w.name]
+
+
+def records(w: Workload) -> list:
+    """``w``'s batches as update_records buffers (one record per packet)."""
+    import struct
+
+    import connstats
+
+    if w.name not in _RECORDS:
+        pack = struct.Struct(connstats.RECORD_FORMAT).pack
+
+        def record(proto: int, s: Any, d: Any, n: int) -> bytes:
+            sf = 0 if s.addr is None else s.addr.version
+            df = 0 if d.addr is None else d.addr.version
+            return pack(
+                proto, 0, sf, df, s.port, d.port,
+                s.addr.packed if sf else b"", d.addr.packed if df else b"", 1, n,
+            )  # fmt: skip
+
+        items = flows(w)
+        step = len(w.batches[0]) if w.batches else 1
+        _RECORDS[w.name] = [
+            b"".join(record(*f) for f in items[i : i + step])
+            for i in range(0, len(items), step)
+        ]
+    return _RECORDS[w.name]
+
+
 def warm(w: Workload, rx: bool = False) -> Any:
     """A connstats.Statistics that has seen every packet of ``w`` once (table warm)."""
     import connstats

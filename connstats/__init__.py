@@ -6,15 +6,27 @@ core.  See :class:`Statistics`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Union
 
 from ._impl import IS_COMPILED
 from ._impl import core as _core
-from ._types import PROTOCOL_NAMES, TAILSCALE_SERVICE_ADDRESSES, protocol_name
+from ._protocols import tunnel_mask
+from ._types import (
+    PROTOCOL_NAMES,
+    RECORD_FORMAT,
+    RECORD_PHYSICAL,
+    RECORD_RECEIVE,
+    RECORD_SIZE,
+    TAILSCALE_SERVICE_ADDRESSES,
+    Decapsulated,
+    protocol_name,
+)
 from ._version import __version__
+from .export.community_id import community_id
 
 if TYPE_CHECKING:
-    from ._fastparse import AddrPort, Connection, Counts
+    from ._fastparse import AddrPort, Connection, Counts, TimedCounts
     from ._statistics import Statistics
     from ._types import Buffer
 else:
@@ -23,6 +35,7 @@ else:
     AddrPort = _core.AddrPort
     Connection = _core.Connection
     Counts = _core.Counts
+    TimedCounts = _core.TimedCounts
 
 
 def __getattr__(name: str) -> Any:
@@ -46,15 +59,39 @@ def decode(packet: Buffer) -> tuple[int, AddrPort, AddrPort]:
     return _core.decode(packet)
 
 
+def decap(
+    packet: Buffer, tunnels: Union[str, Iterable[str], None] = None
+) -> Decapsulated:
+    """Find the innermost IP packet of a tunnel packet (docs/tunnels.md).
+
+    ``tunnels``: the kinds to open, by name (``"vxlan,gre"``; ``vxlan``,
+    ``geneve``, ``gre``, ``ipip``, ``mpls``), None for all.  Returns
+    ``(outer, offset, length, vni)``: ``outer`` is the physical connection
+    of a tunnel packet (with the outermost tunnel's ``vni``), None for a
+    packet that is not a tunnel or is a malformed one;
+    ``packet[offset:offset + length]`` is the innermost IP packet (the whole
+    packet when ``outer`` is None; empty for a tunnel that carries no IP).
+    """
+    return _core.decap(packet, tunnel_mask(tunnels))
+
+
 __all__ = [
     "AddrPort",
     "Connection",
     "Counts",
+    "Decapsulated",
     "IS_COMPILED",
     "PROTOCOL_NAMES",
+    "RECORD_FORMAT",
+    "RECORD_PHYSICAL",
+    "RECORD_RECEIVE",
+    "RECORD_SIZE",
     "Statistics",
     "TAILSCALE_SERVICE_ADDRESSES",
+    "TimedCounts",
     "__version__",
+    "community_id",
+    "decap",
     "decode",
     "protocol_name",
 ]

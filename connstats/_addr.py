@@ -10,8 +10,9 @@ from __future__ import annotations
 import ipaddress
 import operator
 from functools import lru_cache
-from typing import Any
+from typing import Any, Optional
 
+_MISSING = object()
 _IP_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 _U64_LIMIT = 1 << 64
 
@@ -130,16 +131,65 @@ def packed_addrport(value: Any, argname: str) -> tuple[bytes, int]:
     )
 
 
-def byte_count(value: Any, argname: str = "n") -> int:
-    """Validate the byte count of a physical update."""
+def _counter(value: Any, argname: str, what: str) -> int:
     try:
         value = operator.index(value)  # an exact int, as in _port
     except TypeError:
         raise TypeError(
-            f"{argname}: expected an int byte count, got {_describe(value)}"
+            f"{argname}: expected an int {what}, got {_describe(value)}"
         ) from None
     if value < 0:
-        raise ValueError(f"{argname}: byte count must be >= 0, got {value}")
+        raise ValueError(f"{argname}: {what} must be >= 0, got {value}")
     if value >= _U64_LIMIT:
-        raise ValueError(f"{argname}: byte count must be < 2**64, got {value}")
+        raise ValueError(f"{argname}: {what} must be < 2**64, got {value}")
     return value
+
+
+def byte_count(value: Any, argname: str = "n") -> int:
+    """Validate the byte count of an update."""
+    return _counter(value, argname, "byte count")
+
+
+def packet_count(value: Any, argname: str = "packets") -> int:
+    """Validate the packet count of an update (0 .. 2**64 - 1)."""
+    return _counter(value, argname, "packet count")
+
+
+def protocol_number(value: Any, argname: str = "proto") -> int:
+    """Validate an IP protocol number (0 .. 255)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{argname}: expected an int, got bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{argname}: expected an int protocol number, got {_describe(value)}"
+        ) from None
+    if not 0 <= value <= 0xFF:
+        raise ValueError(f"{argname}: protocol {value} is out of range 0..255")
+    return value
+
+
+def direction(value: Any, argname: str = "receive") -> bool:
+    """Validate the ``receive`` flag: exactly True or False.
+
+    An int would be accepted by truthiness and hide a misplaced argument
+    (``update_virtual(proto, src, dst, bytes, packets, 1)``)."""
+    if value is True or value is False:
+        return value
+    raise TypeError(f"{argname}: expected True or False, got {_describe(value)}")
+
+
+def packed_endpoint(value: Any, argname: str) -> tuple[Optional[bytes], int]:
+    """Return (packed address or None, port) for a pre-parsed endpoint.
+
+    As :func:`packed_addrport`, and the address may also be ``None`` (a
+    connection of a packet that had no address, as the decoder gives):
+    ``AddrPort(None, 0)`` or ``(None, port)``.
+    """
+    if isinstance(value, tuple):
+        if len(value) == 2 and value[0] is None:
+            return None, _port(value[1], argname)
+    elif getattr(value, "addr", _MISSING) is None and hasattr(value, "port"):
+        return None, _port(value.port, argname)
+    return packed_addrport(value, argname)

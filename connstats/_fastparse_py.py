@@ -18,21 +18,46 @@ import operator
 import struct
 import threading
 import time
+from array import array
 from collections import deque
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
-from ._addr import byte_count, packed_address, packed_addrport
-from ._types import AddrPort, Connection, Counts
+from ._addr import (
+    byte_count,
+    direction,
+    packed_address,
+    packed_addrport,
+    packed_endpoint,
+    packet_count,
+    protocol_number,
+)
+from ._types import (
+    RECORD_FORMAT,
+    RECORD_PHYSICAL,
+    RECORD_RECEIVE,
+    RECORD_SIZE,
+    AddrPort,
+    Connection,
+    Counts,
+    Decapsulated,
+    TimedCounts,
+)
 
 __all__ = [
     "AddrPort",
     "Connection",
     "Counts",
+    "Columns",
     "Core",
     "CountingMethods",
+    "TimedCounts",
     "Window",
+    "columns",
+    "decap",
+    "decap_split",
+    "decap_walk",
     "decode",
 ]
 
@@ -69,8 +94,14 @@ _unpack_ports = struct.Struct("!HH").unpack_from
 _unpack_ipv4 = struct.Struct("!BxHxxHxB2x4s4s").unpack_from
 _unpack_ipv6 = struct.Struct("!4xHBx16s16s").unpack_from
 _unpack_u16 = struct.Struct("!H").unpack_from
+_RECORD = struct.Struct(RECORD_FORMAT)
+assert _RECORD.size == RECORD_SIZE
+_RECORD_FLAGS = RECORD_RECEIVE | RECORD_PHYSICAL
 
-RawKey = tuple[int, Optional[bytes], int, Optional[bytes], int]
+# A connection: (proto, src, sport, dst, dport), and for the packets of a
+# decapsulated tunnel (docs/tunnels.md) the tunnel's VNI or key as a sixth
+# item (a 5-tuple never equals a 6-tuple, so the two never meet).
+RawKey = tuple[Any, ...]
 ByteView = Union[bytes, memoryview]
 
 _ZERO: RawKey = (0, None, 0, None, 0)
@@ -167,6 +198,58 @@ def _int_list(obj: Any, argname: str) -> list[int]:
         if value < 0:
             raise ValueError(f"{argname}[{i}]: must be >= 0, got {value}")
     return values
+
+
+def _vni_list(obj: Any, count: int) -> list[int]:
+    """VNIs (-1: none, else 0..2**32-1), one per packet, as the compiled core reads them."""
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        view = None
+    if view is not None:
+        code = view.format.lstrip("@=<")
+        if view.ndim != 1 or code not in ("q", "n") or view.itemsize != 8:
+            raise TypeError(
+                f"vnis: expected a 1-D buffer of int64 ('q'), got format {code!r}"
+            )
+        values = view.tolist()
+    else:
+        try:
+            items = tuple(obj)
+        except TypeError:
+            raise TypeError(
+                f"vnis: expected a buffer or sequence of integers, got {_type_name(obj)}"
+            ) from None
+        values = []
+        for i, item in enumerate(items):
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise TypeError(f"vnis[{i}]: expected an int, got {_type_name(item)}")
+            values.append(operator.index(item))
+    if len(values) != count:
+        raise ValueError(f"vnis: has {len(values)} items but offsets has {count}")
+    for i, value in enumerate(values):
+        if not -1 <= value <= 0xFFFFFFFF:
+            raise ValueError(f"vnis[{i}]: {value} is out of range -1..4294967295")
+    return values
+
+
+def _times_list(obj: Any, n: int) -> list[int]:
+    """n int64 times from a 1-D buffer of format 'q' (the compiled core's rule)."""
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        raise TypeError(
+            f"times: expected a buffer of int64, got {_type_name(obj)}"
+        ) from None
+    code = view.format.lstrip("@=")
+    if view.ndim != 1 or view.itemsize != 8 or code not in ("q", "l"):
+        raise TypeError(
+            f"times: expected a 1-D buffer of int64 (format 'q'), got format "
+            f"{view.format!r}"
+        )
+    if len(view) != n:
+        raise ValueError(f"times: has {len(view)} items but offsets has {n}")
+    return view.tolist()
 
 
 def _require_dict(value: Any, argname: str) -> None:
@@ -292,6 +375,9 @@ def _addrport(packed: Optional[bytes], port: int) -> AddrPort:
 
 
 def _connection(key: RawKey) -> Connection:
+    if len(key) == 6:
+        proto, src, sport, dst, dport, vni = key
+        return Connection(proto, _addrport(src, sport), _addrport(dst, dport), vni)
     proto, src, sport, dst, dport = key
     return Connection(proto, _addrport(src, sport), _addrport(dst, dport))
 
@@ -305,8 +391,547 @@ def decode(packet: Any) -> Connection:
 
 
 def _swap(key: RawKey) -> RawKey:
-    proto, src, sport, dst, dport = key
-    return (proto, dst, dport, src, sport)
+    proto, src, sport, dst, dport = key[:5]
+    return (proto, dst, dport, src, sport) + key[5:]
+
+
+# --------------------------------------------------------------------------
+# tunnels (docs/tunnels.md): the reference for src/core/decap.pxi, which the
+# compiled core (connstats.decap) and the compiled capture scanner share.
+# decap_walk reads only buf[at : at + min(avail, length)]: ``length`` is the
+# packet's length as counted (for a packet cut by the snap length, its full
+# IP length, docs/contract.md §5) and ``avail`` the bytes that were
+# captured, so a header past the capture is never read but is truncated.
+
+
+#: Tunnel kinds, as bits of the mask given to the scanner (``--decap`` names
+#: in :mod:`connstats.capture.tunnels`).
+TUNNEL_VXLAN = 1  # VXLAN (UDP 4789, and Linux's 8472) and VXLAN-GPE (4790, NSH inside)
+TUNNEL_GENEVE = 2  # Geneve (UDP 6081), with options
+TUNNEL_GRE = 4  # GRE (IP protocol 47): IP, Ethernet, MPLS inside; ERSPAN I/II/III
+TUNNEL_IPIP = 8  # IP in IP: 4in4, 6in4 (protocols 4, 41 in IPv4), 4in6, 6in6
+TUNNEL_MPLS_UDP = 16  # MPLS over UDP (UDP 6635)
+TUNNEL_ALL = 31
+
+#: Tunnel layers followed at most; a packet nested deeper counts as the
+#: outer packet only (a packet that contains itself, crafted, stops here).
+MAX_DEPTH = 8
+#: IPv6 extension headers (hop-by-hop, routing, destination options) walked
+#: at most in front of a tunnel header.
+MAX_EXTENSIONS = 8
+
+#: Results of :func:`decap`.
+DECAP_NONE = 0  # not a tunnel (or not one enabled): counted as it is
+DECAP_INNER = 1  # the innermost IP packet is at (offset, length)
+DECAP_NO_IP = 2  # a tunnel whose payload is not IP (ARP, keepalives): physical only
+DECAP_BAD = 3  # a malformed tunnel: counted as the outer packet only
+#: VNI/key of a layer that has none.
+NO_VNI = -1
+
+# What one tunnel layer holds (internal).
+_DC_NOT = 0  # not a tunnel: this IP packet is the innermost
+_DC_IP = 1  # an IP packet
+_DC_NONIP = 2  # something else, well formed
+_DC_BAD = 3
+
+_ETH_IPV4 = 0x0800
+_ETH_IPV6 = 0x86DD
+_ETH_MPLS = 0x8847
+_ETH_MPLS_MULTICAST = 0x8848
+_ETH_TEB = 0x6558  # transparent Ethernet bridging: an Ethernet frame
+_ETH_ERSPAN_2 = 0x88BE  # ERSPAN type II (type I without GRE sequence numbers)
+_ETH_ERSPAN_3 = 0x22EB
+_ETH_CMD = 0x8909  # Cisco MetaData (security group tag)
+
+_PORT_VXLAN = 4789
+_PORT_VXLAN_LINUX = 8472  # the Linux kernel's default before IANA's number (flannel)
+_PORT_VXLAN_GPE = 4790
+_PORT_GENEVE = 6081
+_PORT_MPLS_UDP = 6635
+
+
+def _dc_be16(buf: ByteView, at: int) -> int:
+    return (buf[at] << 8) | buf[at + 1]
+
+
+def _dc_be24(buf: ByteView, at: int) -> int:
+    return (buf[at] << 16) | (buf[at + 1] << 8) | buf[at + 2]
+
+
+def _dc_be32(buf: ByteView, at: int) -> int:
+    return (buf[at] << 24) | (buf[at + 1] << 16) | (buf[at + 2] << 8) | buf[at + 3]
+
+
+_DcLayer = tuple[int, int, int, int, int]  # (what, start, end, vni, IP version wanted)
+
+
+def _dc_ip_payload(buf: ByteView, p: int, end: int, lim: int) -> tuple[int, int, int]:
+    """(protocol, start, end) of the payload of the IP packet ``buf[p:end]``.
+
+    Protocol -1: no payload a tunnel could be in (not IPv4/IPv6, a header
+    that does not fit or was not captured, a fragment).
+    """
+    if p >= lim:
+        return -1, 0, 0
+    version = buf[p] >> 4
+    if version == 4:
+        if p + 20 > lim:
+            return -1, 0, 0
+        hl = (buf[p] & 0x0F) * 4
+        total = _dc_be16(buf, p + 2)
+        if total == 0:
+            total = end - p  # segmentation offload: the length is unknown
+        if hl < 20 or hl > total or p + total > end or p + hl > lim:
+            return -1, 0, 0
+        if _dc_be16(buf, p + 6) & 0x3FFF:
+            return -1, 0, 0  # a fragment: its payload is not a whole tunnel packet
+        return buf[p + 9], p + hl, p + total
+    if version == 6:
+        if p + 40 > lim:
+            return -1, 0, 0
+        payload = _dc_be16(buf, p + 4)
+        stop = p + 40 + payload if payload else end
+        if stop > end:
+            return -1, 0, 0
+        proto = buf[p + 6]
+        q = p + 40
+        n = 0
+        while proto == 0 or proto == 43 or proto == 60:
+            n += 1
+            if n > MAX_EXTENSIONS or q + 8 > lim or q + 8 > stop:
+                return -1, 0, 0
+            size = (buf[q + 1] + 1) * 8
+            if q + size > stop:
+                return -1, 0, 0
+            proto = buf[q]
+            q += size
+        if proto == 44:
+            return -1, 0, 0
+        return proto, q, stop
+    return -1, 0, 0
+
+
+def _dc_mpls(buf: ByteView, at: int, end: int, lim: int, vni: int) -> _DcLayer:
+    """A label stack down to the bottom-of-stack label, then IPv4 or IPv6."""
+    bound = min(end, lim)
+    while True:
+        if at + 4 > bound:
+            return _DC_BAD, 0, 0, vni, 0
+        bottom = buf[at + 2] & 1
+        at += 4
+        if bottom:
+            break
+    if at >= bound:
+        return _DC_BAD, 0, 0, vni, 0
+    version = buf[at] >> 4
+    if version == 4 or version == 6:
+        return _DC_IP, at, end, vni, version
+    return _DC_NONIP, 0, 0, vni, 0  # a pseudowire (control word, Ethernet), ...
+
+
+def _dc_ethertype(
+    buf: ByteView, etype: int, at: int, end: int, lim: int, vni: int
+) -> _DcLayer:
+    """What an EtherType at ``at`` carries: VLAN tags and Cisco MetaData are skipped."""
+    bound = min(end, lim)
+    while True:
+        if etype == 0x8100 or etype == 0x88A8 or etype == 0x9100:
+            if at + 4 > bound:
+                return _DC_BAD, 0, 0, vni, 0
+            etype = _dc_be16(buf, at + 2)
+            at += 4
+        elif etype == _ETH_CMD:
+            # version, length, option, SGT, then the EtherType
+            if at + 8 > bound:
+                return _DC_BAD, 0, 0, vni, 0
+            etype = _dc_be16(buf, at + 6)
+            at += 8
+        else:
+            break
+    if etype == _ETH_IPV4:
+        return _DC_IP, at, end, vni, 4
+    if etype == _ETH_IPV6:
+        return _DC_IP, at, end, vni, 6
+    if etype == _ETH_MPLS or etype == _ETH_MPLS_MULTICAST:
+        return _dc_mpls(buf, at, end, lim, vni)
+    return _DC_NONIP, 0, 0, vni, 0
+
+
+def _dc_ether(buf: ByteView, at: int, end: int, lim: int, vni: int) -> _DcLayer:
+    if at + 14 > min(end, lim):
+        return _DC_BAD, 0, 0, vni, 0
+    return _dc_ethertype(buf, _dc_be16(buf, at + 12), at + 14, end, lim, vni)
+
+
+def _dc_gre(buf: ByteView, at: int, end: int, lim: int) -> _DcLayer:
+    bound = min(end, lim)
+    if at + 4 > bound:
+        return _DC_BAD, 0, 0, NO_VNI, 0
+    flags = _dc_be16(buf, at)
+    ptype = _dc_be16(buf, at + 2)
+    if flags & 0x0007:
+        return (
+            _DC_NOT,
+            0,
+            0,
+            NO_VNI,
+            0,
+        )  # version 1 is PPTP's enhanced GRE: not a tunnel here
+    if flags & 0x4000:
+        return _DC_BAD, 0, 0, NO_VNI, 0  # RFC 1701 source routing: not supported
+    hl = 4
+    if flags & 0x8000:
+        hl += 4  # checksum and reserved
+    vni = NO_VNI
+    if flags & 0x2000:
+        if at + hl + 4 > bound:
+            return _DC_BAD, 0, 0, NO_VNI, 0
+        vni = _dc_be32(buf, at + hl)
+        hl += 4
+    sequence = flags & 0x1000
+    if sequence:
+        hl += 4
+    body = at + hl
+    if body > bound:
+        return _DC_BAD, 0, 0, vni, 0
+    if ptype == _ETH_TEB:
+        return _dc_ether(buf, body, end, lim, vni)
+    if ptype == _ETH_ERSPAN_2:
+        if not sequence:
+            return _dc_ether(buf, body, end, lim, vni)  # type I: no ERSPAN header
+        if body + 8 > bound or buf[body] >> 4 != 1:
+            return _DC_BAD, 0, 0, vni, 0
+        return _dc_ether(buf, body + 8, end, lim, _dc_be16(buf, body + 2) & 0x3FF)
+    if ptype == _ETH_ERSPAN_3:
+        if body + 12 > bound or buf[body] >> 4 != 2:
+            return _DC_BAD, 0, 0, vni, 0
+        session = _dc_be16(buf, body + 2) & 0x3FF
+        frame_type = (buf[body + 10] >> 2) & 0x1F
+        hl = 20 if buf[body + 11] & 1 else 12  # with the platform-specific subheader
+        if body + hl > bound:
+            return _DC_BAD, 0, 0, session, 0
+        if frame_type == 0:
+            return _dc_ether(buf, body + hl, end, lim, session)
+        if frame_type == 2:
+            return _DC_IP, body + hl, end, session, 0
+        return _DC_NONIP, 0, 0, session, 0
+    if ptype == _ETH_CMD:
+        # In GRE the EtherType comes first, then version, length, option, SGT.
+        if body + 8 > bound:
+            return _DC_BAD, 0, 0, vni, 0
+        return _dc_ethertype(buf, _dc_be16(buf, body), body + 8, end, lim, vni)
+    return _dc_ethertype(buf, ptype, body, end, lim, vni)
+
+
+def _dc_nsh(buf: ByteView, at: int, end: int, lim: int, vni: int) -> _DcLayer:
+    """Network Service Header (RFC 8300), as VXLAN-GPE carries it."""
+    bound = min(end, lim)
+    if at + 8 > bound or buf[at] >> 6 != 0:
+        return _DC_BAD, 0, 0, vni, 0
+    hl = (buf[at + 1] & 0x3F) * 4
+    if hl < 8 or at + hl > bound:
+        return _DC_BAD, 0, 0, vni, 0
+    return _dc_next_protocol(buf, buf[at + 3], at + hl, end, lim, vni, False)
+
+
+def _dc_next_protocol(
+    buf: ByteView, proto: int, at: int, end: int, lim: int, vni: int, nsh: bool
+) -> _DcLayer:
+    """The next-protocol numbers of VXLAN-GPE and NSH."""
+    if proto == 1:
+        return _DC_IP, at, end, vni, 4
+    if proto == 2:
+        return _DC_IP, at, end, vni, 6
+    if proto == 3:
+        return _dc_ether(buf, at, end, lim, vni)
+    if proto == 4 and nsh:
+        return _dc_nsh(buf, at, end, lim, vni)
+    if proto == 5:
+        return _dc_mpls(buf, at, end, lim, vni)
+    return _DC_NONIP, 0, 0, vni, 0
+
+
+def _dc_udp(buf: ByteView, at: int, end: int, lim: int, mask: int) -> _DcLayer:
+    if at + 8 > lim or at + 8 > end:
+        return _DC_NOT, 0, 0, NO_VNI, 0
+    port = _dc_be16(buf, at + 2)
+    if port == _PORT_VXLAN or port == _PORT_VXLAN_LINUX:
+        kind = TUNNEL_VXLAN
+    elif port == _PORT_VXLAN_GPE:
+        kind = TUNNEL_VXLAN
+    elif port == _PORT_GENEVE:
+        kind = TUNNEL_GENEVE
+    elif port == _PORT_MPLS_UDP:
+        kind = TUNNEL_MPLS_UDP
+    else:
+        return _DC_NOT, 0, 0, NO_VNI, 0
+    if not mask & kind:
+        return _DC_NOT, 0, 0, NO_VNI, 0
+    size = _dc_be16(buf, at + 4)
+    if size == 0:
+        size = end - at  # a jumbogram or segmentation offload: to the IP end
+    if size < 8 or at + size > end:
+        return _DC_BAD, 0, 0, NO_VNI, 0
+    end = at + size
+    body = at + 8
+    bound = min(end, lim)
+    if kind == TUNNEL_MPLS_UDP:
+        return _dc_mpls(buf, body, end, lim, NO_VNI)
+    if body + 8 > bound:
+        return _DC_BAD, 0, 0, NO_VNI, 0
+    flags = buf[body]
+    if kind == TUNNEL_GENEVE:
+        if flags >> 6 != 0:
+            return _DC_BAD, 0, 0, NO_VNI, 0
+        hl = 8 + (flags & 0x3F) * 4
+        vni = _dc_be24(buf, body + 4)
+        if body + hl > bound:
+            return _DC_BAD, 0, 0, vni, 0
+        ptype = _dc_be16(buf, body + 2)
+        if ptype == _ETH_TEB:
+            return _dc_ether(buf, body + hl, end, lim, vni)
+        return _dc_ethertype(buf, ptype, body + hl, end, lim, vni)
+    if port == _PORT_VXLAN_GPE:
+        if (flags >> 4) & 3:
+            return _DC_BAD, 0, 0, NO_VNI, 0  # GPE version 0 only
+        vni = _dc_be24(buf, body + 4) if flags & 0x08 else NO_VNI
+        proto = buf[body + 3] if flags & 0x04 else 3
+        return _dc_next_protocol(buf, proto, body + 8, end, lim, vni, True)
+    if not flags & 0x08:
+        return _DC_BAD, 0, 0, NO_VNI, 0  # VXLAN without its I flag: no VNI
+    return _dc_ether(buf, body + 8, end, lim, _dc_be24(buf, body + 4))
+
+
+def _dc_layer(
+    buf: ByteView, proto: int, at: int, end: int, lim: int, mask: int
+) -> _DcLayer:
+    """The tunnel, if any, whose header starts the IP payload ``buf[at:end]``."""
+    if proto == 17:
+        return _dc_udp(buf, at, end, lim, mask)
+    if proto == 47 and mask & TUNNEL_GRE:
+        return _dc_gre(buf, at, end, lim)
+    if proto == 4 and mask & TUNNEL_IPIP:
+        return _DC_IP, at, end, NO_VNI, 4
+    if proto == 41 and mask & TUNNEL_IPIP:
+        return _DC_IP, at, end, NO_VNI, 6
+    return _DC_NOT, 0, 0, NO_VNI, 0
+
+
+def _dc_inner(buf: ByteView, at: int, end: int, lim: int, version: int) -> int:
+    """Length of the inner IP packet at ``at`` (trailing padding left out); -1 if bad.
+
+    Its IP header must be whole and captured, and its length must fit in what
+    carries it; a length of 0 means "unknown" (segmentation offload) and
+    takes all of it.
+    """
+    if at >= end or at >= lim:
+        return -1
+    found = buf[at] >> 4
+    if version and found != version:
+        return -1
+    if found == 4:
+        if at + 20 > end or at + 20 > lim:
+            return -1
+        hl = (buf[at] & 0x0F) * 4
+        total = _dc_be16(buf, at + 2)
+        if total == 0:
+            total = end - at
+        if hl < 20 or hl > total or at + total > end:
+            return -1
+        return total
+    if found == 6:
+        if at + 40 > end or at + 40 > lim:
+            return -1
+        payload = _dc_be16(buf, at + 4)
+        total = 40 + payload if payload else end - at
+        if at + total > end:
+            return -1
+        return total
+    return -1
+
+
+def _dc_captured(buf: ByteView, at: int, total: int, lim: int) -> bool:
+    """Were the bytes docs/contract.md §4 reads of ``buf[at:at+total]`` captured?"""
+    if buf[at] >> 4 == 4:
+        sub = (buf[at] & 0x0F) * 4
+        proto = buf[at + 9]
+        if _dc_be16(buf, at + 6) & 0x1FFF:
+            proto = -1  # a later fragment: no transport header is read
+    else:
+        sub = 40
+        proto = buf[at + 6]
+        if proto == 44 and total >= 48:
+            if at + 48 > lim:
+                return False
+            sub = 48
+            proto = buf[at + 40] if not _dc_be16(buf, at + 42) >> 3 else -1
+    header = _PORTED_HEADER_LEN.get(proto, 0)
+    if header and total - sub >= header:
+        return at + sub + 4 <= lim
+    return True
+
+
+def decap_walk(
+    buf: ByteView, at: int, avail: int, length: int, mask: int
+) -> tuple[int, int, int, int, int]:
+    """Decapsulate the IP packet ``buf[at:at+length]`` of which ``avail`` bytes were captured.
+
+    Returns ``(result, offset, length, outer_vni, inner_vni)``: for
+    ``DECAP_INNER`` the innermost IP packet is ``buf[offset:offset+length]``;
+    ``outer_vni`` is the VNI or key of the outermost tunnel (the physical
+    row's), ``inner_vni`` that of the innermost tunnel that has one (the
+    virtual row's); ``NO_VNI`` where there is none.
+    """
+    lim = at + min(avail, length)
+    cur = at
+    cur_end = at + length
+    depth = 0
+    outer_vni = NO_VNI
+    inner_vni = NO_VNI
+    while True:
+        proto, pay, pay_end = _dc_ip_payload(buf, cur, cur_end, lim)
+        what, start, stop, vni, version = _DC_NOT, 0, 0, NO_VNI, 0
+        if proto >= 0:
+            what, start, stop, vni, version = _dc_layer(
+                buf, proto, pay, pay_end, lim, mask
+            )
+        if what == _DC_NOT:
+            if depth == 0:
+                return DECAP_NONE, 0, 0, NO_VNI, NO_VNI
+            break
+        if what == _DC_BAD:
+            return DECAP_BAD, 0, 0, NO_VNI, NO_VNI
+        depth += 1
+        if depth > MAX_DEPTH:
+            return DECAP_BAD, 0, 0, NO_VNI, NO_VNI
+        if depth == 1:
+            outer_vni = vni
+        if what == _DC_NONIP:
+            if depth == 1:
+                return DECAP_NO_IP, 0, 0, outer_vni, NO_VNI
+            break  # the IP packet that carries it is the innermost
+        size = _dc_inner(buf, start, stop, lim, version)
+        if size < 0:
+            return DECAP_BAD, 0, 0, NO_VNI, NO_VNI
+        if vni != NO_VNI:
+            inner_vni = vni
+        cur = start
+        cur_end = start + size
+    if not _dc_captured(buf, cur, cur_end - cur, lim):
+        return DECAP_BAD, 0, 0, NO_VNI, NO_VNI
+    return DECAP_INNER, cur, cur_end - cur, outer_vni, inner_vni
+
+
+def decap(packet: Any, mask: int = TUNNEL_ALL) -> Decapsulated:
+    """The tunnel around one IP packet: a Decapsulated (outer, offset, length, vni)."""
+    if isinstance(mask, bool) or not isinstance(mask, int):
+        raise TypeError(f"tunnels: expected an int, got {_type_name(mask)}")
+    if not 0 <= mask <= TUNNEL_ALL:
+        raise ValueError(f"tunnels: {mask} is not a set of tunnel kinds")
+    view = _byte_view(packet, "packet")
+    n = len(view)
+    found, offset, length, outer_vni, inner_vni = decap_walk(view, 0, n, n, mask)
+    if found != DECAP_INNER and found != DECAP_NO_IP:
+        return Decapsulated(None, 0, n, None)
+    proto, src, sport, dst, dport = _decode_raw(view)
+    key = (
+        (proto, src, sport, dst, dport)
+        if outer_vni < 0
+        else (proto, src, sport, dst, dport, outer_vni)
+    )
+    outer = _connection(key)
+    if found == DECAP_NO_IP:
+        return Decapsulated(outer, 0, 0, None)
+    return Decapsulated(outer, offset, length, None if inner_vni < 0 else inner_vni)
+
+
+def decap_split(buffer: Any, offsets: Any, lengths: Any, mask: int) -> tuple[Any, ...]:
+    """Sort whole packets by what they hold (see the compiled core's decap_split)."""
+    if isinstance(mask, bool) or not isinstance(mask, int):
+        raise TypeError(f"mask: expected an int, got {_type_name(mask)}")
+    if not 0 <= mask <= TUNNEL_ALL:
+        raise ValueError(f"mask: {mask} is not a set of tunnel kinds")
+    view = _byte_view(buffer, "buffer")
+    starts = _int_list(offsets, "offsets")
+    sizes = _int_list(lengths, "lengths")
+    if len(starts) != len(sizes):
+        raise ValueError(
+            f"lengths: has {len(sizes)} items but offsets has {len(starts)}"
+        )
+    for i, (start, n) in enumerate(zip(starts, sizes)):
+        if start > len(view) or n > len(view) - start:
+            raise ValueError(
+                f"offsets[{i}]/lengths[{i}]: packet {start}..{start + n} "
+                f"is beyond the buffer's {len(view)} bytes"
+            )
+    out = [array("q") for _ in range(8)]
+    po, pl, io, il, iv, oo, ol, ov = out
+    bad = 0
+    for start, n in zip(starts, sizes):
+        found, inner, size, outer_vni, inner_vni = decap_walk(view, start, n, n, mask)
+        if found == DECAP_INNER or found == DECAP_NO_IP:
+            oo.append(start)
+            ol.append(n)
+            ov.append(outer_vni)
+            if found == DECAP_INNER:
+                io.append(inner)
+                il.append(size)
+                iv.append(inner_vni)
+            continue
+        if found == DECAP_BAD:
+            bad += 1
+        po.append(start)
+        pl.append(n)
+    return (*out, bad)
+
+
+def _record_address(i: int, side: str, family: int, raw: bytes) -> Optional[bytes]:
+    # Padding must be zero: the same connection given with and without
+    # garbage there must be one connection (the compiled core compares the
+    # raw bytes).
+    if family == 4:
+        if any(raw[4:]):
+            raise ValueError(
+                f"records[{i}]: {side} address bytes beyond its family's length "
+                "must be zero"
+            )
+        return raw[:4]
+    if family == 6:
+        return raw
+    if family == 0:
+        if any(raw):
+            raise ValueError(
+                f"records[{i}]: {side} address bytes beyond its family's length "
+                "must be zero"
+            )
+        return None
+    raise ValueError(f"records[{i}]: {side} family must be 0 (no address), 4 or 6")
+
+
+def _record_entry(
+    i: int, fields: tuple[Any, ...]
+) -> tuple[bool, bool, RawKey, int, int]:
+    """One unpacked record as a ``(physical, rx, key, packets, bytes)`` entry."""
+    proto, flags, sfam, dfam, sport, dport, src, dst, packets, nbytes = fields
+    if flags & ~_RECORD_FLAGS:
+        raise ValueError(
+            f"records[{i}]: flags has bits other than RECORD_RECEIVE (1) and "
+            "RECORD_PHYSICAL (2)"
+        )
+    key: RawKey = (
+        proto,
+        _record_address(i, "src", sfam, src),
+        sport,
+        _record_address(i, "dst", dfam, dst),
+        dport,
+    )
+    return (
+        bool(flags & RECORD_PHYSICAL),
+        bool(flags & RECORD_RECEIVE),
+        key,
+        packets,
+        nbytes,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -318,14 +943,18 @@ class Window:
 
     A window is never modified after it has been cut, so its methods need no
     lock.  Counters are stored as ``[tx_packets, tx_bytes, rx_packets,
-    rx_bytes]`` lists keyed by raw keys.
+    rx_bytes]`` lists keyed by raw keys, followed by the first and last time
+    (ns) in a window that tracks times.
     """
 
-    __slots__ = ("start", "end", "_generation", "_virtual", "_physical")
+    __slots__ = ("start", "end", "track_times", "_generation", "_virtual", "_physical")
 
     def __init__(self, generation: int, start: float) -> None:
         self.start: float = start
         self.end: float = start
+        #: True if the counts carry first/last times (TimedCounts); the core
+        #: sets it on the windows it opens.
+        self.track_times = False
         self._generation = generation
         self._virtual: dict[RawKey, list[int]] = {}
         self._physical: dict[RawKey, list[int]] = {}
@@ -373,9 +1002,18 @@ class Window:
         so the eval loop already hands the GIL over as it goes)."""
         _require_dict(virtual, "virtual")
         _require_dict(physical, "physical")
-        virtual.update((_connection(k), Counts(*c)) for k, c in self._virtual.items())
-        physical.update((_connection(k), Counts(*c)) for k, c in self._physical.items())
+        value = _timed_value if self.track_times else _plain_value
+        virtual.update((_connection(k), value(c)) for k, c in self._virtual.items())
+        physical.update((_connection(k), value(c)) for k, c in self._physical.items())
         yield
+
+
+def _plain_value(c: list[int]) -> Counts:
+    return Counts(*c)
+
+
+def _timed_value(c: list[int]) -> Counts:
+    return TimedCounts(c[0], c[1], c[2], c[3], first_ns=c[4], last_ns=c[5])
 
 
 class Core:
@@ -394,6 +1032,7 @@ class Core:
         ignore_destinations: Iterable[bytes | str | IPv4Address | IPv6Address] = (),
         max_pending: int = 1024,
         max_pending_conns: int = 1 << 21,
+        track_times: bool = False,
     ) -> None:
         if hasattr(self, "_lock"):
             # Re-running __init__ would empty a live table: counts lost.
@@ -424,6 +1063,11 @@ class Core:
             packed_address(addr, f"ignore_destinations[{i}]")
             for i, addr in enumerate(addresses)
         )
+        if not isinstance(track_times, bool):
+            raise TypeError(
+                f"track_times: expected a bool, got {_type_name(track_times)}"
+            )
+        self._track_times = track_times
         self._reset()
 
     def _reset(self) -> None:
@@ -453,6 +1097,7 @@ class Core:
 
     def _open_window(self) -> Window:
         window = Window(self._next_generation, time.time())
+        window.track_times = self._track_times
         self._next_generation += 1
         self._window = window
         return window
@@ -471,8 +1116,17 @@ class Core:
             self._dropped_packets = (self._dropped_packets + window.packets) & _U64
             self._dropped_bytes = (self._dropped_bytes + window.bytes) & _U64
 
-    def _add_locked(self, physical: bool, column: int, key: RawKey, n: int) -> bool:
-        """Add one packet of ``n`` bytes to ``key``; the caller holds the lock.
+    def _add_locked(
+        self,
+        physical: bool,
+        column: int,
+        key: RawKey,
+        n: int,
+        packets: int = 1,
+        t: int = 0,
+    ) -> bool:
+        """Add ``packets`` packets of ``n`` bytes in all, at time ``t`` (ns), to
+        ``key``; the caller holds the lock.
 
         ``column`` is 0 for tx and 2 for rx; ``key`` is already oriented (rx
         swap done).  Returns whether the waiter must be notified.
@@ -500,28 +1154,59 @@ class Core:
                 notify = True
                 table = window._physical if physical else window._virtual
             counters = table[key] = [0, 0, 0, 0]
-        counters[column] = (counters[column] + 1) & _U64
+            if window.track_times:
+                counters += (t, t)
+        assert window is not None  # counters are in it
+        counters[column] = (counters[column] + packets) & _U64
         counters[column + 1] = (counters[column + 1] + n) & _U64
+        if window.track_times:
+            # min/max: the packets of a merged capture may come out of order
+            if t < counters[4]:
+                counters[4] = t
+            if t > counters[5]:
+                counters[5] = t
         return notify
 
-    def _count_one(self, physical: bool, rx: bool, key: RawKey, n: int) -> None:
-        self._count(physical, rx, ((key, n),))
+    def _count_one(
+        self, physical: bool, rx: bool, key: RawKey, n: int, packets: int = 1
+    ) -> None:
+        self._count_entries(((physical, rx, key, packets, n),))
 
     def _count(
-        self, physical: bool, rx: bool, entries: Iterable[tuple[RawKey, int]]
+        self,
+        physical: bool,
+        rx: bool,
+        entries: Iterable[tuple[RawKey, int]],
+        times: Optional[Sequence[int]] = None,
     ) -> None:
-        """``_count_one`` for many entries, in order, under one lock."""
-        column = 2 if rx else 0
+        """``_count_one`` for many entries, in order, under one lock.
+
+        ``times``: each entry's time (ns); without them, a core that tracks
+        times counts the whole call at the wall-clock time.
+        """
+        self._count_entries(((physical, rx, key, 1, n) for key, n in entries), times)
+
+    def _count_entries(
+        self,
+        entries: Iterable[tuple[bool, bool, RawKey, int, int]],
+        times: Optional[Sequence[int]] = None,
+    ) -> None:
+        """Count ``(physical, rx, key, packets, bytes)`` entries, in order,
+        under one lock (``times`` as for :meth:`_count`)."""
         notify = False
         opened = self._next_generation
+        now = time.time_ns() if self._track_times and times is None else 0
         try:
             with self._lock:
                 # Checked under the lock: nothing may be counted once close()
                 # has returned.
                 if self._closed:
                     return
-                for key, n in entries:
-                    notify |= self._add_locked(physical, column, key, n)
+                for i, (physical, rx, key, packets, n) in enumerate(entries):
+                    t = now if times is None else times[i]
+                    notify |= self._add_locked(
+                        physical, 2 if rx else 0, key, n, packets, t
+                    )
         finally:
             # Outside the lock: the waiter takes it right after waking up.
             # Also when an entry failed (MemoryError): a window this call
@@ -529,26 +1214,35 @@ class Core:
             if notify or self._next_generation != opened:
                 self._notify()
 
+    # After close() a call counts nothing, but its arguments are checked
+    # first, as before close(): a bad call raises whenever it is made (the
+    # compiled core does the same).
+
     def _virtual(self, packet: Any, rx: bool) -> None:
+        view = _byte_view(packet, "packet")
         if self._closed:
             return
-        view = _byte_view(packet, "packet")
         key = _decode_raw(view)
         if rx:
             key = _swap(key)
         self._count_one(False, rx, key, len(view))
 
     def _virtual_batch(self, packets: Any, rx: bool) -> None:
+        views = _packet_list(packets, "packets")
         if self._closed:
             return
-        views = _packet_list(packets, "packets")
         self._count(False, rx, self._keys(views, rx))
 
     def _virtual_buffer(
-        self, buffer: Any, offsets: Any, lengths: Any, rx: bool
+        self,
+        buffer: Any,
+        offsets: Any,
+        lengths: Any,
+        rx: bool,
+        times: Any = None,
+        vnis: Any = None,
+        physical: bool = False,
     ) -> None:
-        if self._closed:
-            return
         view = _byte_view(buffer, "buffer")
         if isinstance(view, bytes):
             # Slicing bytes would copy every packet; a memoryview does not.
@@ -559,6 +1253,8 @@ class Core:
             raise ValueError(
                 f"lengths: has {len(sizes)} items but offsets has {len(starts)}"
             )
+        tags = None if vnis is None else _vni_list(vnis, len(starts))
+        stamps = None if times is None else _times_list(times, len(starts))
         size = len(view)
         for i, (start, n) in enumerate(zip(starts, sizes)):
             if start + n > size:
@@ -566,8 +1262,16 @@ class Core:
                     f"offsets[{i}]: packet {start}..{start + n} (lengths[{i}] = "
                     f"{n}) extends beyond the end of buffer ({size} bytes)"
                 )
+        if self._closed:
+            return
         views = [view[start : start + n] for start, n in zip(starts, sizes)]
-        self._count(False, rx, self._keys(views, rx))
+        entries = self._keys(views, rx)
+        if tags is not None:
+            entries = [
+                ((*key, vni), n) if vni >= 0 else (key, n)
+                for (key, n), vni in zip(entries, tags)
+            ]
+        self._count(physical, rx, entries, stamps)
 
     @staticmethod
     def _keys(views: Sequence[ByteView], rx: bool) -> list[tuple[RawKey, int]]:
@@ -580,15 +1284,87 @@ class Core:
             entries.append((key, len(view)))
         return entries
 
-    def _physical(self, src: Any, dst: Any, n: Any, rx: bool) -> None:
-        if self._closed:
-            return
-        # All three are validated before anything is counted.
+    def _physical(self, src: Any, dst: Any, n: Any, rx: bool, packets: Any) -> None:
+        # All are validated before anything is counted, and even once closed,
+        # as the virtual entry points are: a bad call raises whenever it is made.
         src_packed = packed_address(src, "src")
         dst_packed, dst_port = packed_addrport(dst, "dst")
         nbytes = byte_count(n, "n")
+        npkts = packet_count(packets, "packets")
+        if self._closed:
+            return
         key: RawKey = (0, src_packed, 0, dst_packed, dst_port)
-        self._count_one(True, rx, key, nbytes)
+        self._count_one(True, rx, key, nbytes, npkts)
+
+    def _preparsed(
+        self,
+        proto: Any,
+        src: Any,
+        dst: Any,
+        packets: Any,
+        nbytes: Any,
+        receive: Any,
+        physical: bool,
+    ) -> None:
+        # In the compiled core's order, so that a call with several bad
+        # arguments names the same one.
+        number = protocol_number(proto, "proto")
+        src_packed, sport = packed_endpoint(src, "src")
+        dst_packed, dport = packed_endpoint(dst, "dst")
+        npkts = packet_count(packets, "packets")
+        size = byte_count(nbytes, "bytes")
+        rx = direction(receive, "receive")
+        if self._closed:  # checked all the same, as the compiled core does
+            return
+        # No swap: the connection is counted as the caller gives it.
+        key: RawKey = (number, src_packed, sport, dst_packed, dport)
+        self._count_one(physical, rx, key, size, npkts)
+
+    def _records(self, records: Any) -> None:
+        if isinstance(records, str):
+            raise TypeError("records: expected a bytes-like object, got str")
+        view = _byte_view(records, "records")
+        if len(view) % RECORD_SIZE:
+            raise ValueError(
+                f"records: {len(view)} bytes is not a whole number of "
+                f"{RECORD_SIZE}-byte records"
+            )
+        # Copied once: every record is checked, then counted from the copy.
+        entries = [
+            _record_entry(i, fields)
+            for i, fields in enumerate(_RECORD.iter_unpack(bytes(view)))
+        ]
+        if self._closed:  # checked all the same, as the compiled core does
+            return
+        self._count_entries(entries)
+
+    def update_virtual(
+        self,
+        proto: Any,
+        src: Any,
+        dst: Any,
+        packets: Any,
+        bytes: Any,
+        receive: Any = False,
+    ) -> None:
+        """Count packets of the virtual connection ``(proto, src, dst)`` as given."""
+        self._preparsed(proto, src, dst, packets, bytes, receive, False)
+
+    def update_physical(
+        self,
+        proto: Any,
+        src: Any,
+        dst: Any,
+        packets: Any,
+        bytes: Any,
+        receive: Any = False,
+    ) -> None:
+        """Count packets of the physical connection ``(proto, src, dst)`` as given."""
+        self._preparsed(proto, src, dst, packets, bytes, receive, True)
+
+    def update_records(self, records: Any) -> None:
+        """Count a buffer of ``RECORD_SIZE``-byte records; all or nothing."""
+        self._records(records)
 
     def update_tx_virtual(self, packet: Any) -> None:
         """Count one transmitted IP packet."""
@@ -598,13 +1374,17 @@ class Core:
         """Count one received IP packet (src and dst swapped in the key)."""
         self._virtual(packet, True)
 
-    def update_tx_physical(self, src: Any, dst: Any, n: Any) -> None:
-        """Count one transmitted physical packet of ``n`` bytes."""
-        self._physical(src, dst, n, False)
+    def update_tx_physical(
+        self, src: Any, dst: Any, n: Any, *, packets: Any = 1
+    ) -> None:
+        """Count ``packets`` transmitted physical packets of ``n`` bytes in all."""
+        self._physical(src, dst, n, False, packets)
 
-    def update_rx_physical(self, src: Any, dst: Any, n: Any) -> None:
-        """Count one received physical packet of ``n`` bytes (no swap)."""
-        self._physical(src, dst, n, True)
+    def update_rx_physical(
+        self, src: Any, dst: Any, n: Any, *, packets: Any = 1
+    ) -> None:
+        """Count ``packets`` received physical packets of ``n`` bytes in all (no swap)."""
+        self._physical(src, dst, n, True, packets)
 
     def update_tx_virtual_batch(self, packets: Any) -> None:
         """Count a sequence of transmitted packets; all or nothing on bad input."""
@@ -614,13 +1394,60 @@ class Core:
         """Count a sequence of received packets; all or nothing on bad input."""
         self._virtual_batch(packets, True)
 
-    def update_tx_virtual_buffer(self, buffer: Any, offsets: Any, lengths: Any) -> None:
-        """Count transmitted packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
-        self._virtual_buffer(buffer, offsets, lengths, False)
+    def update_tx_virtual_buffer(
+        self, buffer: Any, offsets: Any, lengths: Any, vnis: Any = None
+    ) -> None:
+        """Count transmitted packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``;
+        ``vnis``: the VNI or key of each one's tunnel (-1: none), or None."""
+        self._virtual_buffer(buffer, offsets, lengths, False, vnis=vnis)
 
-    def update_rx_virtual_buffer(self, buffer: Any, offsets: Any, lengths: Any) -> None:
+    def update_rx_virtual_buffer(
+        self, buffer: Any, offsets: Any, lengths: Any, vnis: Any = None
+    ) -> None:
         """Count received packets ``buffer[offsets[i]:offsets[i] + lengths[i]]``."""
-        self._virtual_buffer(buffer, offsets, lengths, True)
+        self._virtual_buffer(buffer, offsets, lengths, True, vnis=vnis)
+
+    def update_tx_physical_buffer(
+        self,
+        buffer: Any,
+        offsets: Any,
+        lengths: Any,
+        vnis: Any = None,
+        times: Any = None,
+    ) -> None:
+        """Count transmitted packets as physical traffic, each under its own
+        decoded connection (the outer packets of decapsulated tunnels);
+        ``times`` as for :meth:`update_tx_virtual_buffer_at`, or None."""
+        self._virtual_buffer(buffer, offsets, lengths, False, times, vnis, True)
+
+    def update_rx_physical_buffer(
+        self,
+        buffer: Any,
+        offsets: Any,
+        lengths: Any,
+        vnis: Any = None,
+        times: Any = None,
+    ) -> None:
+        """Count received packets as physical traffic (see update_tx_physical_buffer)."""
+        self._virtual_buffer(buffer, offsets, lengths, True, times, vnis, True)
+
+    def update_tx_virtual_buffer_at(
+        self, buffer: Any, offsets: Any, lengths: Any, times: Any, vnis: Any = None
+    ) -> None:
+        """``update_tx_virtual_buffer`` with each packet's time: ``times[i]``
+        in ns since the epoch (a buffer of int64, format 'q').  The times are
+        kept only by a core that tracks them (the capture replay's)."""
+        if times is None:
+            raise TypeError("times: expected a buffer of int64, got None")
+        self._virtual_buffer(buffer, offsets, lengths, False, times, vnis)
+
+    def update_rx_virtual_buffer_at(
+        self, buffer: Any, offsets: Any, lengths: Any, times: Any, vnis: Any = None
+    ) -> None:
+        """``update_rx_virtual_buffer`` with each packet's time (see the tx one)."""
+        if times is None:
+            raise TypeError("times: expected a buffer of int64, got None")
+        self._virtual_buffer(buffer, offsets, lengths, True, times, vnis)
 
     # -- window management -------------------------------------------------
 
@@ -764,13 +1591,49 @@ class CountingMethods:
         """Count one received IP packet; its src and dst are swapped."""
         self._core_for_counting().update_rx_virtual(packet)
 
-    def update_tx_physical(self, src: Any, dst: Any, n: int) -> None:
-        """Count one transmitted WireGuard packet of ``n`` bytes to physical peer ``dst``."""
-        self._core_for_counting().update_tx_physical(src, dst, n)
+    def update_tx_physical(
+        self, src: Any, dst: Any, n: int, *, packets: int = 1
+    ) -> None:
+        """Count ``packets`` transmitted WireGuard packets of ``n`` bytes in all to physical peer ``dst``."""
+        self._core_for_counting().update_tx_physical(src, dst, n, packets=packets)
 
-    def update_rx_physical(self, src: Any, dst: Any, n: int) -> None:
-        """Count one received WireGuard packet of ``n`` bytes from physical peer ``dst``."""
-        self._core_for_counting().update_rx_physical(src, dst, n)
+    def update_rx_physical(
+        self, src: Any, dst: Any, n: int, *, packets: int = 1
+    ) -> None:
+        """Count ``packets`` received WireGuard packets of ``n`` bytes in all from physical peer ``dst``."""
+        self._core_for_counting().update_rx_physical(src, dst, n, packets=packets)
+
+    def update_virtual(
+        self,
+        proto: int,
+        src: Any,
+        dst: Any,
+        packets: int,
+        bytes: int,
+        receive: bool = False,
+    ) -> None:
+        """Count ``packets`` packets, ``bytes`` bytes in all, on the virtual connection ``(proto, src, dst)`` as given (no swap); ``receive`` selects the rx counters."""
+        self._core_for_counting().update_virtual(
+            proto, src, dst, packets, bytes, receive
+        )
+
+    def update_physical(
+        self,
+        proto: int,
+        src: Any,
+        dst: Any,
+        packets: int,
+        bytes: int,
+        receive: bool = False,
+    ) -> None:
+        """Count ``packets`` packets, ``bytes`` bytes in all, on the physical connection ``(proto, src, dst)`` as given; ``receive`` selects the rx counters."""
+        self._core_for_counting().update_physical(
+            proto, src, dst, packets, bytes, receive
+        )
+
+    def update_records(self, records: Any) -> None:
+        """Count a buffer of fixed-size records (``RECORD_FORMAT``), the batch form of update_virtual/update_physical (GIL released while counting)."""
+        self._core_for_counting().update_records(records)
 
     def update_tx_virtual_batch(self, packets: Any) -> None:
         """Count a sequence of transmitted packets (GIL released while counting)."""
@@ -915,3 +1778,125 @@ class SeriesTable:
         if self._other is not None:
             out.append((None, tuple(self._other)))
         return out
+
+
+# --------------------------------------------------------------------------
+# a window as packed columns (the twin of src/core/columns.pxi)
+
+
+class Columns:
+    """A window's connections as packed columns (layout in src/core/columns.pxi)."""
+
+    n: int
+    kind: bytes
+    proto: bytes
+    src_family: bytes
+    dst_family: bytes
+    src_port: bytes
+    dst_port: bytes
+    tx_packets: bytes
+    tx_bytes: bytes
+    rx_packets: bytes
+    rx_bytes: bytes
+    src_valid: Optional[bytes]
+    dst_valid: Optional[bytes]
+    src_offsets: bytes
+    dst_offsets: bytes
+    src_text: bytes
+    dst_text: bytes
+    src_packed: Optional[bytes]
+    dst_packed: Optional[bytes]
+    first_ns: Optional[bytes]
+    last_ns: Optional[bytes]
+    vni: Optional[bytes]
+    vni_valid: Optional[bytes]
+
+
+def _bitmap(valid: list[bool]) -> Optional[bytes]:
+    if all(valid):
+        return None
+    out = bytearray((len(valid) + 7) // 8)
+    for i, ok in enumerate(valid):
+        if ok:
+            out[i >> 3] |= 1 << (i & 7)
+    return bytes(out)
+
+
+def columns(source: Any, packed: bool = False) -> Columns:
+    """The connections of ``source`` (a cut Window, or a ``(virtual,
+    physical)`` pair of dicts of Connection -> Counts) as a :class:`Columns`;
+    first/last times are included when every value is a TimedCounts."""
+    import array
+
+    if isinstance(source, Window):
+        virtual, physical = source.to_dicts()
+        rows = [(c, v, 0) for c, v in virtual.items()]
+        rows += [(c, v, 1) for c, v in physical.items()]
+    elif isinstance(source, tuple) and len(source) == 2:
+        rows = []
+        for flag, table in enumerate(source):
+            _require_dict(table, "virtual/physical")
+            for conn, counts in list(table.items()):
+                if not isinstance(conn, Connection):
+                    raise TypeError(
+                        "virtual/physical: expected Connection keys, got "
+                        f"{_type_name(conn)}"
+                    )
+                if not isinstance(counts, Counts):
+                    raise TypeError(
+                        "virtual/physical: expected Counts values, got "
+                        f"{_type_name(counts)}"
+                    )
+                rows.append((conn, counts, flag))
+    else:
+        raise TypeError(
+            "source: expected a Window or a (virtual, physical) pair of dicts, "
+            f"got {_type_name(source)}"
+        )
+    cols = Columns()
+    n = cols.n = len(rows)
+    cols.kind = bytes(flag for _c, _v, flag in rows)
+    cols.proto = bytes(c.proto for c, _v, _f in rows)
+    for side in ("src", "dst"):
+        ends = [c.src if side == "src" else c.dst for c, _v, _f in rows]
+        family = bytes(0 if e.addr is None else e.addr.version for e in ends)
+        setattr(cols, f"{side}_family", family)
+        setattr(
+            cols, f"{side}_port", array.array("H", [e.port for e in ends]).tobytes()
+        )
+        setattr(cols, f"{side}_valid", _bitmap([e.addr is not None for e in ends]))
+        texts = [b"" if e.addr is None else str(e.addr).encode() for e in ends]
+        offsets = [0]
+        for text in texts:
+            offsets.append(offsets[-1] + len(text))
+        setattr(cols, f"{side}_offsets", array.array("q", offsets).tobytes())
+        setattr(cols, f"{side}_text", b"".join(texts))
+        setattr(
+            cols,
+            f"{side}_packed",
+            b"".join(
+                b"\0" * 16 if e.addr is None else e.addr.packed.ljust(16, b"\0")
+                for e in ends
+            )
+            if packed
+            else None,
+        )
+    for i, name in enumerate(("tx_packets", "tx_bytes", "rx_packets", "rx_bytes")):
+        setattr(cols, name, array.array("Q", [v[i] for _c, v, _f in rows]).tobytes())
+    spans = [
+        (v.first_ns, v.last_ns) for _c, v, _f in rows if isinstance(v, TimedCounts)
+    ]
+    cols.first_ns = cols.last_ns = None
+    if n > 0 and len(spans) == n:  # times only when every value has them
+        cols.first_ns = array.array("q", [first for first, _ in spans]).tobytes()
+        cols.last_ns = array.array("q", [last for _, last in spans]).tobytes()
+    vnis = [c.vni for c, _v, _f in rows]
+    cols.vni = cols.vni_valid = None
+    if any(v is not None for v in vnis):  # decapsulated tunnel rows
+        cols.vni = array.array("I", [v or 0 for v in vnis]).tobytes()
+        valid = bytearray((n + 7) // 8)
+        for i, v in enumerate(vnis):
+            if v is not None:
+                valid[i >> 3] |= 1 << (i & 7)
+        cols.vni_valid = bytes(valid)
+    return cols

@@ -108,6 +108,10 @@ class Flusher:
         # re-read ``done`` after each slice, so a waiter that was interrupted
         # between acquiring and releasing it can never block another one.
         self.done = not start
+        # Called (once, from the thread that ran the final flush) right after
+        # ``done`` is set: the exit bookkeeping of an instance that was
+        # garbage-collected before its final flush had run (see _statistics).
+        self.on_done: Optional[Callable[[], Any]] = None
         self._running = _thread.allocate_lock()
         # Taken by the one caller that runs the final flush itself when no
         # thread could be started.
@@ -186,7 +190,15 @@ class Flusher:
         else:
             return
         self.done = True
+        # The release orders the store to ``done`` before the read of
+        # ``on_done`` (a setter that finds done still False is then seen).
         self._running.release()
+        on_done = self.on_done
+        if on_done is not None:
+            try:
+                on_done()
+            except BaseException:  # pragma: no cover - bookkeeping only
+                pass
 
     def _pause(self, failures: int) -> None:
         delay = min(RETRY_DELAY * 2 ** min(failures - 1, 16), RETRY_DELAY_MAX)

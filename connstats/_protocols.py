@@ -218,3 +218,51 @@ def protocol_number(text: str) -> int:
     raise ValueError(
         f"{text!r} is not an IP protocol name or number (examples: tcp, udp, gre, 47)"
     )
+
+
+#: Tunnels ``--decap`` and :func:`connstats.decap` open, by name: bits of the
+#: mask the decapsulation code takes (the TUNNEL_* constants of the cores).
+TUNNELS: dict[str, int] = {
+    "vxlan": 1,  # VXLAN (UDP 4789 and Linux's 8472), VXLAN-GPE (4790)
+    "geneve": 2,  # Geneve (UDP 6081)
+    "gre": 4,  # GRE (IP protocol 47), ERSPAN I/II/III included
+    "ipip": 8,  # IP in IP: 4in4, 6in4, 4in6, 6in6 (protocols 4 and 41)
+    "mpls": 16,  # MPLS over UDP (6635)
+}
+ALL_TUNNELS = 31
+
+
+def tunnel_mask(tunnels: object = None) -> int:
+    """The mask of ``tunnels``: None (all), names (``"vxlan,gre"``, or an
+    iterable of names) or a mask already."""
+    if tunnels is None:
+        return ALL_TUNNELS
+    if isinstance(tunnels, bool):
+        raise TypeError("tunnels: expected names or None, got bool")
+    if isinstance(tunnels, int):
+        if not 0 <= tunnels <= ALL_TUNNELS:
+            raise ValueError(f"tunnels: {tunnels} is not a set of tunnel kinds")
+        return tunnels
+    if isinstance(tunnels, str):
+        names = [n for n in tunnels.split(",") if n.strip()]
+    else:
+        try:
+            names = list(tunnels)  # type: ignore[call-overload]
+        except TypeError:
+            raise TypeError(
+                f"tunnels: expected names or None, got {type(tunnels).__name__}"
+            ) from None
+    mask = 0
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"tunnels: expected names, got {type(name).__name__}")
+        key = name.strip().lower()
+        if key == "all":
+            mask |= ALL_TUNNELS
+        elif key in TUNNELS:
+            mask |= TUNNELS[key]
+        else:
+            raise ValueError(
+                f"tunnels: unknown tunnel {name!r} (known: {', '.join(TUNNELS)}, all)"
+            )
+    return mask

@@ -7,7 +7,9 @@ import inspect
 import itertools
 import logging
 import math
+import operator
 import os
+import sys
 import threading
 import time
 import weakref
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 from . import _impl
 from ._flusher import DumpCallback, Flusher
 from ._impl import materialize_all
+from ._types import CONNECTION_BYTES, MESSAGE_OVERHEAD_BYTES
 
 if TYPE_CHECKING:
     from ._fastparse import Connection, Counts
@@ -54,14 +57,25 @@ def _is_async(dump: Any) -> bool:
     return False
 
 
-def _stop_flusher(holder: list[Optional[Flusher]], core: Any) -> None:
+def _stop_flusher(holder: list[Optional[Flusher]], core: Any, key: int) -> None:
     # Called when a Statistics is garbage-collected (see _register): one
-    # dropped without shutdown() must not leave its thread behind.  ``holder`` is a one-item list so
-    # that a fork() child's replacement Flusher is the one stopped.
+    # dropped without shutdown() must not leave its thread behind.  ``holder``
+    # is a one-item list so that a fork() child's replacement Flusher is the
+    # one stopped.  Its final window is delivered by its thread after the
+    # instance is gone: the flusher stays in _pending_flushes until then, so
+    # that the exit hook waits for that delivery too.
     core.close()
     flusher = holder[0]
-    if flusher is not None:
-        flusher.stop()
+    if flusher is None or flusher.done:
+        return
+    flusher.on_done = lambda: _pending_flushes.pop(key, None)
+    _pending_flushes[key] = flusher
+    flusher.stop()
+    # A thread that finished before on_done was set did not remove it.
+    if flusher.done:
+        _pending_flushes.pop(key, None)
+    if _exit_deadline is not None:
+        _finish_at_exit(flusher)
 
 
 #: Longest wait for the flush thread to end once its final flush is done
@@ -79,7 +93,29 @@ _HOT_PATH = (
     "update_rx_virtual_batch",
     "update_tx_virtual_buffer",
     "update_rx_virtual_buffer",
+    "update_virtual",
+    "update_physical",
+    "update_records",
 )
+
+
+def _conns_for_bytes(max_bytes: Any) -> int:
+    """The connection bound that ``max_bytes`` implies (0 if unbounded)."""
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+        raise TypeError(f"max_bytes: expected an int, got {type(max_bytes).__name__}")
+    # The real value as an exact int (operator.index copies an int
+    # subclass's value; int() would call a subclass's own __int__).
+    max_bytes = operator.index(max_bytes)
+    if max_bytes == 0:
+        return 0
+    smallest = MESSAGE_OVERHEAD_BYTES + CONNECTION_BYTES
+    if max_bytes < smallest:
+        raise ValueError(
+            f"max_bytes: must be 0 (unbounded) or at least {smallest} "
+            f"(one connection: {MESSAGE_OVERHEAD_BYTES} + {CONNECTION_BYTES}), "
+            f"got {max_bytes}"
+        )
+    return (max_bytes - MESSAGE_OVERHEAD_BYTES) // CONNECTION_BYTES
 
 
 if TYPE_CHECKING:
@@ -94,8 +130,15 @@ class Statistics(_CountingMethods):
     ``Statistics()`` with no arguments is ready for use: counts accumulate
     until :meth:`extract`.  With ``dump``, windows are handed to
     ``dump(start, end, virtual, physical)`` from one background thread every
-    ``max_period`` seconds and whenever a new connection would make the
-    window hold more than ``max_conns`` connections.
+    ``max_period`` seconds, whenever a new connection would make the window
+    hold more than ``max_conns`` connections, and whenever it would make
+    the window's network log message (upstream's bound: ``219 + 247 *
+    connections`` bytes) exceed ``max_bytes``; whichever comes first.
+
+    With ``track_times=True`` the windows' values are :class:`TimedCounts`:
+    Counts with the wall-clock time (ns since the epoch) of the update call
+    that first and last counted the connection in the window.  Off by
+    default: it costs a clock read per call and 16 bytes per connection.
 
     All methods are safe to call from any thread.
     """
@@ -110,6 +153,8 @@ class Statistics(_CountingMethods):
         dump: Optional[DumpCallback] = None,
         *,
         ignore_destinations: Iterable[Any] = (),
+        max_bytes: int = 0,
+        track_times: bool = False,
     ) -> None:
         period = _period_seconds(max_period)
         if isinstance(max_conns, bool) or not isinstance(max_conns, int):
@@ -118,6 +163,7 @@ class Statistics(_CountingMethods):
             )
         if max_conns < 0:
             raise ValueError(f"max_conns: must be >= 0, got {max_conns}")
+        byte_conns = _conns_for_bytes(max_bytes)
         if dump is not None and not callable(dump):
             raise TypeError(f"dump: expected a callable, got {type(dump).__name__}")
         if dump is not None and _is_async(dump):
@@ -127,9 +173,9 @@ class Statistics(_CountingMethods):
                 "connstats.aio.AsyncStatistics and `async for window in "
                 "stats.windows()` instead"
             )
-        if dump is None and (period or max_conns):
+        if dump is None and (period or max_conns or byte_conns):
             raise ValueError(
-                "dump: max_period and max_conns hand windows to dump(); "
+                "dump: max_period, max_conns and max_bytes hand windows to dump(); "
                 "pass a dump callback (or use extract() without them)"
             )
         if isinstance(ignore_destinations, (str, bytes, bytearray)):
@@ -137,13 +183,23 @@ class Statistics(_CountingMethods):
                 "ignore_destinations: expected an iterable of addresses, "
                 f"got a single {type(ignore_destinations).__name__}"
             )
+        if not isinstance(track_times, bool):
+            raise TypeError(
+                f"track_times: expected a bool, got {type(track_times).__name__}"
+            )
+        # Both bounds count connections: the core enforces the smaller one.
+        bounds = [b for b in (max_conns, byte_conns) if b]
+        limit = min(bounds) if bounds else 0
         module = self._core_module or _impl.core
         core = module.Core(
-            max_conns=max_conns, ignore_destinations=tuple(ignore_destinations)
+            max_conns=limit,
+            ignore_destinations=tuple(ignore_destinations),
+            track_times=track_times,
         )
         self._core = core
         self._period = period
         self._max_conns = max_conns
+        self._max_bytes = operator.index(max_bytes)
         self._dump = dump
         # Windows extract() cut but could not hand out (building the dicts
         # raised): the next extract() returns them, or the final flush.
@@ -223,7 +279,9 @@ class Statistics(_CountingMethods):
         (which cannot wait for itself: the final window is then delivered
         right after ``dump`` returns).  Returns True when the final flush has
         completed, False if ``timeout`` seconds passed first.  Updates after
-        shutdown are dropped silently.
+        shutdown count nothing and raise nothing, but their arguments are
+        checked as before it: a bad call raises the same ``TypeError`` or
+        ``ValueError`` on both cores, whenever it is made.
         """
         if timeout is not None:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
@@ -303,9 +361,10 @@ class Statistics(_CountingMethods):
 
     def __repr__(self) -> str:
         state = "shut down" if self.is_shutdown else "running"
+        bytes_bound = f" max_bytes={self._max_bytes}" if self._max_bytes else ""
         return (
-            f"<connstats.Statistics max_period={self._period:g}s max_conns={self._max_conns} "
-            f"connections={self.connections} {state}>"
+            f"<connstats.Statistics max_period={self._period:g}s max_conns={self._max_conns}"
+            f"{bytes_bound} connections={self.connections} {state}>"
         )
 
     def _after_fork_in_child(self) -> None:
@@ -347,6 +406,16 @@ _registry_lock = threading.RLock()
 _registry: dict[int, "weakref.ref[Statistics]"] = {}
 _registry_keys = itertools.count()
 
+# Flushers of collected instances whose final flush has not run yet, by
+# registry key; each removes itself when done (Flusher.on_done).  Single dict
+# operations, no lock: the flush thread that removes its entry must never
+# wait for a thread that the collector interrupted while holding a lock.
+_pending_flushes: dict[int, Flusher] = {}
+
+# Set when the exit hook starts: from then on a collected instance's final
+# flush is waited for where it was collected (see _finish_at_exit).
+_exit_deadline: Optional[float] = None
+
 
 def _register(stats: Statistics, holder: list[Optional[Flusher]], core: Any) -> None:
     with _registry_lock:
@@ -354,7 +423,7 @@ def _register(stats: Statistics, holder: list[Optional[Flusher]], core: Any) -> 
 
         def collected(_ref: Any) -> None:
             _unregister(key)
-            _stop_flusher(holder, core)
+            _stop_flusher(holder, core, key)
 
         _registry[key] = weakref.ref(stats, collected)
 
@@ -373,9 +442,13 @@ def _live_instances() -> list[tuple[int, Statistics]]:
 
 
 def _reset_after_fork() -> None:
-    global _registry_lock
+    global _registry_lock, _exit_deadline
     # Another thread of the parent may have held the lock at fork time.
     _registry_lock = threading.RLock()
+    # The parent's pending final flushes (and their threads) stay with it,
+    # and so does its exit (a dump may fork while the exit hook runs).
+    _pending_flushes.clear()
+    _exit_deadline = None
     for _key, stats in _live_instances():
         stats._after_fork_in_child()
 
@@ -388,28 +461,65 @@ if hasattr(os, "register_at_fork"):
 EXIT_FLUSH_BUDGET = 1.0
 
 
+def _finish_at_exit(flusher: Flusher) -> None:
+    # An instance collected while the exit hook runs or after it (an atexit
+    # hook that runs later drops the last reference): its final flush is
+    # waited for here, within what is left of the exit budget.  Not once the
+    # interpreter is finalizing (its daemon threads no longer run), and not
+    # in the flush thread itself (dump dropping its own instance).
+    deadline = _exit_deadline
+    if deadline is None or flusher.in_thread() or sys.is_finalizing():
+        return
+    try:
+        flusher.wait(deadline)
+    except Exception:  # pragma: no cover - exit must go on
+        pass
+
+
+def _at_exit(call: Any, *args: Any) -> None:
+    try:
+        call(*args)
+    except Exception:  # pragma: no cover - exit must go on
+        logging.getLogger("connstats").exception(
+            "connstats: final flush at exit failed"
+        )
+
+
 def _shutdown_at_exit() -> None:
     # Runs after non-daemon threads are joined and before daemon threads
     # (the flush threads) are stopped: deliver what is left, within a budget,
-    # so that a blocked dump cannot hold up exit.  Daemon threads may still
-    # create instances meanwhile: new ones are picked up by the next pass,
-    # until a pass finds none or the budget is spent (then one last pass
-    # still stops counting everywhere).
+    # so that a blocked dump cannot hold up exit.  Two kinds of instances
+    # have a final window to deliver: live ones nobody shut down (shut down
+    # here), and collected ones whose flush thread has not finished (the
+    # local of a function that ended the program; waited for here).  Daemon
+    # threads may still create and drop instances meanwhile: those are
+    # picked up by the next pass, until a pass finds none or the budget is
+    # spent (then one last pass still stops counting everywhere).
+    global _exit_deadline
     deadline = time.monotonic() + EXIT_FLUSH_BUDGET
+    _exit_deadline = deadline
     seen: set[int] = set()
+    waited: set[int] = set()
     last_pass = False
     while True:
         fresh = [(k, s) for k, s in _live_instances() if k not in seen]
-        if not fresh:
+        # dict.copy(): no allocation while copying (see _live_instances).
+        pending = [
+            (k, f) for k, f in _pending_flushes.copy().items() if k not in waited
+        ]
+        if not fresh and not pending:
             return
+        # Every flush thread is told to finish before the hook waits for any
+        # of them: they deliver in parallel, and one dump that blocks does
+        # not spend the budget of the others.
         for key, stats in fresh:
             seen.add(key)
-            try:
-                stats.shutdown(timeout=max(0.0, deadline - time.monotonic()))
-            except Exception:  # pragma: no cover - exit must go on
-                logging.getLogger("connstats").exception(
-                    "connstats: shutdown at exit failed"
-                )
+            _at_exit(stats.shutdown, 0.0)
+        for _key, stats in fresh:
+            _at_exit(stats.shutdown, max(0.0, deadline - time.monotonic()))
+        for key, flusher in pending:
+            waited.add(key)
+            _at_exit(flusher.wait, deadline)
         if last_pass:
             return
         last_pass = time.monotonic() >= deadline

@@ -8,7 +8,10 @@ refills and batch boundaries are exercised, and both must give the same
 batches, packets and error; every offset/length the reader hands out must lie
 inside its buffer, and the packets are fed to a core.  A second pass replays
 the file into windows on the capture's clock (``max_period`` and
-``max_conns``), which drives the reader's time stops.
+``max_conns``), which drives the reader's time stops.  Both passes run a
+second time with every tunnel decapsulated (docs/tunnels.md): the inner and
+outer packets, their VNIs and the tunnel counters must agree too, and they
+are fed to the core as virtual and physical traffic.
 
     python fuzz/fuzz_capture.py -max_total_time=60 fuzz/corpus/capture
     python fuzz/fuzz_capture.py --replay fuzz/corpus/capture
@@ -62,7 +65,39 @@ LOCAL = local_networks(["10.0.0.0/8", "fd00::/8", "192.0.2.1"])
 MAX_READS = 20_000
 
 
-def _read_all(data: bytes, scanner_class: Any) -> list:
+DECAP_ALL = 31
+
+
+def _tunneled(batch: Any, core: Any, size: int) -> list:
+    """The decapsulated packets of a batch, checked and counted."""
+    t = batch.tunneled
+    if t is None:
+        return []
+    out = []
+    for name in ("vtx", "vrx", "ptx", "prx"):
+        offsets = getattr(t, f"{name}_offsets")
+        lengths = getattr(t, f"{name}_lengths")
+        vnis = getattr(t, f"{name}_vnis")
+        if not len(offsets) == len(lengths) == len(vnis):
+            raise AssertionError(f"{name}: arrays of different lengths")
+        for off, n, vni in zip(offsets, lengths, vnis):
+            if not (0 <= off and 0 <= n and off + n <= size):
+                raise AssertionError(
+                    f"{name} packet {off}+{n} outside the {size}-byte buffer"
+                )
+            if not -1 <= vni <= 0xFFFFFFFF:
+                raise AssertionError(f"{name}: VNI {vni} out of range")
+            out.append((name, bytes(batch.data[off : off + n]), vni))
+        if len(offsets):
+            kind = "virtual" if name[0] == "v" else "physical"
+            direction = "rx" if name[1:] == "rx" else "tx"
+            getattr(core, f"update_{direction}_{kind}_buffer")(
+                batch.data, offsets, lengths, vnis
+            )
+    return out
+
+
+def _read_all(data: bytes, scanner_class: Any, decap: int = 0) -> list:
     """Everything observable about reading ``data``: batches, counters, error."""
     events: list = []
     core = _impl.core.Core()
@@ -74,6 +109,7 @@ def _read_all(data: bytes, scanner_class: Any) -> list:
             capacity=3,
             buffer_size=64,
             scanner_class=scanner_class,
+            decap=decap,
         )
     except CaptureError as exc:
         return [("open", type(exc).__name__, str(exc))]
@@ -100,8 +136,16 @@ def _read_all(data: bytes, scanner_class: Any) -> list:
                 getattr(core, f"update_{direction}_virtual_buffer")(
                     batch.data, offsets, lengths
                 )
+            tunneled = _tunneled(batch, core, size)
             events.append(
-                (batch.stop, batch.first_ns, batch.last_ns, batch.next_ns, packets)
+                (
+                    batch.stop,
+                    batch.first_ns,
+                    batch.last_ns,
+                    batch.next_ns,
+                    packets,
+                    tunneled,
+                )
             )
             if batch.stop is Stop.EOF:
                 break
@@ -111,15 +155,38 @@ def _read_all(data: bytes, scanner_class: Any) -> list:
             )
     except CaptureError as exc:
         events.append(("error", type(exc).__name__, str(exc)))
-    events.append(("counters", reader.packets, reader.skipped, tuple(reader.linktypes)))
+    events.append(
+        (
+            "counters",
+            reader.packets,
+            reader.skipped,
+            reader.tunnels,
+            reader.bad_tunnels,
+            tuple(reader.linktypes),
+            tuple(reader.warnings),
+        )
+    )
+    window = core.cut()
+    if window is not None:
+        virtual, physical = window.to_dicts()
+        events.append(
+            (
+                sorted((str(c), tuple(n)) for c, n in virtual.items()),
+                sorted((str(c), tuple(n)) for c, n in physical.items()),
+            )
+        )
     return events
 
 
-def _windows(data: bytes, scanner_class: Any) -> list:
+def _windows(data: bytes, scanner_class: Any, decap: int = 0) -> list:
     windows: list = []
     try:
         reader = CaptureReader(
-            io.BytesIO(data), "fuzz", capacity=5, scanner_class=scanner_class
+            io.BytesIO(data),
+            "fuzz",
+            capacity=5,
+            scanner_class=scanner_class,
+            decap=decap,
         )
     except CaptureError as exc:
         return [("open", type(exc).__name__)]
@@ -141,22 +208,26 @@ def _windows(data: bytes, scanner_class: Any) -> list:
                 w.start_ns,
                 w.end_ns,
                 sorted((str(c), tuple(n)) for c, n in w.virtual.items()),
+                sorted((str(c), tuple(n)) for c, n in w.physical.items()),
             )
         )
     return [error, out]
 
 
 def test_one_input(data: bytes) -> None:
-    results = {name: _read_all(data, cls) for name, cls in SCANNERS.items()}
-    if len(results) == 2 and results["c"] != results["py"]:
-        raise AssertionError(
-            f"scanners disagree on {data.hex()}:\n c  {results['c']}\n py {results['py']}"
-        )
-    replays = {name: _windows(data, cls) for name, cls in SCANNERS.items()}
-    if len(replays) == 2 and replays["c"] != replays["py"]:
-        raise AssertionError(
-            f"replays disagree on {data.hex()}:\n c  {replays['c']}\n py {replays['py']}"
-        )
+    for decap in (0, DECAP_ALL):
+        results = {name: _read_all(data, cls, decap) for name, cls in SCANNERS.items()}
+        if len(results) == 2 and results["c"] != results["py"]:
+            raise AssertionError(
+                f"scanners disagree on {data.hex()} (decap {decap}):\n"
+                f" c  {results['c']}\n py {results['py']}"
+            )
+        replays = {name: _windows(data, cls, decap) for name, cls in SCANNERS.items()}
+        if len(replays) == 2 and replays["c"] != replays["py"]:
+            raise AssertionError(
+                f"replays disagree on {data.hex()} (decap {decap}):\n"
+                f" c  {replays['c']}\n py {replays['py']}"
+            )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@
 The input is read as a configuration (``max_conns``, pending-queue size,
 ignored destinations) followed by a sequence of operations on one core:
 tx/rx virtual updates (single packet as bytes, bytearray, memoryview or a
-page-guarded buffer; batch; offsets/lengths buffer), tx/rx physical updates,
+page-guarded buffer; batch; offsets/lengths buffer), tx/rx physical updates
+(with ``packets=``), pre-parsed updates (``update_virtual``/``update_physical``
+with every endpoint form) and their batch form ``update_records`` (records
+built from pools, corrupted ones that must be refused whole, and raw bytes
+checked against the harness's own reading of the record layout),
 ``cut`` (what ``extract`` does), ``pop_pending``, close, and bad calls that
 must raise ``TypeError``/``ValueError`` and count nothing.  Hostile Python
 objects too: buffer exporters written in Python (``__buffer__``, 3.12+),
@@ -177,7 +181,7 @@ class Model:
         nbytes = sum(c[1] + c[3] for c in table.values()) & U64
         return packets, nbytes
 
-    def add(self, kind: str, key: tuple, rx: bool, n: int) -> None:
+    def add(self, kind: str, key: tuple, rx: bool, n: int, packets: int = 1) -> None:
         # ignore_destinations filters virtual traffic only
         if self.closed or (kind == "v" and key[3] in self.ignore):
             return
@@ -187,15 +191,15 @@ class Model:
                 if len(self.pending) < self.max_pending:
                     self.pending.append(self.cur)
                 else:
-                    packets, nbytes = self.totals(self.cur)
+                    lost_packets, lost_bytes = self.totals(self.cur)
                     self.dropped[0] += 1
-                    self.dropped[1] = (self.dropped[1] + packets) & U64
-                    self.dropped[2] = (self.dropped[2] + nbytes) & U64
+                    self.dropped[1] = (self.dropped[1] + lost_packets) & U64
+                    self.dropped[2] = (self.dropped[2] + lost_bytes) & U64
                 self.cur = {}
             self.cur[full] = [0, 0, 0, 0]
         counters = self.cur[full]
         col = 2 if rx else 0
-        counters[col] = (counters[col] + 1) & U64
+        counters[col] = (counters[col] + packets) & U64
         counters[col + 1] = (counters[col + 1] + n) & U64
 
     def virtual(self, packet: bytes, rx: bool) -> None:
@@ -424,6 +428,213 @@ def _bad_call(core: Any, r: Reader, closed: bool) -> None:
     raise AssertionError(f"bad call #{which} ({d}) did not raise TypeError/ValueError")
 
 
+# -- pre-parsed counting (update_virtual/update_physical/update_records) ------
+
+RECORD = struct.Struct("<BBBBHH16s16sQQ")  # connstats.RECORD_FORMAT, spelled out
+RECORD_SIZE = RECORD.size
+PROTOS = (0, 1, 6, 17, 58, 99, 255)
+PORTS = (0, 1, 53, 41641, 65535)
+COUNTS = (0, 1, 1500, 1 << 32, U64 - 1, U64)
+
+
+def _endpoint(r: Reader) -> tuple[Optional[str], int]:
+    sel = r.u8()
+    addr = None if sel % 9 == 8 else ADDRS[sel % 9 % len(ADDRS)]
+    return addr, PORTS[r.u8() % len(PORTS)]
+
+
+def _endpoint_form(addr: Optional[str], port: int, form: int) -> Any:
+    """The endpoint as one of the forms update_virtual accepts."""
+    if addr is None:
+        return core_module.AddrPort(None, port) if form & 1 else (None, port)
+    form %= 6
+    if form == 0:
+        return (addr, port)
+    if form == 1:
+        return core_module.AddrPort(ipaddress.ip_address(addr), port)
+    if form == 2:
+        return (_packed(addr), port)
+    if form == 3:
+        return (_hostile_address(addr, 1), LyingInt(port))  # honest subclasses
+    if form == 4:
+        return (ipaddress.ip_address(addr), port)
+    text = ipaddress.ip_address(addr)
+    return f"[{text}]:{port}" if text.version == 6 else f"{text}:{port}"
+
+
+def _model_key(proto: int, src: tuple, dst: tuple) -> tuple:
+    (sa, sp), (da, dp) = src, dst
+    return (
+        proto,
+        None if sa is None else _packed(sa),
+        sp,
+        None if da is None else _packed(da),
+        dp,
+    )
+
+
+def _preparsed(core: Any, model: Model, r: Reader, closed: bool) -> None:
+    flags = r.u8()
+    rx, physical = bool(flags & 1), bool(flags & 2)
+    proto = PROTOS[r.u8() % len(PROTOS)]
+    src, dst = _endpoint(r), _endpoint(r)
+    packets, nbytes = COUNTS[r.u8() % len(COUNTS)], COUNTS[r.u8() % len(COUNTS)]
+    forms = r.u8()
+    args: list[Any] = [
+        proto,
+        _endpoint_form(*src, forms),
+        _endpoint_form(*dst, forms >> 3),
+        packets,
+        nbytes,
+    ]
+    bad = (flags >> 2) % 12
+    if bad == 1:
+        args[0] = 256 + proto
+    elif bad == 2:
+        args[1 + (flags >> 6 & 1)] = "not an endpoint"
+    elif bad == 3:
+        args[3] = -1 - packets
+    elif bad == 4:
+        args[4] = LyingInt(-1 - (nbytes & 0xFFFF))
+    elif bad == 5:
+        args[3] = U64 + 1 + packets
+    elif bad == 6:
+        args[2] = (
+            (HugeV4 if ":" not in (dst[0] or "") else HugeV6)(dst[0] or "1.2.3.4"),
+            1,
+        )
+    elif bad == 7:
+        rx = 1  # type: ignore[assignment] - not a bool
+    call = core.update_physical if physical else core.update_virtual
+    if bad in range(1, 8):
+        try:
+            call(*args, receive=rx)
+        except (TypeError, ValueError):
+            return
+        # checked whenever made, closed or not (issue 22)
+        raise AssertionError(
+            f"bad pre-parsed call #{bad} was accepted (closed: {closed})"
+        )
+    call(*args, receive=rx)
+    model.add(
+        "p" if physical else "v", _model_key(proto, src, dst), rx, nbytes, packets
+    )
+
+
+def _record_bytes(r: Reader) -> tuple[bytes, tuple]:
+    flags = r.u8() & 3
+    proto = PROTOS[r.u8() % len(PROTOS)]
+    src, dst = _endpoint(r), _endpoint(r)
+    packets, nbytes = COUNTS[r.u8() % len(COUNTS)], COUNTS[r.u8() % len(COUNTS)]
+
+    def side(addr: Optional[str]) -> tuple[int, bytes]:
+        if addr is None:
+            return 0, b""
+        packed = _packed(addr)
+        return (4 if len(packed) == 4 else 6), packed
+
+    (sf, sr), (df, dr) = side(src[0]), side(dst[0])
+    raw = RECORD.pack(proto, flags, sf, df, src[1], dst[1], sr, dr, packets, nbytes)
+    entry = ("p" if flags & 2 else "v", _model_key(proto, src, dst), bool(flags & 1),
+             nbytes, packets)  # fmt: skip
+    return raw, entry
+
+
+def _records_object(data: bytes, form: int) -> Any:
+    form %= 6
+    if form == 0:
+        return data
+    if form == 1:
+        return bytearray(data)
+    if form == 2:
+        return memoryview(b"\xee" + data)[1:]
+    if form == 3:
+        return _GUARD.place(data)
+    if form == 4 and len(data) % 8 == 0:
+        return memoryview(array.array("Q", data))  # format-odd view
+    if form == 5 and HAS_BUFFER_PROTOCOL:
+        return Exporter(data)
+    return Bytearray(data)
+
+
+def _records(core: Any, model: Model, r: Reader, closed: bool) -> None:
+    count = r.u8() % 9
+    built = [_record_bytes(r) for _ in range(count)]
+    data = b"".join(raw for raw, _ in built)
+    corrupt = r.u8()
+    if count and corrupt & 1:
+        # one byte of a header or an address changed: flags, a family, the
+        # padding after an IPv4 address... (_check_records decides)
+        at = (corrupt >> 1) % count * RECORD_SIZE + r.u8() % 40
+        data = data[:at] + bytes([r.u8()]) + data[at + 1 :]
+    elif count and corrupt & 2:
+        data = data[: -1 - corrupt % RECORD_SIZE]  # not a whole number of records
+    valid = _check_records(data)
+    try:
+        core.update_records(_records_object(data, r.u8()))
+    except ValueError:
+        if valid is not None:
+            raise AssertionError("valid records were refused") from None
+        return
+    if valid is None:  # checked whenever made, closed or not (issue 22)
+        raise AssertionError(f"corrupt records were accepted (closed: {closed})")
+    for kind, key, rx, nbytes, packets in valid:
+        model.add(kind, key, rx, nbytes, packets)
+
+
+def _check_records(data: bytes) -> Optional[list[tuple]]:
+    """The harness's own reading of the record layout: entries, or None if refused."""
+    if len(data) % RECORD_SIZE:
+        return None
+    out = []
+    for proto, flags, sf, df, sp, dp, sr, dr, packets, nbytes in RECORD.iter_unpack(
+        data
+    ):
+        if flags & ~3:
+            return None
+        sides = []
+        for fam, raw in ((sf, sr), (df, dr)):
+            if fam == 4 and not any(raw[4:]):
+                sides.append(raw[:4])
+            elif fam == 6:
+                sides.append(raw)
+            elif fam == 0 and not any(raw):
+                sides.append(None)
+            else:
+                return None
+        key = (proto, sides[0], sp, sides[1], dp)
+        out.append(("p" if flags & 2 else "v", key, bool(flags & 1), nbytes, packets))
+    return out
+
+
+def _raw_records(core: Any, model: Model, r: Reader, closed: bool) -> None:
+    """Records from the input's own bytes (mostly well-formed in their families)."""
+    count = r.u8() % 4
+    chunks = []
+    for _ in range(count):
+        raw = bytearray(r.take(RECORD_SIZE).ljust(RECORD_SIZE, b"\0"))
+        # keep most of them acceptable: families from {0, 4, 6}, clean padding
+        if raw[1] & 0x80 == 0:
+            raw[1] &= 3
+            for at, fam_at in ((8, 2), (24, 3)):
+                raw[fam_at] = (0, 4, 6)[raw[fam_at] % 3]
+                keep = {0: 0, 4: 4, 6: 16}[raw[fam_at]]
+                raw[at + keep : at + 16] = bytes(16 - keep)
+        chunks.append(bytes(raw))
+    data = b"".join(chunks)
+    valid = _check_records(data)
+    try:
+        core.update_records(data)
+    except ValueError:
+        if valid is not None:
+            raise AssertionError("valid raw records were refused") from None
+        return
+    if valid is None:  # checked whenever made, closed or not (issue 22)
+        raise AssertionError(f"invalid raw records were accepted (closed: {closed})")
+    for kind, key, rx, nbytes, packets in valid:
+        model.add(kind, key, rx, nbytes, packets)
+
+
 def test_one_input(data: bytes) -> None:
     r = Reader(data)
     config = r.u8()
@@ -437,7 +648,7 @@ def test_one_input(data: bytes) -> None:
     ops = 0
     while r.remaining() and ops < 200:
         ops += 1
-        op = r.u8() % 17
+        op = r.u8() % 20
         rx = bool(op & 1)
         d = "rx" if rx else "tx"
         if op in (0, 1):
@@ -478,10 +689,18 @@ def test_one_input(data: bytes) -> None:
             size = r.u8()
             n = U64 - size if size & 0x80 else size
             forms = r.u8()
-            getattr(core, f"update_{d}_physical")(
-                _address_form(src, forms), _dst_form(dst, port, forms >> 2), n
+            call = getattr(core, f"update_{d}_physical")
+            src_obj, dst_obj = (
+                _address_form(src, forms),
+                _dst_form(dst, port, forms >> 2),
             )
-            model.add("p", (0, _packed(src), 0, _packed(dst), port), rx, n)
+            if forms & 0x80:  # a batched send of several packets
+                packets = COUNTS[forms % len(COUNTS)]
+                call(src_obj, dst_obj, n, packets=packets)
+            else:
+                packets = 1
+                call(src_obj, dst_obj, n)
+            model.add("p", (0, _packed(src), 0, _packed(dst), port), rx, n, packets)
         elif op in (8, 9):
             _check_window(core.cut(), model.cur, f"cut after op {ops}")
             model.cur = {}
@@ -500,6 +719,12 @@ def test_one_input(data: bytes) -> None:
             _hostile_physical(core, model, r, bool(r.u8() & 1), model.closed)
         elif op == 16:
             _hostile_buffer(core, model, r, bool(r.u8() & 1), model.closed)
+        elif op == 17:
+            _preparsed(core, model, r, model.closed)
+        elif op == 18:
+            _records(core, model, r, model.closed)
+        elif op == 19:
+            _raw_records(core, model, r, model.closed)
         else:
             generation = r.u8()
             # a cut for a generation that is not the open window's: nothing happens

@@ -79,7 +79,75 @@ def decode_seeds() -> dict[str, bytes]:
         "empty": b"",
         "version5": b"\x50" + bytes(30),
     }
+    seeds.update({f"tunnel_{k}": v for k, v in tunnel_packets().items()})
     return seeds
+
+
+def tunnel_packets() -> dict[str, bytes]:
+    """One packet per tunnel kind and shape docs/tunnels.md names, a few
+    nested, and the malformed ones (counted as the outer packet)."""
+    inner4 = cap.tcp4("10.1.0.1", 1000, "10.1.0.2", 80, b"hi")
+    inner6 = cap.udp6("fd00::1", 53, "fd00::2", 5353, b"q")
+    o4 = ("192.0.2.1", "192.0.2.2")
+    o6 = ("2001:db8::1", "2001:db8::2")
+    eth = cap.ethernet(inner4, vlans=[(0x8100, 7)])
+    packets = {
+        "vxlan": cap.udp_tunnel(
+            *o4, 4789, cap.vxlan(cap.ethernet(inner4, pad_to=60), 5001)
+        ),
+        "vxlan_8472_v6": cap.udp_tunnel(*o6, 8472, cap.vxlan(cap.ethernet(inner6), 1)),
+        "vxlan_arp": cap.udp_tunnel(*o4, 4789, cap.vxlan(cap.ARP_FRAME, 3)),
+        "vxlan_no_i_flag": cap.udp_tunnel(*o4, 4789, cap.vxlan(eth, 5, flags=0)),
+        "gpe_nsh": cap.udp_tunnel(
+            *o4, 4790, cap.vxlan_gpe(cap.nsh(inner4, 1, context=2), 4, vni=9)
+        ),
+        "gpe_mpls": cap.udp_tunnel(*o4, 4790, cap.vxlan_gpe(cap.mpls(inner6), 5)),
+        "geneve_options": cap.udp_tunnel(
+            *o6, 6081, cap.geneve(eth, 10, options=bytes(range(8)))
+        ),
+        "geneve_ipv4": cap.udp_tunnel(
+            *o4, 6081, cap.geneve(inner4, 11, protocol=0x0800)
+        ),
+        "gre_all_flags": cap.ip_tunnel(
+            *o4, 47, cap.gre(inner6, 0x86DD, key=7, seq=1, checksum=True)
+        ),
+        "gre_teb": cap.ip_tunnel(*o6, 47, cap.gre(eth, 0x6558, key=8)),
+        "gre_cmd": cap.ip_tunnel(
+            *o4, 47, cap.gre(bytes([8, 0, 1, 1, 0, 1, 0, 0]) + inner4, 0x8909, key=40)
+        ),
+        "gre_keepalive": cap.ip_tunnel(*o4, 47, cap.gre(b"", 0, key=40)),
+        "erspan1": cap.ip_tunnel(*o4, 47, cap.gre(eth, 0x88BE)),
+        "erspan2": cap.ip_tunnel(
+            *o4, 47, cap.gre(cap.erspan2(eth, 300), 0x88BE, seq=2)
+        ),
+        "erspan3_sub": cap.ip_tunnel(
+            *o4, 47, cap.gre(cap.erspan3(eth, 301, subheader=True), 0x22EB, seq=3)
+        ),
+        "erspan3_ip": cap.ip_tunnel(
+            *o4, 47, cap.gre(cap.erspan3(inner4, 302, frame_type=2), 0x22EB, seq=4)
+        ),
+        "ipip": cap.ip_tunnel(*o4, 4, inner4),
+        "6in4": cap.ip_tunnel(*o4, 41, inner6),
+        "4in6_encaplimit": cap.ip_tunnel(*o6, 60, cap.dest_options(4, inner4)),
+        "6in6": cap.ip_tunnel(*o6, 41, inner6),
+        "mpls_udp": cap.udp_tunnel(*o4, 6635, cap.mpls(inner4, 3)),
+        "nested": cap.udp_tunnel(
+            *o4,
+            4789,
+            cap.vxlan(
+                cap.ethernet(
+                    cap.ip_tunnel("10.9.0.1", "10.9.0.2", 47, cap.gre(inner6, 0x86DD))
+                ),
+                5,
+            ),
+        ),
+    }
+    loop = inner4
+    for _ in range(9):  # one level deeper than decapsulation follows
+        loop = cap.ip_tunnel(*o4, 4, loop)
+    packets["nested_too_deep"] = loop
+    packets["vxlan_cut"] = packets["vxlan"][:60]
+    return packets
 
 
 def core_seeds() -> dict[str, bytes]:
@@ -115,7 +183,35 @@ def core_seeds() -> dict[str, bytes]:
         + hostile_script()
         + cut,
         "hostile_max_conns_2": bytes([3]) + hostile_script() + pop + cut,
+        "preparsed": bytes([0x20]) + preparsed_script() + cut,
+        "preparsed_max_conns_2": bytes([3]) + preparsed_script() + pop + pop + cut,
     }
+
+
+def preparsed_script() -> bytes:
+    """fuzz_core.py ops 17-19: update_virtual/update_physical, update_records."""
+
+    # a record's operands: flags, proto, src, sport, dst, dport, packets, bytes
+    def record(flags: int, pool: int) -> bytes:
+        return bytes([flags, 3, pool, 2, pool + 1, 1, 1, 2])
+
+    # every direction and kind, every endpoint form, then each bad argument
+    singles = b"".join(
+        bytes([17, flags, 2, flags, 3, 4 + flags, 1, 1, 2, forms])
+        for flags in range(4)
+        for forms in (0, 9, 18, 27, 36, 45)
+    )
+    singles += b"".join(
+        bytes([17, bad << 2, 2, 0, 3, 4, 1, 1, 2, 0]) for bad in range(1, 8)
+    )
+    singles += bytes([17, 0, 6, 8, 0, 8, 0, 5, 5, 1])  # no addresses, u64 counts
+    records = bytes([18, 4]) + b"".join(record(f, f) for f in range(4)) + bytes([0, 0])
+    records += bytes([18, 3]) + b"".join(record(f, 4 + f) for f in range(3))
+    records += bytes([3, 2, 7, 3])  # corrupt: record 1, byte 2 (src family) = 7
+    records += bytes([18, 2]) + record(0, 1) + record(2, 5) + bytes([2, 1])  # cut short
+    raw = bytes([19, 2]) + bytes([6, 1, 4, 6, 0x50, 0, 0x35, 0]) + bytes(48)
+    raw += bytes([17, 2, 0, 0, 1, 0, 1, 0]) + bytes(32) + bytes([5] + [0] * 15)
+    return singles + records + raw
 
 
 def hostile_script() -> bytes:
@@ -225,7 +321,78 @@ def capture_seeds() -> dict[str, bytes]:
         ]
     )
     seeds["pcapng_truncated"] = seeds["pcapng_le"][:-5]
+    # epb_flags directions (and a comment before one), both byte orders
+    for big in (False, True):
+        o = ">" if big else "<"
+        comment = struct.pack(o + "HH", 1, 3) + b"hi\0\0"
+        seeds[f"pcapng_epb_flags_{'be' if big else 'le'}"] = cap.pcapng(
+            cap.Section(
+                interfaces=[cap.Interface(101)],
+                packets=[(0, t0 + i, p) for i, p in enumerate(packets)],
+                big_endian=big,
+                epb_options={
+                    0: cap.epb_flags(o, 2),
+                    1: comment + cap.epb_flags(o, 1),
+                    2: struct.pack(o + "HH", 2, 40) + b"\1\0\0\0",  # runs past
+                },
+            )
+        )
+    # an interface block whose if_tsoffset runs past it
+    seeds["pcapng_idb_option_overrun"] = _idb_option_overrun(packets[0])
+    tunnels = list(tunnel_packets().items())
+    seeds["pcap_tunnels_raw"] = cap.pcap(
+        [(t0 + i * 300_000_000, p) for i, (_, p) in enumerate(tunnels)], 101
+    )
+    seeds["pcap_tunnels_eth_snaplen"] = cap.pcap(
+        [(t0 + i, cap.ethernet(p)) for i, (_, p) in enumerate(tunnels)], 1, snaplen=96
+    )
     seeds["gzip_magic"] = b"\x1f\x8b\x08\x00" + bytes(20)
+    return seeds
+
+
+def _idb_option_overrun(packet: bytes) -> bytes:
+    shb = struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1)
+    shb += struct.pack("<I", 28)
+    idb = struct.pack("<IIHHIHH", 1, 24, 101, 0, 0, 14, 8) + struct.pack("<I", 24)
+    body = struct.pack("<IIIII", 0, 0, 1, len(packet), len(packet)) + packet
+    body += bytes(-len(body) % 4)
+    epb = (
+        struct.pack("<II", 6, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+    )
+    return shb + idb + epb
+
+
+def compress_seeds() -> dict[str, bytes]:
+    """Compressed captures of every kind, multi-frame zstd, a small bomb, cuts."""
+    import bz2
+    import gzip
+    import lzma
+
+    capture = capture_seeds()["pcapng_le"]
+    seeds = {
+        "gzip": gzip.compress(capture),
+        "bzip2": bz2.compress(capture),
+        "xz": lzma.compress(capture),
+    }
+    try:
+        import zstandard
+    except ImportError:  # Python 3.14 without the package: no zstd seeds
+        return seeds
+    plain = zstandard.ZstdCompressor(level=3)
+    checked = zstandard.ZstdCompressor(level=19, write_checksum=True)
+    half = len(capture) // 2
+    skippable = struct.pack("<II", 0x184D2A50, 3) + b"abc"
+    seeds["zstd"] = plain.compress(capture)
+    seeds["zstd_frames"] = (
+        checked.compress(capture[:half]) + skippable + plain.compress(capture[half:])
+    )
+    # RLE blocks of 128 KiB each: 4 bytes in, 128 KiB out (2 MiB in all)
+    bomb = bytearray(struct.pack("<I", 0xFD2FB528) + bytes([0x00, 0x38]))
+    for i in range(16):
+        bomb += ((i == 15) | (1 << 1) | (128 * 1024 << 3)).to_bytes(3, "little") + b"\0"
+    seeds["zstd_rle_bomb"] = bytes(bomb)
+    seeds["zstd_cut"] = seeds["zstd_frames"][: len(seeds["zstd_frames"]) * 2 // 3]
+    seeds["gzip_cut"] = seeds["gzip"][:-9]
     return seeds
 
 
@@ -234,6 +401,7 @@ def main() -> None:
     _write(corpus / "decode", decode_seeds())
     _write(corpus / "core", core_seeds())
     _write(corpus / "capture", capture_seeds())
+    _write(corpus / "compress", compress_seeds())
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ ls -l "$WORK/dist"
 
 step "sdist carries every Cython/C source and stub of the tree"
 tar -tzf "$SDIST" | sed 's|^[^/]*/||' | sort >"$WORK/sdist-files.txt"
-(cd "$SRC" && ls src/*.pyx src/*.pxd src/*.pxi src/core/*.pxi src/*.h connstats/*.pyi \
+(cd "$SRC" && ls src/*.pyx src/*.pxd src/*.pxi src/core/*.pxi src/*.h connstats/*.pyi connstats/*/*.pyi \
     connstats/py.typed 2>/dev/null || true) | sort >"$WORK/tree-files.txt"
 missing="$(comm -23 "$WORK/tree-files.txt" "$WORK/sdist-files.txt")"
 if [[ -n "$missing" ]]; then

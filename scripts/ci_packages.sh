@@ -4,7 +4,9 @@
 # root with apt-get; anywhere else the tests that need them skip and say why.
 #   iperf3, iputils-ping   tests/test_tun_router.py, benchmarks/test_bench_tun_router.py
 #   tshark, tcpdump        oracles of tests/test_capture_real.py and of the read
-#                          options (conversations, --bpf); peers in benchmarks
+#                          options (conversations, --bpf), of the tunnel tests
+#                          (tests/test_tunnels_*.py, test_cli_decap.py; mergecap
+#                          comes with tshark); peers in benchmarks
 #   libpcap0.8             compiles `read --bpf` and `capture --bpf` (loaded at run time)
 #   softflowd, nfdump, argus-server, argus-client
 #                          the peers of benchmarks/test_bench_read.py
@@ -13,11 +15,14 @@
 #                          and benchmarks/test_bench_capture.py
 #   prometheus             the real server of tests/test_export_prometheus.py
 #                          (the test starts its own on loopback, not the service)
-#   golang-go              builds the Go port of benchmarks/test_bench_go.py
-#                          (go_compare.py); under a second in short mode
+#   golang-go              the encoding/json oracle of tests/test_netlog.py
+#                          (builds tests/data/netlog_oracle/main.go; std only),
+#                          and the Go port of benchmarks/test_bench_go.py
+#                          (go_compare.py; under a second in short mode)
+#   zstd                   the oracle of tests/test_compress_bounds.py (zstd -d)
 set -uo pipefail
 packages=(iperf3 iputils-ping tshark tcpdump libpcap0.8 softflowd nfdump
-          argus-server argus-client pmacct iproute2 gcc prometheus golang-go)
+          argus-server argus-client pmacct iproute2 gcc prometheus golang-go zstd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

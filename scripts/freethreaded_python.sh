@@ -20,11 +20,27 @@
 #   CONNSTATS_FT_JOBS     make -j (default: nproc)
 #
 # Why Debian's source packages: the machine may reach only the Debian and PyPI
-# mirrors. Bookworm ships neither 3.13 nor 3.14, so a deb-src entry for sid is
-# added (a separate file under /etc/apt/sources.list.d, written once). The
-# index can list a version whose files the mirror no longer has: every listed
-# version is tried, newest first, and the first that downloads is built.
-# Debian's patches are not applied: the upstream tarball is built as is.
+# mirrors, and bookworm ships neither 3.13 nor 3.14. The source package comes
+# from Debian sid through a private apt configuration (its own sources list,
+# package lists and cache, all in the build's temporary directory and removed
+# with it): nothing is written under /etc/apt and the machine's package lists
+# are not touched. The index can list a version whose files the mirror no
+# longer has: every listed version is tried, newest first, and the first that
+# downloads is built. Debian's patches are not applied: the upstream tarball
+# is built as is.
+#
+# Build dependencies come from the machine's own suites, and nothing installed
+# is upgraded. `apt-get build-dep` is not used: sid's build dependencies are
+# not satisfiable on bookworm (python3-setuptools-whl >= 70.1, clang-21 for
+# 3.14) and name far more (tk, xvfb, bluetooth, db) than an interpreter for the
+# test suite needs. Only the missing packages of an explicit list are
+# installed, and only after a simulation shows that the transaction upgrades
+# no installed package (naming an installed -dev package in `apt-get install`
+# upgrades it and its library, e.g. libssl3 and openssl, to the newest point
+# release).
+#
+# The script checks itself: the installed packages' versions before and after
+# its apt steps must agree, and no Debian sid entry may appear under /etc/apt.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -33,6 +49,10 @@ series="${CONNSTATS_FT_SERIES:-python3.14 python3.13}"
 jobs="${CONNSTATS_FT_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 
 log() { echo "freethreaded_python.sh: $*" >&2; }
+die() {
+    log "$*"
+    exit 1
+}
 
 # A finished build is a prefix with a .complete stamp (written last), so an
 # interrupted build is never mistaken for a good one.
@@ -50,54 +70,132 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-ensure_deb_src() {
-    local f=/etc/apt/sources.list.d/connstats-deb-src-sid.sources
-    local first="${series%% *}"
-    if [ -z "$(apt-cache showsrc "$first" 2>/dev/null)" ]; then
-        if [ ! -f "$f" ]; then
-            log "adding a deb-src entry for Debian sid ($f)"
-            as_root tee "$f" >/dev/null <<'EOF'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: sid
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-        fi
-        as_root apt-get update -qq >&2
-    fi
+# ssl (pip over https), ctypes (libffi), zlib/bz2/lzma (wheels, tarballs),
+# sqlite3, readline, uuid, dbm, curses, expat: the stdlib modules the tools
+# and the test suite import.
+build_deps=(build-essential pkg-config xz-utils libssl-dev libffi-dev zlib1g-dev
+    libbz2-dev liblzma-dev libsqlite3-dev libreadline-dev uuid-dev libgdbm-dev
+    libncurses-dev libexpat1-dev)
+
+# "package:arch version" of every installed package, sorted (dpkg -l's data).
+installed_versions() {
+    dpkg-query -W -f='${db:Status-Abbrev} ${Package}:${Architecture} ${Version}\n' |
+        awk '$1 ~ /^.i/ {print $2, $3}' | LC_ALL=C sort
+}
+
+# Active source lines and deb822 stanzas under /etc/apt that name sid or
+# unstable, as "file:line".
+sid_entries() {
+    grep -HsE '^[[:space:]]*(deb(-src)?[[:space:]].*[[:space:]](sid|unstable)([[:space:]/]|$)|Suites:(.*[[:space:]])?(sid|unstable)([[:space:]]|$))' \
+        /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources |
+        LC_ALL=C sort || true
 }
 
 install_build_deps() {
-    # ssl (pip over https), ctypes (libffi), zlib/bz2/lzma (wheels, tarballs),
-    # sqlite3, readline, uuid, dbm, curses, expat: the stdlib modules the tools
-    # and the test suite import.
-    local pkgs=(build-essential pkg-config xz-utils libssl-dev libffi-dev zlib1g-dev
-        libbz2-dev liblzma-dev libsqlite3-dev libreadline-dev uuid-dev libgdbm-dev
-        libncurses-dev libexpat1-dev)
-    if dpkg -s "${pkgs[@]}" >/dev/null 2>&1; then
-        return 0
+    local missing=() p upgrades
+    for p in "${build_deps[@]}"; do
+        dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^.i' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing missing build dependencies from this machine's apt sources: ${missing[*]}"
+    as_root apt-get -o DPkg::Lock::Timeout=900 update -qq >&2 ||
+        log "apt-get update failed; trying the cached package lists"
+    for p in "${missing[@]}"; do
+        case "$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/ {print $2}')" in
+            "" | "(none)")
+                die "build dependency $p is not available from this machine's own apt suites (a newer suite such as sid may have it): install it by hand, then run again" ;;
+        esac
+    done
+    # --no-upgrade keeps the named packages as they are; the simulation catches
+    # an installed dependency that the transaction would upgrade ("Inst pkg
+    # [installed version] (new version ...)").
+    local opts=(--no-install-recommends --no-upgrade -o DPkg::Lock::Timeout=900)
+    upgrades="$(apt-get -s install "${opts[@]}" "${missing[@]}" 2>/dev/null |
+        awk '/^Inst [^ ]+ \[/ {gsub(/[][()]/, ""); printf "%s %s -> %s; ", $2, $3, $4}')"
+    if [ -n "$upgrades" ]; then
+        die "installing ${missing[*]} would upgrade installed packages (${upgrades%; }): not done; install versions matching the installed ones by hand, then run again"
     fi
-    log "installing build dependencies"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${opts[@]}" "${missing[@]}" \
+        >"$work/apt-install.log" 2>&1 || {
+        tail -n 20 "$work/apt-install.log" >&2
+        die "apt-get install ${missing[*]} failed"
+    }
 }
 
-# fetch_source WORKDIR: download the newest fetchable source package of the
-# series into WORKDIR; prints "<package> <upstream version>".
+# fetch_source: download the newest fetchable source package of the series
+# into $work/src; prints "<package> <upstream version>". The machine's own
+# deb-src entries are used if they know the first of the series, else a
+# private apt configuration for Debian sid that lives in $work/apt only.
 fetch_source() {
-    local work="$1" pkg ver
+    local pkg ver apt_opts=(-o "APT::Sandbox::User=$(id -un)")
+    if [ -z "$(apt-cache showsrc "${series%% *}" 2>/dev/null)" ]; then
+        local a="$work/apt"
+        mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/sources.list.d"
+        echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main" \
+            >"$a/sources.list"
+        apt_opts+=(-o "Dir::Etc::SourceList=$a/sources.list"
+            -o "Dir::Etc::SourceParts=$a/sources.list.d"
+            -o "Dir::State::Lists=$a/lists" -o "Dir::Cache=$a/cache"
+            -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=)
+        log "reading Debian sid's source index (private apt configuration in $a)"
+        apt-get "${apt_opts[@]}" update -qq >&2 ||
+            die "apt-get update of the private Debian sid source list failed"
+    fi
+    mkdir -p "$work/src"
     for pkg in $series; do
-        for ver in $(apt-cache showsrc "$pkg" 2>/dev/null | awk '/^Version:/ {print $2}' | sort -rV); do
-            log "trying apt-get source $pkg=$ver"
-            if (cd "$work" && apt-get source --download-only -qq "$pkg=$ver" >&2 2>&1); then
+        for ver in $(apt-cache "${apt_opts[@]}" showsrc "$pkg" 2>/dev/null |
+            awk '/^Version:/ {print $2}' | sort -rV); do
+            if (cd "$work/src" &&
+                apt-get "${apt_opts[@]}" source --download-only -qq "$pkg=$ver") \
+                >"$work/fetch.log" 2>&1; then
+                log "downloaded the source package $pkg=$ver"
                 echo "$pkg ${ver%-*}"
                 return 0
             fi
-            rm -f "$work"/*
+            # The index may list versions whose files the mirror no longer has.
+            log "$pkg=$ver is listed but cannot be downloaded ($(grep -m1 -o '[0-9]\{3\} [A-Za-z ]*' \
+                "$work/fetch.log" || tail -n1 "$work/fetch.log")); trying the next"
+            rm -f "$work/src"/*
         done
     done
-    log "none of $series could be downloaded from the configured deb-src suites"
+    log "none of $series could be downloaded from the deb-src suites"
     return 1
+}
+
+# The apt steps, checked. Prints "<package> <upstream version>".
+apt_steps() {
+    local before after changed sid_before sid_after added
+    local legacy=/etc/apt/sources.list.d/connstats-deb-src-sid.sources
+    if [ -f "$legacy" ]; then
+        log "removing $legacy (a permanent sid entry written by earlier versions of this script)"
+        as_root rm -f "$legacy"
+        as_root apt-get -o DPkg::Lock::Timeout=900 update -qq >&2 || true
+    fi
+    before="$(installed_versions)"
+    sid_before="$(sid_entries)"
+    install_build_deps
+    fetch_source
+    after="$(installed_versions)"
+    sid_after="$(sid_entries)"
+    # Packages installed before whose version differs now (or that are gone);
+    # newly installed build dependencies are expected.
+    changed="$(LC_ALL=C join -a1 -e '(removed)' -o 0,1.2,2.2 <(echo "$before") <(echo "$after") |
+        awk '$2 != $3 {print "  " $1 ": " $2 " -> " $3}')"
+    if [ -n "$changed" ]; then
+        log "installed packages changed version during the apt steps:"
+        echo "$changed" >&2
+        exit 1
+    fi
+    added="$(LC_ALL=C comm -13 <(echo "$sid_before") <(echo "$sid_after"))"
+    if [ -n "$added" ]; then
+        log "a Debian sid entry appeared under /etc/apt during the apt steps:"
+        echo "$added" >&2
+        exit 1
+    fi
+    if [ -n "$sid_after" ]; then
+        log "note: /etc/apt has sid entries this script did not write: $sid_after"
+    fi
+    log "apt steps checked: no installed package changed version, no sid entry added under /etc/apt"
 }
 
 build() {
@@ -114,29 +212,34 @@ build() {
         echo "$py"
         return 0
     fi
-    ensure_deb_src
-    install_build_deps
-    local pkg ver prefix srcdir start
+    local pkg ver prefix srcdir start buildlog="$cache_root/build.log"
     # global: the EXIT trap runs after this function's locals are gone
     work="$(mktemp -d "${TMPDIR:-/tmp}/connstats-ft-build.XXXXXX")"
     trap 'rm -rf "${work:-}"' EXIT
-    read -r pkg ver < <(fetch_source "$work") || true
+    # Not in a subshell: the apt steps' failures end the script.
+    apt_steps >"$work/fetched"
+    read -r pkg ver <"$work/fetched" || true
     [ -n "${ver:-}" ] || exit 1
     prefix="$cache_root/cpython-${ver}t"
     rm -rf "$prefix"
-    tar -C "$work" -xf "$work"/*.orig.tar.*z
+    tar -C "$work" -xf "$work"/src/*.orig.tar.*z
     srcdir="$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'Python-*' | head -n1)"
-    [ -n "$srcdir" ] || srcdir="$(find "$work" -mindepth 1 -maxdepth 1 -type d | head -n1)"
-    log "building $pkg $ver (--disable-gil) into $prefix"
+    [ -n "$srcdir" ] || die "no Python-* directory in the source package of $pkg $ver"
+    log "building $pkg $ver (--disable-gil) into $prefix (output: $buildlog)"
     start=$SECONDS
-    (
+    # configure, make and make install (~1,750 lines) write to the log only;
+    # its tail is shown when a step fails.
+    if ! (
         cd "$srcdir"
         # No PGO/LTO and no test run: only the interpreter is needed.
         # No test modules: installing and byte-compiling them is minutes.
-        ./configure --quiet --disable-gil --disable-test-modules --prefix="$prefix" >&2
-        make -s -j"$jobs" >&2 2>"$work/make.log" || { tail -n 50 "$work/make.log" >&2; exit 1; }
-        make -s install >&2 2>>"$work/make.log" || { tail -n 50 "$work/make.log" >&2; exit 1; }
-    )
+        ./configure --disable-gil --disable-test-modules --prefix="$prefix" &&
+            make -j"$jobs" &&
+            make install
+    ) >"$buildlog" 2>&1; then
+        tail -n 50 "$buildlog" >&2
+        die "building $pkg $ver failed (full output: $buildlog)"
+    fi
     py="$prefix/bin/python${ver%.*}t"
     [ -x "$py" ] || py="$(ls "$prefix"/bin/python3.*t | head -n1)"
     "$py" - <<'EOF' >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bounded fuzzing run of every harness in fuzz/ (see fuzz/README.md).
 #
-#   scripts/fuzz.sh [SECONDS] [HARNESS...]      # default: 60 s each; decode core capture
+#   scripts/fuzz.sh [SECONDS] [HARNESS...]      # default: 60 s each; decode core capture compress
 #
 # Each harness first replays its checked-in seeds and regression inputs
 # (fuzz/corpus/NAME, fuzz/regressions/NAME), then runs under atheris for
@@ -21,7 +21,7 @@ seconds="${1:-60}"
 shift || true
 harnesses=("$@")
 if [ "${#harnesses[@]}" -eq 0 ]; then
-    harnesses=(decode core capture)
+    harnesses=(decode core capture compress)
 fi
 PYTHON="${PYTHON:-python3}"
 case "$seconds" in

@@ -47,7 +47,7 @@ run_dir="$(mktemp -d "${TMPDIR:-/tmp}/connstats-asan-run.XXXXXX")"  # no connsta
 trap 'rm -rf "$src" "$run_dir"' EXIT
 mapfile -t sos < <(cd "$run_dir" && "$py" -c "
 import importlib
-for name in ('connstats._fastparse', 'connstats.capture._capture'):
+for name in ('connstats._fastparse', 'connstats.capture._capture', 'connstats.capture._ring'):
     try:
         print(importlib.import_module(name).__file__)
     except ImportError:
@@ -55,7 +55,7 @@ for name in ('connstats._fastparse', 'connstats.capture._capture'):
 " 2>/dev/null || true)
 if [ "${#sos[@]}" -eq 0 ]; then
     # importing needs libasan preloaded once the extension is instrumented
-    mapfile -t sos < <(find "$venv" -name '_fastparse*.so' -o -name '_capture*.so')
+    mapfile -t sos < <(find "$venv" -name '_fastparse*.so' -o -name '_capture*.so' -o -name '_ring*.so')
 fi
 for so in "${sos[@]}"; do
     case "$so" in
@@ -83,7 +83,8 @@ else
     tests=()
     for t in test_decode.py test_decode_hypothesis.py test_core_model.py test_statistics.py \
              test_stress.py test_fork.py test_exit.py test_capture_scan.py test_capture_formats.py \
-             test_capture_windows.py test_hostile_callers.py test_ignore_destinations.py; do
+             test_capture_windows.py test_hostile_callers.py test_ignore_destinations.py \
+             test_ring.py test_pcapng_options.py test_shutdown_arguments.py; do
         if [ -f "$root/tests/$t" ]; then
             tests+=("$root/tests/$t")
         fi

@@ -417,6 +417,31 @@ cdef inline Py_ssize_t _strip(int kind, const uint8_t* f, Py_ssize_t caplen) noe
     return -1
 
 
+include "core/decap.pxi"
+
+
+cdef enum:
+    EPB_INBOUND = 1
+    EPB_OUTBOUND = 2
+
+cdef inline int _epb_direction(const uint8_t* b, Py_ssize_t opt, Py_ssize_t end,
+                               bint big) noexcept nogil:
+    """The direction epb_flags records, or 0 (see the twin's epb_direction)."""
+    cdef uint32_t code, length, flags
+    cdef int direction = 0
+    while opt + 4 <= end:
+        code = _be16(b + opt) if big else _le16(b + opt)
+        length = _be16(b + opt + 2) if big else _le16(b + opt + 2)
+        if code == 0 or opt + 4 + <Py_ssize_t>length > end:
+            break
+        if code == 2 and length == 4:
+            flags = _rd32(b + opt + 4, big) & 3
+            if flags == EPB_INBOUND or flags == EPB_OUTBOUND:
+                direction = <int>flags
+        opt += 4 + ((length + 3) & ~3)
+    return direction
+
+
 cdef str _message(int e, uint64_t a, uint64_t b):
     """The twin's error text for an error code and its two numbers."""
     if e == E_PCAP_CAPLEN:
@@ -446,14 +471,41 @@ cdef class Scanner:
     cdef readonly object tx_lengths
     cdef readonly object rx_offsets
     cdef readonly object rx_lengths
+    # each packet's capture time (ns), for the cores that keep times
+    cdef readonly object tx_times
+    cdef readonly object rx_times
+    cdef int64_t[::1] _txt
+    cdef int64_t[::1] _rxt
+    cdef int64_t _ts
     cdef uint32_t[::1] _txo
     cdef uint32_t[::1] _txl
     cdef uint32_t[::1] _rxo
     cdef uint32_t[::1] _rxl
     cdef readonly Py_ssize_t n_tx
     cdef readonly Py_ssize_t n_rx
+    # Tunnels (set_decap): innermost packets (virtual) and outer ones
+    # (physical), with the VNI of their tunnel (-1: none).
+    cdef readonly object vtx_offsets, vtx_lengths, vtx_vnis, vtx_times
+    cdef readonly object vrx_offsets, vrx_lengths, vrx_vnis, vrx_times
+    cdef readonly object ptx_offsets, ptx_lengths, ptx_vnis, ptx_times
+    cdef readonly object prx_offsets, prx_lengths, prx_vnis, prx_times
+    cdef uint32_t[::1] _vtxo, _vtxl, _vrxo, _vrxl, _ptxo, _ptxl, _prxo, _prxl
+    cdef int64_t[::1] _vtxv, _vrxv, _ptxv, _prxv, _vtxt, _vrxt, _ptxt, _prxt
+    cdef readonly Py_ssize_t n_vtx
+    cdef readonly Py_ssize_t n_vrx
+    cdef readonly Py_ssize_t n_ptx
+    cdef readonly Py_ssize_t n_prx
+    cdef readonly Py_ssize_t n_packets
+    cdef readonly Py_ssize_t tunnels
+    cdef readonly Py_ssize_t bad_tunnels
+    cdef int _decap
     cdef readonly Py_ssize_t skipped
     cdef readonly Py_ssize_t truncated
+    cdef readonly object zero_total_offsets
+    cdef readonly object zero_total_lengths
+    cdef uint32_t[::1] _zto
+    cdef uint32_t[::1] _ztl
+    cdef readonly Py_ssize_t n_zero_total
     cdef readonly Py_ssize_t unsupported
     cdef readonly Py_ssize_t pos
     cdef readonly int64_t first_ns
@@ -491,13 +543,27 @@ cdef class Scanner:
         self.tx_lengths = array("I", bytes(4 * capacity))
         self.rx_offsets = array("I", bytes(4 * capacity))
         self.rx_lengths = array("I", bytes(4 * capacity))
+        self.zero_total_offsets = array("I", bytes(4 * capacity))
+        self.zero_total_lengths = array("I", bytes(4 * capacity))
+        self._zto = self.zero_total_offsets
+        self._ztl = self.zero_total_lengths
         self._txo = self.tx_offsets
         self._txl = self.tx_lengths
         self._rxo = self.rx_offsets
         self._rxl = self.rx_lengths
+        self.tx_times = array("q", bytes(8 * capacity))
+        self.rx_times = array("q", bytes(8 * capacity))
+        self._txt = self.tx_times
+        self._rxt = self.rx_times
         self._mode = MODE_NONE
         self._frac_mul = 1000
         self._kind = K_UNSUPPORTED
+        empty = array("I")
+        empty_vnis = array("q")
+        self.vtx_offsets = self.vtx_lengths = self.vrx_offsets = self.vrx_lengths = empty
+        self.ptx_offsets = self.ptx_lengths = self.prx_offsets = self.prx_lengths = empty
+        self.vtx_vnis = self.vrx_vnis = self.ptx_vnis = self.prx_vnis = empty_vnis
+        self.vtx_times = self.vrx_times = self.ptx_times = self.prx_times = empty_vnis
 
     def __dealloc__(self):
         PyMem_Free(self._ifaces)
@@ -580,6 +646,49 @@ cdef class Scanner:
         PyMem_Free(n4)
         PyMem_Free(n6)
 
+    def set_decap(self, int mask):
+        """Decapsulate the tunnels of ``mask`` (see ``_scan_py.Scanner.set_decap``)."""
+        if not 0 <= mask <= DC_ALL:
+            raise ValueError(f"mask: {mask} is not a set of tunnel kinds")
+        cdef Py_ssize_t n = self.capacity
+        if mask and len(self.vtx_offsets) == 0:
+            zeros = bytes(4 * n)
+            wide = bytes(8 * n)
+            arrays = [array("I", zeros) for _ in range(8)]
+            vnis = [array("q", wide) for _ in range(4)]
+            times = [array("q", wide) for _ in range(4)]
+            # an inner and an outer packet may both have an IPv4 total of 0
+            zero_totals = [array("I", zeros + zeros) for _ in range(2)]
+        with self._lock:
+            if mask and len(self.vtx_offsets) == 0:
+                # Set once, under the lock (which every scan holds): no scan
+                # is left with a freed array.  The zero-total outputs are
+                # replaced by ones twice as long.
+                (self.vtx_offsets, self.vtx_lengths, self.vrx_offsets, self.vrx_lengths,
+                 self.ptx_offsets, self.ptx_lengths, self.prx_offsets, self.prx_lengths) = arrays
+                self.vtx_vnis, self.vrx_vnis, self.ptx_vnis, self.prx_vnis = vnis
+                self.vtx_times, self.vrx_times, self.ptx_times, self.prx_times = times
+                self.zero_total_offsets, self.zero_total_lengths = zero_totals
+                self._zto = self.zero_total_offsets
+                self._ztl = self.zero_total_lengths
+                self._vtxt = self.vtx_times
+                self._vrxt = self.vrx_times
+                self._ptxt = self.ptx_times
+                self._prxt = self.prx_times
+                self._vtxo = self.vtx_offsets
+                self._vtxl = self.vtx_lengths
+                self._vrxo = self.vrx_offsets
+                self._vrxl = self.vrx_lengths
+                self._ptxo = self.ptx_offsets
+                self._ptxl = self.ptx_lengths
+                self._prxo = self.prx_offsets
+                self._prxl = self.prx_lengths
+                self._vtxv = self.vtx_vnis
+                self._vrxv = self.vrx_vnis
+                self._ptxv = self.ptx_vnis
+                self._prxv = self.prx_vnis
+            self._decap = mask
+
     # -- scanning --------------------------------------------------------------
     def scan(self, buf, Py_ssize_t pos, Py_ssize_t end, bint has_stop, int64_t stop_ns,
              Py_ssize_t max_packets):
@@ -600,8 +709,10 @@ cdef class Scanner:
             with self._lock:
                 self.n_tx = 0
                 self.n_rx = 0
+                self._reset_tunnels()
                 self.skipped = 0
                 self.truncated = 0
+                self.n_zero_total = 0
                 self.unsupported = 0
                 self._err = E_NONE
                 self.pos = pos
@@ -612,8 +723,10 @@ cdef class Scanner:
                 # never see another scan's counters (they index its arrays).
                 self.n_tx = 0
                 self.n_rx = 0
+                self._reset_tunnels()
                 self.skipped = 0
                 self.truncated = 0
+                self.n_zero_total = 0
                 self.unsupported = 0
                 self._buflen = view.shape[0]
                 self._err = E_NONE
@@ -622,6 +735,15 @@ cdef class Scanner:
                 else:
                     status = self._scan_pcapng(base, pos, end, has_stop, stop_ns, limit)
         return status
+
+    cdef inline void _reset_tunnels(self) noexcept nogil:
+        self.n_vtx = 0
+        self.n_vrx = 0
+        self.n_ptx = 0
+        self.n_prx = 0
+        self.n_packets = 0
+        self.tunnels = 0
+        self.bad_tunnels = 0
 
     cdef void _clear_error(self) noexcept:
         with self._lock:
@@ -636,23 +758,24 @@ cdef class Scanner:
             err, ea, eb = self._err, self._ea, self._eb
         return _message(err, ea, eb) if err != E_NONE else ""
 
-    cdef inline void _emit(self, const uint8_t* base, Py_ssize_t off, Py_ssize_t caplen,
-                           Py_ssize_t hdr, Py_ssize_t wirelen) noexcept nogil:
-        cdef Py_ssize_t ip = off + hdr
+    cdef inline Py_ssize_t _ip_length(self, const uint8_t* p, Py_ssize_t ip,
+                                      Py_ssize_t caplen, Py_ssize_t hdr,
+                                      Py_ssize_t wirelen) noexcept nogil:
+        """The length to count of the IP packet p (see the twin's _emit)."""
         cdef Py_ssize_t length = caplen - hdr
-        cdef const uint8_t* p = base + ip
         cdef int version = p[0] >> 4 if length > 0 else 0
-        cdef uint32_t total, dst4
-        cdef uint64_t hi, lo
-        cdef bint rx = False
+        cdef uint32_t total
         cdef bint cut = caplen < wirelen
-        cdef Py_ssize_t i
         if version == 4 and length >= 20:
             total = _be16(p + 2)
             if 20 <= total and total < length:
                 length = total
             elif cut and total > length:
                 length = self._cut(p, ip, length, total, wirelen - hdr)
+            elif total == 0:
+                self._zto[self.n_zero_total] = <uint32_t>ip
+                self._ztl[self.n_zero_total] = <uint32_t>length
+                self.n_zero_total += 1
         elif version == 6 and length >= 40:
             total = _be16(p + 4)
             if total and 40 + total < length:
@@ -661,27 +784,108 @@ cdef class Scanner:
                 length = self._cut(p, ip, length, 40 + total, wirelen - hdr)
         elif cut:
             self.truncated += 1
+        self.n_packets += 1
+        return length
+
+    cdef inline void _emit_plain(self, const uint8_t* p, Py_ssize_t ip,
+                                 Py_ssize_t length, int direction) noexcept nogil:
+        if self._is_rx(p, length, direction):
+            self._rxo[self.n_rx] = <uint32_t>ip
+            self._rxl[self.n_rx] = <uint32_t>length
+            self._rxt[self.n_rx] = self._ts
+            self.n_rx += 1
+        else:
+            self._txo[self.n_tx] = <uint32_t>ip
+            self._txl[self.n_tx] = <uint32_t>length
+            self._txt[self.n_tx] = self._ts
+            self.n_tx += 1
+
+    cdef inline void _emit(self, const uint8_t* base, Py_ssize_t off, Py_ssize_t caplen,
+                           Py_ssize_t hdr, Py_ssize_t wirelen, int direction) noexcept nogil:
+        cdef Py_ssize_t ip = off + hdr
+        cdef Py_ssize_t length = self._ip_length(base + ip, ip, caplen, hdr, wirelen)
+        self._emit_plain(base + ip, ip, length, direction)
+
+    cdef inline void _emit_decap(self, const uint8_t* base, Py_ssize_t off, Py_ssize_t caplen,
+                                 Py_ssize_t hdr, Py_ssize_t wirelen,
+                                 int direction) noexcept nogil:
+        """_emit when decapsulating: kept apart so that _emit stays as small as
+        it was (it is inlined into the loops)."""
+        cdef Py_ssize_t ip = off + hdr
+        cdef const uint8_t* p = base + ip
+        cdef Py_ssize_t length = self._ip_length(p, ip, caplen, hdr, wirelen)
+        # the quick test keeps the walk off most packets
+        if _dc_candidate(p, caplen - hdr if caplen - hdr < length else length):
+            if self._emit_tunnel(base, ip, caplen - hdr, length, direction):
+                return
+        self._emit_plain(p, ip, length, direction)
+
+    cdef bint _emit_tunnel(self, const uint8_t* base, Py_ssize_t ip, Py_ssize_t avail,
+                           Py_ssize_t length, int direction) noexcept nogil:
+        """Emit a tunnel packet's inner and outer packets; False if it is none."""
+        cdef DcResult d = _dc_walk(base, ip, avail, length, self._decap)
+        cdef const uint8_t* q
+        if d.found == DC_BAD:
+            self.bad_tunnels += 1
+        if d.found != DC_INNER and d.found != DC_NO_IP:
+            return False
+        self.tunnels += 1
+        if d.found == DC_INNER:
+            q = base + d.start
+            if q[0] >> 4 == 4 and (q[2] | q[3]) == 0:
+                # an inner segmentation-offload packet: as the outer ones
+                self._zto[self.n_zero_total] = <uint32_t>d.start
+                self._ztl[self.n_zero_total] = <uint32_t>d.length
+                self.n_zero_total += 1
+            if self._is_rx(q, d.length, direction):
+                self._vrxo[self.n_vrx] = <uint32_t>d.start
+                self._vrxl[self.n_vrx] = <uint32_t>d.length
+                self._vrxv[self.n_vrx] = d.inner_vni
+                self._vrxt[self.n_vrx] = self._ts
+                self.n_vrx += 1
+            else:
+                self._vtxo[self.n_vtx] = <uint32_t>d.start
+                self._vtxl[self.n_vtx] = <uint32_t>d.length
+                self._vtxv[self.n_vtx] = d.inner_vni
+                self._vtxt[self.n_vtx] = self._ts
+                self.n_vtx += 1
+        if self._is_rx(base + ip, length, direction):
+            self._prxo[self.n_prx] = <uint32_t>ip
+            self._prxl[self.n_prx] = <uint32_t>length
+            self._prxv[self.n_prx] = d.outer_vni
+            self._prxt[self.n_prx] = self._ts
+            self.n_prx += 1
+        else:
+            self._ptxo[self.n_ptx] = <uint32_t>ip
+            self._ptxl[self.n_ptx] = <uint32_t>length
+            self._ptxv[self.n_ptx] = d.outer_vni
+            self._ptxt[self.n_ptx] = self._ts
+            self.n_ptx += 1
+        return True
+
+    cdef inline bint _is_rx(self, const uint8_t* p, Py_ssize_t length,
+                            int direction) noexcept nogil:
+        """Is the IP packet p[0:length] received: by its record's direction
+        (pcapng epb_flags) when known, else by its destination (``--local``)?"""
+        cdef int version
+        cdef uint32_t dst4
+        cdef uint64_t hi, lo
+        cdef Py_ssize_t i
+        if direction:
+            return direction == EPB_INBOUND
+        version = p[0] >> 4 if length > 0 else 0
         if version == 4 and self._n4 and length >= 20:
             dst4 = _be32(p + 16)
             for i in range(self._n4):
                 if (dst4 & self._nets4[i].mask) == self._nets4[i].net:
-                    rx = True
-                    break
+                    return True
         elif version == 6 and self._n6 and length >= 40:
             hi = _be64(p + 24)
             lo = _be64(p + 32)
             for i in range(self._n6):
                 if (hi & self._nets6[i].mhi) == self._nets6[i].hi and (lo & self._nets6[i].mlo) == self._nets6[i].lo:
-                    rx = True
-                    break
-        if rx:
-            self._rxo[self.n_rx] = <uint32_t>ip
-            self._rxl[self.n_rx] = <uint32_t>length
-            self.n_rx += 1
-        else:
-            self._txo[self.n_tx] = <uint32_t>ip
-            self._txl[self.n_tx] = <uint32_t>length
-            self.n_tx += 1
+                    return True
+        return False
 
     cdef inline Py_ssize_t _cut(self, const uint8_t* p, Py_ssize_t ip, Py_ssize_t captured,
                                 Py_ssize_t total, Py_ssize_t wire) noexcept nogil:
@@ -723,7 +927,8 @@ cdef class Scanner:
         return total if captured >= need else captured
 
     cdef inline void _time(self, int64_t ts) noexcept nogil:
-        if self.n_tx + self.n_rx == 0:
+        self._ts = ts
+        if self.n_packets == 0:
             self.first_ns = ts
             self.min_ns = ts
             self.max_ns = ts
@@ -746,6 +951,7 @@ cdef class Scanner:
                         int64_t stop_ns, Py_ssize_t limit) noexcept nogil:
         cdef bint big = self._big
         cdef int kind = self._kind
+        cdef int decap = self._decap
         cdef int64_t frac_mul = self._frac_mul
         cdef uint32_t max_caplen = self._max_caplen
         cdef uint32_t sec, frac, caplen, orig
@@ -783,21 +989,26 @@ cdef class Scanner:
                 self.next_ns = ts
                 return C_STOP_TIME
             self._time(ts)
-            self._emit(b, pos + 16, caplen, hdr, orig)
+            if decap:
+                self._emit_decap(b, pos + 16, caplen, hdr, orig, 0)
+            else:
+                self._emit(b, pos + 16, caplen, hdr, orig, 0)
             pos += 16 + caplen
-            if self.n_tx + self.n_rx >= limit:
+            if self.n_packets >= limit:
                 self.pos = pos
                 return C_FULL
 
     cdef int _scan_pcapng(self, const uint8_t* b, Py_ssize_t pos, Py_ssize_t end, bint has_stop,
                           int64_t stop_ns, Py_ssize_t limit) noexcept nogil:
         cdef bint big = self._big
+        cdef int decap = self._decap
         cdef uint32_t btype, blen, iface, caplen, snap, orig
         cdef uint64_t raw
         cdef double value
         cdef int64_t ts
         cdef Py_ssize_t hdr, data
         cdef Iface* it
+        cdef int direction
         while True:
             if pos + 8 > end:
                 self.pos = pos
@@ -857,6 +1068,7 @@ cdef class Scanner:
                     self.skipped += 1
                     pos += blen
                     continue
+                direction = _epb_direction(b, pos + 28 + ((caplen + 3) & ~3), pos + blen - 4, big)
                 raw = (<uint64_t>_rd32(b + pos + 12, big) << 32) | _rd32(b + pos + 16, big)
                 if it.factor != 0.0:
                     value = <double>raw * it.factor
@@ -894,6 +1106,7 @@ cdef class Scanner:
                     pos += blen
                     continue
                 ts = self.last_ns
+                direction = 0
             else:
                 pos += blen
                 continue
@@ -902,8 +1115,11 @@ cdef class Scanner:
                 self.next_ns = ts
                 return C_STOP_TIME
             self._time(ts)
-            self._emit(b, data, caplen, hdr, orig)
+            if decap:
+                self._emit_decap(b, data, caplen, hdr, orig, direction)
+            else:
+                self._emit(b, data, caplen, hdr, orig, direction)
             pos += blen
-            if self.n_tx + self.n_rx >= limit:
+            if self.n_packets >= limit:
                 self.pos = pos
                 return C_FULL

@@ -12,7 +12,7 @@ Holds no state; runs with the GIL (it reads Python objects throughout).
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 import ipaddress
@@ -69,8 +69,11 @@ cdef int _room(_Out *o, Py_ssize_t n) except -1:
     return 0
 
 
-def pack_records(table, uint64_t t0, uint64_t t1):
+def pack_records(table, uint64_t start_ms, uint64_t end_ms, bint timed=False):
     """Pack the records of ``table`` for templates 256 (IPv4) and 257 (IPv6).
+
+    ``timed``: the values are TimedCounts, and each record carries its
+    connection's first/last packet time (ms) instead of the window's bounds.
 
     Returns ``(v4, n4, v6, n6, noaddr)``: the packed records of each
     template in the field order of _ipfix.TEMPLATES, their counts, and the
@@ -83,6 +86,8 @@ def pack_records(table, uint64_t t0, uint64_t t1):
     cdef uint64_t sh, sl, dh, dl
     cdef uint16_t sport, dport
     cdef uint8_t proto
+    cdef uint64_t t0 = start_ms, t1 = end_ms
+    cdef int64_t first, last
     cdef Py_ssize_t n4 = 0, n6 = 0
     cdef list noaddr = []
     o4.data = NULL; o4.size = 0; o4.cap = 0
@@ -99,6 +104,12 @@ def pack_records(table, uint64_t t0, uint64_t t1):
             tb = counts.tx_bytes
             rp = counts.rx_packets
             rb = counts.rx_bytes
+            if timed:
+                first = counts.first_ns
+                last = counts.last_ns
+                # floor division to ms; never before the epoch (unsigned)
+                t0 = <uint64_t>(first // 1000000) if first >= 0 else 0
+                t1 = <uint64_t>(last // 1000000) if last >= 0 else 0
             sport = src.port
             dport = dst.port
             proto = conn.proto

@@ -250,6 +250,102 @@ def slip(packet: bytes) -> bytes:
     return b"\x00\x40" + bytes(14) + packet
 
 
+# -- tunnels -----------------------------------------------------------------------
+# Outer headers for the decapsulation tests (docs/tunnels.md), from the RFCs:
+# VXLAN 7348, VXLAN-GPE (draft-ietf-nvo3-vxlan-gpe), NSH 8300, Geneve 8926,
+# GRE 2784/2890, ERSPAN (draft-foschiano-erspan), MPLS over UDP 7510.
+
+
+def vxlan(frame: bytes, vni: int, *, flags: int = 0x08) -> bytes:
+    """A VXLAN header and the Ethernet frame it carries (a UDP payload)."""
+    return struct.pack(">B3sI", flags, b"\0\0\0", vni << 8) + frame
+
+
+def vxlan_gpe(payload: bytes, next_protocol: int, vni: int | None = None) -> bytes:
+    flags = 0x04 | (0x08 if vni is not None else 0)
+    return struct.pack(">BHBI", flags, 0, next_protocol, (vni or 0) << 8) + payload
+
+
+def nsh(payload: bytes, next_protocol: int, *, context: int = 0) -> bytes:
+    """NSH with MD type 2 and ``context`` 4-byte words of metadata."""
+    words = 2 + context
+    base = struct.pack(">BBBB", 0x0F, 0xC0 | words, 0x02, next_protocol)
+    return base + struct.pack(">I", (42 << 8) | 255) + bytes(4 * context) + payload
+
+
+def geneve(
+    payload: bytes, vni: int, *, protocol: int = 0x6558, options: bytes = b""
+) -> bytes:
+    assert len(options) % 4 == 0
+    return (
+        struct.pack(">BBHI", len(options) // 4, 0, protocol, vni << 8)
+        + options
+        + payload
+    )
+
+
+def gre(
+    payload: bytes,
+    protocol: int,
+    *,
+    key: int | None = None,
+    seq: int | None = None,
+    checksum: bool = False,
+) -> bytes:
+    flags = 0
+    extra = b""
+    if checksum:
+        flags |= 0x8000
+        extra += bytes(4)
+    if key is not None:
+        flags |= 0x2000
+        extra += struct.pack(">I", key)
+    if seq is not None:
+        flags |= 0x1000
+        extra += struct.pack(">I", seq)
+    return struct.pack(">HH", flags, protocol) + extra + payload
+
+
+def erspan2(frame: bytes, session: int) -> bytes:
+    """An ERSPAN type II header (use in GRE 0x88BE with a sequence number)."""
+    return struct.pack(">HHI", 0x1000 | 7, session & 0x3FF, 1) + frame
+
+
+def erspan3(
+    payload: bytes, session: int, *, frame_type: int = 0, subheader: bool = False
+) -> bytes:
+    """An ERSPAN type III header (GRE 0x22EB), optionally with the platform subheader."""
+    word2 = (frame_type & 0x1F) << 10 | (1 if subheader else 0)
+    head = struct.pack(">HHIHH", 0x2000 | 7, session & 0x3FF, 12345, 0, word2)
+    return head + (bytes(8) if subheader else b"") + payload
+
+
+def udp_tunnel(
+    src: str, dst: str, dport: int, payload: bytes, *, sport: int = 49152
+) -> bytes:
+    """An outer UDP packet (IPv4 or IPv6, by the addresses) carrying ``payload``."""
+    if ":" in src:
+        return udp6(src, sport, dst, dport, payload)
+    return udp4(src, sport, dst, dport, payload)
+
+
+def ip_tunnel(src: str, dst: str, proto: int, payload: bytes) -> bytes:
+    """An outer IPv4 or IPv6 packet of protocol ``proto`` (47 GRE, 4/41 IP in IP)."""
+    if ":" in src:
+        return ipv6(src, dst, proto, payload)
+    return ipv4(src, dst, proto, payload)
+
+
+def dest_options(next_header: int, payload: bytes, *, size: int = 8) -> bytes:
+    """An IPv6 destination options header (what ip6tnl adds: the encapsulation limit)."""
+    assert size % 8 == 0
+    return (
+        bytes([next_header, size // 8 - 1, 4, 1, 4, 1, 1, 0])
+        + bytes(size - 8)
+        + payload
+    )
+
+
 ARP_FRAME = ethernet(bytes(28), ethertype=0x0806)
 LLDP_FRAME = ethernet(bytes(40), ethertype=0x88CC)
 
@@ -286,6 +382,13 @@ def _option(order: str, code: int, value: bytes) -> bytes:
     return struct.pack(order + "HH", code, len(value)) + _pad4(value)
 
 
+def epb_flags(order: str, flags: int) -> bytes:
+    """An epb_flags option (and the end of options): 1 inbound, 2 outbound."""
+    return _option(order, 2, struct.pack(order + "I", flags)) + struct.pack(
+        order + "HH", 0, 0
+    )
+
+
 def pcapng_block(order: str, btype: int, body: bytes) -> bytes:
     body = _pad4(body)
     length = 12 + len(body)
@@ -313,6 +416,8 @@ class Section:
     big_endian: bool = False
     # blocks of unknown types to put before every packet (skipped by readers)
     junk: bool = False
+    # enhanced packet blocks' options, by packet index (raw bytes, as written)
+    epb_options: dict[int, bytes] = field(default_factory=dict)
 
 
 def _ticks(ts_ns: int, iface: Interface) -> int:
@@ -355,7 +460,7 @@ def pcapng(sections: Section | Sequence[Section]) -> bytes:
                     struct.pack(o + "HHI", iface.linktype, 0, iface.snaplen) + opts,
                 )
             )
-        for index, ts, frame in sec.packets:
+        for number, (index, ts, frame) in enumerate(sec.packets):
             if sec.junk:
                 out.append(pcapng_block(o, 0x00000BAD, b"junk block"))
                 out.append(
@@ -373,7 +478,8 @@ def pcapng(sections: Section | Sequence[Section]) -> bytes:
                 struct.pack(
                     o + "IIIII", index, t >> 32, t & 0xFFFFFFFF, len(cap), len(frame)
                 )
-                + cap
+                + _pad4(cap)
+                + sec.epb_options.get(number, b"")
             )
             out.append(pcapng_block(o, 6, body))
     return b"".join(out)

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 SENDER_C = r"""
 #define _GNU_SOURCE
@@ -208,6 +209,9 @@ class Lab:
         self._tmp = tempfile.TemporaryDirectory(prefix="cs-cap-")
         self.sender = ""
         self._sink: subprocess.Popen[str] | None = None
+        #: Processes started in the lab's namespaces (``Lab.spawn``): stopped
+        #: on exit, before the namespaces go, whatever the test did.
+        self.children: list[subprocess.Popen[str]] = []
 
     def __enter__(self) -> Lab:
         try:
@@ -245,7 +249,17 @@ class Lab:
         assert self._sink.stdout is not None
         assert self._sink.stdout.readline().strip() == "ready"
 
+    def spawn(self, ns: str, *cmd: str, **kw: Any) -> subprocess.Popen[str]:
+        """Start ``cmd`` in namespace ``ns``; it is stopped when the lab closes."""
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], text=True, **kw)
+        self.children.append(proc)
+        return proc
+
     def close(self) -> None:
+        for proc in self.children:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=30)
         if self._sink is not None:
             if self._sink.poll() is None:
                 self._sink.kill()

@@ -38,6 +38,12 @@ def packet(version: int, src: str, dst: str, proto: int, sport: int, dport: int,
     if version == 4:
         return struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, frag_offset,
                            64, proto, 0, s, d) + l4  # fmt: skip
+    if frag_offset:
+        # IPv6: a fragment header (next header 44) before the transport one;
+        # frag_offset as in IPv4: 0x2000 more fragments, low 13 bits the offset
+        offset, more = frag_offset & 0x1FFF, bool(frag_offset & 0x2000)
+        l4 = struct.pack(">BBHI", proto, 0, offset << 3 | more, 7) + l4
+        proto = 44
     return struct.pack(">IHBB16s16s", 6 << 28, len(l4), proto, 64, s, d) + l4
 
 
@@ -47,11 +53,15 @@ def expected(f: bpf.Filter, version: int, src: str, dst: str, proto: int,
         addrs = [ipaddress.ip_address(src), ipaddress.ip_address(dst)]
         if not any(a in n for n in f.nets for a in addrs if a.version == n.version):
             return False
+    # --proto P keeps IPv6 fragments of P (the fragment header's next
+    # header), as libpcap's 'ip6 proto P' does; IPv4 fragments carry P
     if f.protos and proto not in f.protos:
         return False
     if f.ports:
         if proto not in (6, 17, 132) or frag_offset & 0x1FFF:
             return False
+        if version == 6 and frag_offset:
+            return False  # the ports are not right after the fixed header
         if sport not in f.ports and dport not in f.ports:
             return False
     return True
@@ -81,7 +91,7 @@ packets = st.one_of(
               st.sampled_from(PORTS), st.sampled_from([0, 0, 0x2000, 0x0001])),
     st.tuples(st.just(6), st.sampled_from(ADDRS6), st.sampled_from(ADDRS6),
               st.sampled_from(PROTOS), st.sampled_from(PORTS), st.sampled_from(PORTS),
-              st.just(0)),
+              st.sampled_from([0, 0, 0x2000, 0x0001, 0x2003])),
 )  # fmt: skip
 
 
@@ -93,6 +103,22 @@ def test_program_matches_the_rule(f, fields):
     assert bool(verdict) == expected(f, *fields), (f.expression(), fields)
     if verdict:
         assert verdict == bpf.ACCEPT  # whole packets, never cut
+
+
+@pytest.mark.parametrize(
+    "frag", [0x2000, 0x0001, 0x2003], ids=["first", "last", "middle"]
+)
+def test_proto_keeps_ipv6_fragments_of_that_protocol(frag):
+    # capture --proto udp used to drop every IPv6 fragment of a UDP datagram,
+    # the first one included, which `read --proto udp` counts
+    pkt = packet(6, ADDRS6[0], ADDRS6[1], 17, 53, 40000, frag)
+    assert pkt[6] == 44 and pkt[40] == 17
+    assert bpf.run(bpf.compile_filter(bpf.parse_filter(protos=["udp"])), pkt)
+    assert not bpf.run(bpf.compile_filter(bpf.parse_filter(protos=["tcp"])), pkt)
+    if frag == 0x2000:  # the first fragment decodes as UDP (`read --proto udp`)
+        from connstats import _fastparse_py
+
+        assert _fastparse_py.decode(pkt)[0] == 17
 
 
 def test_non_ip_and_truncated_packets_never_pass():

@@ -276,11 +276,11 @@ def test_ethernet_padding_and_fcs_are_not_counted(scanner):
 
 def test_zero_total_length_is_not_trimmed(scanner):
     # TSO/GSO packets seen on the sending host may carry total length 0:
-    # nothing to trim by, so the captured bytes are the packet (which the
-    # decoder, seeing a header longer than the total, counts as proto 0).
+    # nothing to trim by, so the captured bytes are the packet, keyed by its
+    # protocol and ports as tshark does (tests/test_big_tcp.py).
     packet = cap.ipv4("192.0.2.1", "192.0.2.2", 17, cap.udp(1, 2, b"x" * 30), total=0)
     assert table(cap.pcap([(T0, cap.ethernet(packet))], 1), scanner) == {
-        (0, "192.0.2.1:0", "192.0.2.2:0"): (1, 58, 0, 0),
+        (17, "192.0.2.1:1", "192.0.2.2:2"): (1, 58, 0, 0),
     }
 
 

@@ -585,3 +585,23 @@ def test_counts_match_wireshark(capsys, trace):
                 for e in m["virtualTraffic"]
             }
             assert ours == tshark_table(path)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="closes fd 0 in the child")
+@pytest.mark.parametrize("stdin", ["closed", "devnull"])
+def test_read_without_standard_input_reads_the_sample(stdin):
+    # cron, CI runners and daemons start programs with /dev/null or no fd 0 at
+    # all (sys.stdin is None then): the sample is read, and closing the
+    # reader must not look for sys.stdin.buffer
+    proc = subprocess.run(
+        [sys.executable, "-m", "connstats", "read"],
+        stdin=subprocess.DEVNULL if stdin == "devnull" else None,
+        preexec_fn=(lambda: os.close(0)) if stdin == "closed" else None,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "sample.pcap (built-in sample)" in proc.stdout

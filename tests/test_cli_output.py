@@ -90,6 +90,7 @@ def test_small_output_to_full_disk_fails_at_the_final_flush(tmp_path):
         proc = subprocess.run(
             [sys.executable, "-m", "connstats", "read", "--format", "jsonl"],
             stdout=full, stderr=subprocess.PIPE, text=True, env=_env(), timeout=60,
+            stdin=subprocess.DEVNULL,  # the built-in sample, whatever runs the tests
         )  # fmt: skip
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr

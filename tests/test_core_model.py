@@ -862,7 +862,7 @@ class Model:
         self.pending: list[tuple[dict, dict]] = []
         self.dropped = [0, 0, 0]
 
-    def add(self, physical: bool, rx: bool, k: Key, n: int) -> None:
+    def add(self, physical: bool, rx: bool, k: Key, n: int, packets: int = 1) -> None:
         if not physical and k[3] in self.ignore:  # virtual traffic only
             return
         if self.window is None:
@@ -885,7 +885,7 @@ class Model:
             table = self.window[physical]
         counts = table.setdefault(k, [0, 0, 0, 0])
         i = 2 if rx else 0
-        counts[i] = (counts[i] + 1) % 2**64
+        counts[i] = (counts[i] + packets) % 2**64
         counts[i + 1] = (counts[i + 1] + n) % 2**64
 
     def cut(self) -> Optional[tuple[dict, dict]]:
@@ -919,9 +919,23 @@ byte_counts = st.one_of(st.integers(0, 1500), st.sampled_from([U64, U64 - 1, 2**
 physical_args = st.tuples(
     st.sampled_from(HOSTS), st.sampled_from(HOSTS), st.integers(0, 3), byte_counts
 )
+# pre-parsed: (proto, src, sport, dst, dport, packets, bytes, receive, physical)
+preparsed_args = st.tuples(
+    st.integers(0, 255),
+    st.sampled_from([None, *HOSTS]),
+    st.integers(0, 3),
+    st.sampled_from([None, *HOSTS]),
+    st.integers(0, 3),
+    byte_counts,
+    byte_counts,
+    st.booleans(),
+    st.booleans(),
+)
 operations = st.one_of(
     st.tuples(st.sampled_from(["tx", "rx"]), packets),
     st.tuples(st.sampled_from(["ptx", "prx"]), physical_args),
+    st.tuples(st.just("pre"), preparsed_args),
+    st.tuples(st.just("records"), st.lists(preparsed_args, max_size=6)),
     st.tuples(
         st.sampled_from(["txb", "rxb", "txbuf", "rxbuf"]), st.lists(packets, max_size=6)
     ),
@@ -956,8 +970,34 @@ def test_random_operations_match_the_dict_model(
         k = (proto, d, dp, s, sp) if rx else (proto, s, sp, d, dp)
         model.add(False, rx, k, len(packet))
 
+    def endpoint(host: Optional[str], port: int) -> tuple[Any, int]:
+        return (None if host is None else ip(host), port)
+
+    def model_preparsed(arg: tuple) -> None:
+        proto, s, sp, d, dp, npkts, n, rx, physical = arg
+        k = (proto, *endpoint(s, sp), *endpoint(d, dp))
+        model.add(physical, rx, k, n, npkts)
+
+    def as_record(arg: tuple) -> bytes:
+        proto, s, sp, d, dp, npkts, n, rx, physical = arg
+        fam = [0 if h is None else ip(h).version for h in (s, d)]
+        raw = [b"" if h is None else ip(h).packed for h in (s, d)]
+        flags = (1 if rx else 0) | (2 if physical else 0)
+        return struct.pack(
+            "<BBBBHH16s16sQQ", proto, flags, *fam, sp, dp, *raw, npkts, n
+        )
+
     for op, arg in ops:
-        if op in ("tx", "rx"):
+        if op == "pre":
+            proto, s, sp, d, dp, npkts, n, rx, physical = arg
+            method = core.update_physical if physical else core.update_virtual
+            method(proto, endpoint(s, sp), endpoint(d, dp), npkts, n, receive=rx)
+            model_preparsed(arg)
+        elif op == "records":
+            core.update_records(b"".join(as_record(a) for a in arg))
+            for a in arg:
+                model_preparsed(a)
+        elif op in ("tx", "rx"):
             getattr(core, f"update_{op}_virtual")(arg)
             model_virtual(arg, op == "rx")
         elif op in ("ptx", "prx"):

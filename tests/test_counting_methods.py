@@ -13,6 +13,7 @@ replaced while in use.
 from __future__ import annotations
 
 import ipaddress
+import struct
 import sys
 import threading
 from collections import Counter
@@ -83,7 +84,7 @@ def _conn_packets(index: int, conns: int, reply: bool = False) -> list[bytes]:
 
 
 def test_threads_counting_through_every_entry_point_with_their_own_methods(impl):
-    """Each thread fetches all eight methods once; totals are exact."""
+    """Each thread fetches every counting method once; totals are exact."""
     stats = impl.Statistics()
     conns, rounds = (300, 20) if impl.name == "c" else (40, 5)
     work = [_conn_packets(i, conns) for i in range(NTHREADS)]
@@ -101,11 +102,24 @@ def test_threads_counting_through_every_entry_point_with_their_own_methods(impl)
             )
             tx_buf = stats.update_tx_virtual_buffer
             tx_phys, rx_phys = stats.update_tx_physical, stats.update_rx_physical
+            virtual, physical = stats.update_virtual, stats.update_physical
+            records = stats.update_records
             packets, answers = work[i], replies[i]
             joined = b"".join(packets)
             offsets = [sum(len(p) for p in packets[:k]) for k in range(len(packets))]
             lengths = [len(p) for p in packets]
             local = ipaddress.ip_address("192.0.2.200")
+            # the same flows, pre-parsed: one record per flow and direction
+            flows = [connstats.decode(p) for p in packets]
+            record = struct.Struct(connstats.RECORD_FORMAT)
+            table = b"".join(
+                record.pack(
+                    proto, rx, 4, 4, src.port, dst.port,
+                    src.addr.packed, dst.addr.packed, 1, len(p),
+                )
+                for (proto, src, dst), p in zip(flows, packets)
+                for rx in (0, connstats.RECORD_RECEIVE)
+            )  # fmt: skip
             start.wait()
             for _ in range(rounds):
                 for p, q in zip(packets, answers):
@@ -116,6 +130,12 @@ def test_threads_counting_through_every_entry_point_with_their_own_methods(impl)
                 tx_buf(joined, offsets, lengths)
                 tx_phys(local, (peers[i], 41641), 100)
                 rx_phys(local, (peers[i], 41641), 50)
+                for (proto, src, dst), p in zip(flows, packets):
+                    virtual(proto, src, dst, 2, 2 * len(p))
+                    virtual(proto, src, dst, 1, len(p), receive=True)
+                records(table)
+                physical(0, (local, 0), (peers[i], 41641), 3, 300, True)
+                tx_phys(local, (peers[i], 41641), 1000, packets=10)
         except BaseException as exc:  # reported in the main thread
             errors.append(exc)
 
@@ -140,15 +160,16 @@ def test_threads_counting_through_every_entry_point_with_their_own_methods(impl)
     for key, i in expected.items():
         c = got[key]
         size = 28 + i
-        # tx: single + batch + buffer; rx: single + batch
-        assert (c.tx_packets, c.tx_bytes) == (3 * rounds, 3 * rounds * size), key
-        assert (c.rx_packets, c.rx_bytes) == (2 * rounds, 2 * rounds * size), key
+        # tx: single + batch + buffer + update_virtual (2) + a record;
+        # rx: single + batch + update_virtual + a record
+        assert (c.tx_packets, c.tx_bytes) == (6 * rounds, 6 * rounds * size), key
+        assert (c.rx_packets, c.rx_bytes) == (4 * rounds, 4 * rounds * size), key
     by_peer = {str(conn.dst.addr): c for conn, c in physical.items()}
     assert set(by_peer) == {str(p) for p in peers}
     for peer in peers:
         counts = by_peer[str(peer)]
-        assert (counts.tx_packets, counts.tx_bytes) == (rounds, 100 * rounds)
-        assert (counts.rx_packets, counts.rx_bytes) == (rounds, 50 * rounds)
+        assert (counts.tx_packets, counts.tx_bytes) == (11 * rounds, 1100 * rounds)
+        assert (counts.rx_packets, counts.rx_bytes) == (4 * rounds, 350 * rounds)
 
 
 def test_the_core_cannot_be_replaced(impl):
@@ -212,11 +233,14 @@ def test_unbound_calls_and_calls_before_init(impl):
     bare = impl.Statistics.__new__(impl.Statistics)
     for name in HOT_PATH:
         with pytest.raises(RuntimeError, match="__init__ was not called"):
-            args = {"update_tx_physical": 3, "update_rx_physical": 3}.get(name)
             if name.endswith("_buffer"):
                 getattr(bare, name)(packet, [0], [len(packet)])
-            elif args:
+            elif name in ("update_tx_physical", "update_rx_physical"):
                 getattr(bare, name)("192.0.2.1", ("192.0.2.2", 1), 1)
+            elif name in ("update_virtual", "update_physical"):
+                getattr(bare, name)(17, ("192.0.2.1", 1), ("192.0.2.2", 2), 1, 29)
+            elif name == "update_records":
+                getattr(bare, name)(bytes(connstats.RECORD_SIZE))
             else:
                 getattr(bare, name)(packet if name.endswith("virtual") else [packet])
 

@@ -25,6 +25,7 @@ SCENARIOS = [
     "dump-period",
     "dump-backlog",
     "dump-blocked",
+    "blocked-first",
     "updating-threads",
     "many",
     "garbage-cycle",
@@ -104,3 +105,13 @@ def test_open_window_is_delivered_at_exit(impl):
     proc, _elapsed = _run("dump-period", impl.name)
     assert proc.returncode == 0
     assert "DUMP 200" in proc.stdout
+
+
+def test_a_blocked_dump_does_not_spend_the_budget_of_the_others(impl):
+    """The exit hook stops every instance before it waits for any: a dump
+    that never returns delays exit by the budget, and meanwhile the other
+    instances' windows are delivered."""
+    proc, _elapsed = _run("blocked-first", impl.name)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "DUMP blocked" in proc.stdout
+    assert "DUMP 20" in proc.stdout

@@ -142,6 +142,7 @@ def test_cli_read_export_to_nfcapd(tmp_path):
                 "0.3",
                 "--format",
                 "jsonl",
+                "--times",  # the flows' own first packet, as exported
                 "-o",
                 str(out),
                 "--export",
@@ -176,6 +177,11 @@ def _jsonl_expected(out):
         )
         for c in window["virtualTraffic"]:
             (sa, sp), (da, dp) = (_split(c["src"]), _split(c["dst"]))
+            if "firstSeen" in c:  # read --export: each connection's first packet
+                first = datetime.fromisoformat(c["firstSeen"].replace("Z", "+00:00"))
+                start_ms = (first - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+                    milliseconds=1
+                )
             for direction, key_pk, key_b, addrs in (
                 (1, "txPkts", "txBytes", (sa, sp, da, dp)),
                 (0, "rxPkts", "rxBytes", (da, dp, sa, sp)),

@@ -39,11 +39,15 @@ def test_read_back_packets_and_timestamps(tmp_path):
     with open_capture(str(path)) as reader:
         batch = reader.read()
         data = bytes(batch.data)
-        got = [
-            data[o : o + n]
-            for o, n in zip(batch.tx_offsets.tolist(), batch.tx_lengths.tolist())
-        ]
-        assert got == [UDP, ODD]  # no --local: both tx, bytes exact
+        sent, received = (
+            [data[o : o + n] for o, n in zip(offsets.tolist(), lengths.tolist())]
+            for offsets, lengths in (
+                (batch.tx_offsets, batch.tx_lengths),
+                (batch.rx_offsets, batch.rx_lengths),
+            )
+        )
+        # the direction each block records (epb_flags), bytes exact
+        assert (sent, received) == ([UDP], [ODD])
         assert batch.first_ns == 1_700_000_000_123_456_789
         assert batch.last_ns == 1_700_000_001_000_000_001
         assert reader.linktypes == [out.LINKTYPE_RAW]

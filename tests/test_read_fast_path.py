@@ -11,6 +11,7 @@ dict path prints.  Start-up: the command imports neither the library's
 
 from __future__ import annotations
 
+import array
 import os
 import random
 import struct
@@ -181,3 +182,138 @@ def test_read_of_the_sample_imports_little():
         "connstats.cli.out_csv",
     }
     assert loaded & unwanted == set()
+
+
+_TUNNELS = Path(__file__).parent / "data" / "tunnels"
+
+
+@compiled_only
+@pytest.mark.parametrize("fmt", ["table", "jsonl", "csv"])
+@pytest.mark.parametrize(
+    "name",
+    ["vxlan.pcap", "geneve.pcap", "various_gre.pcap", "gso-ipv6-vxlan-ipv4.pcap"],
+)
+@pytest.mark.parametrize("extra", [[], ["--total", "--max-period", "0.001"]])
+def test_decap_rows_take_the_table_path_too(tmp_path, monkeypatch, fmt, name, extra):
+    # Rows with a tunnel's VNI live in the window's tagged table: the table
+    # path must rank, total, merge (--total) and print them as the dicts do.
+    argv = [str(_TUNNELS / name), "--decap", "--format", fmt, "--top", "0", *extra]
+
+    def no_materialize(window):
+        raise AssertionError("a window was materialized")
+
+    with monkeypatch.context() as m:
+        m.setattr(windows_mod, "materialize", no_materialize)
+        fast = _read(tmp_path, "fast", argv)
+    with monkeypatch.context() as m:
+        m.setattr(windows_mod, "Window", _EagerWindow)
+        slow = _read(tmp_path, "slow", argv)
+    assert fast == slow
+    assert "vni" in fast.lower() or fmt == "csv"
+
+
+def _feed(core, rng, n: int, ignored: str) -> None:
+    """n IPv4 and IPv6 UDP packets, some with a VNI, some to `ignored`."""
+    import ipaddress
+
+    packets, vnis, times = [], [], []
+    for i in range(n):
+        v6 = rng.random() < 0.4
+        if rng.random() < 0.1:
+            dst = ipaddress.ip_address(ignored).packed
+            v6 = len(dst) == 16
+        elif v6:
+            dst = (0xFD00 << 112 | rng.randrange(8)).to_bytes(16, "big")
+        else:
+            dst = (0x0A000000 | rng.randrange(8)).to_bytes(4, "big")
+        src = (
+            (0xFD00 << 112 | 1 << 64 | rng.randrange(4)).to_bytes(16, "big")
+            if v6
+            else (0xC0A80000 | rng.randrange(4)).to_bytes(4, "big")
+        )
+        body = struct.pack("!HH", 1000 + rng.randrange(3), 53) + bytes(
+            rng.randrange(40)
+        )
+        if v6:
+            ip = struct.pack("!IHBB", 0x6000_0000, len(body), 17, 64) + src + dst
+        else:
+            ip = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(body), 0, 0, 64, 17, 0)
+            ip += src + dst
+        packets.append(ip + body)
+        vnis.append(rng.choice([-1, -1, 7, 9]))
+        times.append(1_000_000 + i * 1000 + rng.randrange(5000))
+    offsets, lengths, pos = [], [], 0
+    for p in packets:
+        offsets.append(pos)
+        lengths.append(len(p))
+        pos += len(p)
+    core.update_tx_virtual_buffer_at(
+        b"".join(packets), offsets, lengths, array.array("q", times), vnis
+    )
+
+
+def _times(c):
+    return (c.first_ns, c.last_ns) if hasattr(c, "first_ns") else None
+
+
+@compiled_only
+@pytest.mark.parametrize("track_times", [False, True])
+def test_core_merge_totals_and_ranking_match_the_dicts(track_times):
+    # merge_windows, Window.totals and Window.sorted_items read the compact
+    # and wide arrays, the times beside them and the tagged table: checked
+    # against the windows' own dicts and the pure-Python twin.
+    from connstats import _fastparse as c_core
+    from connstats import _fastparse_py as py_core
+    from connstats.cli.fastout import AddrCache
+    from connstats.cli.fastout import sorted_items as dict_sorted_items
+
+    ignored = "100.100.100.100"
+    wins = {}
+    for impl in (c_core, py_core):
+        core = impl.Core(
+            ignore_destinations=[ignored, "fd00::5"], track_times=track_times
+        )
+        rng = random.Random(7)
+        wins[impl] = []
+        for _ in range(3):
+            _feed(core, rng, 400, ignored)
+            wins[impl].append(core.cut())
+
+    def plain(table):  # comparable across the two cores' value types
+        return {
+            (k.proto, str(k.src), str(k.dst), k.vni): (tuple(c), _times(c))
+            for k, c in table.items()
+        }
+
+    for wc, wp in zip(wins[c_core], wins[py_core]):
+        cv, cp = wc.to_dicts()
+        pv, pp = wp.to_dicts()
+        assert (plain(cv), plain(cp)) == (plain(pv), plain(pp))
+        assert all(str(k.dst.addr) not in (ignored, "fd00::5") for k in cv)
+        assert any(k.vni is not None for k in cv) and any(k.vni is None for k in cv)
+        assert any(k.dst.addr.version == 6 for k in cv)
+        if track_times:
+            assert all(type(c).__name__ == "TimedCounts" for c in cv.values())
+    expected: dict = {}
+    for w in wins[c_core]:
+        v, _p = w.to_dicts()
+        for k, c in v.items():
+            expected[k] = c if k not in expected else expected[k] + c
+    merged = c_core.merge_windows(wins[c_core])
+    mv, mp = merged.to_dicts()
+    assert mp == {}
+    assert plain(mv) == plain(expected)
+    if track_times:
+        assert {k: (c.first_ns, c.last_ns) for k, c in mv.items()} == {
+            k: (c.first_ns, c.last_ns) for k, c in expected.items()
+        }
+    packets = sum(c.tx_packets + c.rx_packets for c in expected.values())
+    nbytes = sum(c.tx_bytes + c.rx_bytes for c in expected.values())
+    assert merged.totals() == (packets, nbytes)
+    for column, reverse, top in (("bytes", False, 0), ("packets", True, 5)):
+        items, total = merged.sorted_items(column, reverse, top)
+        want, want_total = dict_sorted_items(
+            [(mv, False), (mp, True)], column, reverse, top, AddrCache()
+        )
+        assert total == want_total == len(expected)
+        assert [(k, c, p) for k, c, p in items] == [(k, c, p) for k, c, p in want]

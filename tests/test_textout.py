@@ -73,6 +73,10 @@ ports = st.one_of(st.sampled_from([0, 1, 53, 443, 65535]), st.integers(0, 65535)
 protos = st.one_of(
     st.sampled_from([0, 1, 6, 17, 58, 99, 132, 255]), st.integers(0, 255)
 )
+# tunnel rows (connstats read --decap): mostly none, some shared, some any
+vnis = st.one_of(
+    st.none(), st.none(), st.sampled_from([0, 1, 5001]), st.integers(0, 2**32 - 1)
+)
 counts = st.one_of(
     st.sampled_from([0, 0, 1, 2, 3, 2**32, 2**63, U64 - 1, U64]),
     st.integers(0, U64),
@@ -99,12 +103,17 @@ def windows(draw: st.DrawFn) -> tuple[dict, dict]:
             conn = core.Connection()
         else:
             half = shape == "half"
-            conn = core.Connection(draw(protos), endpoint(half), endpoint(half))
+            conn = core.Connection(
+                draw(protos), endpoint(half), endpoint(half), draw(vnis)
+            )
         virtual[conn] = core.Counts(*(draw(count) for _ in range(4)))
     physical = {}
     for _ in range(draw(st.integers(0, 6))):
         conn = core.Connection(
-            0, core.AddrPort(draw(addr), 0), core.AddrPort(draw(addr), 0)
+            draw(st.sampled_from([0, 17, 47])),
+            core.AddrPort(draw(addr), draw(ports)),
+            core.AddrPort(draw(addr), draw(ports)),
+            draw(vnis),
         )
         physical[conn] = core.Counts(*(draw(count) for _ in range(4)))
     return virtual, physical
@@ -114,8 +123,10 @@ def _python(tables: list, column: str, reverse: bool, top: int) -> tuple:
     cache = _fastout.AddrCache()
     items, total = _fastout.sorted_items(tables, column, reverse, top, cache)
     virtual, physical = _fastout.json_items(items, cache)
-    text = _fastout.csv_items(items, "7,2026-01-01T00:00:00Z,x,", cache)
-    return items, total, (",".join(virtual), ",".join(physical)), text
+    head = "7,2026-01-01T00:00:00Z,x,"
+    text = _fastout.csv_items(items, head, cache)
+    text_vni = _fastout.csv_items(items, head, cache, True)
+    return items, total, (",".join(virtual), ",".join(physical)), (text, text_vni)
 
 
 @SETTINGS
@@ -128,7 +139,9 @@ def _python(tables: list, column: str, reverse: bool, top: int) -> tuple:
 def test_compiled_rows_are_the_python_rows(window, column, reverse, top):
     virtual, physical = window
     tables = [(virtual, False), (physical, True)]
-    want_items, want_total, want_json, want_csv = _python(tables, column, reverse, top)
+    want_items, want_total, want_json, (want_csv, want_csv_vni) = _python(
+        tables, column, reverse, top
+    )
 
     items, total = core.sorted_items(tables, column, reverse, top)
     assert total == want_total
@@ -140,6 +153,7 @@ def test_compiled_rows_are_the_python_rows(window, column, reverse, top):
     head = "7,2026-01-01T00:00:00Z,x,"
     assert core.json_rows(items) == want_json
     assert core.csv_rows(items, head, PROTOCOL_NAMES) == want_csv
+    assert core.csv_rows(items, head, PROTOCOL_NAMES, True) == want_csv_vni
     # the same text from plain (Connection, Counts, physical) tuples
     assert core.json_rows(want_items) == want_json
     assert core.csv_rows(want_items, head, PROTOCOL_NAMES) == want_csv
@@ -166,14 +180,14 @@ def test_one_row_of_each_kind_by_hand():
     )
     assert total == 6
     assert core.json_rows(items) == (
-        '{"kind":"fragment","proto":255,"src":"10.0.0.1","dst":"10.0.0.2",'
+        '{"kind":"fragment","proto":255,"src":"10.0.0.1:0","dst":"10.0.0.2:0",'
         '"txPkts":1,"txBytes":1480},'
         f'{{"proto":17,"src":"10.0.0.1:53","dst":"[{mapped}]:53",'
         '"rxPkts":2,"rxBytes":200},'
         '{"kind":"undecoded","txPkts":3,"txBytes":90},'
         '{"proto":6,"src":"10.0.0.1:5000","dst":"[2001:db8::1]:443",'
         '"txPkts":1,"txBytes":60},'
-        '{"kind":"ip","src":"10.0.0.1","dst":"10.0.0.3","txPkts":1,"txBytes":20}',
+        '{"kind":"ip","src":"10.0.0.1:0","dst":"10.0.0.3:0","txPkts":1,"txBytes":20}',
         '{"src":"10.0.0.1:0","dst":"10.9.9.9:0","txPkts":9,"txBytes":999}',
     )
     assert core.csv_rows(items, "1,s,e,", PROTOCOL_NAMES).split("\r\n") == [

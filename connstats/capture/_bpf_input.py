@@ -1,8 +1,9 @@
 """``connstats read --bpf EXPR``: keep only the records a BPF expression accepts.
 
 The expression is compiled by libpcap (:mod:`connstats.capture._libpcap`) for each
-link type the capture declares and run on every record, link header
-included, exactly as ``tcpdump -r FILE EXPR`` would.  The filter sits between
+link type (and byte order) the capture declares, against a savefile of that
+link type and byte order as ``tcpdump -r`` compiles it, and run on every
+record, link header included, exactly as ``tcpdump -r FILE EXPR`` would.  The filter sits between
 the input and the capture reader: :class:`BpfFilteredStream` is a read-only
 binary stream that yields the same capture (same format, byte order,
 headers and pcapng blocks) with the rejected packet records left out, so the
@@ -47,7 +48,7 @@ class BpfFilteredStream(io.RawIOBase):
         super().__init__()
         self._source = source
         self._expr = expr
-        self._programs: dict[int, Program] = {}
+        self._programs: dict[tuple[int, str], Program] = {}
         self._chunks = self._generate()
         self._pending = b""
         #: Packet records read and rejected by the expression.
@@ -77,11 +78,13 @@ class BpfFilteredStream(io.RawIOBase):
         super().close()
 
     # -- filtering ---------------------------------------------------------------
-    def _program(self, linktype: int, snaplen: int) -> Program:
-        program = self._programs.get(linktype)
+    def _program(self, linktype: int, snaplen: int, order: str) -> Program:
+        program = self._programs.get((linktype, order))
         if program is None:
-            program = compile_filter(self._expr, linktype, max(snaplen, 65535))
-            self._programs[linktype] = program
+            program = compile_filter(
+                self._expr, linktype, max(snaplen, 65535), byte_order=order
+            )
+            self._programs[(linktype, order)] = program
         return program
 
     def _keep(self, program: Program, frame: bytes, wire: int) -> bool:
@@ -125,7 +128,7 @@ class BpfFilteredStream(io.RawIOBase):
         if len(header) < 24:
             return
         snaplen, network = struct.unpack(order + "II", header[16:24])
-        program = self._program(network & 0xFFFF, snaplen)
+        program = self._program(network & 0xFFFF, snaplen, order)
         record = struct.Struct(order + "IIII")
         while True:
             rec = self._read(16)
@@ -143,7 +146,8 @@ class BpfFilteredStream(io.RawIOBase):
 
     def _pcapng(self, first: bytes) -> Iterator[bytes]:
         order = "<"
-        interfaces: list[tuple[int, int]] = []  # (linktype, snaplen) per interface
+        # (linktype, snaplen, section byte order) per interface
+        interfaces: list[tuple[int, int, str]] = []
         head = first + self._read(8)
         while True:
             if len(head) < 8:
@@ -167,7 +171,7 @@ class BpfFilteredStream(io.RawIOBase):
                 return
             if btype == _PCAPNG_IDB and blen >= 20:
                 linktype, _res, snaplen = struct.unpack(order + "HHI", block[8:16])
-                interfaces.append((linktype, snaplen))
+                interfaces.append((linktype, snaplen, order))
                 yield block
             elif btype in (_PCAPNG_EPB, _PCAPNG_PB) and blen >= 32:
                 if btype == _PCAPNG_EPB:
@@ -185,10 +189,12 @@ class BpfFilteredStream(io.RawIOBase):
                     yield block  # malformed: the reader will say so
             elif btype == _PCAPNG_SPB and blen >= 16 and interfaces:
                 wire = struct.unpack(order + "I", block[8:12])[0]
-                linktype, snaplen = interfaces[0]
+                linktype, snaplen, order0 = interfaces[0]
                 caplen = min(wire, blen - 16, snaplen or wire)
                 if self._keep(
-                    self._program(linktype, snaplen), block[12 : 12 + caplen], wire
+                    self._program(linktype, snaplen, order0),
+                    block[12 : 12 + caplen],
+                    wire,
                 ):
                     yield block
             else:

@@ -8,11 +8,18 @@ the shared library is looked up when a filter is first compiled, and
 
 Stable API (used by ``connstats read --bpf`` and by live capture):
 
-``compile_filter(expr, linktype, snaplen=262144) -> Program``
+``compile_filter(expr, linktype, snaplen=262144, *, byte_order=None) -> Program``
     Compile ``expr`` for frames of the given LINKTYPE_* value, as capture
-    files carry it (1 Ethernet, 101 raw IP, 113 Linux cooked, ...).  Raises :class:`FilterError` (a ``ValueError``) with
-    libpcap's message for a bad expression, :class:`LibpcapMissingError`
-    (an ``OSError``) when libpcap cannot be loaded.
+    files carry it (1 Ethernet, 101 raw IP, 113 Linux cooked, ...).
+    ``byte_order`` (``"<"`` or ``">"``): the frames come from a capture file
+    written in that byte order, and the program is compiled as ``tcpdump -r``
+    compiles it, against a savefile of that link type and byte order: the
+    NULL/ENC link headers' address family in the writer's byte order, and
+    every BSD and macOS value of AF_INET6 (24, 28, 30) for ``ip6``.  Without
+    it, as for a live capture on this machine.  Raises :class:`FilterError`
+    (a ``ValueError``) with libpcap's message for a bad expression,
+    :class:`LibpcapMissingError` (an ``OSError``) when libpcap cannot be
+    loaded.
 
 ``offline_filter(program, packet, wire_length=None) -> bool``
     Run a compiled program on one frame (``bytes``/``bytearray``/
@@ -113,6 +120,8 @@ def _load() -> Any:
         try:
             lib.pcap_open_dead.argtypes = [ctypes.c_int, ctypes.c_int]
             lib.pcap_open_dead.restype = ctypes.c_void_p
+            lib.pcap_open_offline.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+            lib.pcap_open_offline.restype = ctypes.c_void_p
             lib.pcap_compile.argtypes = [
                 ctypes.c_void_p,
                 ctypes.POINTER(_BpfProgram),
@@ -202,14 +211,54 @@ class Program:
         return f"Program({self.expression!r}, linktype={self.linktype})"
 
 
-def compile_filter(expr: str, linktype: int, snaplen: int = DEFAULT_SNAPLEN) -> Program:
-    """Compile a BPF expression with libpcap for the given link type."""
+def _open_savefile(lib: Any, linktype: int, snaplen: int, byte_order: str) -> Any:
+    """A libpcap handle reading an empty savefile of this link type and byte order.
+
+    libpcap compiles some primitives differently for a file than for a live
+    capture (``ip6`` on NULL/LOOP/ENC, address families written in the other
+    byte order): a handle on a file with the capture's own header is what
+    ``tcpdump -r`` compiles against.
+    """
+    import os
+    import struct
+    import tempfile
+
+    header = struct.pack(
+        byte_order + "IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype
+    )
+    fd, path = tempfile.mkstemp(prefix="connstats-bpf-", suffix=".pcap")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(header)
+        errbuf = ctypes.create_string_buffer(512)  # PCAP_ERRBUF_SIZE is 256
+        handle = lib.pcap_open_offline(os.fsencode(path), errbuf)
+    finally:
+        os.unlink(path)  # libpcap has read the header
+    if not handle:
+        message = errbuf.value.decode(errors="replace")
+        raise FilterError(f"libpcap cannot compile for link type {linktype}: {message}")
+    return handle
+
+
+def compile_filter(
+    expr: str,
+    linktype: int,
+    snaplen: int = DEFAULT_SNAPLEN,
+    *,
+    byte_order: str | None = None,
+) -> Program:
+    """Compile a BPF expression with libpcap for the given link type (see above)."""
     if not isinstance(expr, str):
         raise TypeError(f"expr must be a str, not {type(expr).__name__}")
+    if byte_order not in (None, "<", ">"):
+        raise ValueError(f"byte_order: expected '<', '>' or None, got {byte_order!r}")
     lib = _load()
-    handle = lib.pcap_open_dead(
-        _LINKTYPE_TO_DLT.get(int(linktype), int(linktype)), int(snaplen)
-    )
+    if byte_order is not None:
+        handle = _open_savefile(lib, int(linktype), int(snaplen), byte_order)
+    else:
+        handle = lib.pcap_open_dead(
+            _LINKTYPE_TO_DLT.get(int(linktype), int(linktype)), int(snaplen)
+        )
     if not handle:
         raise FilterError(f"libpcap cannot open a handle for link type {linktype}")
     try:

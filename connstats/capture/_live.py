@@ -25,6 +25,19 @@ Direction comes from the packet type the kernel reports (``sll_pkttype``):
   the host counts as rx on its way in and tx on its way out.
 
 Kernel drops (the ring was full) come from ``PACKET_STATISTICS``.
+
+At the end (``--duration``, Ctrl-C, SIGTERM) the socket's filter is swapped
+for one that drops everything, so no packet is received any more, and the
+packets still in the ring are counted: the blocks ready and the one the
+kernel was filling, which it hands over at its retire timeout
+(``--block-timeout``).  Every packet the kernel received is then either
+counted or reported as dropped.  A second signal ends that wait.
+
+Packets larger than a block allows are cut short by the ring; they count
+with their IP length when their headers were captured, as ``connstats
+read`` counts packets cut by the snap length (``src/cs_ring.h``).  Bytes
+after the IP packet (Ethernet padding of short frames) are not counted, as
+``connstats read`` does not count them either.
 """
 
 from __future__ import annotations
@@ -85,9 +98,12 @@ class LiveResult:
     bytes: int = 0  # IP bytes counted
     skipped: int = 0  # frames of other protocols (ARP, LLDP, ...)
     loopback_copies: int = 0  # outgoing copies on loopback, not counted
+    truncated: int = 0  # IP packets the ring cut short (counted by their IP length)
     kernel: KernelStats = field(default_factory=KernelStats)
     interrupted: bool = False  # ended by Ctrl-C
     error: str | None = None  # the socket failed (interface gone or down)
+    tunnels: int = 0  # packets decapsulated (capture(decap=...))
+    bad_tunnels: int = 0  # malformed tunnels, counted as the outer packet
 
 
 class LiveSource:
@@ -98,10 +114,12 @@ class LiveSource:
         sock: socket.socket,
         name: str,
         ring: Any | None,
+        block_timeout_ms: int = DEFAULT_BLOCK_TIMEOUT_MS,
     ) -> None:
         self.sock = sock
         self.name = name
         self.ring = ring
+        self.block_timeout_ms = block_timeout_ms
         self.stats = KernelStats()
 
     @property
@@ -152,6 +170,10 @@ def _bind(sock: socket.socket, ifindex: int) -> None:
     if _libc.bind(sock.fileno(), buf, len(addr)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+#: A filter that accepts nothing: what the socket gets once the capture ends.
+DROP_ALL: list[bpf.Insn] = [(bpf.RET_K, 0, 0, 0)]
 
 
 def attach_filter(sock: socket.socket, program: Sequence[bpf.Insn]) -> None:
@@ -226,7 +248,7 @@ def open_source(
             raise LiveCaptureError(
                 f"cannot capture on {', '.join(names)}: {exc.strerror}"
             ) from None
-        source = LiveSource(sock, ", ".join(names), ring)
+        source = LiveSource(sock, ", ".join(names), ring, block_timeout_ms)
         source.read_stats()  # start from zero: nothing before bind counts
         source.stats = KernelStats()
         return source
@@ -285,6 +307,7 @@ class _Run:
     tick: Tick | None
     clock: Callable[[], float]
     stopped: bool = False  # set by SIGINT/SIGTERM
+    signals: int = 0  # SIGINT/SIGTERM received: one more ends the final drain
 
     def wait_ms(self) -> int:
         if self.deadline is None:
@@ -309,6 +332,7 @@ def capture(
     tee: BinaryIO | None = None,
     tick: Tick | None = None,
     clock: Callable[[], float] = time.monotonic,
+    decap: int = 0,
 ) -> LiveResult:
     """Count IP packets until ``duration`` seconds, ``count`` packets or Ctrl-C.
 
@@ -316,12 +340,17 @@ def capture(
     ``update_{tx,rx}_virtual`` entry points (a Statistics).  ``tee``: a
     binary file that gets a pcapng enhanced packet block per counted packet
     (the caller writes the header).  ``tick(result)`` is called at least
-    every 100 ms with the kernel counters refreshed.
+    every 100 ms with the kernel counters refreshed.  ``decap``: the tunnels
+    to open (a mask, docs/tunnels.md): their innermost packets count as
+    virtual traffic and the packets themselves as physical traffic, in the
+    packet's own direction.
     """
     result = LiveResult()
     result.kernel = source.stats
     deadline = None if duration is None else clock() + duration
     run = _Run(deadline, count, tee, tick, clock)
+    if decap:
+        core = _Decapsulating(core, decap, result)
     # Ctrl-C and SIGTERM end the capture between blocks, never inside one:
     # an exception raised between counting a block and writing it to the
     # tee would leave the two different.
@@ -333,6 +362,7 @@ def capture(
             _recv_loop(source, core, result, run)
     except KeyboardInterrupt:
         run.stopped = True
+        run.signals += 1
     except OSError as exc:
         # Counted packets stay counted; the caller reports them, then this.
         reason = exc.strerror or str(exc)
@@ -350,6 +380,51 @@ def capture(
     return result
 
 
+class _Decapsulating:
+    """The buffer and single-packet entry points of a Statistics, with the
+    packets sorted into plain ones, tunnels' innermost packets (virtual) and
+    tunnel packets (physical) first (the core's decap_split)."""
+
+    def __init__(self, stats: Any, mask: int, result: LiveResult) -> None:
+        import importlib
+
+        # The Statistics' own core: its buffer entry points take VNIs and
+        # count physical traffic, the Statistics' methods do not.
+        self._core = getattr(stats, "_core", stats)
+        self._split = importlib.import_module(type(self._core).__module__).decap_split
+        self._mask = mask
+        self._result = result
+        self.update_tx_virtual_buffer = self._counter(False)
+        self.update_rx_virtual_buffer = self._counter(True)
+
+    def _counter(self, rx: bool) -> Callable[[Any, Any, Any], None]:
+        core = self._core
+        virtual = core.update_rx_virtual_buffer if rx else core.update_tx_virtual_buffer
+        physical = (
+            core.update_rx_physical_buffer if rx else core.update_tx_physical_buffer
+        )
+        split, mask, result = self._split, self._mask, self._result
+
+        def count(buffer: Any, offsets: Any, lengths: Any) -> None:
+            po, pl, io, il, iv, oo, ol, ov, bad = split(buffer, offsets, lengths, mask)
+            if len(po):
+                virtual(buffer, po, pl)
+            if len(io):
+                virtual(buffer, io, il, iv)
+            if len(oo):
+                physical(buffer, oo, ol, ov)
+            result.tunnels += len(oo)
+            result.bad_tunnels += bad
+
+        return count
+
+    def update_tx_virtual(self, packet: Any) -> None:
+        self.update_tx_virtual_buffer(packet, (0,), (len(packet),))
+
+    def update_rx_virtual(self, packet: Any) -> None:
+        self.update_rx_virtual_buffer(packet, (0,), (len(packet),))
+
+
 def _on_stop_signals(run: _Run) -> dict[int, Any]:
     """Make SIGINT and SIGTERM set ``run.stopped``; returns the old handlers."""
     if threading.current_thread() is not threading.main_thread():
@@ -357,6 +432,7 @@ def _on_stop_signals(run: _Run) -> dict[int, Any]:
 
     def stop(signum: int, frame: Any) -> None:
         run.stopped = True
+        run.signals += 1
 
     return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -368,23 +444,56 @@ def _ring_loop(source: LiveSource, core: Any, result: LiveResult, run: _Run) -> 
     update_rx = core.update_rx_virtual_buffer
     clock, tee, tick = run.clock, run.tee, run.tick
     next_tick = clock()
+
+    def walk(timeout_ms: int) -> int:
+        limit = 0 if run.count is None else run.count - result.packets
+        n = ring.next_block(timeout_ms, limit)
+        if n > 0:
+            ring.count(update_tx, update_rx)
+            if tee is not None:
+                tee.write(ring.tee_bytes())
+        ring.release()
+        result.packets = ring.packets
+        return n
+
     try:
         while run.more(result):
-            limit = 0 if run.count is None else run.count - result.packets
-            n = ring.next_block(run.wait_ms(), limit)
-            if n > 0:
-                ring.count(update_tx, update_rx)
-                if tee is not None:
-                    tee.write(ring.tee_bytes())
-            ring.release()
-            result.packets = ring.packets
+            n = walk(run.wait_ms())
             if tick is not None and (n < 0 or clock() >= next_tick):
                 next_tick = clock() + _POLL_MS / 1000
                 _refresh(source, result)
                 tick(result)
+        _drain(source, run, result, walk)
     finally:
         ring.release()
         _refresh(source, result)
+
+
+def _ended(run: _Run, result: LiveResult) -> bool:
+    """Whether the capture ended by time or signal (not by reaching --count)."""
+    return run.count is None or result.packets < run.count
+
+
+def _drain(
+    source: LiveSource, run: _Run, result: LiveResult, walk: Callable[[int], int]
+) -> None:
+    """Count what the ring still holds once no packet comes in any more."""
+    if not _ended(run, result):
+        return
+    ring = source.ring
+    assert ring is not None
+    try:
+        attach_filter(source.sock, DROP_ALL)
+    except OSError:
+        return  # the socket is gone: nothing more will be handed over
+    signals = run.signals
+    # The kernel hands the block it fills over at its retire timeout.
+    give_up = run.clock() + (source.block_timeout_ms + 100) / 1000
+    while ring.pending() and run.signals == signals:
+        left = give_up - run.clock()
+        if left <= 0:
+            break
+        walk(max(1, min(_POLL_MS, int(left * 1000))))
 
 
 def _refresh(source: LiveSource, result: LiveResult) -> None:
@@ -394,7 +503,25 @@ def _refresh(source: LiveSource, result: LiveResult) -> None:
         result.bytes = ring.bytes
         result.skipped = ring.skipped
         result.loopback_copies = ring.loopback_copies
+        result.truncated = ring.truncated
     source.read_stats()
+
+
+def _ip_length(packet: memoryview, n: int) -> int:
+    """Bytes of the IP packet in a frame of ``n`` bytes (without padding after it).
+
+    The rule of ``connstats read`` (and of the ring's walk): bytes after the
+    IP total length are not part of the packet; a zero total means unknown.
+    """
+    if n >= 20 and packet[0] >> 4 == 4:
+        total = (packet[2] << 8) | packet[3]
+        if 20 <= total < n:
+            return total
+    elif n >= 40 and packet[0] >> 4 == 6:
+        payload = (packet[4] << 8) | packet[5]
+        if payload and 40 + payload < n:
+            return 40 + payload
+    return n
 
 
 def _recv_loop(source: LiveSource, core: Any, result: LiveResult, run: _Run) -> None:
@@ -407,27 +534,41 @@ def _recv_loop(source: LiveSource, core: Any, result: LiveResult, run: _Run) -> 
     buf = bytearray(_RECV_BUFFER)
     view = memoryview(buf)  # slices of it hand packets over without a copy
     next_tick = clock()
-    while run.more(result):
-        sock.settimeout(run.wait_ms() / 1000)
+
+    def receive(timeout: float | None) -> int:
+        sock.settimeout(timeout)
         try:
             n, address = sock.recvfrom_into(buf)
-        except TimeoutError:
-            n = -1
-        if n >= 0:
-            # address: (ifname, protocol in host order, pkttype, hatype, hwaddr)
-            protocol, pkttype, hatype = address[1], address[2], address[3]
-            outbound = pkttype == PACKET_OUTGOING
-            if protocol != ETH_P_IP and protocol != ETH_P_IPV6:
-                result.skipped += 1
-            elif outbound and hatype == ARPHRD_LOOPBACK:
-                result.loopback_copies += 1
-            else:
-                (update_tx if outbound else update_rx)(view[:n])
-                result.packets += 1
-                result.bytes += n
-                if tee is not None:
-                    tee.write(enhanced_packet(view[:n], time.time_ns(), outbound))
+        except (TimeoutError, BlockingIOError):
+            return -1
+        # address: (ifname, protocol in host order, pkttype, hatype, hwaddr)
+        protocol, pkttype, hatype = address[1], address[2], address[3]
+        outbound = pkttype == PACKET_OUTGOING
+        if protocol != ETH_P_IP and protocol != ETH_P_IPV6:
+            result.skipped += 1
+        elif outbound and hatype == ARPHRD_LOOPBACK:
+            result.loopback_copies += 1
+        else:
+            length = _ip_length(view, n)
+            (update_tx if outbound else update_rx)(view[:length])
+            result.packets += 1
+            result.bytes += length
+            if tee is not None:
+                tee.write(enhanced_packet(view[:n], time.time_ns(), outbound))
+        return n
+
+    while run.more(result):
+        n = receive(run.wait_ms() / 1000)
         if tick is not None and (n < 0 or clock() >= next_tick):
             next_tick = clock() + _POLL_MS / 1000
             source.read_stats()
             tick(result)
+    if _ended(run, result):
+        # What the socket queued before the end is counted, nothing after.
+        try:
+            attach_filter(sock, DROP_ALL)
+        except OSError:
+            return
+        signals = run.signals
+        while run.signals == signals and _ended(run, result) and receive(0.0) >= 0:
+            pass

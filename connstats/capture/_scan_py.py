@@ -18,6 +18,7 @@ import struct
 import threading
 from array import array
 
+from .._fastparse_py import DECAP_BAD, DECAP_INNER, DECAP_NO_IP, TUNNEL_ALL, decap_walk
 from ._consts import (
     INT64_MAX,
     MAX_RECORD,
@@ -56,6 +57,8 @@ from .linktypes import (
 )
 
 _U64 = (1 << 64) - 1
+_EMPTY_U32 = array("I")
+_EMPTY_I64 = array("q")
 _MODE_NONE = 0
 _MODE_PCAP = 1
 _MODE_PCAPNG = 2
@@ -345,6 +348,35 @@ def _strip(kind: int, buf: bytes | memoryview, off: int, caplen: int) -> int:
     return -1
 
 
+#: epb_flags directions (pcapng, the option's two low bits); 0: not recorded.
+EPB_INBOUND = 1
+EPB_OUTBOUND = 2
+_OPT_EPB_FLAGS = 2
+
+
+def epb_direction(buf: bytes | memoryview, opt: int, end: int, big: bool) -> int:
+    """The direction an enhanced packet block's epb_flags option records, or 0.
+
+    ``buf[opt:end]`` are the block's options.  Inbound packets count as rx
+    (source and destination swapped), outbound as tx, whatever ``--local``
+    says; without the option (or with "unknown", or options that run past
+    the block: the options read so far are kept) ``--local`` decides.
+    """
+    u16 = ">H" if big else "<H"
+    direction = 0
+    while opt + 4 <= end:
+        code = struct.unpack_from(u16, buf, opt)[0]
+        length = struct.unpack_from(u16, buf, opt + 2)[0]
+        if code == 0 or opt + 4 + length > end:
+            break
+        if code == _OPT_EPB_FLAGS and length == 4:
+            flags = struct.unpack_from(">I" if big else "<I", buf, opt + 4)[0]
+            if flags & 3 in (EPB_INBOUND, EPB_OUTBOUND):
+                direction = flags & 3
+        opt += 4 + ((length + 3) & ~3)
+    return direction
+
+
 class Scanner:
     """Walk capture records into offset/length arrays (see the module doc)."""
 
@@ -356,8 +388,38 @@ class Scanner:
         self.tx_lengths = array("I", bytes(4 * capacity))
         self.rx_offsets = array("I", bytes(4 * capacity))
         self.rx_lengths = array("I", bytes(4 * capacity))
+        # IPv4 packets whose total length is 0 (TSO, BIG TCP): where they are
+        # and their emitted length, for the reader (see CaptureReader).
+        self.zero_total_offsets = array("I", bytes(4 * capacity))
+        self.zero_total_lengths = array("I", bytes(4 * capacity))
+        self.n_zero_total = 0
+        # each packet's capture time (ns), for the cores that keep times
+        self.tx_times = array("q", bytes(8 * capacity))
+        self.rx_times = array("q", bytes(8 * capacity))
+        self._ts = 0
         self.n_tx = 0
         self.n_rx = 0
+        # Tunnels (set_decap): the innermost packets (virtual, with the VNI
+        # of their tunnel, -1 for none) and the outer ones (physical).
+        self.vtx_offsets = self.vtx_lengths = _EMPTY_U32
+        self.vtx_vnis = self.vtx_times = _EMPTY_I64
+        self.vrx_offsets = self.vrx_lengths = _EMPTY_U32
+        self.vrx_vnis = self.vrx_times = _EMPTY_I64
+        self.ptx_offsets = self.ptx_lengths = _EMPTY_U32
+        self.ptx_vnis = self.ptx_times = _EMPTY_I64
+        self.prx_offsets = self.prx_lengths = _EMPTY_U32
+        self.prx_vnis = self.prx_times = _EMPTY_I64
+        self.n_vtx = 0
+        self.n_vrx = 0
+        self.n_ptx = 0
+        self.n_prx = 0
+        #: IP packets emitted by the last scan (a tunnel packet once).
+        self.n_packets = 0
+        #: Packets decapsulated, and tunnels too malformed to be (counted as
+        #: the outer packet), in the last scan.
+        self.tunnels = 0
+        self.bad_tunnels = 0
+        self._decap = 0
         self.skipped = 0
         self.truncated = 0
         self.unsupported = 0
@@ -445,6 +507,31 @@ class Scanner:
             self._nets4 = n4
             self._nets6 = n6
 
+    def set_decap(self, mask: int) -> None:
+        """Decapsulate the tunnels of ``mask`` (``TUNNEL_*`` bits of connstats._fastparse_py; 0: none).
+
+        A decapsulated packet's innermost IP packet goes to the ``v*``
+        outputs and its outer packet to the ``p*`` outputs, each with the
+        VNI or key of its tunnel in ``*_vnis`` (-1 for none) and its time
+        in ``*_times``.  Both may have an IPv4 total length of 0: the
+        zero-total outputs get room for two per packet.
+        """
+        if not 0 <= mask <= TUNNEL_ALL:
+            raise ValueError(f"mask: {mask} is not a set of tunnel kinds")
+        n = self.capacity
+        with self._lock:
+            if mask and not len(self.vtx_offsets):
+                zeros = bytes(4 * n)
+                wide = bytes(8 * n)
+                for name in ("vtx", "vrx", "ptx", "prx"):
+                    setattr(self, f"{name}_offsets", array("I", zeros))
+                    setattr(self, f"{name}_lengths", array("I", zeros))
+                    setattr(self, f"{name}_vnis", array("q", wide))
+                    setattr(self, f"{name}_times", array("q", wide))
+                self.zero_total_offsets = array("I", zeros + zeros)
+                self.zero_total_lengths = array("I", zeros + zeros)
+            self._decap = mask
+
     # -- scanning ----------------------------------------------------------
     def scan(
         self,
@@ -459,6 +546,14 @@ class Scanner:
         with self._lock:
             self.n_tx = 0
             self.n_rx = 0
+            self.n_vtx = 0
+            self.n_vrx = 0
+            self.n_ptx = 0
+            self.n_prx = 0
+            self.n_packets = 0
+            self.tunnels = 0
+            self.bad_tunnels = 0
+            self.n_zero_total = 0
             self.skipped = 0
             self.truncated = 0
             self.unsupported = 0
@@ -479,7 +574,13 @@ class Scanner:
             return status
 
     def _emit(
-        self, buf: bytes | memoryview, off: int, caplen: int, hdr: int, wirelen: int
+        self,
+        buf: bytes | memoryview,
+        off: int,
+        caplen: int,
+        hdr: int,
+        wirelen: int,
+        direction: int = 0,
     ) -> None:
         ip = off + hdr
         length = caplen - hdr
@@ -495,6 +596,10 @@ class Scanner:
                 length = total
             elif cut and total > length:
                 length = self._cut(buf, ip, length, total, wirelen - hdr)
+            elif total == 0:
+                self.zero_total_offsets[self.n_zero_total] = ip
+                self.zero_total_lengths[self.n_zero_total] = length
+                self.n_zero_total += 1
         elif version == 6 and length >= 40:
             payload = (buf[ip + 4] << 8) | buf[ip + 5]
             if payload and 40 + payload < length:
@@ -503,27 +608,81 @@ class Scanner:
                 length = self._cut(buf, ip, length, 40 + payload, wirelen - hdr)
         elif cut:
             self.truncated += 1  # not even the IP header was captured
-        rx = False
-        if version == 4 and self._nets4 and length >= 20:
-            dst = int.from_bytes(buf[ip + 16 : ip + 20], "big")
-            for net, mask in self._nets4:
-                if dst & mask == net:
-                    rx = True
-                    break
-        elif version == 6 and self._nets6 and length >= 40:
-            dst = int.from_bytes(buf[ip + 24 : ip + 40], "big")
-            for net, mask in self._nets6:
-                if dst & mask == net:
-                    rx = True
-                    break
-        if rx:
+        self.n_packets += 1
+        if self._decap:
+            found, inner, size, outer_vni, inner_vni = decap_walk(
+                buf, ip, caplen - hdr, length, self._decap
+            )
+            if found == DECAP_BAD:
+                self.bad_tunnels += 1
+            elif found == DECAP_INNER or found == DECAP_NO_IP:
+                self.tunnels += 1
+                if found == DECAP_INNER:
+                    if buf[inner] >> 4 == 4 and buf[inner + 2] | buf[inner + 3] == 0:
+                        # an inner segmentation-offload packet: as the outer ones
+                        self.zero_total_offsets[self.n_zero_total] = inner
+                        self.zero_total_lengths[self.n_zero_total] = size
+                        self.n_zero_total += 1
+                    if self._is_rx(buf, inner, size, direction):
+                        i = self.n_vrx
+                        self.vrx_offsets[i] = inner
+                        self.vrx_lengths[i] = size
+                        self.vrx_vnis[i] = inner_vni
+                        self.vrx_times[i] = self._ts
+                        self.n_vrx += 1
+                    else:
+                        i = self.n_vtx
+                        self.vtx_offsets[i] = inner
+                        self.vtx_lengths[i] = size
+                        self.vtx_vnis[i] = inner_vni
+                        self.vtx_times[i] = self._ts
+                        self.n_vtx += 1
+                if self._is_rx(buf, ip, length, direction):
+                    i = self.n_prx
+                    self.prx_offsets[i] = ip
+                    self.prx_lengths[i] = length
+                    self.prx_vnis[i] = outer_vni
+                    self.prx_times[i] = self._ts
+                    self.n_prx += 1
+                else:
+                    i = self.n_ptx
+                    self.ptx_offsets[i] = ip
+                    self.ptx_lengths[i] = length
+                    self.ptx_vnis[i] = outer_vni
+                    self.ptx_times[i] = self._ts
+                    self.n_ptx += 1
+                return
+        if self._is_rx(buf, ip, length, direction):
             self.rx_offsets[self.n_rx] = ip
             self.rx_lengths[self.n_rx] = length
+            self.rx_times[self.n_rx] = self._ts
             self.n_rx += 1
         else:
             self.tx_offsets[self.n_tx] = ip
             self.tx_lengths[self.n_tx] = length
+            self.tx_times[self.n_tx] = self._ts
             self.n_tx += 1
+
+    def _is_rx(
+        self, buf: bytes | memoryview, ip: int, length: int, direction: int = 0
+    ) -> bool:
+        """Is the IP packet ``buf[ip:ip+length]`` received: by its record's
+        direction (pcapng epb_flags) when known, else by its destination
+        (``--local``)?"""
+        if direction:
+            return direction == EPB_INBOUND
+        version = buf[ip] >> 4 if length > 0 else 0
+        if version == 4 and self._nets4 and length >= 20:
+            dst = int.from_bytes(buf[ip + 16 : ip + 20], "big")
+            for net, mask in self._nets4:
+                if dst & mask == net:
+                    return True
+        elif version == 6 and self._nets6 and length >= 40:
+            dst = int.from_bytes(buf[ip + 24 : ip + 40], "big")
+            for net, mask in self._nets6:
+                if dst & mask == net:
+                    return True
+        return False
 
     def _cut(
         self, buf: bytes | memoryview, ip: int, captured: int, total: int, wire: int
@@ -570,7 +729,8 @@ class Scanner:
 
     def _time(self, ts: int) -> None:
         """Note the time of a packet about to be emitted."""
-        if self.n_tx + self.n_rx == 0:
+        self._ts = ts
+        if self.n_packets == 0:
             self.first_ns = self.min_ns = self.max_ns = ts
         elif ts < self.min_ns:
             self.min_ns = ts
@@ -630,7 +790,7 @@ class Scanner:
             self._time(ts)
             self._emit(buf, pos + 16, caplen, hdr, orig)
             pos += 16 + caplen
-            if self.n_tx + self.n_rx >= limit:
+            if self.n_packets >= limit:
                 self.pos = pos
                 return ST_FULL
 
@@ -697,6 +857,9 @@ class Scanner:
                     self.skipped += 1
                     pos += blen
                     continue
+                direction = epb_direction(
+                    buf, pos + 28 + ((caplen + 3) & ~3), pos + blen - 4, self._big
+                )
                 raw = (ts_hi << 32) | ts_lo
                 if factor:
                     value = float(raw) * factor
@@ -732,6 +895,7 @@ class Scanner:
                     continue
                 # Simple packet blocks carry no time: reuse the previous one.
                 ts = self.last_ns
+                direction = 0
             else:
                 pos += blen  # name resolution, statistics, custom...: not ours
                 continue
@@ -740,8 +904,8 @@ class Scanner:
                 self.next_ns = ts
                 return ST_STOP_TIME
             self._time(ts)
-            self._emit(buf, data, caplen, hdr, orig)
+            self._emit(buf, data, caplen, hdr, orig, direction)
             pos += blen
-            if self.n_tx + self.n_rx >= limit:
+            if self.n_packets >= limit:
                 self.pos = pos
                 return ST_FULL

@@ -18,7 +18,8 @@ read`` use the same layout as LINKTYPE_RAW).  What each option matches:
   header follows the fixed header directly (no extension headers), as
   libpcap's ``port`` does without its fragment walk.
 - ``--proto P``: IP protocol number or name (IPv4 protocol field, IPv6 next
-  header of the fixed header).
+  header of the fixed header, or of a fragment header right after it: every
+  IPv6 fragment of a P datagram passes, as with libpcap's ``ip6 proto P``).
 
 Non-IP frames (ARP, ...) never pass a filter.  ``ifindex_program`` prefixes
 a program with a check of the receiving interface, for several ``-i``.
@@ -234,9 +235,20 @@ def _family(asm: _Asm, f: Filter, version: int, reject: str) -> None:
     if f.protos:
         ok = f"v{version}_proto_ok"
         asm.op(LD_B_ABS, 9 if ip4 else 6)
+        if not ip4:
+            fragment = "v6_proto_fragment"
+            # a fragment header first: its next header is the protocol
+            if 44 not in f.protos:
+                asm.jump(JEQ_K, 44, fragment, None)
         for i, proto in enumerate(f.protos):
             last = i == len(f.protos) - 1
             asm.jump(JEQ_K, proto, ok, reject if last else None)
+        if not ip4 and 44 not in f.protos:
+            asm.label(fragment)
+            asm.op(LD_B_ABS, 40)
+            for i, proto in enumerate(f.protos):
+                last = i == len(f.protos) - 1
+                asm.jump(JEQ_K, proto, ok, reject if last else None)
         asm.label(ok)
     if f.ports:
         ok = f"v{version}_port_ok"

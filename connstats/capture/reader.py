@@ -56,6 +56,7 @@ _BOM_BIG = b"\x1a\x2b\x3c\x4d"
 
 _IDB_OPT_TSRESOL = 9
 _IDB_OPT_TSOFFSET = 14
+_MAX_WARNINGS = 20
 
 DEFAULT_CAPACITY = 65536
 DEFAULT_BUFFER = 4 * 1024 * 1024
@@ -76,6 +77,41 @@ class Stop(enum.Enum):
 
 
 @dataclass(slots=True)
+class Tunneled:
+    """The decapsulated packets of one scan (``CaptureReader(decap=...)``).
+
+    ``v*``: the innermost IP packets (virtual traffic), ``p*``: the outer
+    ones (physical traffic), split into tx and rx as the other packets are
+    (their record's direction, or their own destination and ``--local``);
+    ``*_vnis`` hold the VNI or key of each one's tunnel, -1 where it has
+    none, and ``*_times`` each one's capture time.  A tunnel that carries no
+    IP packet has a physical entry only.
+    """
+
+    vtx_offsets: memoryview
+    vtx_lengths: memoryview
+    vtx_vnis: memoryview
+    vtx_times: memoryview
+    vrx_offsets: memoryview
+    vrx_lengths: memoryview
+    vrx_vnis: memoryview
+    vrx_times: memoryview
+    ptx_offsets: memoryview
+    ptx_lengths: memoryview
+    ptx_vnis: memoryview
+    ptx_times: memoryview
+    prx_offsets: memoryview
+    prx_lengths: memoryview
+    prx_vnis: memoryview
+    prx_times: memoryview
+
+    @property
+    def packets(self) -> int:
+        """Packets decapsulated: one physical entry each."""
+        return len(self.ptx_offsets) + len(self.prx_offsets)
+
+
+@dataclass(slots=True)
 class Batch:
     """IP packets of one scan, split into tx and rx (see ``--local``).
 
@@ -84,7 +120,8 @@ class Batch:
     last packet in file order, ``min_ns`` and ``max_ns`` the earliest and
     latest (captures merged from several interfaces are not always in time
     order); ``next_ns`` the time of the packet that stopped a ``Stop.TIME``
-    read.
+    read.  ``tx_times``/``rx_times``: each packet's capture time (int64 ns),
+    beside its offset.
     """
 
     data: memoryview
@@ -98,10 +135,19 @@ class Batch:
     next_ns: int = 0
     min_ns: int = 0
     max_ns: int = 0
+    tx_times: memoryview | None = None
+    rx_times: memoryview | None = None
+    #: The decapsulated packets, when the reader decapsulates and found any;
+    #: the ``tx``/``rx`` arrays then hold the packets that were not tunnels.
+    tunneled: Tunneled | None = None
 
     @property
     def packets(self) -> int:
-        return len(self.tx_offsets) + len(self.rx_offsets)
+        """IP packets in the batch (a decapsulated packet counts once)."""
+        n = len(self.tx_offsets) + len(self.rx_offsets)
+        if self.tunneled is not None:
+            n += self.tunneled.packets
+        return n
 
 
 LocalNetworks = tuple[list[tuple[int, int]], list[tuple[int, int]]]
@@ -135,6 +181,7 @@ class CaptureReader:
         buffer_size: int = DEFAULT_BUFFER,
         size: int | None = None,
         scanner_class: type | None = None,
+        decap: int = 0,
     ) -> None:
         self.name = name
         #: Total size of the input when known (a regular file), for progress.
@@ -154,6 +201,14 @@ class CaptureReader:
         self._big = False  # byte order of the current pcapng section
         if local is not None:
             self._scanner.set_local(*local)
+        #: The tunnel kinds decapsulated (``tunnels.parse_tunnels``; 0: none).
+        self.decap = decap
+        if decap:
+            self._scanner.set_decap(decap)
+        #: Packets decapsulated, and tunnels too malformed to be (counted as
+        #: their outer packet).
+        self.tunnels = 0
+        self.bad_tunnels = 0
         #: IP packets returned so far.
         self.packets = 0
         #: Frames that were not IPv4/IPv6 (ARP, LLDP, ...) and were skipped.
@@ -161,6 +216,9 @@ class CaptureReader:
         #: IP packets cut short by the capture's snap length (counted with
         #: their full IP length when their headers were captured).
         self.truncated = 0
+        #: IPv4 packets whose total length field is 0 (TCP segmentation
+        #: offload, BIG TCP): keyed by their captured length, as tshark does.
+        self.zero_total = 0
         #: Packets skipped because their pcapng interface's link type is not
         #: supported, and those link types (in the order met).
         self.unsupported = 0
@@ -169,6 +227,9 @@ class CaptureReader:
         self.format = ""
         #: Link types declared by the file (pcapng: one per interface).
         self.linktypes: list[int] = []
+        #: Malformed parts of the file that were skipped (one message each,
+        #: without the file name); the records around them are read.
+        self.warnings: list[str] = []
         self._open()
 
     # -- input buffer --------------------------------------------------------
@@ -333,9 +394,16 @@ class CaptureReader:
         end = len(block) - 4
         while opt + 4 <= end:
             code, length = struct.unpack(order + "HH", block[opt : opt + 4])
-            value = block[opt + 4 : opt + 4 + length]
             if code == 0:
                 break
+            if opt + 4 + length > end:
+                # The options read so far stand; the interface is kept.
+                self._warn(
+                    f"interface description block at byte {at}: option {code} "
+                    f"({length} bytes) runs past its block; options from there on ignored"
+                )
+                break
+            value = block[opt + 4 : opt + 4 + length]
             if code == _IDB_OPT_TSRESOL and length >= 1:
                 tsresol = value[0]
             elif code == _IDB_OPT_TSOFFSET and length >= 8:
@@ -345,6 +413,12 @@ class CaptureReader:
         offset_ns = ((tsoffset * 1_000_000_000 + (1 << 63)) % (1 << 64)) - (1 << 63)
         self.linktypes.append(linktype)
         self._scanner.add_interface(linktype, snaplen, mul, div, factor, offset_ns)
+
+    def _warn(self, message: str) -> None:
+        if len(self.warnings) < _MAX_WARNINGS:
+            self.warnings.append(message)
+        elif len(self.warnings) == _MAX_WARNINGS:
+            self.warnings.append("more malformed options: not listed")
 
     # -- packets ---------------------------------------------------------------
     def read(self, stop_ns: int | None = None, max_packets: int = 0) -> Batch:
@@ -369,7 +443,11 @@ class CaptureReader:
             self.skipped += scanner.skipped
             self.truncated += scanner.truncated
             self.unsupported += scanner.unsupported
-            n = scanner.n_tx + scanner.n_rx
+            self.tunnels += scanner.tunnels
+            self.bad_tunnels += scanner.bad_tunnels
+            if scanner.n_zero_total:
+                self._zero_totals(scanner)
+            n = scanner.n_packets
             self.packets += n
             if status == ST_FULL:
                 return self._batch(Stop.MORE)
@@ -419,8 +497,40 @@ class CaptureReader:
                 return self._batch(Stop.MORE)
             raise error
 
+    def _zero_totals(self, scanner: Any) -> None:
+        """Give IPv4 packets with a total length of 0 the length they have.
+
+        Segmentation offload (TSO) and BIG TCP hand packets to the capture
+        before (or without) writing their total length: 0, and the real
+        length is the captured one (more than 65535 bytes for BIG TCP).
+        tshark then takes the length from the capture; so does ``connstats
+        read``: the field is set to the emitted length (65535 at most, which
+        a longer packet still is) in the reader's own copy of the data, and
+        the core keys the packet by its protocol and ports.  The library's
+        entry points keep the reference rule (docs/contract.md §4): a total
+        length of 0 there means proto 0, ports 0.
+        """
+        n = scanner.n_zero_total
+        buf = self._buf
+        for off, length in zip(
+            scanner.zero_total_offsets[:n], scanner.zero_total_lengths[:n]
+        ):
+            value = min(length, 0xFFFF)
+            buf[off + 2] = value >> 8
+            buf[off + 3] = value & 0xFF
+        self.zero_total += n
+
     def _batch(self, stop: Stop, next_ns: int = 0) -> Batch:
         s = self._scanner
+        tunneled = None
+        if s.n_ptx or s.n_prx:
+            tunneled = Tunneled(
+                *(
+                    memoryview(getattr(s, f"{name}_{part}"))[: getattr(s, f"n_{name}")]
+                    for name in ("vtx", "vrx", "ptx", "prx")
+                    for part in ("offsets", "lengths", "vnis", "times")
+                )
+            )
         return Batch(
             memoryview(self._buf),
             memoryview(s.tx_offsets)[: s.n_tx],
@@ -433,10 +543,14 @@ class CaptureReader:
             next_ns,
             s.min_ns,
             s.max_ns,
+            memoryview(s.tx_times)[: s.n_tx],
+            memoryview(s.rx_times)[: s.n_rx],
+            tunneled,
         )
 
     def close(self) -> None:
-        if self._stream is not sys.stdin.buffer:
+        # never close standard input (sys.stdin is None when there is none)
+        if self._stream is not getattr(sys.stdin, "buffer", None):
             self._stream.close()
 
     def __enter__(self) -> CaptureReader:
@@ -483,6 +597,7 @@ __all__ = [
     "CaptureReader",
     "LocalNetworks",
     "Stop",
+    "Tunneled",
     "local_networks",
     "open_capture",
 ]

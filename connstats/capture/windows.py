@@ -18,6 +18,10 @@ time:
   mode is slower than the default one when windows stay full.
 * The last window ends at the capture time of the last packet.
 
+With ``track_times=True`` every connection also gets the capture time of
+its first and last packet (the windows' values are TimedCounts), exact to
+the capture's own resolution.
+
 Packets whose time goes backwards (merged captures, files given out of date
 order) stay in the open window, which then starts at its earliest packet and
 ends no earlier than its latest (docs/contract.md §6).
@@ -90,6 +94,33 @@ def _default_core_module() -> Any:
     return core
 
 
+def _feed_tunneled(core: Any, data: memoryview, t: Any, timed: bool) -> None:
+    """Count the decapsulated packets of a batch: inner ones virtual, outer
+    physical (with their capture times when the core keeps them)."""
+    for direction in ("tx", "rx"):
+        offsets = getattr(t, f"v{direction}_offsets")
+        if len(offsets):
+            lengths = getattr(t, f"v{direction}_lengths")
+            vnis = getattr(t, f"v{direction}_vnis")
+            if timed:
+                getattr(core, f"update_{direction}_virtual_buffer_at")(
+                    data, offsets, lengths, getattr(t, f"v{direction}_times"), vnis
+                )
+            else:
+                getattr(core, f"update_{direction}_virtual_buffer")(
+                    data, offsets, lengths, vnis
+                )
+        offsets = getattr(t, f"p{direction}_offsets")
+        if len(offsets):
+            getattr(core, f"update_{direction}_physical_buffer")(
+                data,
+                offsets,
+                getattr(t, f"p{direction}_lengths"),
+                getattr(t, f"p{direction}_vnis"),
+                getattr(t, f"p{direction}_times") if timed else None,
+            )
+
+
 class Replayer:
     """Feed one or more captures, in order, into a core; emit windows as they close."""
 
@@ -100,13 +131,15 @@ class Replayer:
         max_period_ns: int = 0,
         max_conns: int = 0,
         core_module: Any = None,
+        track_times: bool = False,
     ) -> None:
         if max_period_ns < 0:
             raise ValueError("max_period_ns must be >= 0")
         if max_conns < 0:
             raise ValueError("max_conns must be >= 0")
         module = core_module if core_module is not None else _default_core_module()
-        self._core = module.Core(max_conns=max_conns)
+        self._core = module.Core(max_conns=max_conns, track_times=track_times)
+        self._track_times = track_times
         self._on_window = on_window
         self._period = max_period_ns
         self._max_conns = max_conns
@@ -143,27 +176,49 @@ class Replayer:
                 # else: packet times saturate at INT64_MAX, so no packet can
                 # be later than this window's end: it runs to the end.
             if max_conns:
-                room = max(1, max_conns - core.connections)
+                room = max_conns - core.connections
+                if getattr(reader, "decap", 0):
+                    room //= 2  # a tunnel packet may open two: virtual and physical
+                room = max(1, room)
                 limit = room if limit == 0 else min(limit, room)
             batch = reader.read(stop, limit)
             if batch.packets:
                 if self._open_start is None:
                     self._open_start = batch.first_ns
-                if len(batch.tx_offsets):
-                    core.update_tx_virtual_buffer(
-                        batch.data, batch.tx_offsets, batch.tx_lengths
-                    )
-                if len(batch.rx_offsets):
-                    core.update_rx_virtual_buffer(
-                        batch.data, batch.rx_offsets, batch.rx_lengths
-                    )
+                if self._track_times:
+                    if len(batch.tx_offsets):
+                        core.update_tx_virtual_buffer_at(
+                            batch.data,
+                            batch.tx_offsets,
+                            batch.tx_lengths,
+                            batch.tx_times,
+                        )
+                    if len(batch.rx_offsets):
+                        core.update_rx_virtual_buffer_at(
+                            batch.data,
+                            batch.rx_offsets,
+                            batch.rx_lengths,
+                            batch.rx_times,
+                        )
+                else:
+                    if len(batch.tx_offsets):
+                        core.update_tx_virtual_buffer(
+                            batch.data, batch.tx_offsets, batch.tx_lengths
+                        )
+                    if len(batch.rx_offsets):
+                        core.update_rx_virtual_buffer(
+                            batch.data, batch.rx_offsets, batch.rx_lengths
+                        )
+                if batch.tunneled is not None:
+                    _feed_tunneled(core, batch.data, batch.tunneled, self._track_times)
                 self.packets += batch.packets
                 self._last_ns = batch.last_ns
                 if max_conns:
                     # Only a single-packet feed can overflow (see the module
-                    # doc), so that packet opened the new window.
-                    full = core.pop_pending()
-                    if full is not None:
+                    # doc), so that packet opened the new window.  A tunnel
+                    # packet opens two connections: with max_conns 1 each
+                    # of them can cut one.
+                    while (full := core.pop_pending()) is not None:
                         self._emit(full, self._open_start, batch.first_ns)
                         self._open_start = batch.first_ns
                 self._note(batch.min_ns, batch.max_ns)

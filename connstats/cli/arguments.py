@@ -92,6 +92,40 @@ def positive(text: str) -> int:
     return value
 
 
+def tunnels(text: str) -> int:
+    """``vxlan,gre`` (or ``all``) -> the mask of tunnels to decapsulate."""
+    from .._protocols import TUNNELS, tunnel_mask
+
+    try:
+        mask = tunnel_mask(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of tunnels (from: {', '.join(TUNNELS)}, all)"
+        ) from None
+    if not mask:
+        raise argparse.ArgumentTypeError("name at least one tunnel (or all)")
+    return mask
+
+
+def is_tunnel_list(text: str) -> bool:
+    """Does ``text`` read as a --decap list (rather than a file name)?"""
+    from .._protocols import TUNNELS
+
+    parts = [p.strip().lower() for p in text.split(",")]
+    return bool(parts) and all(p in TUNNELS or p == "all" for p in parts)
+
+
+def attach_optional_lists(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """``--decap FILE`` is the option without its list, then a file: make it
+    ``--decap=all FILE`` (argparse would take FILE as the list).  A word that
+    reads as a list (``--decap vxlan,gre``) stays the option's."""
+    out = list(argv)
+    for i, word in enumerate(out):
+        if word in options and (i + 1 == len(out) or not is_tunnel_list(out[i + 1])):
+            out[i] = f"{word}=all"
+    return out
+
+
 def cidr(text: str) -> str:
     import ipaddress
 

@@ -147,7 +147,8 @@ def add_arguments(live: argparse.ArgumentParser) -> None:
         "-w",
         metavar="FILE.pcapng",
         help="also write every counted packet to a pcapng file (raw IP, with its "
-        "direction); 'connstats read FILE --local ADDR' gives the same counts. An "
+        "direction, epb_flags); 'connstats read FILE' gives the same counts. A new "
+        "file is created readable by its owner only (mode 0600). An "
         "--output FILE ending in .pcapng means the same",
     )
 
@@ -309,8 +310,8 @@ def _serve_metrics(
 
 def run(
     args: argparse.Namespace,
-    open_output: Callable[[ExitStack, str | None], TextIO],
-    make_writer: Callable[[argparse.Namespace, TextIO], Any],
+    open_output: Callable[[ExitStack, str | None, str], TextIO],
+    make_writer: Callable[[argparse.Namespace, TextIO, Any], Any],
     make_exporter: Callable[[argparse.Namespace, ExitStack], Any],
 ) -> int:
     """Run ``connstats capture``; returns the exit status."""
@@ -323,6 +324,8 @@ def run(
     from ..capture.windows import Window
     from .out_jsonl import window_message
     from .output import merge_windows
+    from .outstream import create_private
+    from .sinks import export_status
 
     write_path = args.write
     if write_path is None and args.output and args.output.endswith(".pcapng"):
@@ -345,14 +348,23 @@ def run(
         tee: BinaryIO | None = None
         if write_path is not None:
             try:
-                tee = stack.enter_context(open(write_path, "wb"))
+                tee = stack.enter_context(create_private(write_path, "wb"))
             except OSError as exc:
                 raise CaptureFailed(
                     f"cannot write {write_path}: {exc.strerror}"
                 ) from None
             write_header(tee, source.name, f"connstats {__version__}")
-        out = open_output(stack, args.output)
-        writer = make_writer(args, out)
+        out = open_output(stack, args.output, args.format)
+        from .output import ReportOptions
+
+        top = (
+            args.top if args.top is not None else (20 if args.format == "table" else 0)
+        )
+        writer = make_writer(
+            args, out, ReportOptions(top=top, community_id=args.community_id)
+        )
+        if hasattr(writer, "close"):
+            stack.callback(writer.close)
         exporter = make_exporter(args, stack)
         jsonl = args.format == "jsonl"
         lock = threading.Lock()
@@ -367,7 +379,9 @@ def run(
 
         def show(window: Window, label: str | None) -> None:
             if jsonl:
-                msg = window_message(window, args.top or 0)
+                msg = window_message(
+                    window, args.top or 0, community_id=args.community_id
+                )
                 msg["capture"] = status.as_dict()
                 out.write(json.dumps(msg, separators=(",", ":")) + "\n")
                 out.flush()
@@ -412,7 +426,13 @@ def run(
                 status.next_report = now + 1.0
 
         stats = Statistics(
-            max_period=args.max_period or 0, max_conns=args.max_conns, dump=dump
+            max_period=args.max_period or 0,
+            max_conns=args.max_conns,
+            dump=dump,
+            # Parquet rows carry first/last seen: the wall-clock time of the
+            # update that counted the packet (the ring hands packets over
+            # within a block timeout of their arrival)
+            track_times=args.format == "parquet",
         )
         if totals is not None:
             totals.watch(stats)
@@ -435,6 +455,7 @@ def run(
                 count=args.count,
                 tee=tee,
                 tick=tick,
+                decap=args.decap or 0,
             )
             tick(result)
         finally:
@@ -461,6 +482,15 @@ def run(
                 summary += (
                     f", {result.loopback_copies} loopback copies not counted twice"
                 )
+            if result.truncated:
+                summary += (
+                    f", {result.truncated} larger than a block (cut short, counted "
+                    "by their IP length)"
+                )
+            if args.decap:
+                from .read import tunnel_summary
+
+                summary += ", " + tunnel_summary(result.tunnels, result.bad_tunnels)
             summary += (
                 f"; kernel: {result.kernel.received} received, "
                 f"{result.kernel.dropped} dropped"
@@ -474,8 +504,17 @@ def run(
                                 "bytes": result.bytes,
                                 "skipped": result.skipped,
                                 "loopbackCopies": result.loopback_copies,
+                                "truncated": result.truncated,
                                 "mode": source.mode,
                                 "interrupted": result.interrupted,
+                                **(
+                                    {
+                                        "tunnels": result.tunnels,
+                                        "badTunnels": result.bad_tunnels,
+                                    }
+                                    if args.decap
+                                    else {}
+                                ),
                             }
                         },
                         separators=(",", ":"),
@@ -483,7 +522,7 @@ def run(
                     + "\n"
                 )
                 out.flush()
-            elif args.format == "csv":
+            elif args.format in ("csv", "parquet"):
                 # CSV rows stay rows: the summary goes to stderr
                 print(summary, file=sys.stderr, flush=True)
             else:
@@ -502,7 +541,7 @@ def run(
         )
         if args.fail_on_drop:
             return EXIT_DROPPED
-    return 0
+    return export_status(exporter)
 
 
 def command(args: argparse.Namespace) -> int:

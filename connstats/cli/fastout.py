@@ -140,10 +140,20 @@ def sorted_items(
                 b._version,
                 b._ip,
                 dst.port,
+                _vni(conn),
             )
         except AttributeError:  # no address (undecoded), or another ipaddress
             ka, kb = akey(a), akey(b)
-            return (conn.proto, ka[0], ka[1], src.port, kb[0], kb[1], dst.port)
+            return (
+                conn.proto,
+                ka[0],
+                ka[1],
+                src.port,
+                kb[0],
+                kb[1],
+                dst.port,
+                _vni(conn),
+            )
 
     out: list[Item] = []
     total = 0
@@ -214,7 +224,7 @@ def _full_keys(items: list[tuple[Any, Any]], nk: list[tuple[int, int]]) -> list[
     try:
         return [
             (*k, c.proto, c.src.addr._version, c.src.addr._ip, c.src.port,
-             c.dst.addr._version, c.dst.addr._ip, c.dst.port)
+             c.dst.addr._version, c.dst.addr._ip, c.dst.port, _vni(c))
             for k, (c, _) in zip(nk, items)
         ]  # fmt: skip
     except AttributeError:  # the undecoded row has no addresses
@@ -222,9 +232,15 @@ def _full_keys(items: list[tuple[Any, Any]], nk: list[tuple[int, int]]) -> list[
         return [
             (*k, c.proto, (c.src.addr or none)._version, (c.src.addr or none)._ip,
              c.src.port, (c.dst.addr or none)._version, (c.dst.addr or none)._ip,
-             c.dst.port)
+             c.dst.port, _vni(c))
             for k, (c, _) in zip(nk, items)
         ]  # fmt: skip
+
+
+def _vni(conn: Any) -> int:
+    """A connection's VNI in sort keys: -1 (before every VNI) for none."""
+    vni = conn.vni
+    return -1 if vni is None else int(vni)
 
 
 def _json_counts(c: Any) -> list[str]:
@@ -248,7 +264,15 @@ def json_items(items: Iterable[Item], cache: AddrCache) -> tuple[list[str], list
         proto = conn.proto
         src, dst = conn.src, conn.dst
         a, b = src.addr, dst.addr
-        if not phys and proto and proto != 255 and a is not None and b is not None:
+        vni = conn.vni
+        if (
+            not phys
+            and proto
+            and proto != 255
+            and a is not None
+            and b is not None
+            and vni is None
+        ):
             # The common row, inlined: one f-string, cached address text.
             hit = texts(id(a))
             sa = hit[1] if hit is not None and hit[0] is a else text(a)
@@ -273,22 +297,27 @@ def json_items(items: Iterable[Item], cache: AddrCache) -> tuple[list[str], list
             parts.append(f'"kind":"{kind}"')
         if conn.proto:
             parts.append(f'"proto":{conn.proto}')
-        # Special rows have no ports to show; ordinary ones always do (":0"
-        # for ICMP), as the network log writes them.
-        with_port = not kind or bool(conn.src.port or conn.dst.port)
+        # Every address is written ADDR:PORT (":0" for ICMP, fragments and
+        # rows without a transport), as Go writes a netip.AddrPort: a
+        # network-log consumer cannot parse a bare address.
         if conn.src.addr is not None:
-            parts.append(f'"src":"{endpoint(conn.src, with_port)}"')
+            parts.append(f'"src":"{endpoint(conn.src, True)}"')
         if conn.dst.addr is not None:
-            parts.append(f'"dst":"{endpoint(conn.dst, with_port)}"')
+            parts.append(f'"dst":"{endpoint(conn.dst, True)}"')
+        if vni is not None:
+            parts.append(f'"vni":{vni}')
         parts += _json_counts(c)
         (physical if phys else virtual).append("{" + ",".join(parts) + "}")
     return virtual, physical
 
 
-def csv_items(items: Iterable[Item], head: str, cache: AddrCache) -> str:
+def csv_items(
+    items: Iterable[Item], head: str, cache: AddrCache, vni: bool = False
+) -> str:
     """CSV lines (CRLF) for the connection shape; ``head`` is the window columns + ','.
 
     Every field is a number, an address or a protocol name: no quoting needed.
+    ``vni``: end each line with the VNI column (``connstats read --decap``).
     """
     text = cache.text
     name: Callable[[int], str] = protocol_name
@@ -300,7 +329,14 @@ def csv_items(items: Iterable[Item], head: str, cache: AddrCache) -> str:
         src, dst = conn.src, conn.dst
         proto = conn.proto
         a, b = src.addr, dst.addr
-        if not phys and proto and proto != 255 and a is not None and b is not None:
+        if (
+            not phys
+            and proto
+            and proto != 255
+            and a is not None
+            and b is not None
+            and not vni
+        ):
             # The common row, inlined.
             hit = texts(id(a))
             sa = hit[1] if hit is not None and hit[0] is a else text(a)
@@ -321,8 +357,12 @@ def csv_items(items: Iterable[Item], head: str, cache: AddrCache) -> str:
             d = ","
         else:
             d = f"{text(dst.addr)},{dst.port}"
+        tail = ""
+        if vni:
+            tail = "," if conn.vni is None else f",{conn.vni}"
         add(
-            f"{head}{kind},{conn.proto},{pname},{s},{d},{c[0]},{c[1]},{c[2]},{c[3]}\r\n"
+            f"{head}{kind},{conn.proto},{pname},{s},{d},{c[0]},{c[1]},{c[2]},{c[3]}"
+            f"{tail}\r\n"
         )
     return "".join(lines)
 
@@ -354,9 +394,11 @@ def json_text(items: Sequence[Item], cache: AddrCache) -> tuple[str, str]:
     return ",".join(rows[0]), ",".join(rows[1])
 
 
-def csv_text(items: Sequence[Item], head: str, cache: AddrCache) -> str:
+def csv_text(
+    items: Sequence[Item], head: str, cache: AddrCache, vni: bool = False
+) -> str:
     """:func:`csv_items`, compiled when it can be."""
     if _compiled is not None:
-        text: str = _compiled.csv_rows(items, head, PROTOCOL_NAMES)
+        text: str = _compiled.csv_rows(items, head, PROTOCOL_NAMES, vni)
         return text
-    return csv_items(items, head, cache)
+    return csv_items(items, head, cache, vni)

@@ -14,7 +14,16 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
-from .arguments import Fail, HelpFormatter, cidr, count, positive, seconds
+from .arguments import (
+    Fail,
+    HelpFormatter,
+    attach_optional_lists,
+    cidr,
+    count,
+    positive,
+    seconds,
+    tunnels,
+)
 from .read_options import add_read_options
 
 # -- parser ----------------------------------------------------------------------------
@@ -22,12 +31,15 @@ from .read_options import add_read_options
 _READ_DESCRIPTION = """\
 Count packets and bytes per connection in pcap or pcapng files (the format
 is detected from the content; gzip, bzip2, xz and zstd files are read as
-they are). With no FILE, read a small sample capture shipped with connstats.
+they are). With no FILE, read standard input when it is a pipe or a file
+(tcpdump -w - | connstats read), else a small sample capture shipped with
+connstats.
 """
 
 _READ_EPILOG = """\
 examples:
-  connstats read                          the built-in sample capture
+  connstats read                          the built-in sample (from a tty)
+  tcpdump -i eth0 -w - | connstats read   what tcpdump writes to the pipe
   connstats read trace.pcapng --top 5     the five biggest connections
   connstats read trace.pcap --local 10.0.0.0/8 --max-period 60s
   tcpdump -i eth0 -w - | connstats read - --max-period 10 --format jsonl
@@ -35,6 +47,7 @@ examples:
   connstats read a.pcap b.pcapng --group-by host --total
   connstats read trace.pcap --proto udp --port 53 --times --format csv
   connstats read trace.pcap --bpf 'tcp port 443 and not host 10.0.0.1'
+  connstats read overlay.pcap --decap     VXLAN, Geneve, GRE, ... opened
 
 Windows follow the capture's timestamps: --max-period cuts a window when
 that much capture time has passed since its first packet; --max-conns cuts
@@ -61,7 +74,8 @@ examples:
   sudo connstats capture -i eth0 -w trace.pcapng --fail-on-drop
 
 Exit status {dropped} with --fail-on-drop: the kernel dropped packets (the ring was
-full); a larger --ring-size or a capture filter helps.
+full); a larger --ring-size or a capture filter helps. Exit status 4: --export
+could not send some flow records.
 """
 
 
@@ -69,11 +83,19 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
     group.add_argument(
         "--format",
-        choices=("table", "jsonl", "csv"),
+        choices=("table", "jsonl", "csv", "parquet"),
         default="table",
         help="table: aligned columns for people (default); jsonl: one JSON object per "
         "window, with the field names of Tailscale's network log; csv: one header "
-        "line, then one line per row of every window",
+        "line, then one line per row of every window; parquet (with -o FILE): one "
+        "row group per window, for pandas, Polars or DuckDB (needs pyarrow)",
+    )
+    group.add_argument(
+        "--community-id",
+        action="store_true",
+        help="add each connection's Community ID v1 (the flow hash of Zeek, "
+        "Suricata and Wireshark): a communityId field (jsonl) or column (csv, "
+        "parquet)",
     )
     group.add_argument(
         "--total",
@@ -91,13 +113,17 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         "--output",
         "-o",
         metavar="FILE",
-        help="write to FILE instead of standard output",
+        help="write to FILE instead of standard output (a new file is created "
+        "readable by its owner only, mode 0600)",
     )
     group.add_argument(
         "--export",
         metavar="URL",
         help="also send every window as IPFIX flow records to a collector: "
-        "ipfix://HOST:PORT (UDP) or ipfix+tcp://HOST:PORT",
+        "ipfix://HOST:PORT (UDP) or ipfix+tcp://HOST:PORT. The connections the "
+        "selection options keep are exported, all of them (--top, --sort and the "
+        "row shapes change the tables only). Exit status 4 if any record could not "
+        "be sent",
     )
 
 
@@ -115,6 +141,20 @@ def _add_window_options(parser: argparse.ArgumentParser, clock: str) -> None:
         default=0,
         metavar="N",
         help="end a window when a new connection would make it hold more than N (0: no bound)",
+    )
+
+
+def _add_decap_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--decap",
+        nargs="?",
+        const=31,
+        type=tunnels,
+        metavar="LIST",
+        help="open tunnels (all, or a list: vxlan,geneve,gre,ipip,mpls): the "
+        "innermost packet counts as a connection, the tunnel packet as physical "
+        "traffic between its endpoints, each with its VNI or key (a vni column); "
+        "see docs/tunnels.md",
     )
 
 
@@ -141,7 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     read.add_argument(
-        "files", nargs="*", metavar="FILE", help="capture files, '-' for standard input"
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="capture files, '-' for standard input (the default when it is a pipe "
+        "or a file)",
     )
     read.add_argument(
         "--local",
@@ -151,8 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CIDR",
         help="a local network (repeatable): packets to it count as received (rx), so "
         "both directions of a conversation merge into one connection, as a "
-        "forwarder sees them. Default: every packet counts as sent (tx)",
+        "forwarder sees them. Default: every packet counts as sent (tx). A pcapng "
+        "packet whose record says its direction (epb_flags, as 'connstats capture "
+        "-w' and dumpcap write it) goes by that instead",
     )
+    _add_decap_option(read)
     _add_window_options(read, "capture time (packet timestamps)")
     _add_output_options(read)
     add_read_options(read)
@@ -174,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument(
         "--count", "-c", type=positive, metavar="N", help="stop after N IP packets"
     )
+    _add_decap_option(live)
     _add_window_options(live, "wall-clock time")
     _add_output_options(live)
     return parser
@@ -199,10 +247,15 @@ def _complete(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 ok, 1 error, 2 usage)."""
+    """Run the command line; return the exit status (docs/cli.md, "Exit status").
+
+    0 ok, 1 error, 2 usage, 3 kernel drops with capture --fail-on-drop, 4 flow
+    records not exported, 130 Ctrl-C (read), 141 broken pipe.
+    """
     parser = build_parser()
     _complete(parser)
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(attach_optional_lists(words, ("--decap",)))
     # Each command's module is imported only when it runs: `connstats --help`
     # and the other command start without it.
     handler: Callable[[argparse.Namespace], int] = importlib.import_module(

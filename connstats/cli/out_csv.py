@@ -6,6 +6,7 @@ from typing import Any, TextIO
 
 from ..capture.windows import Window
 from .fastout import csv_text
+from .out_jsonl import community_id_of
 from .output import ReportOptions, Writer, _addr_text, rfc3339
 
 _NS = 1_000_000_000
@@ -63,6 +64,8 @@ class CsvWriter(Writer):
             + _CSV_KEY_COLUMNS[shape]
             + counts
             + (_CSV_TIMES if times else ())
+            + (("communityId",) if self._opts.community_id else ())
+            + (("vni",) if self._opts.vni else ())
         )
         self._header = True
 
@@ -79,7 +82,12 @@ class CsvWriter(Writer):
         head = (self._count, rfc3339(w.start_ns), rfc3339(w.end_ns))
         if rep.items is not None:
             self._out.write(
-                csv_text(rep.items, ",".join(map(str, head)) + ",", self._addrs)
+                csv_text(
+                    rep.items,
+                    ",".join(map(str, head)) + ",",
+                    self._addrs,
+                    self._opts.vni,
+                )
             )
             self._out.flush()
             return
@@ -119,6 +127,15 @@ class CsvWriter(Writer):
                     "" if pps is None else round(pps, 3),
                     "" if bps is None else round(bps, 3),
                 )
+            if self._opts.community_id:
+                cid = (
+                    community_id_of(r)
+                    if shape in ("connections", "conversations")
+                    else None
+                )
+                line += ("" if cid is None else cid,)
+            if self._opts.vni:
+                line += ("" if r.vni is None else r.vni,)
             rows.append(line)
         self._writer.writerows(rows)
         self._out.flush()

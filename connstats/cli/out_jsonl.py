@@ -13,6 +13,7 @@ import json
 from typing import Any, TextIO
 
 from ..capture.windows import Window
+from ..export.community_id import community_id
 from .fastout import json_text
 from .output import (
     Report,
@@ -52,7 +53,19 @@ _TX_RX = ("txPkts", "txBytes", "rxPkts", "rxBytes")
 _A_B = ("aToBPkts", "aToBBytes", "bToAPkts", "bToABytes")
 
 
-def row_dict(r: Row, shape: str, cache: dict[Any, str]) -> dict[str, Any]:
+def community_id_of(r: Row) -> str | None:
+    """The Community ID of a connection or conversation row; None if it has none."""
+    if r.kind or r.a is None or r.b is None:
+        return None  # physical, undecoded, "ip" and fragment rows
+    try:
+        return community_id((r.proto, r.a, r.b))
+    except ValueError:
+        return None
+
+
+def row_dict(
+    r: Row, shape: str, cache: dict[Any, str], with_id: bool = False
+) -> dict[str, Any]:
     """One row as JSON: the network log's field names, ``kind`` on special rows."""
     out: dict[str, Any] = {}
     if r.kind and r.kind != KIND_PHYSICAL:
@@ -60,14 +73,19 @@ def row_dict(r: Row, shape: str, cache: dict[Any, str]) -> dict[str, Any]:
     if shape in ("connections", "conversations"):
         if r.proto:
             out["proto"] = r.proto
-        with_port = (
-            bool(r.a is not None and r.b is not None and (r.a.port or r.b.port))
-            or not r.kind
-        )
         names = ("src", "dst") if shape == "connections" else ("a", "b")
         for name, ap in zip(names, (r.a, r.b)):
+            # ADDR:PORT always (":0" on fragment and "ip" rows too), as Go
+            # writes a netip.AddrPort: a network-log consumer cannot parse a
+            # bare address.
             if ap is not None and ap.addr is not None:
-                out[name] = _endpoint_text(ap, cache, with_port)
+                out[name] = _endpoint_text(ap, cache, True)
+        if r.vni is not None:
+            out["vni"] = r.vni
+        if with_id:
+            cid = community_id_of(r)
+            if cid is not None:
+                out["communityId"] = cid
         _counts_fields(r, out, _TX_RX if shape == "connections" else _A_B)
     elif shape == "host":
         if r.a is not None:
@@ -96,10 +114,11 @@ def window_message(
     top: int = 0,
     rep: Report | None = None,
     cache: dict[Any, str] | None = None,
+    community_id: bool = False,
 ) -> dict[str, Any]:
     """The network-log message for one window, as a JSON-ready dict."""
     if rep is None:
-        rep = build_report(w, ReportOptions(top=top))
+        rep = build_report(w, ReportOptions(top=top, community_id=community_id))
     cache = cache if cache is not None else {}
     message: dict[str, Any] = {"start": rfc3339(w.start_ns), "end": rfc3339(w.end_ns)}
     if rep.shape in GROUPS:
@@ -108,10 +127,12 @@ def window_message(
     physical = [r for r in rep.rows if r.kind == KIND_PHYSICAL]
     if virtual:
         message[_JSON_KEYS[rep.shape]] = [
-            row_dict(r, rep.shape, cache) for r in virtual
+            row_dict(r, rep.shape, cache, community_id) for r in virtual
         ]
     if physical:
-        message["physicalTraffic"] = [row_dict(r, rep.shape, cache) for r in physical]
+        message["physicalTraffic"] = [
+            row_dict(r, rep.shape, cache, community_id) for r in physical
+        ]
     return message
 
 
@@ -147,6 +168,8 @@ class JsonlWriter(Writer):
                 out.write("]")
             out.write("}\n")
         else:
-            message = window_message(w, rep=rep, cache=self._cache)
+            message = window_message(
+                w, rep=rep, cache=self._cache, community_id=self._opts.community_id
+            )
             self._out.write(self._encode(message) + "\n")
         self._out.flush()

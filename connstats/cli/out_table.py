@@ -115,13 +115,21 @@ class TableWriter(Writer):
         )
         headers = _SHAPE_HEADERS[rep.shape]
         nkey = len(headers) - 4
+        # a VNI column when a row shown has one (connstats read --decap)
+        vni = any(r.vni is not None for r in rep.rows)
+        if vni:
+            headers = headers[:nkey] + ("VNI",) + headers[nkey:]
+            nkey += 1
         if rep.times:
             headers = headers + _TIME_HEADERS
         lines: list[tuple[str, ...]] = [headers]
         kinds: dict[str, None] = {}
         cache = self._cache
         for r in rep.rows:
-            cells = _key_cells(r, rep.shape, cache) + [
+            cells = _key_cells(r, rep.shape, cache)
+            if vni:
+                cells.append("-" if r.vni is None else str(r.vni))
+            cells += [
                 str(r.tx_packets),
                 human_bytes(r.tx_bytes),
                 str(r.rx_packets),

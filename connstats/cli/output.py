@@ -122,6 +122,11 @@ class ReportOptions:
     select: Callable[[Any], bool] | None = None
     #: show first/last seen, duration and rates
     times: bool = False
+    #: a vni column in CSV (connstats read --decap); tables and JSON show a
+    #: row's VNI whenever it has one
+    vni: bool = False
+    #: add each connection's Community ID (connections and conversations)
+    community_id: bool = False
 
 
 @dataclass
@@ -146,7 +151,14 @@ class Report:
     def rows(self) -> list[Row]:
         if self.shown is None:
             self.shown = [
-                Row(conn.proto, conn.src, conn.dst, counts, row_kind(conn, phys))
+                Row(
+                    conn.proto,
+                    conn.src,
+                    conn.dst,
+                    counts,
+                    row_kind(conn, phys),
+                    vni=conn.vni,
+                )
                 for conn, counts, phys in self.items or ()
             ]
         return self.shown
@@ -161,7 +173,12 @@ def build_report(
 ) -> Report:
     """Apply filters, shape, sort and --top to one window."""
     times_on = opts.times and times is not None
-    fast = opts.shape == "connections" and not times_on and fast_handles(opts.sort)
+    fast = (
+        opts.shape == "connections"
+        and not times_on
+        and not opts.community_id
+        and fast_handles(opts.sort)
+    )
     table: Any = getattr(w, "table", None)
     if fast and opts.select is None and hasattr(table, "sorted_items"):
         # Straight from the compiled core's arrays: totals, ranking and the

@@ -20,7 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 #: Exit status after EPIPE: what the shell reports for a tool killed by SIGPIPE.
 EXIT_BROKEN_PIPE = 128 + 13
@@ -81,3 +81,23 @@ def flush_stdout() -> OutputError | None:
         silence_stdout()
         return OutputError("standard output", exc)
     return None
+
+
+#: Mode of the files -o and -w create: they hold addresses, ports and (-w)
+#: packet payloads, often written as root; only their owner reads them.  An
+#: existing file is truncated and keeps its mode (chmod it, or create it
+#: beforehand with the mode wanted, to share the output).
+PRIVATE_MODE = 0o600
+
+
+def create_private(path: str, mode: str = "w") -> Any:
+    """Open ``path`` for writing (``"w"`` text, ``"wb"`` binary), new files 0600."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags, PRIVATE_MODE)
+    try:
+        if mode == "wb":
+            return os.fdopen(fd, "wb")
+        return os.fdopen(fd, "w", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise

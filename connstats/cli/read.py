@@ -26,11 +26,16 @@ from ..capture.errors import CaptureError, TruncatedCaptureError
 from ..capture.reader import CaptureReader
 from .arguments import Fail
 from .output import human_bytes
-from .sinks import errmsg, make_exporter, make_writer, open_output
+from .sinks import errmsg, export_status, make_exporter, make_writer, open_output
 
 
 def open_reader(
-    path: str, name: str, *, local: Any = None, bpf: str | None = None
+    path: str,
+    name: str,
+    *,
+    local: Any = None,
+    bpf: str | None = None,
+    decap: int = 0,
 ) -> CaptureReader:
     """A capture reader for ``path`` (``-``: stdin), decompressed and filtered.
 
@@ -47,7 +52,7 @@ def open_reader(
 
             stream = BpfFilteredStream(stream, bpf)  # type: ignore[assignment]
             size = None
-        reader = CaptureReader(stream, name, local=local, size=size)
+        reader = CaptureReader(stream, name, local=local, size=size, decap=decap)
     except CompressionError as exc:
         _close(stream)
         raise ValueError(str(exc)) from None
@@ -76,7 +81,7 @@ def open_reader(
 def _close(stream: Any) -> None:
     import sys
 
-    if stream is not sys.stdin.buffer:
+    if stream is not getattr(sys.stdin, "buffer", None):
         stream.close()
 
 
@@ -85,6 +90,7 @@ class FileTotals:
 
     def __init__(self, reader: CaptureReader, *, count_bytes: bool) -> None:
         self.reader = reader
+        self.decap = reader.decap  # the replayer sizes its feeds by it
         self.packets = 0
         self.bytes: int | None = 0 if count_bytes else None
         self._read = reader.read
@@ -94,6 +100,9 @@ class FileTotals:
         self.packets += batch.packets
         if self.bytes is not None:
             self.bytes += sum(batch.tx_lengths) + sum(batch.rx_lengths)
+            t = batch.tunneled
+            if t is not None:
+                self.bytes += sum(t.ptx_lengths) + sum(t.prx_lengths)
         return batch
 
     def summary(self) -> str:
@@ -104,6 +113,13 @@ class FileTotals:
         parts.append(f"{reader.skipped} non-IP frames skipped")
         if reader.truncated:
             parts.append(f"{reader.truncated} cut by the snap length")
+        if reader.zero_total:
+            parts.append(
+                f"{reader.zero_total} with IPv4 total length 0 (TSO or BIG TCP: "
+                "keyed by their captured length)"
+            )
+        if reader.decap:
+            parts.append(tunnel_summary(reader.tunnels, reader.bad_tunnels))
         bpf = getattr(reader, "bpf_stream", None)
         if bpf is not None:
             parts.append(f"{bpf.packets_rejected} packets rejected by --bpf")
@@ -121,7 +137,22 @@ class FileTotals:
             f"all {len(files)} files: {packets} IP packets ({human_bytes(nbytes)}), "
             f"{skipped} non-IP frames skipped"
         )
-        return text + f", {truncated} cut by the snap length" if truncated else text
+        if truncated:
+            text += f", {truncated} cut by the snap length"
+        if any(f.reader.decap for f in files):
+            text += ", " + tunnel_summary(
+                sum(f.reader.tunnels for f in files),
+                sum(f.reader.bad_tunnels for f in files),
+            )
+        return text
+
+
+def tunnel_summary(tunnels: int, bad: int) -> str:
+    """``12 decapsulated, 1 malformed tunnel counted whole`` (not decapsulated)."""
+    text = f"{tunnels} decapsulated"
+    if bad:
+        text += f", {bad} malformed tunnel{'s' if bad != 1 else ''} counted whole"
+    return text
 
 
 # -- the command ----------------------------------------------------------------
@@ -136,25 +167,28 @@ def command(args: argparse.Namespace) -> int:
     from ..capture.errors import FilterError, LibpcapMissingError
     from ..capture.linktypes import describe_linktype, linktype_name
     from ..capture.windows import Replayer, Window
+    from .filters import filter_table
     from .output import Progress, merge_windows
     from .read import FileTotals, open_reader
     from .read_options import report_options
-    from .times import DEFAULT_RESOLUTION_NS, TimedWindows
 
     local = local_networks(args.local) if args.local else None
     period_ns = round(args.max_period * _NS) if args.max_period else 0
     options = report_options(args, 0 if args.format != "table" else 20)
-    if options.times and args.max_conns:
-        raise Fail("--times (and sorting by times) cannot be combined with --max-conns")
     failure: str | None = None
     summaries: list[str] = []
     totals: list[FileTotals] = []
     with ExitStack() as stack:
-        out = open_output(stack, args.output)
+        out = open_output(stack, args.output, args.format)
         writer = make_writer(args, out, options)
+        if hasattr(writer, "close"):
+            stack.callback(writer.close)
         paths: list[tuple[str, str]] = []  # (path to open, name shown)
         if args.files:
             paths = [(p, "<stdin>" if p == "-" else p) for p in args.files]
+        elif piped_stdin():
+            # `tcpdump -w - | connstats read`, `connstats read < trace.pcap`
+            paths = [("-", "<stdin>")]
         else:
             paths = [(_sample_path(stack), f"{_SAMPLE} (built-in sample)")]
         sizes = [_size(p) for p, _ in paths]
@@ -173,12 +207,18 @@ def command(args: argparse.Namespace) -> int:
 
         def show(window: Window, times: dict[Any, list[int]] | None = None) -> None:
             if exporter is not None:
-                exporter(
-                    datetime_of(window.start_ns),
-                    datetime_of(window.end_ns),
-                    window.virtual,
-                    window.physical,
-                )
+                # The connections the tables select (--host/--net/--port/
+                # --proto), every one of them (not just --top's).
+                virtual = window.virtual
+                if options.select is not None:
+                    virtual = filter_table(virtual, options.select)
+                if virtual or window.physical:
+                    exporter(
+                        datetime_of(window.start_ns),
+                        datetime_of(window.end_ns),
+                        virtual,
+                        window.physical,
+                    )
             if args.total:
                 collected.append(window)
                 if times:
@@ -193,23 +233,34 @@ def command(args: argparse.Namespace) -> int:
             progress.clear()
             writer.window(window, title=title, times=times)
 
-        if options.times:
-            resolution = (
-                round(args.resolution * _NS)
-                if args.resolution
-                else DEFAULT_RESOLUTION_NS
-            )
-            if period_ns:
-                resolution = min(resolution, period_ns)
-            timed = TimedWindows(show, period_ns)
-            replayer = Replayer(timed.sub_window, max_period_ns=resolution)
+        # Each connection's first and last packet time, from the capture's
+        # timestamps, when a row shows them (or an export sends them).
+        timed = bool(options.times or args.format == "parquet" or args.export)
+        if timed:
+
+            def show_timed(window: Window) -> None:
+                times = {
+                    conn: [counts.first_ns, counts.last_ns]
+                    for table in (window.virtual, window.physical)
+                    for conn, counts in table.items()
+                }
+                show(window, times)
+
+            on_window = show_timed
         else:
-            timed = None
-            replayer = Replayer(show, max_period_ns=period_ns, max_conns=args.max_conns)
+            on_window = show
+        replayer = Replayer(
+            on_window,
+            max_period_ns=period_ns,
+            max_conns=args.max_conns,
+            track_times=timed,
+        )
         count_bytes = len(paths) > 1
         for (path, name), size in zip(paths, sizes):
             try:
-                reader = open_reader(path, name, local=local, bpf=args.bpf)
+                reader = open_reader(
+                    path, name, local=local, bpf=args.bpf, decap=args.decap or 0
+                )
             except OSError as exc:
                 failure = errmsg(exc, name)
                 break
@@ -238,6 +289,8 @@ def command(args: argparse.Namespace) -> int:
                 or "no interfaces"
             )
             summaries.append(f"{name}: {reader.format}, {kinds}, {tally.summary()}")
+            for warning in reader.warnings:
+                print(f"connstats: warning: {name}: {warning}", file=sys.stderr)
             if reader.unsupported:
                 types = ", ".join(
                     describe_linktype(lt) for lt in reader.unsupported_linktypes
@@ -251,8 +304,6 @@ def command(args: argparse.Namespace) -> int:
                 break
         progress.clear()
         replayer.finish()
-        if timed is not None:
-            timed.flush()
         if args.total:
             merged = merge_windows(collected)
             if merged is not None:
@@ -269,7 +320,24 @@ def command(args: argparse.Namespace) -> int:
                 writer.note(FileTotals.combined(totals))
     if failure:
         raise Fail(failure)
-    return 0
+    return export_status(exporter)
+
+
+def piped_stdin() -> bool:
+    """Whether standard input is a pipe, a socket or a file (not a terminal).
+
+    With no FILE, ``connstats read`` reads it then, and the built-in sample
+    otherwise: a terminal, ``/dev/null`` (a character device, as cron and
+    many CI runners give), no standard input at all, or a replaced
+    ``sys.stdin`` without a file descriptor.
+    """
+    import stat
+
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode)
 
 
 def _sample_path(stack: ExitStack) -> str:

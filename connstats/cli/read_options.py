@@ -118,15 +118,16 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
     shape.add_argument(
         "--times",
         action="store_true",
-        help="first/last seen, duration, packets/s and bits/s per row (implied by "
-        "sorting on those); exact to within --resolution",
+        help="first/last seen (each connection's first and last packet, to the "
+        "capture's own time resolution), duration, packets/s and bits/s per row "
+        "(implied by sorting on those)",
     )
     shape.add_argument(
         "--resolution",
         type=_resolution,
         default=None,
         metavar="SECONDS",
-        help="precision of --times (default 1s; smaller is slower)",
+        help=argparse.SUPPRESS,  # kept for old command lines: --times is exact now
     )
 
 
@@ -161,4 +162,6 @@ def report_options(args: argparse.Namespace, default_top: int) -> Any:
         reverse=args.reverse,
         select=flt.predicate() if flt else None,
         times=wants_times(args),
+        vni=bool(getattr(args, "decap", None)),
+        community_id=bool(getattr(args, "community_id", False)),
     )

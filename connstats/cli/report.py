@@ -70,6 +70,7 @@ class Row:
         "rx_packets",
         "tx_bytes",
         "tx_packets",
+        "vni",
     )
 
     def __init__(
@@ -81,8 +82,10 @@ class Row:
         kind: str = "",
         first_ns: int | None = None,
         last_ns: int | None = None,
+        vni: int | None = None,
     ) -> None:
         self.proto = proto
+        self.vni = vni  # the tunnel's VNI or key (--decap), else None
         self.a = a  # AddrPort (source / endpoint A), an address (host) or a port
         self.b = b  # AddrPort (destination / endpoint B) or None for groups
         self.tx_packets, self.tx_bytes, self.rx_packets, self.rx_bytes = counts
@@ -153,6 +156,7 @@ def connection_rows(
                     row_kind(conn, physical),
                     t[0] if t else None,
                     t[1] if t else None,
+                    conn.vni,
                 )
             )
     return rows
@@ -171,7 +175,7 @@ def conversation_rows(rows: Iterable[Row]) -> list[Row]:
     for r in rows:
         forward = _endpoint_key(r.a) <= _endpoint_key(r.b)
         a, b = (r.a, r.b) if forward else (r.b, r.a)
-        key = (r.kind, r.proto, a, b)
+        key = (r.kind, r.proto, a, b, r.vni)
         # tx of a connection went src->dst; rx came dst->src (--local).
         counts = (
             (r.tx_packets, r.tx_bytes, r.rx_packets, r.rx_bytes)
@@ -180,7 +184,7 @@ def conversation_rows(rows: Iterable[Row]) -> list[Row]:
         )
         row = out.get(key)
         if row is None:
-            out[key] = Row(r.proto, a, b, counts, r.kind, r.first_ns, r.last_ns)
+            out[key] = Row(r.proto, a, b, counts, r.kind, r.first_ns, r.last_ns, r.vni)
         else:
             row.add(counts, r.first_ns, r.last_ns)
     return list(out.values())
@@ -240,7 +244,13 @@ def _num(value: float | None) -> float:
 
 def _key_sort(r: Row) -> tuple[Any, ...]:
     # Connection order (protocol, source, destination), as the fast path.
-    return (r.proto, _any_key(r.a), _any_key(r.b), r.kind)
+    return (
+        r.proto,
+        _any_key(r.a),
+        _any_key(r.b),
+        -1 if r.vni is None else r.vni,
+        r.kind,
+    )
 
 
 def _any_key(v: Any) -> tuple[Any, ...]:

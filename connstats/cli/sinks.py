@@ -11,10 +11,24 @@ from contextlib import ExitStack
 from typing import Any, TextIO
 
 from .arguments import Fail
+from .outstream import create_private
+
+#: Exit status of a run that completed but could not export some flow
+#: records (--export: collector down or refusing, records not encodable).
+EXIT_NOT_EXPORTED = 4
 
 
 def make_writer(args: argparse.Namespace, out: TextIO, options: Any = None) -> Any:
     # only the module of the format asked for (start-up time)
+    if args.format == "parquet":
+        from .out_parquet import ParquetWriter
+
+        return ParquetWriter(
+            args.output,
+            args.top if args.top is not None else 0,
+            options,
+            community_id=args.community_id,
+        )
     if args.format == "jsonl":
         from .out_jsonl import JsonlWriter
 
@@ -28,13 +42,16 @@ def make_writer(args: argparse.Namespace, out: TextIO, options: Any = None) -> A
     return TableWriter(out, args.top if args.top is not None else 20, options)
 
 
-def open_output(stack: ExitStack, path: str | None) -> Any:
+def open_output(stack: ExitStack, path: str | None, fmt: str = "") -> Any:
     from .outstream import GuardedOutput
 
+    if fmt == "parquet":
+        # the Parquet writer opens its own (binary) file; text goes nowhere
+        return GuardedOutput(sys.stdout, "standard output")
     if path is None or path == "-":
         return GuardedOutput(sys.stdout, "standard output")
     try:
-        stream = stack.enter_context(open(path, "w", encoding="utf-8"))
+        stream = stack.enter_context(create_private(path))
     except OSError as exc:
         raise Fail(f"cannot write {path}: {exc.strerror}") from None
     return GuardedOutput(stream, path)
@@ -62,6 +79,21 @@ def make_exporter(args: argparse.Namespace, stack: ExitStack) -> Any:
 
     stack.callback(close)
     return exporter
+
+
+def export_status(exporter: Any) -> int:
+    """0, or EXIT_NOT_EXPORTED (and a line saying so) if records were not sent.
+
+    Call it once the exporter is closed (its counts are then final).
+    """
+    if exporter is None or not exporter.records_not_sent:
+        return 0
+    print(
+        f"connstats: {exporter.records_not_sent} flow records were not exported "
+        f"(exit status {EXIT_NOT_EXPORTED})",
+        file=sys.stderr,
+    )
+    return EXIT_NOT_EXPORTED
 
 
 def errmsg(exc: OSError, path: str) -> str:

@@ -28,6 +28,9 @@ _OVERHEAD: Final = {
     (socket.AF_INET, "tcp"): 40,
     (socket.AF_INET6, "tcp"): 60,
 }
+# The largest IP packet a UDP datagram can travel in: the IPv4 total length
+# counts the header, the IPv6 payload length does not (no jumbograms).
+_UDP_MTU_MAX: Final = {socket.AF_INET: 0xFFFF, socket.AF_INET6: 40 + 0xFFFF}
 
 
 def parse_collector(collector: Any) -> tuple[str, int, str | None]:
@@ -107,7 +110,12 @@ class IPFIXExporter:
     as ``Statistics(dump=...)`` or call it from your own dump.  It never
     raises for network failures: they are logged (rate-limited, logger
     ``connstats.export``) and counted in :attr:`export_errors` and
-    :attr:`records_not_sent`, and the next window is tried afresh.
+    :attr:`records_not_sent`, and the next window is tried afresh.  Records
+    that cannot be encoded (a window before 1970: IPFIX times are unsigned)
+    are logged and counted in :attr:`records_not_sent` too: every record of a
+    window ends up in :attr:`records_sent`, :attr:`records_not_sent` or (TCP)
+    :attr:`records_queued`.  Over UDP ``mtu`` must fit a UDP datagram
+    (65535 bytes over IPv4, 65575 over IPv6, headers included).
 
     Each connection gives up to two data records per window: tx as
     ``flowDirection`` egress (1) with the Connection's own source and
@@ -188,6 +196,14 @@ class IPFIXExporter:
                 f"collector: cannot resolve {host!r}: {exc.strerror}"
             ) from None
         family, _, _, _, address = infos[0]
+        if transport == "udp" and mtu > _UDP_MTU_MAX[family]:
+            # Every message would be refused by the kernel (EMSGSIZE).
+            version = 4 if family == socket.AF_INET else 6
+            raise ValueError(
+                f"mtu: {mtu} is larger than any UDP datagram over IPv{version} "
+                f"(at most {_UDP_MTU_MAX[family]} bytes with its headers); use "
+                "ipfix+tcp:// for larger messages"
+            )
         max_size = min(mtu - _OVERHEAD[(family, transport)], 0xFFFF)
         if max_size < _ipfix.min_message_size():
             raise ValueError(
@@ -225,6 +241,7 @@ class IPFIXExporter:
         self._next_send = 0.0
         self._deadline = 0.0
         self._closed = False
+        self._handled = 0  # records of the current window sent or counted not sent
         #: Failed sends, connects and dropped messages (each logged, rate-limited).
         self.export_errors = 0
         #: Data records handed to the network (UDP) or written to the connection (TCP).
@@ -256,6 +273,9 @@ class IPFIXExporter:
                     physical
                 )
                 return
+            # Every record of the window ends up sent, queued (TCP) or not
+            # sent; those the encoder or a bug never got to are not sent too.
+            self._handled = 0
             # A window waits for the network this long in all (TCP: a slow
             # collector; UDP: a full socket buffer).
             self._deadline = time.monotonic() + self.timeout
@@ -272,7 +292,16 @@ class IPFIXExporter:
                     self._tcp_flush(self._deadline)
             except Exception:  # never let the flush thread see an exporter bug
                 self.export_errors += 1
-                logger.exception("IPFIX export to %s failed", self._where())
+                lost = max(
+                    0,
+                    _count_records(virtual) + _count_records(physical) - self._handled,
+                )
+                self.records_not_sent += lost
+                logger.exception(
+                    "IPFIX export to %s failed; %d records not sent",
+                    self._where(),
+                    lost,
+                )
 
     def close(self, timeout: float | None = None) -> None:
         """Write what TCP still has queued (``timeout`` seconds at most) and close."""
@@ -336,6 +365,7 @@ class IPFIXExporter:
                 ok = self._send_udp(message)
             else:
                 ok = self._enqueue_tcp(message, records)
+            self._handled += records
             if ok:
                 self._sequence[domain] = (self._sequence[domain] + records) & _U32
                 self._since_templates[domain] += 1
@@ -443,9 +473,17 @@ class IPFIXExporter:
 
 
 def _count_records(table: Mapping[Any, Any]) -> int:
+    """The data records a table gives (one per direction with traffic).
+
+    A value that is not Counts-like (a caller's own table) counts as one
+    record, so that it is not lost from the tallies either.
+    """
     n = 0
     for counts in table.values():
-        n += bool(counts.tx_packets or counts.tx_bytes) + bool(
-            counts.rx_packets or counts.rx_bytes
-        )
+        try:
+            n += bool(counts.tx_packets or counts.tx_bytes) + bool(
+                counts.rx_packets or counts.rx_bytes
+            )
+        except Exception:
+            n += 1
     return n

@@ -22,7 +22,7 @@ from typing import Any, Final
 from .._select import NO_EXTENSIONS
 
 _Packer = Callable[
-    [Mapping[Any, Any], int, int], tuple[bytes, int, bytes, int, list[Any]]
+    [Mapping[Any, Any], int, int, bool], tuple[bytes, int, bytes, int, list[Any]]
 ]
 _compiled_pack: _Packer | None = None
 if not NO_EXTENSIONS:
@@ -196,6 +196,7 @@ class Encoder:
         v4n = v6n = 0
         noaddr: list[tuple[Any, Any]] = []
         frame = self._frame
+        timed = _timed(table)
         t0, t1 = start_ms, end_ms
         # Typed Any: the checks below must not narrow to ipaddress classes,
         # whose stubs do not know _ip (the int behind every address).
@@ -205,6 +206,10 @@ class Encoder:
         # rather than shared through a helper: a Python call per record
         # would cost more than packing it.
         for conn, counts in table.items():
+            # each connection's own first/last packet when the window keeps
+            # them (as nfpcapd's flows), else the window's bounds
+            if timed:
+                t0, t1 = _span(counts)
             src = conn.src
             dst = conn.dst
             sa = src.addr
@@ -320,7 +325,7 @@ class Encoder:
             yield frame(v6buf, v6off, v6n, export_time, domain)
         # Address-less connections are rare (undecodable packets): packed
         # after the others.
-        yield from self._noaddr(noaddr, t0, t1, export_time, domain)
+        yield from self._noaddr(noaddr, start_ms, end_ms, export_time, domain)
 
     def _compiled_messages(
         self,
@@ -331,7 +336,7 @@ class Encoder:
         domain: int,
     ) -> Iterator[tuple[memoryview, int]]:
         assert _compiled_pack is not None
-        v4, n4, v6, n6, noaddr = _compiled_pack(table, start_ms, end_ms)
+        v4, n4, v6, n6, noaddr = _compiled_pack(table, start_ms, end_ms, _timed(table))
         first = HEADER_LEN + SET_HEADER_LEN
         for tid, blob, count in ((TEMPLATE_IPV4, v4, n4), (TEMPLATE_IPV6, v6, n6)):
             buf = bytearray(self.max_size)
@@ -361,8 +366,10 @@ class Encoder:
         cap = self.per_message[TEMPLATE_NOADDR]
         first = HEADER_LEN + SET_HEADER_LEN
         off, n = first, 0
+        timed = bool(pairs) and hasattr(pairs[0][1], "first_ns")
         for conn, counts in pairs:
             src, dst = conn.src, conn.dst
+            r0, r1 = _span(counts) if timed else (t0, t1)
             for direction, packets, octets, sport, dport in (
                 (EGRESS, counts.tx_packets, counts.tx_bytes, src.port, dst.port),
                 (INGRESS, counts.rx_packets, counts.rx_bytes, dst.port, src.port),
@@ -375,8 +382,8 @@ class Encoder:
                 _REC_NOADDR.pack_into(
                     buf,
                     off,
-                    t0,
-                    t1,
+                    r0,
+                    r1,
                     packets,
                     octets,
                     sport,
@@ -397,6 +404,19 @@ class Encoder:
         _HEADER.pack_into(buf, 0, VERSION, end, export_time, 0, domain)
         _SET_LENGTH.pack_into(buf, HEADER_LEN + 2, end - HEADER_LEN)
         return memoryview(buf)[:end], records
+
+
+def _timed(table: Mapping[Any, Any]) -> bool:
+    """Whether the values carry first/last times (TimedCounts): all of a
+    window's do or none does, so the first one tells."""
+    for counts in table.values():
+        return hasattr(counts, "first_ns")
+    return False
+
+
+def _span(counts: Any) -> tuple[int, int]:
+    """flowStart/EndMilliseconds of one connection (never before the epoch)."""
+    return max(0, counts.first_ns // 1_000_000), max(0, counts.last_ns // 1_000_000)
 
 
 def _as_v6(addr: Any) -> int:

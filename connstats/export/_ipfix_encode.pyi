@@ -4,5 +4,5 @@ from collections.abc import Mapping
 from typing import Any
 
 def pack_records(
-    table: Mapping[Any, Any], t0: int, t1: int
+    table: Mapping[Any, Any], start_ms: int, end_ms: int, timed: bool = False
 ) -> tuple[bytes, int, bytes, int, list[Any]]: ...

@@ -198,3 +198,268 @@ cdef int _read_index_array(object obj, str argname, Py_ssize_t *out_len,
     out_len[0] = n
     out[0] = values
     return 0
+
+
+cdef int _read_vni_array(object obj, Py_ssize_t *out_len, int64_t **out) except -1:
+    """Copy VNIs (-1: none, else 0..2**32-1) from an int buffer or sequence."""
+    cdef Py_buffer view
+    cdef Py_ssize_t n, i
+    cdef int64_t *values
+    cdef tuple seq
+    if PyObject_CheckBuffer(obj):
+        try:
+            PyObject_GetBuffer(obj, &view, PyBUF_ANY_CONTIGUOUS | PyBUF_FORMAT)
+        except BufferError as exc:
+            raise ValueError(f"vnis: buffer is not contiguous ({exc})") from None
+        try:
+            fmt = (view.format if view.format != NULL else b"B").lstrip(b"@=<")
+            if view.ndim > 1 or fmt not in (b"q", b"n") or view.itemsize != 8:
+                raise TypeError(
+                    f"vnis: expected a 1-D buffer of int64 ('q'), got format "
+                    f"{fmt.decode('ascii', 'replace')!r}")
+            n = view.len // 8
+            values = <int64_t *>_alloc_array(n, sizeof(int64_t))
+            memcpy(values, view.buf, n * sizeof(int64_t))
+        finally:
+            PyBuffer_Release(&view)
+    else:
+        try:
+            seq = tuple(obj)
+        except TypeError:
+            raise TypeError(
+                f"vnis: expected a buffer or sequence of integers, "
+                f"got {type(obj).__name__}") from None
+        n = len(seq)
+        values = <int64_t *>_alloc_array(n, sizeof(int64_t))
+        try:
+            for i in range(n):
+                values[i] = _int64_in(seq[i], "vnis", -1, 0xFFFFFFFF, i)
+        except BaseException:
+            free(values)
+            raise
+    for i in range(n):
+        if values[i] < -1 or values[i] > 0xFFFFFFFF:
+            v = values[i]
+            free(values)
+            raise ValueError(f"vnis[{i}]: {v} is out of range -1..4294967295")
+    out_len[0] = n
+    out[0] = values
+    return 0
+
+
+# -- pre-parsed counting (update_virtual/update_physical/update_records) -----
+#
+# These run on every update_virtual call: the common argument types are read
+# in C without raising (an exception set and cleared costs more than the
+# whole update), everything else goes through the checks shared with the
+# pure-Python core (connstats._addr), which also word the errors.
+
+cdef extern from *:
+    """
+    /* An exact int into *out when it is in 0..max (max < 2**64), without
+       raising: 1 on success, 0 when the caller must take the slow path.
+       Small ints (the common case) are read from CPython's compact form. */
+    static inline int cs_small_uint(PyObject *o, unsigned long long max,
+                                    unsigned long long *out) {
+        unsigned long long v;
+        if (!PyLong_CheckExact(o))
+            return 0;
+    #if PY_VERSION_HEX >= 0x030C0000
+        if (PyUnstable_Long_IsCompact((PyLongObject *)o)) {
+            Py_ssize_t c = PyUnstable_Long_CompactValue((PyLongObject *)o);
+            if (c < 0 || (unsigned long long)c > max)
+                return 0;
+            *out = (unsigned long long)c;
+            return 1;
+        }
+    #elif !defined(Py_LIMITED_API)
+        if (Py_SIZE(o) == 0) { *out = 0; return 1; }
+        if (Py_SIZE(o) == 1) {
+            v = ((PyLongObject *)o)->ob_digit[0];
+            if (v > max)
+                return 0;
+            *out = v;
+            return 1;
+        }
+    #endif
+        v = PyLong_AsUnsignedLongLong(o);
+        if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Clear();  /* negative or too large: the slow path says which */
+            return 0;
+        }
+        if (v > max)
+            return 0;
+        *out = v;
+        return 1;
+    }
+    """
+    bint cs_small_uint(object o, unsigned long long max, unsigned long long *out) noexcept
+
+
+cdef extern from "Python.h":
+    # Declared without an exception value: the callers test PyErr_Occurred
+    # themselves and fall back to the slow path.
+    unsigned long long _cs_long_as_u64_mask "PyLong_AsUnsignedLongLongMask"(object) noexcept
+    PyObject *_cs_err_occurred "PyErr_Occurred"() noexcept
+    void _cs_err_clear "PyErr_Clear"() noexcept
+
+
+cdef inline bint _u64_fast(object value, uint64_t *out) noexcept:
+    """An exact int in 0 .. 2**64 - 1 into out; False (nothing raised) otherwise."""
+    cdef unsigned long long v
+    if not cs_small_uint(value, 0xFFFFFFFFFFFFFFFF, &v):
+        return False
+    out[0] = v
+    return True
+
+
+cdef inline bint _small_fast(object value, long high, long *out) noexcept:
+    """An exact int in 0 .. high into out; False (nothing raised) otherwise."""
+    cdef unsigned long long v
+    if not cs_small_uint(value, <unsigned long long>high, &v):
+        return False
+    out[0] = <long>v
+    return True
+
+
+cdef inline uint64_t _count_arg(object value, str argname, bint packets) except? 0xFFFFFFFFFFFFFFFF:
+    """A packet or byte count: an int in 0 .. 2**64 - 1."""
+    cdef uint64_t v
+    if _u64_fast(value, &v):
+        return v
+    return _count_arg_slow(value, argname, packets)
+
+
+cdef uint64_t _count_arg_slow(object value, str argname, bint packets) except? 0xFFFFFFFFFFFFFFFF:
+    # Validated (and copied to an exact int) by the same code as the
+    # pure-Python core, so that both raise the same errors.
+    if packets:
+        value = _addr.packet_count(value, argname)
+    else:
+        value = _addr.byte_count(value, argname)
+    return PyLong_AsUnsignedLongLong(value)
+
+
+cdef inline uint8_t _proto_arg(object value) except? 0xFF:
+    cdef long v
+    if _small_fast(value, 0xFF, &v):
+        return <uint8_t>v
+    # bool, int subclasses, other types, out of range: the shared checks
+    return <uint8_t>_int64_in(_addr.protocol_number(value, "proto"), "proto", 0, 0xFF)
+
+
+cdef bint _receive_arg(object value) except -1:
+    if value is True:
+        return True
+    if value is False:
+        return False
+    return _addr.direction(value, "receive")  # raises TypeError
+
+
+cdef inline void _put_be64(uint8_t *p, uint64_t v) noexcept:
+    cdef int i
+    for i in range(7, -1, -1):
+        p[i] = <uint8_t>v
+        v >>= 8
+
+
+cdef inline uint8_t _ip_fast(object addr, uint8_t *raw) noexcept:
+    """An exact IPv4Address/IPv6Address into raw; its family, or 0 (not handled).
+
+    Reads the integer ipaddress keeps in ``_ip`` (the shortcut window.pxi
+    takes the other way, checked at import by _check_fast_addresses):
+    ``.packed`` builds a bytes object per call."""
+    cdef object value
+    cdef uint64_t lo, hi
+    cdef type t = type(addr)
+    if not _FAST_ADDRESSES or (t is not _IPv4Address and t is not _IPv6Address):
+        return 0
+    value = getattr(addr, "_ip", None)  # None: made without __init__
+    if value is None:
+        return 0
+    if t is _IPv4Address:
+        if not _u64_fast(value, &lo) or (lo >> 32) != 0:
+            return 0
+        raw[0] = <uint8_t>(lo >> 24)
+        raw[1] = <uint8_t>(lo >> 16)
+        raw[2] = <uint8_t>(lo >> 8)
+        raw[3] = <uint8_t>lo
+        return 4
+    if not PyLong_CheckExact(value):
+        return 0
+    lo = _cs_long_as_u64_mask(value)
+    if lo == <uint64_t>-1 and _cs_err_occurred() != NULL:
+        _cs_err_clear()
+        return 0
+    try:
+        if not _u64_fast(value >> 64, &hi):
+            return 0
+    except BaseException:
+        return 0
+    _put_be64(raw, hi)
+    _put_be64(raw + 8, lo)
+    return 6
+
+
+cdef inline int _endpoint_into(object value, str argname, uint8_t *fam, uint8_t *raw,
+                               uint16_t *port) except -1:
+    """An endpoint argument into a key's (family, address, port).
+
+    The caller zeroed raw[16].  This module's AddrPort, and (address, port)
+    tuples of an exact ipaddress object or None and an int, are read in C;
+    every other form goes through _addr.packed_endpoint, shared with the
+    pure-Python core, and its result is checked again here on the exact
+    bytes copied."""
+    cdef AddrPort ap
+    if type(value) is AddrPort:
+        ap = <AddrPort>value
+        fam[0] = ap._fam
+        if ap._fam == 4:
+            memcpy(raw, ap._raw, 4)
+        elif ap._fam:
+            memcpy(raw, ap._raw, 16)
+        port[0] = <uint16_t>ap.port
+        return 0
+    return _endpoint_other(value, argname, fam, raw, port)
+
+
+cdef int _endpoint_other(object value, str argname, uint8_t *fam, uint8_t *raw,
+                         uint16_t *port) except -1:
+    cdef object addr, packed, number
+    cdef long p
+    cdef uint8_t f
+    if type(value) is tuple and len(<tuple>value) == 2 and _small_fast(
+            (<tuple>value)[1], 0xFFFF, &p):
+        addr = (<tuple>value)[0]
+        f = 0 if addr is None else _ip_fast(addr, raw)
+        if f or addr is None:
+            fam[0] = f
+            port[0] = <uint16_t>p
+            return 0
+        memset(raw, 0, 16)  # a partial write of a refused address
+    packed, number = _addr.packed_endpoint(value, argname)
+    fam[0] = 0 if packed is None else _packed_into(packed, argname, raw)
+    port[0] = <uint16_t>_int64_in(number, argname, 0, 0xFFFF)
+cdef int _get_times(object obj, Py_buffer *view, Py_ssize_t n) except -1:
+    """A read-only view of n int64 times (ns): a 1-D buffer of format 'q'.
+
+    Any int64 is a valid time (a capture's clock can be anything); only the
+    shape is checked, so the core reads exactly n items."""
+    cdef bytes fmt
+    if not PyObject_CheckBuffer(obj):
+        raise TypeError(f"times: expected a buffer of int64, got {type(obj).__name__}")
+    try:
+        PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except BufferError as exc:
+        raise ValueError(f"times: buffer is not C-contiguous ({exc})") from None
+    fmt = view.format if view.format != NULL else b"B"
+    fmt = fmt.lstrip(b"@=")
+    if view.ndim > 1 or view.itemsize != 8 or fmt not in (b"q", b"l"):
+        PyBuffer_Release(view)
+        raise TypeError(
+            f"times: expected a 1-D buffer of int64 (format 'q'), got format "
+            f"{fmt.decode('ascii', 'replace')!r}")
+    if view.len // 8 != n:
+        PyBuffer_Release(view)
+        raise ValueError(f"times: has {view.len // 8} items but offsets has {n}")
+    return 0

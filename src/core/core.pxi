@@ -29,9 +29,10 @@ cdef class Core:
     # free-threaded builds, max_conns == 0: per-thread lanes (lanes.pxi)
     cdef cs_lane *lanes
     cdef int window_open        # the open window has a connection; atomic
+    cdef bint track_times       # first/last time per connection (times.pxi)
 
     def __cinit__(self, max_conns=0, ignore_destinations=(), max_pending=1024,
-                  max_pending_conns=1 << 21):
+                  max_pending_conns=1 << 21, track_times=False):
         cdef Py_ssize_t i, n
         cdef list ignored
         # Exact ints before any comparison (an int subclass can lie in its
@@ -51,6 +52,9 @@ cdef class Core:
                 f"ignore_destinations: expected an iterable of addresses, "
                 f"got {type(ignore_destinations).__name__}") from None
         ignored = [_addr.packed_address(a, "ignore_destinations") for a in destinations]
+        if not isinstance(track_times, bool):
+            raise TypeError(f"track_times: expected a bool, got {type(track_times).__name__}")
+        self.track_times = track_times
         self.max_conns = min(max_conns, 2 ** 62)
         self.max_pending = min(max_pending, 2 ** 62)
         self.max_pending_conns = min(max_pending_conns, 2 ** 62)
@@ -92,7 +96,9 @@ cdef class Core:
         self.signaled = 0
         self.window_open = 0
         self.lanes = NULL
-        if CS_FREE_THREADED and self.max_conns == 0:
+        # Lanes hold packets back, so they would lose the time of the update
+        # call: a core that tracks times counts straight into the table.
+        if CS_FREE_THREADED and self.max_conns == 0 and not self.track_times:
             self.lanes = <cs_lane *>calloc(LANES, sizeof(cs_lane))
             if self.lanes == NULL:
                 raise MemoryError()
@@ -119,6 +125,7 @@ cdef class Core:
         cdef cs_window *w = <cs_window *>calloc(1, sizeof(cs_window))
         if w != NULL:
             w.generation = self.next_generation
+            w.track_times = self.track_times
             self.next_generation += 1
         return w
 
@@ -193,36 +200,46 @@ cdef class Core:
 
     # -- counting (no Python objects; callable without the GIL) ------------
 
-    cdef inline int _count_key(self, const cs_key *k, bint rx, uint64_t nbytes) noexcept nogil:
+    cdef inline int _count_key(self, const cs_key *k, bint rx, uint64_t npkts,
+                               uint64_t nbytes) noexcept nogil:
         cdef cs_key4 n
         cdef bint narrow
         cdef uint64_t h = _prepare(k, self.seed, &n, &narrow)
         cdef uint32_t shard = <uint32_t>(h >> SHARD_SHIFT)
         cdef cs_counts *c
         cs_mutex_lock(&self.locks[shard])
-        if not self.closed:
+        if not self.closed and not self.track_times:
             # The hit path, kept small: everything else is in _count_new.
             c = _table_find(&self.cur.shards[shard], k, &n, narrow, h)
             if c != NULL:
-                _add_counts(c, rx, 1, nbytes)
+                _add_counts(c, rx, npkts, nbytes)
                 cs_mutex_unlock(&self.locks[shard])
                 return 0
-        return self._count_new(k, &n, narrow, h, shard, rx, nbytes)
+        return self._count_new(k, &n, narrow, h, shard, rx, npkts, nbytes)
 
     cdef int _count_new(self, const cs_key *k, const cs_key4 *n, bint narrow, uint64_t h,
-                        uint32_t shard, bint rx, uint64_t nbytes) noexcept nogil:
-        """The rest of _count_key, which holds the shard's lock and found no k."""
+                        uint32_t shard, bint rx, uint64_t npkts,
+                        uint64_t nbytes) noexcept nogil:
+        """The rest of _count_key, which holds the shard's lock and found no k
+        (or keeps times: noted here, after the add)."""
         cdef cs_window *w
         cdef int64_t generation
         cdef int r
+        cdef int64_t span[2]
+        cdef bint no_time = False
+        if self.track_times:
+            span[0] = cs_now_ns()
+            span[1] = span[0]
         while True:
             if self.closed:
                 cs_mutex_unlock(&self.locks[shard])
                 return 0
             w = self.cur
             generation = w.generation
-            r = _window_insert(w, shard, k, n, narrow, h, rx, 1, nbytes, self.max_conns,
+            r = _window_insert(w, shard, k, n, narrow, h, rx, npkts, nbytes, self.max_conns,
                                self.ignore, self.n_ignore)
+            if self.track_times and (r == ADD_OK or r == ADD_OPENED):
+                no_time = _times_mark(w, shard, k, n, narrow, h, span) < 0
             cs_mutex_unlock(&self.locks[shard])
             if r == ADD_FULL:
                 if self._cut_full(generation) < 0:
@@ -231,8 +248,39 @@ cdef class Core:
                 continue
             if r == ADD_OPENED:
                 self._notify()
+                return -1 if no_time else 0
+            return -1 if no_time else r
+
+    cdef int _count_tagged(self, const cs_key *k, uint32_t vni, bint rx, uint64_t nbytes,
+                           bint timed, int64_t t) noexcept nogil:
+        """_count_key for a row with a tunnel's VNI (tagged.pxi), under shard 0's
+        lock; t: the packet's time when the core keeps times (timed)."""
+        cdef cs_tkey tk
+        cdef uint64_t h
+        cdef cs_window *w
+        cdef int64_t generation
+        cdef int r
+        memset(&tk, 0, sizeof(cs_tkey))
+        memcpy(&tk.key, k, sizeof(cs_key))
+        tk.vni = vni
+        h = _tagged_hash(&tk, self.seed)
+        while True:
+            cs_mutex_lock(&self.locks[0])
+            if self.closed:
+                cs_mutex_unlock(&self.locks[0])
                 return 0
-            return r  # ADD_OK, ADD_IGNORED or ADD_NOMEM
+            w = self.cur
+            generation = w.generation
+            r = _tagged_add(w, &tk, h, rx, nbytes, self.max_conns, timed, t)
+            cs_mutex_unlock(&self.locks[0])
+            if r == ADD_FULL:
+                if self._cut_full(generation) < 0:
+                    return -1
+                continue
+            if r == ADD_OPENED:
+                self._notify()
+                return 0
+            return r  # ADD_OK or ADD_NOMEM
 
     cdef inline int _count_packet(self, const uint8_t *p, Py_ssize_t n, bint rx) noexcept nogil:
         cdef cs_key k
@@ -245,7 +293,7 @@ cdef class Core:
         # inserted (_window_insert): an ignored one is never in the table.
         if CS_FREE_THREADED and self.lanes != NULL:
             return self._count_lane(&k, rx, <uint64_t>n)
-        return self._count_key(&k, rx, <uint64_t>n)
+        return self._count_key(&k, rx, 1, <uint64_t>n)
 
     # -- per-thread lanes (free-threaded builds; see lanes.pxi) -------------
 
@@ -256,7 +304,7 @@ cdef class Core:
         cs_mutex_lock(&lane.lock)
         if not cs_atomic_load_int(&self.window_open):
             # The window's first packet goes straight in (clock, wake-up).
-            r = self._count_key(k, rx, nbytes)
+            r = self._count_key(k, rx, 1, nbytes)
             if r == ADD_OK:
                 cs_atomic_store_int(&self.window_open, 1)
             elif r > 0:
@@ -358,14 +406,34 @@ cdef class Core:
             cs_mutex_unlock(&self.lanes[i].lock)
 
     cdef int _count_many(self, const uint8_t **ptrs, const int64_t *lens,
-                         Py_ssize_t n, bint rx) noexcept nogil:
-        """Count n packets: parse a chunk, then take each shard lock once."""
+                         const uint8_t *records, Py_ssize_t n, bint rx,
+                         const int64_t *times=NULL, bint physical=False,
+                         const int64_t *vnis=NULL) noexcept nogil:
+        """Count n packets: parse a chunk, then take each shard lock once.
+
+        With records != NULL the n items are RECORD_BYTES records instead
+        (records.pxi; checked by the caller), each with its own direction,
+        kind and counts, and ptrs, lens and rx are not used.
+
+        In a core that tracks times, times[i] is packet i's time (ns), or,
+        without times, the whole call is one update at the wall-clock time.
+
+        physical: count the packets as physical traffic (a capture's tunnel
+        packets, docs/tunnels.md); vnis: the VNI or key of each one's
+        tunnel, -1 none (rows with one go to the window's tagged table)."""
         cdef cs_key keys[CHUNK]
         cdef cs_key4 compact[CHUNK]
         cdef bint narrow[CHUNK]
+        cdef int64_t spans[2 * CHUNK]  # first/last time of each run, if tracked
+        cdef int64_t now = 0
+        cdef int64_t t
+        cdef bint timed = self.track_times
         cdef uint64_t hashes[CHUNK]
         cdef uint64_t sizes[CHUNK]
         cdef uint64_t npkts[CHUNK]
+        cdef uint8_t rxs_store[CHUNK]
+        # per-item directions (records), or NULL: every item is `rx`
+        cdef const uint8_t *rxs = rxs_store if records != NULL else NULL
         cdef uint16_t order[CHUNK]
         cdef uint16_t fill[NSHARDS + 1]
         cdef uint8_t shard_of[CHUNK]
@@ -376,11 +444,22 @@ cdef class Core:
         cdef int64_t generation
         cdef int r
         cdef bint opened = False
+        cdef bint tagged = physical or vnis != NULL
+        if timed and times == NULL:
+            now = cs_now_ns()
         while base < n:
             if cs_atomic_load_int(&self.closed):
                 return 0
             m = n - base if n - base < CHUNK else CHUNK
             pos = 0
+            if records != NULL:
+                pos = self._parse_records(records + base * RECORD_BYTES, m, keys, compact,
+                                          narrow, hashes, shard_of, npkts, sizes, rxs_store)
+                if timed:  # records carry no time: the call's wall-clock time
+                    for i in range(pos):
+                        spans[2 * i] = now
+                        spans[2 * i + 1] = now
+                m = 0  # parsed: nothing for the packet loop below
             for i in range(m):
                 # Packet headers are scattered in memory: fetch ahead.
                 ahead = base + i + 8
@@ -389,12 +468,40 @@ cdef class Core:
                 _decode(ptrs[base + i], lens[base + i], &keys[pos])
                 if rx:
                     _swap(&keys[pos])
+                # ignore_destinations is checked where a connection would
+                # be inserted (_window_insert): an ignored one is never in
+                # the table.
+                if tagged:
+                    if physical:
+                        keys[pos].kind = KIND_PHYSICAL
+                    if vnis != NULL and vnis[base + i] >= 0:
+                        # a row with a VNI: the window's tagged table, which
+                        # does not look at the ignore list itself
+                        if self.n_ignore and _is_ignored(self.ignore, self.n_ignore,
+                                                         &keys[pos]):
+                            continue
+                        if timed:
+                            t = now if times == NULL else times[base + i]
+                        if self._count_tagged(&keys[pos], <uint32_t>vnis[base + i], rx,
+                                              <uint64_t>lens[base + i], timed, t) < 0:
+                            return self._failed(opened)
+                        continue
+                if timed:
+                    t = now if times == NULL else times[base + i]
                 if pos and cs_key40_equal(&keys[pos], &keys[pos - 1]):
                     # Flows come in bursts: fold a run of one connection
                     # into one table update (exact, and order-preserving).
                     npkts[pos - 1] += 1
                     sizes[pos - 1] += <uint64_t>lens[base + i]
+                    if timed:
+                        if t < spans[2 * pos - 2]:
+                            spans[2 * pos - 2] = t
+                        if t > spans[2 * pos - 1]:
+                            spans[2 * pos - 1] = t
                     continue
+                if timed:
+                    spans[2 * pos] = t
+                    spans[2 * pos + 1] = t
                 hashes[pos] = _prepare(&keys[pos], self.seed, &compact[pos], &narrow[pos])
                 shard_of[pos] = <uint8_t>(hashes[pos] >> SHARD_SHIFT)
                 sizes[pos] = <uint64_t>lens[base + i]
@@ -415,12 +522,16 @@ cdef class Core:
                     r = ADD_OK
                     while i < m and shard_of[i] == s:
                         r = _window_add(w, s, &keys[i], &compact[i], narrow[i], hashes[i],
-                                        rx, npkts[i], sizes[i], self.max_conns,
-                                        self.ignore, self.n_ignore)
-                        if r == ADD_FULL or r == ADD_NOMEM:
-                            break
+                                        rxs[i] if rxs != NULL else rx, npkts[i], sizes[i],
+                                        self.max_conns, self.ignore, self.n_ignore)
                         if r == ADD_OPENED:
                             opened = True
+                        if timed and (r == ADD_OK or r == ADD_OPENED):
+                            if _times_mark(w, s, &keys[i], &compact[i], narrow[i], hashes[i],
+                                           &spans[2 * i]) < 0:
+                                r = ADD_NOMEM  # counted, but without its time
+                        if r == ADD_FULL or r == ADD_NOMEM:
+                            break
                         i += 1
                     cs_mutex_unlock(&self.locks[s])
                     if r == ADD_NOMEM:
@@ -457,7 +568,8 @@ cdef class Core:
                         todo &= ~(1u << s)
                         progressed = True
                         r = self._add_run(s, keys, compact, narrow, hashes, npkts, sizes, order,
-                                          0 if s == 0 else fill[s - 1], fill[s], rx)
+                                          0 if s == 0 else fill[s - 1], fill[s], rxs, rx,
+                                          spans if timed else NULL)
                         if r < 0:
                             return self._failed(opened)
                         if r == ADD_OPENED:
@@ -470,7 +582,8 @@ cdef class Core:
                         cs_mutex_lock(&self.locks[s])
                         todo &= ~(1u << s)
                         r = self._add_run(s, keys, compact, narrow, hashes, npkts, sizes, order,
-                                          0 if s == 0 else fill[s - 1], fill[s], rx)
+                                          0 if s == 0 else fill[s - 1], fill[s], rxs, rx,
+                                          spans if timed else NULL)
                         if r < 0:
                             return self._failed(opened)
                         if r == ADD_OPENED:
@@ -488,10 +601,36 @@ cdef class Core:
             self._notify()
         return -1
 
+    cdef Py_ssize_t _parse_records(self, const uint8_t *records, Py_ssize_t m, cs_key *keys,
+                                   cs_key4 *compact, bint *narrow, uint64_t *hashes,
+                                   uint8_t *shard_of, uint64_t *npkts, uint64_t *sizes,
+                                   uint8_t *rxs) noexcept nogil:
+        """m records into keys etc. (_count_many's chunk); how many are kept.
+
+        Consecutive records of one connection and direction are folded into
+        one table update (exact: the sums wrap as the counters do).
+        ignore_destinations is checked on insertion (_window_insert)."""
+        cdef Py_ssize_t i, pos = 0
+        for i in range(m):
+            _record_key(records + i * RECORD_BYTES, &keys[pos], &rxs[pos], &npkts[pos],
+                        &sizes[pos])
+            if (pos and rxs[pos] == rxs[pos - 1]
+                    and cs_key40_equal(&keys[pos], &keys[pos - 1])):
+                npkts[pos - 1] += npkts[pos]
+                sizes[pos - 1] += sizes[pos]
+                continue
+            hashes[pos] = _prepare(&keys[pos], self.seed, &compact[pos], &narrow[pos])
+            shard_of[pos] = <uint8_t>(hashes[pos] >> SHARD_SHIFT)
+            pos += 1
+        return pos
+
     cdef int _add_run(self, uint32_t s, cs_key *keys, cs_key4 *compact, bint *narrow,
                       uint64_t *hashes, uint64_t *npkts, uint64_t *sizes, uint16_t *order,
-                      Py_ssize_t j, Py_ssize_t end, bint rx) noexcept nogil:
-        """Add order[j:end] to shard s and unlock it.  The caller holds its lock."""
+                      Py_ssize_t j, Py_ssize_t end, const uint8_t *rxs, bint rx,
+                      const int64_t *spans) noexcept nogil:
+        """Add order[j:end] to shard s and unlock it.  The caller holds its lock.
+
+        The direction of item i is rxs[i], or rx when rxs is NULL."""
         cdef cs_window *w = self.cur
         cdef Py_ssize_t i
         cdef int r, result = ADD_OK
@@ -510,8 +649,17 @@ cdef class Core:
             if j + 8 < end:
                 _prefetch_entry(&w.shards[s], hashes[order[j + 8]])
             i = order[j]
-            r = _window_add(w, s, &keys[i], &compact[i], narrow[i], hashes[i], rx,
-                            npkts[i], sizes[i], 0, self.ignore, self.n_ignore)
+            r = _window_add(w, s, &keys[i], &compact[i], narrow[i], hashes[i],
+                            rxs[i] if rxs != NULL else rx, npkts[i], sizes[i], 0,
+                            self.ignore, self.n_ignore)
+            if spans != NULL and (r == ADD_OK or r == ADD_OPENED):
+                if _times_mark(w, s, &keys[i], &compact[i], narrow[i], hashes[i],
+                               &spans[2 * i]) < 0:
+                    # counted, but without its time; a window it opened
+                    # must still wake the flusher
+                    if r == ADD_OPENED:
+                        self._notify()
+                    r = ADD_NOMEM
             if r == ADD_NOMEM:
                 cs_mutex_unlock(&self.locks[s])
                 return ADD_NOMEM
@@ -558,23 +706,28 @@ cdef class Core:
             raise MemoryError("connstats: cannot grow the connection table")
         return 0
 
-    def update_tx_physical(self, src, dst, n):
-        """Count one transmitted WireGuard packet of n bytes to peer dst."""
-        self._physical(src, dst, n, False)
+    def update_tx_physical(self, src, dst, n, *, packets=1):
+        """Count transmitted WireGuard packets (n bytes in all) to peer dst."""
+        self._physical(src, dst, n, False, packets)
 
-    def update_rx_physical(self, src, dst, n):
-        """Count one received WireGuard packet of n bytes from peer dst."""
-        self._physical(src, dst, n, True)
+    def update_rx_physical(self, src, dst, n, *, packets=1):
+        """Count received WireGuard packets (n bytes in all) from peer dst."""
+        self._physical(src, dst, n, True, packets)
 
-    cdef int _physical(self, object src, object dst, object n, bint rx) except -1:
+    cdef int _physical(self, object src, object dst, object n, bint rx,
+                       object packets) except -1:
         cdef cs_key k
         cdef object sp, dp, port
-        cdef uint64_t nbytes
-        if cs_atomic_load_int(&self.closed):
-            return 0
+        cdef uint64_t nbytes, npkts = 1
+        # Checked even once closed, as the virtual entry points do: a bad
+        # call raises whenever it is made (the twin does the same).
         sp = _addr.packed_address(src, "src")
         dp, port = _addr.packed_addrport(dst, "dst")
         nbytes = _addr.byte_count(n, "n")
+        if packets is not 1:
+            npkts = _count_arg(packets, "packets", True)
+        if cs_atomic_load_int(&self.closed):
+            return 0
         memset(&k, 0, sizeof(cs_key))
         k.kind = KIND_PHYSICAL
         # Lengths checked on the exact bytes copied (an address subclass's
@@ -584,8 +737,77 @@ cdef class Core:
         k.dport = <uint16_t>_int64_in(port, "dst", 0, 0xFFFF)
         # ignore_destinations filters virtual traffic only (as the reference
         # does): a WireGuard peer's endpoint is counted even if it is listed.
-        if self._count_key(&k, rx, nbytes) < 0:
+        if self._count_key(&k, rx, npkts, nbytes) < 0:
             raise MemoryError("connstats: cannot grow the connection table")
+        return 0
+
+    # -- pre-parsed counting (the caller decoded the packets) --------------
+
+    def update_virtual(self, proto, src, dst, packets, bytes, receive=False):
+        """Count packets of the virtual connection (proto, src, dst) as given."""
+        self._preparsed(proto, src, dst, packets, bytes, receive, False)
+
+    def update_physical(self, proto, src, dst, packets, bytes, receive=False):
+        """Count packets of the physical connection (proto, src, dst) as given."""
+        self._preparsed(proto, src, dst, packets, bytes, receive, True)
+
+    cdef int _preparsed(self, object proto, object src, object dst, object packets,
+                        object nbytes, object receive, bint physical) except -1:
+        cdef cs_key k
+        cdef uint64_t npkts, size
+        cdef bint rx
+        cdef int r
+        # Every argument is checked before anything is counted, and even once
+        # closed, as every other entry point checks them (the twin too).
+        memset(&k, 0, sizeof(cs_key))
+        k.kind = KIND_PHYSICAL if physical else KIND_VIRTUAL
+        k.proto = _proto_arg(proto)
+        _endpoint_into(src, "src", &k.sfam, k.src, &k.sport)
+        _endpoint_into(dst, "dst", &k.dfam, k.dst, &k.dport)
+        npkts = _count_arg(packets, "packets", True)
+        size = _count_arg(nbytes, "bytes", False)
+        rx = _receive_arg(receive)
+        if cs_atomic_load_int(&self.closed):
+            return 0
+        # No swap: the caller gives the connection in the orientation it
+        # wants counted (as upstream's ConnectionCounter).
+        # ignore_destinations (virtual rows) is checked on insertion.
+        if CS_FREE_THREADED and not physical and self.lanes != NULL and npkts == 1:
+            r = self._count_lane(&k, rx, size)
+        else:
+            r = self._count_key(&k, rx, npkts, size)
+        if r < 0:
+            raise MemoryError("connstats: cannot grow the connection table")
+        return 0
+
+    def update_records(self, records):
+        """Count a buffer of RECORD_SIZE-byte records; the GIL is released while counting."""
+        self._records(records)
+
+    cdef int _records(self, object records) except -1:
+        cdef Py_buffer view
+        cdef Py_ssize_t n, bad = 0
+        cdef int why, r = 0
+        if isinstance(records, str):
+            raise TypeError("records: expected a bytes-like object, got str")
+        _get_buffer(records, &view, "records")
+        try:
+            if view.len % RECORD_BYTES:
+                raise ValueError(
+                    f"records: {view.len} bytes is not a whole number of "
+                    f"{RECORD_BYTES}-byte records")
+            n = view.len // RECORD_BYTES
+            # All or nothing: every record is checked before any is counted.
+            why = _check_records(<const uint8_t *>view.buf, n, &bad)
+            if why != RECORD_OK:
+                raise ValueError(f"records[{bad}]: {_RECORD_ERRORS[why]}")
+            if n and not cs_atomic_load_int(&self.closed):
+                with nogil:
+                    r = self._count_many(NULL, NULL, <const uint8_t *>view.buf, n, False)
+                if r < 0:
+                    raise MemoryError("connstats: cannot grow the connection table")
+        finally:
+            PyBuffer_Release(&view)
         return 0
 
     # -- batch entry points (GIL released for the whole batch) -------------
@@ -644,7 +866,7 @@ cdef class Core:
                     lens[i] = views[nviews].len
                     nviews += 1
             with nogil:
-                r = self._count_many(ptrs, lens, n, rx)
+                r = self._count_many(ptrs, lens, NULL, n, rx)
             if r < 0:
                 raise MemoryError("connstats: cannot grow the connection table")
         finally:
@@ -655,19 +877,50 @@ cdef class Core:
             free(lens)
         return 0
 
-    def update_tx_virtual_buffer(self, buffer, offsets, lengths):
-        """Count transmitted packets buffer[offsets[i]:offsets[i]+lengths[i]]."""
-        self._buffer(buffer, offsets, lengths, False)
+    def update_tx_virtual_buffer(self, buffer, offsets, lengths, vnis=None):
+        """Count transmitted packets buffer[offsets[i]:offsets[i]+lengths[i]];
+        vnis: the VNI or key of each one's tunnel (-1: none), or None."""
+        self._buffer(buffer, offsets, lengths, False, None, vnis)
 
-    def update_rx_virtual_buffer(self, buffer, offsets, lengths):
+    def update_rx_virtual_buffer(self, buffer, offsets, lengths, vnis=None):
         """Count received packets buffer[offsets[i]:offsets[i]+lengths[i]]."""
-        self._buffer(buffer, offsets, lengths, True)
+        self._buffer(buffer, offsets, lengths, True, None, vnis)
 
-    cdef int _buffer(self, object buffer, object offsets, object lengths, bint rx) except -1:
+    def update_tx_virtual_buffer_at(self, buffer, offsets, lengths, times, vnis=None):
+        """update_tx_virtual_buffer with each packet's time: times[i] in ns
+        since the epoch (a buffer of int64, format 'q').  The times are kept
+        only by a core that tracks them (the capture replay's)."""
+        if times is None:
+            raise TypeError("times: expected a buffer of int64, got None")
+        self._buffer(buffer, offsets, lengths, False, times, vnis)
+
+    def update_rx_virtual_buffer_at(self, buffer, offsets, lengths, times, vnis=None):
+        """update_rx_virtual_buffer with each packet's time (see the tx one)."""
+        if times is None:
+            raise TypeError("times: expected a buffer of int64, got None")
+        self._buffer(buffer, offsets, lengths, True, times, vnis)
+
+    def update_tx_physical_buffer(self, buffer, offsets, lengths, vnis=None, times=None):
+        """Count transmitted packets buffer[offsets[i]:offsets[i]+lengths[i]] as
+        physical traffic, each under its own decoded connection (the outer
+        packets of decapsulated tunnels); vnis: each one's VNI or key, -1 none;
+        times as for update_tx_virtual_buffer_at, or None."""
+        self._buffer(buffer, offsets, lengths, False, times, vnis, True)
+
+    def update_rx_physical_buffer(self, buffer, offsets, lengths, vnis=None, times=None):
+        """Count received packets as physical traffic (see update_tx_physical_buffer)."""
+        self._buffer(buffer, offsets, lengths, True, times, vnis, True)
+
+    cdef int _buffer(self, object buffer, object offsets, object lengths, bint rx,
+                     object times=None, object vnis=None, bint physical=False) except -1:
         cdef Py_buffer view
+        cdef Py_buffer tview
+        cdef bint has_times = False
+        cdef const int64_t *tp = NULL
         cdef int64_t *offs = NULL
         cdef int64_t *lns = NULL
-        cdef Py_ssize_t n_off, n_len, i
+        cdef int64_t *vns = NULL
+        cdef Py_ssize_t n_off, n_len, n_vni, i
         cdef const uint8_t **ptrs = NULL
         cdef const uint8_t *base
         cdef int r = 0
@@ -678,6 +931,14 @@ cdef class Core:
             if n_off != n_len:
                 raise ValueError(
                     f"lengths: has {n_len} items but offsets has {n_off}")
+            if vnis is not None:
+                _read_vni_array(vnis, &n_vni, &vns)
+                if n_vni != n_off:
+                    raise ValueError(f"vnis: has {n_vni} items but offsets has {n_off}")
+            if times is not None:
+                _get_times(times, &tview, n_off)
+                has_times = True
+                tp = <const int64_t *>tview.buf
             for i in range(n_off):
                 # Both are in 0..2**63-1 (checked in C when read), so the
                 # end is computed as unsigned: it cannot wrap.
@@ -692,14 +953,28 @@ cdef class Core:
                 for i in range(n_off):
                     ptrs[i] = base + offs[i]
                 with nogil:
-                    r = self._count_many(ptrs, lns, n_off, rx)
+                    if vns != NULL and self.max_conns > 0:
+                        # Rows with a VNI are counted as they come, the others
+                        # a chunk at a time: one packet per call keeps the
+                        # order, which decides where a max_conns cut falls.
+                        for i in range(n_off):
+                            r = self._count_many(&ptrs[i], &lns[i], NULL, 1, rx,
+                                                 &tp[i] if tp != NULL else NULL,
+                                                 physical, &vns[i])
+                            if r < 0:
+                                break
+                    else:
+                        r = self._count_many(ptrs, lns, NULL, n_off, rx, tp, physical, vns)
                 if r < 0:
                     raise MemoryError("connstats: cannot grow the connection table")
         finally:
             PyBuffer_Release(&view)
+            if has_times:
+                PyBuffer_Release(&tview)
             free(<void *>ptrs)
             free(offs)
             free(lns)
+            free(vns)
         return 0
 
     # -- windows -----------------------------------------------------------

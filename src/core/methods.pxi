@@ -53,19 +53,40 @@ cdef class CountingMethods:
         else:
             self._fallback().update_rx_virtual(packet)
 
-    def update_tx_physical(self, src, dst, n):
-        """Count one transmitted WireGuard packet of ``n`` bytes to physical peer ``dst``."""
+    def update_tx_physical(self, src, dst, n, *, packets=1):
+        """Count ``packets`` transmitted WireGuard packets of ``n`` bytes in all to physical peer ``dst``."""
         if self._counting_core is not None:
-            self._counting_core._physical(src, dst, n, False)
+            self._counting_core._physical(src, dst, n, False, packets)
         else:
-            self._fallback().update_tx_physical(src, dst, n)
+            self._fallback().update_tx_physical(src, dst, n, packets=packets)
 
-    def update_rx_physical(self, src, dst, n):
-        """Count one received WireGuard packet of ``n`` bytes from physical peer ``dst``."""
+    def update_rx_physical(self, src, dst, n, *, packets=1):
+        """Count ``packets`` received WireGuard packets of ``n`` bytes in all from physical peer ``dst``."""
         if self._counting_core is not None:
-            self._counting_core._physical(src, dst, n, True)
+            self._counting_core._physical(src, dst, n, True, packets)
         else:
-            self._fallback().update_rx_physical(src, dst, n)
+            self._fallback().update_rx_physical(src, dst, n, packets=packets)
+
+    def update_virtual(self, proto, src, dst, packets, bytes, receive=False):
+        """Count ``packets`` packets, ``bytes`` bytes in all, on the virtual connection ``(proto, src, dst)`` as given (no swap); ``receive`` selects the rx counters."""
+        if self._counting_core is not None:
+            self._counting_core._preparsed(proto, src, dst, packets, bytes, receive, False)
+        else:
+            self._fallback().update_virtual(proto, src, dst, packets, bytes, receive)
+
+    def update_physical(self, proto, src, dst, packets, bytes, receive=False):
+        """Count ``packets`` packets, ``bytes`` bytes in all, on the physical connection ``(proto, src, dst)`` as given; ``receive`` selects the rx counters."""
+        if self._counting_core is not None:
+            self._counting_core._preparsed(proto, src, dst, packets, bytes, receive, True)
+        else:
+            self._fallback().update_physical(proto, src, dst, packets, bytes, receive)
+
+    def update_records(self, records):
+        """Count a buffer of fixed-size records (``RECORD_FORMAT``), the batch form of update_virtual/update_physical (GIL released while counting)."""
+        if self._counting_core is not None:
+            self._counting_core._records(records)
+        else:
+            self._fallback().update_records(records)
 
     def update_tx_virtual_batch(self, packets):
         """Count a sequence of transmitted packets (GIL released while counting)."""

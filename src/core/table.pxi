@@ -47,6 +47,12 @@ cdef struct cs_table:
     uint32_t cap_narrow
     uint32_t nwide
     uint32_t cap_wide
+    # first/last ns per entry (two int64), parallel to each array, only in
+    # windows that track times (core/times.pxi)
+    int64_t *times_narrow
+    int64_t *times_wide
+    uint32_t tcap_narrow    # entries the times arrays have room for
+    uint32_t tcap_wide
 
 
 cdef enum:
@@ -78,6 +84,8 @@ cdef struct cs_window:
     int64_t end_ns
     int64_t generation
     cs_window *next     # pending-queue link
+    int track_times     # entries carry first/last times (core/times.pxi)
+    void *tagged        # rows with a tunnel's VNI (cs_ttable, tagged.pxi), or NULL
 
 
 cdef enum:
@@ -342,6 +350,9 @@ cdef void _window_free(cs_window *w) noexcept nogil:
         free(w.shards[i].slots)
         free(w.shards[i].narrow)
         free(w.shards[i].wide)
+        free(w.shards[i].times_narrow)
+        free(w.shards[i].times_wide)
+    _tagged_free(w.tagged)
     free(w)
 
 
@@ -353,7 +364,8 @@ cdef Py_ssize_t _window_table_bytes(cs_window *w) noexcept nogil:
             total += (w.shards[i].mask + 1) * sizeof(uint64_t)
         total += w.shards[i].cap_narrow * sizeof(cs_entry4)
         total += w.shards[i].cap_wide * sizeof(cs_entry)
-    return total
+        total += (w.shards[i].tcap_narrow + w.shards[i].tcap_wide) * 2 * sizeof(int64_t)
+    return total + _tagged_bytes(w.tagged)
 
 
 cdef void _window_totals(cs_window *w, uint64_t *packets, uint64_t *nbytes) noexcept nogil:
@@ -371,6 +383,7 @@ cdef void _window_totals(cs_window *w, uint64_t *packets, uint64_t *nbytes) noex
             c = &w.shards[i].wide[j].c
             packets[0] += c.tx_packets + c.rx_packets
             nbytes[0] += c.tx_bytes + c.rx_bytes
+    _tagged_totals(w.tagged, packets, nbytes)
 
 
 cdef inline void _add128(uint64_t *lo, uint64_t *hi, uint64_t v) noexcept nogil:
@@ -378,22 +391,28 @@ cdef inline void _add128(uint64_t *lo, uint64_t *hi, uint64_t v) noexcept nogil:
     hi[0] += lo[0] < v
 
 
+cdef inline void _sum_counts(const cs_counts *c, uint64_t *p_lo, uint64_t *p_hi,
+                             uint64_t *b_lo, uint64_t *b_hi) noexcept nogil:
+    _add128(p_lo, p_hi, c.tx_packets)
+    _add128(p_lo, p_hi, c.rx_packets)
+    _add128(b_lo, b_hi, c.tx_bytes)
+    _add128(b_lo, b_hi, c.rx_bytes)
+
+
 cdef void _window_sums(cs_window *w, uint64_t *p_lo, uint64_t *p_hi,
                        uint64_t *b_lo, uint64_t *b_hi) noexcept nogil:
-    # _window_totals without wrapping: 128-bit sums (lo, hi)
+    # _window_totals without wrapping: 128-bit sums (lo, hi), tagged rows too
     cdef int i
     cdef uint32_t j
-    cdef cs_counts *c
+    cdef cs_ttable *t = <cs_ttable *>w.tagged
     for i in range(NSHARDS):
-        for j in range(w.shards[i].nnarrow + w.shards[i].nwide):
-            if j < w.shards[i].nnarrow:
-                c = &w.shards[i].narrow[j].c
-            else:
-                c = &w.shards[i].wide[j - w.shards[i].nnarrow].c
-            _add128(p_lo, p_hi, c.tx_packets)
-            _add128(p_lo, p_hi, c.rx_packets)
-            _add128(b_lo, b_hi, c.tx_bytes)
-            _add128(b_lo, b_hi, c.rx_bytes)
+        for j in range(w.shards[i].nnarrow):
+            _sum_counts(&w.shards[i].narrow[j].c, p_lo, p_hi, b_lo, b_hi)
+        for j in range(w.shards[i].nwide):
+            _sum_counts(&w.shards[i].wide[j].c, p_lo, p_hi, b_lo, b_hi)
+    if t != NULL:
+        for j in range(t.count):
+            _sum_counts(&t.entries[j].c, p_lo, p_hi, b_lo, b_hi)
 
 
 cdef uint64_t _random_seed():

@@ -39,6 +39,7 @@ cdef struct _ToConn:
     uint64_t c[4]
     _ToAddr s
     _ToAddr d
+    int64_t vni  # -1: none
     uint16_t sport
     uint16_t dport
     uint8_t proto
@@ -90,8 +91,9 @@ cdef inline bint _to_addr_raw(uint8_t fam, const uint8_t *raw, _ToAddr *out) noe
 cdef inline void _to_read_entry(uint8_t proto, uint8_t kind,
                                 uint8_t sfam, const uint8_t *src, uint16_t sport,
                                 uint8_t dfam, const uint8_t *dst, uint16_t dport,
-                                const cs_counts *c, _ToConn *r) noexcept nogil:
+                                const cs_counts *c, int64_t vni, _ToConn *r) noexcept nogil:
     r.proto = proto
+    r.vni = vni
     r.odd = _to_addr_raw(sfam, src, &r.s) | _to_addr_raw(dfam, dst, &r.d)
     r.sport = sport
     r.dport = dport
@@ -115,6 +117,7 @@ cdef int _to_read(object conn, object counts, bint phys, _ToConn *r) except -1:
     r.odd = _to_addr(k.src, &r.s) | _to_addr(k.dst, &r.d)
     r.sport = <uint16_t>k.src.port
     r.dport = <uint16_t>k.dst.port
+    r.vni = k._vni
     r.c[0] = c.tx_packets
     r.c[1] = c.tx_bytes
     r.c[2] = c.rx_packets
@@ -139,6 +142,7 @@ cdef struct _ToKey:
     uint64_t slo
     uint64_t dhi
     uint64_t dlo
+    int64_t vni
     Py_ssize_t idx  # dict order: the order of equal keys in Python's stable sort
     uint16_t sport
     uint16_t dport
@@ -178,6 +182,8 @@ cdef int _to_cmp(const void *pa, const void *pb) noexcept nogil:
         return -1 if a.dlo < b.dlo else 1
     if a.dport != b.dport:
         return -1 if a.dport < b.dport else 1
+    if a.vni != b.vni:
+        return -1 if a.vni < b.vni else 1
     if a.idx != b.idx:
         return -1 if a.idx < b.idx else 1
     return 0
@@ -276,24 +282,43 @@ cdef class OrderedItems:
         return (pair[0], pair[1], self._physical[self._table_of(g)])
 
 
+cdef enum:
+    REF_NARROW = 0
+    REF_WIDE = 1
+    REF_TAGGED = 2  # the window's table of rows with a VNI (tagged.pxi)
+
+
 cdef struct _ToRef:
-    # where a row's entry is: shard, array, index
+    # where a row's entry is: shard, array (REF_*), index
     uint32_t index
     uint8_t shard
-    uint8_t wide
+    uint8_t array
 
 
 cdef tuple _ref_pair(Window win, const _ToRef *ref, dict addresses):
-    cdef cs_table *t = &win._table().shards[ref.shard]
+    cdef cs_window *w = win._table()
+    cdef cs_table *t = &w.shards[ref.shard]
     cdef cs_entry4 *e4
     cdef cs_entry *e
-    if ref.wide:
+    cdef cs_tentry *te
+    cdef int64_t first = CS_TIME_NONE_FIRST, last = CS_TIME_NONE_LAST
+    if ref.array == REF_TAGGED:
+        te = &(<cs_ttable *>w.tagged).entries[ref.index]
+        return _entry_pair(addresses, te.key.key.proto, te.key.key.sfam, te.key.key.src,
+                           te.key.key.sport, te.key.key.dfam, te.key.key.dst,
+                           te.key.key.dport, &te.c, te.key.vni, w.track_times,
+                           te.first_ns, te.last_ns)
+    if w.track_times:
+        _times_of(t, ref.array == REF_WIDE, ref.index, &first, &last)
+    if ref.array == REF_WIDE:
         e = &t.wide[ref.index]
         return _entry_pair(addresses, e.key.proto, e.key.sfam, e.key.src, e.key.sport,
-                           e.key.dfam, e.key.dst, e.key.dport, &e.c)
+                           e.key.dfam, e.key.dst, e.key.dport, &e.c, -1, w.track_times,
+                           first, last)
     e4 = &t.narrow[ref.index]
     return _entry_pair(addresses, e4.key.proto, e4.key.sfam, e4.key.src, e4.key.sport,
-                       e4.key.dfam, e4.key.dst, e4.key.dport, &e4.c)
+                       e4.key.dfam, e4.key.dst, e4.key.dport, &e4.c, -1, w.track_times,
+                       first, last)
 
 
 cdef inline void _to_swap(_ToKey *a, _ToKey *b) noexcept nogil:
@@ -354,6 +379,7 @@ cdef inline void _to_fill_key(const _ToConn *r, int f1, int f2, int s1, int s2, 
     k.dhi = r.d.hi
     k.dlo = r.d.lo
     k.dport = r.dport
+    k.vni = r.vni
     k.idx = idx
 
 
@@ -370,11 +396,17 @@ cdef object _window_sorted_items(Window win, str column, bint reverse, Py_ssize_
     cdef int f1, f2, s1, s2, sh
     cdef uint32_t j
     cdef _ToConn row
+    cdef cs_ttable *tt = <cs_ttable *>w.tagged
+    cdef cs_tentry *te
+    cdef uint32_t ntagged = 0
     if spec is None:
         raise ValueError(f"column: not a count column: {column!r}")
     f1, f2, s1, s2 = spec
     for sh in range(NSHARDS):
         n += w.shards[sh].nnarrow + w.shards[sh].nwide
+    if tt != NULL:
+        ntagged = tt.count
+        n += ntagged
     res._window = win
     res._addresses = {}
     res._tables = 0
@@ -391,12 +423,12 @@ cdef object _window_sorted_items(Window win, str column, bint reverse, Py_ssize_
                     e4 = &t.narrow[j]
                     _to_read_entry(e4.key.proto, e4.key.kind, e4.key.sfam, e4.key.src,
                                    e4.key.sport, e4.key.dfam, e4.key.dst, e4.key.dport,
-                                   &e4.c, &row)
+                                   &e4.c, -1, &row)
                 else:
                     e = &t.wide[j - t.nnarrow]
                     _to_read_entry(e.key.proto, e.key.kind, e.key.sfam, e.key.src,
                                    e.key.sport, e.key.dfam, e.key.dst, e.key.dport,
-                                   &e.c, &row)
+                                   &e.c, -1, &row)
                 if row.phys:
                     hi -= 1
                     g = hi
@@ -405,8 +437,24 @@ cdef object _window_sorted_items(Window win, str column, bint reverse, Py_ssize_
                     lo += 1
                 res._conns[g] = row
                 res._refs[g].shard = <uint8_t>sh
-                res._refs[g].wide = j >= t.nnarrow
+                res._refs[g].array = REF_WIDE if j >= t.nnarrow else REF_NARROW
                 res._refs[g].index = j if j < t.nnarrow else j - t.nnarrow
+        # then the rows with a tunnel's VNI, as materialize orders them
+        for j in range(ntagged):
+            te = &tt.entries[j]
+            _to_read_entry(te.key.key.proto, te.key.key.kind, te.key.key.sfam,
+                           te.key.key.src, te.key.key.sport, te.key.key.dfam,
+                           te.key.key.dst, te.key.key.dport, &te.c, te.key.vni, &row)
+            if row.phys:
+                hi -= 1
+                g = hi
+            else:
+                g = lo
+                lo += 1
+            res._conns[g] = row
+            res._refs[g].shard = 0
+            res._refs[g].array = REF_TAGGED
+            res._refs[g].index = j
     nv = lo
     res._order = <Py_ssize_t *>_alloc_array(n, sizeof(Py_ssize_t))
     try:
@@ -510,6 +558,7 @@ def sorted_items(tables, str column, bint reverse, Py_ssize_t top):
                 k.dhi = r.d.hi
                 k.dlo = r.d.lo
                 k.dport = r.dport
+                k.vni = r.vni
                 k.idx = i
             with nogil:
                 qsort(keys, n, sizeof(_ToKey), _to_cmp)
@@ -679,9 +728,10 @@ cdef int _to_json_row(_ToOut *o, const _ToConn *r, object conn) except -1:
     # `conn` is needed only when r.odd (str() of an address)
     cdef const char *kind = _to_kind(r, True)
     cdef Py_ssize_t kind_len = _to_strlen(kind)
-    # special rows have no ports to show; ordinary ones always do (":0" for
-    # ICMP), as the network log writes them
-    cdef bint with_port = kind_len == 0 or r.sport != 0 or r.dport != 0
+    # Every address is written ADDR:PORT (":0" for ICMP, fragments and rows
+    # without a transport), as Go writes a netip.AddrPort: a network-log
+    # consumer cannot parse a bare address.
+    cdef bint with_port = True
     cdef bint first = True
     cdef int i
     _to_room(o, _TO_ROW_ROOM)
@@ -707,6 +757,10 @@ cdef int _to_json_row(_ToOut *o, const _ToConn *r, object conn) except -1:
         _to_put(o, b'"dst":"', 7)
         _to_put_endpoint(o, &r.d, r.dport, conn, True, with_port)
         _to_putc(o, c'"')
+    if r.vni >= 0:
+        _to_sep(o, &first)
+        _to_put(o, b'"vni":', 6)
+        _to_putu(o, <uint64_t>r.vni)
     for i in range(4):
         if r.c[i]:
             _to_sep(o, &first)
@@ -717,7 +771,7 @@ cdef int _to_json_row(_ToOut *o, const _ToConn *r, object conn) except -1:
 
 
 cdef int _to_csv_row(
-    _ToOut *o, const _ToConn *r, object conn, bytes head, tuple names
+    _ToOut *o, const _ToConn *r, object conn, bytes head, tuple names, bint vni
 ) except -1:
     cdef const char *kind = _to_kind(r, False)
     cdef Py_ssize_t kind_len = _to_strlen(kind)
@@ -750,6 +804,11 @@ cdef int _to_csv_row(
     for i in range(4):
         _to_putc(o, c',')
         _to_putu(o, r.c[i])
+    if vni:
+        # the last column, present with connstats read --decap
+        _to_putc(o, c',')
+        if r.vni >= 0:
+            _to_putu(o, <uint64_t>r.vni)
     _to_put(o, b"\r\n", 2)
     return 0
 
@@ -759,7 +818,7 @@ cdef object _to_text(_ToOut *o):
 
 
 cdef int _to_rows(
-    object items, bint csv, _ToOut *ov, _ToOut *op, bytes head, tuple names
+    object items, bint csv, _ToOut *ov, _ToOut *op, bytes head, tuple names, bint vni
 ) except -1:
     # JSON: virtual rows to ov, physical ones to op; CSV: all to ov
     cdef OrderedItems ordered
@@ -774,7 +833,7 @@ cdef int _to_rows(
             r = &ordered._conns[ordered._order[i]]
             conn = ordered._pair(ordered._order[i])[0] if r.odd else None
             if csv:
-                _to_csv_row(ov, r, conn, head, names)
+                _to_csv_row(ov, r, conn, head, names, vni)
             else:
                 _to_json_row(op if r.phys else ov, r, conn)
         return 0
@@ -782,7 +841,7 @@ cdef int _to_rows(
         it = _to_tuple(item, 3, "items")
         _to_read(it[0], it[1], it[2], &one)
         if csv:
-            _to_csv_row(ov, &one, it[0], head, names)
+            _to_csv_row(ov, &one, it[0], head, names, vni)
         else:
             _to_json_row(op if one.phys else ov, &one, it[0])
     return 0
@@ -799,7 +858,7 @@ def json_rows(items):
     ov.data = NULL; ov.size = 0; ov.cap = 0
     op.data = NULL; op.size = 0; op.cap = 0
     try:
-        _to_rows(items, False, &ov, &op, b"", ())
+        _to_rows(items, False, &ov, &op, b"", (), False)
         return _to_text(&ov), _to_text(&op)
     finally:
         free(ov.data)
@@ -812,11 +871,11 @@ cdef bytes _to_name(object name):
     return (<str>name).encode()
 
 
-def csv_rows(items, str head not None, names):
+def csv_rows(items, str head not None, names, bint vni=False):
     """CSV lines (CRLF) of ``items``, as ``cli.fastout.csv_items`` writes them.
 
     ``head`` is the window columns followed by ','; ``names`` the 256
-    protocol names.
+    protocol names; ``vni``: end each line with the VNI column.
     """
     cdef tuple texts = tuple([_to_name(n) for n in names])
     cdef _ToOut o
@@ -824,7 +883,7 @@ def csv_rows(items, str head not None, names):
         raise ValueError(f"names: expected 256 protocol names, got {len(texts)}")
     o.data = NULL; o.size = 0; o.cap = 0
     try:
-        _to_rows(items, True, &o, NULL, head.encode(), texts)
+        _to_rows(items, True, &o, NULL, head.encode(), texts, vni)
         return _to_text(&o)
     finally:
         free(o.data)

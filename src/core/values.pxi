@@ -160,26 +160,36 @@ cdef class Connection:
 
     For tx packets src/dst are the packet's own; for rx they are swapped, so
     both directions of a flow land on the same Connection.  Physical
-    connections have proto 0 and src.port 0.
+    connections counted by ``update_*_physical`` have proto 0 and src.port 0.
+    ``vni`` is the VNI or key of the tunnel a decapsulated packet came
+    through (docs/tunnels.md), else None; it is not one of the three items.
     """
 
     cdef readonly int proto
     cdef readonly AddrPort src
     cdef readonly AddrPort dst
+    cdef int64_t _vni   # -1: none
     cdef Py_hash_t _hash
 
     # Built in __cinit__ with no __init__, as AddrPort: immutable.
-    def __cinit__(self, proto=0, src=None, dst=None):
+    def __cinit__(self, proto=0, src=None, dst=None, vni=None):
         # src and dst are never None, even for Connection.__new__(Connection).
-        if proto is 0 and src is None and dst is None:
+        if proto is 0 and src is None and dst is None and vni is None:
             self.src = _NO_ADDRPORT
             self.dst = _NO_ADDRPORT
+            self._vni = -1
             self._hash = _EMPTY_CONNECTION_HASH
             return
         self.proto = <int>_int64_in(proto, "proto", 0, 255)
         self.src = _NO_ADDRPORT if src is None else _as_addrport(src, "src")
         self.dst = _NO_ADDRPORT if dst is None else _as_addrport(dst, "dst")
-        self._hash = _connection_hash(self.proto, self.src._hash, self.dst._hash)
+        self._vni = -1 if vni is None else _int64_in(vni, "vni", 0, 0xFFFFFFFF)
+        self._hash = _connection_hash(self.proto, self.src._hash, self.dst._hash, self._vni)
+
+    @property
+    def vni(self):
+        """The tunnel's VNI or key (an int), or None."""
+        return None if self._vni < 0 else self._vni
 
     def __hash__(self):
         return self._hash
@@ -196,6 +206,8 @@ cdef class Connection:
             c = _addrport_cmp(self.src, o.src)
             if c == 0:
                 c = _addrport_cmp(self.dst, o.dst)
+            if c == 0 and self._vni != o._vni:
+                c = -1 if self._vni < o._vni else 1
         return _ord_cmp(c, op)
 
     def __iter__(self):
@@ -208,17 +220,24 @@ cdef class Connection:
         return (self.proto, self.src, self.dst)[index]
 
     def __reduce__(self):
+        if self._vni >= 0:
+            return (Connection, (self.proto, self.src, self.dst, self._vni))
         return (Connection, (self.proto, self.src, self.dst))
 
     def __repr__(self):
+        if self._vni >= 0:
+            return (f"Connection(proto={self.proto}, src={self.src!r}, dst={self.dst!r}, "
+                    f"vni={self._vni})")
         return f"Connection(proto={self.proto}, src={self.src!r}, dst={self.dst!r})"
 
     def __str__(self):
         name = protocol_name(self.proto) or "ip"
+        if self._vni >= 0:
+            return f"{name} {self.src} -> {self.dst} vni {self._vni}"
         return f"{name} {self.src} -> {self.dst}"
 
     def to_dict(self):
-        """JSON-ready dict in the shape of Tailscale's network log."""
+        """JSON-ready dict in the shape of Tailscale's network log (plus ``vni``)."""
         out = {}
         if self.proto:
             out["proto"] = self.proto
@@ -226,19 +245,24 @@ cdef class Connection:
             out["src"] = str(self.src)
         if self.dst._fam:
             out["dst"] = str(self.dst)
+        if self._vni >= 0:
+            out["vni"] = self._vni
         return out
 
 
-cdef inline Py_hash_t _connection_hash(int proto, Py_hash_t src, Py_hash_t dst) noexcept:
+cdef inline Py_hash_t _connection_hash(int proto, Py_hash_t src, Py_hash_t dst,
+                                       int64_t vni) noexcept:
     cdef uint64_t h = cs_mix64((<uint64_t>src) * 0x9E3779B97F4A7C15ULL + <uint64_t>proto)
     h = cs_mix64(h ^ (<uint64_t>dst) * 0xbf58476d1ce4e5b9ULL)
+    if vni >= 0:
+        h = cs_mix64(h ^ (<uint64_t>vni + 1) * 0x94d049bb133111ebULL)
     return _fix_hash(h)
 
 
-cdef Py_hash_t _EMPTY_CONNECTION_HASH = _connection_hash(0, _NO_ADDRPORT._hash, _NO_ADDRPORT._hash)
+cdef Py_hash_t _EMPTY_CONNECTION_HASH = _connection_hash(0, _NO_ADDRPORT._hash, _NO_ADDRPORT._hash, -1)
 
 
-@cython.final
+# Not final: TimedCounts extends it.
 @cython.freelist(64)
 cdef class Counts:
     """Packet and byte counters of one connection (unsigned 64-bit, wrapping)."""
@@ -248,8 +272,13 @@ cdef class Counts:
     cdef readonly uint64_t rx_packets
     cdef readonly uint64_t rx_bytes
 
-    # Built in __cinit__ with no __init__, as AddrPort: immutable.
-    def __cinit__(self, tx_packets=0, tx_bytes=0, rx_packets=0, rx_bytes=0):
+    # Built in __cinit__ with no __init__, as AddrPort: immutable.  The
+    # keyword-only times are TimedCounts' (a subclass's tp_new calls this
+    # __cinit__ with its own arguments first).
+    def __cinit__(self, tx_packets=0, tx_bytes=0, rx_packets=0, rx_bytes=0, *,
+                  first_ns=None, last_ns=None):
+        if (first_ns is not None or last_ns is not None) and not isinstance(self, TimedCounts):
+            raise TypeError("Counts() takes no times; use TimedCounts")
         if tx_packets is 0 and tx_bytes is 0 and rx_packets is 0 and rx_bytes is 0:
             return  # Counts.__new__(Counts): tp_new zeroed the counters
         self.tx_packets = _u64_arg(tx_packets, "tx_packets")
@@ -334,3 +363,62 @@ cdef uint64_t _u64_arg(object value, str argname) except? 0:
     if not 0 <= value < 2 ** 64:
         raise ValueError(f"{argname}: {value} is out of range 0..2**64-1")
     return <uint64_t>value
+
+
+@cython.final
+cdef class TimedCounts(Counts):
+    """Counts with the time of the connection's first and last packet.
+
+    Windows of ``Statistics(track_times=True)`` (and of the capture replay)
+    hold these: ``first_ns``/``last_ns`` are nanoseconds since the Unix
+    epoch (UTC).  Iteration, equality, hashing and ordering are those of
+    Counts (the four counters); adding two TimedCounts keeps the earliest
+    first and the latest last time (adding a plain Counts gives a Counts).
+    """
+
+    cdef readonly int64_t first_ns
+    cdef readonly int64_t last_ns
+
+    def __cinit__(self, tx_packets=0, tx_bytes=0, rx_packets=0, rx_bytes=0, *,
+                  first_ns=None, last_ns=None):
+        # None: 0 (TimedCounts.__new__(TimedCounts) from the builders, which
+        # set the fields themselves, gives None)
+        if first_ns is None:
+            first_ns = 0
+        if last_ns is None:
+            last_ns = 0
+        if first_ns is 0 and last_ns is 0:
+            return
+        self.first_ns = _int64_in(first_ns, "first_ns", CS_TIME_NONE_LAST,
+                                  CS_TIME_NONE_FIRST)
+        self.last_ns = _int64_in(last_ns, "last_ns", CS_TIME_NONE_LAST,
+                                 CS_TIME_NONE_FIRST)
+
+    def __add__(self, other):
+        cdef TimedCounts a, b, r
+        if not isinstance(self, TimedCounts) or not isinstance(other, TimedCounts):
+            return Counts.__add__(self, other)
+        a = <TimedCounts>self
+        b = <TimedCounts>other
+        r = TimedCounts.__new__(TimedCounts)
+        r.tx_packets = a.tx_packets + b.tx_packets
+        r.tx_bytes = a.tx_bytes + b.tx_bytes
+        r.rx_packets = a.rx_packets + b.rx_packets
+        r.rx_bytes = a.rx_bytes + b.rx_bytes
+        r.first_ns = a.first_ns if a.first_ns < b.first_ns else b.first_ns
+        r.last_ns = a.last_ns if a.last_ns > b.last_ns else b.last_ns
+        return r
+
+    def __reduce__(self):
+        return (_timed_counts, (self.tx_packets, self.tx_bytes, self.rx_packets,
+                                self.rx_bytes, self.first_ns, self.last_ns))
+
+    def __repr__(self):
+        return (f"TimedCounts(tx_packets={self.tx_packets}, tx_bytes={self.tx_bytes}, "
+                f"rx_packets={self.rx_packets}, rx_bytes={self.rx_bytes}, "
+                f"first_ns={self.first_ns}, last_ns={self.last_ns})")
+
+
+def _timed_counts(tx_packets, tx_bytes, rx_packets, rx_bytes, first_ns, last_ns):
+    return TimedCounts(tx_packets, tx_bytes, rx_packets, rx_bytes,
+                       first_ns=first_ns, last_ns=last_ns)

@@ -76,6 +76,16 @@ def scenario(name: str) -> None:
         s.update_tx_virtual_batch(packets)
         KEEP.append(s)
         time.sleep(0.1)  # the flush thread is now inside dump
+    elif name == "blocked-first":
+        # Registered first, so the exit hook meets it first: its dump never
+        # returns, and the next instance's open window must still arrive.
+        s = connstats.Statistics(max_conns=1, dump=blocked_dump)
+        s.update_tx_virtual_batch(packets[:5])
+        KEEP.append(s)
+        s = connstats.Statistics(max_period=60, dump=printing_dump)
+        s.update_tx_virtual_batch(packets[100:120])
+        KEEP.append(s)
+        time.sleep(0.1)  # the first flush thread is now inside dump
     elif name == "updating-threads":
         s = connstats.Statistics(max_period=0.001, max_conns=5, dump=lambda *a: None)
         KEEP.append(s)
