@@ -200,3 +200,25 @@ def test_several_files_add_up(capsys):
     paths = [str(DATA / f) for f in FILES[:2]]
     code, out, _ = run(capsys, "read", *paths, "--decap")
     assert "all 2 files: 49 IP packets" in out and "49 decapsulated" in out
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_parquet_rows_are_tsharks(capsys, oracle, name, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow is not installed")
+    out_path = tmp_path / "out.parquet"
+    code, _, _ = run(
+        capsys, "read", str(DATA / name), "--decap", "--format", "parquet",
+        "-o", str(out_path),
+    )  # fmt: skip
+    assert code == 0
+    table = pq.read_table(out_path)
+    assert table.schema.field("vni").type.bit_width == 32
+    virtual: dict = {}
+    physical: dict = {}
+    for r in table.to_pylist():
+        src = f"[{r['src_addr']}]" if ":" in r["src_addr"] else r["src_addr"]
+        dst = f"[{r['dst_addr']}]" if ":" in r["dst_addr"] else r["dst_addr"]
+        key = (r["proto"], f"{src}:{r['src_port']}", f"{dst}:{r['dst_port']}", r["vni"])
+        table_of = physical if r["traffic"] == "physical" else virtual
+        table_of[key] = (r["tx_packets"], r["tx_bytes"])
+    assert (virtual, physical) == oracle[name]

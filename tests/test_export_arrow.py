@@ -398,3 +398,50 @@ def test_statistics_dump_to_arrow(impl):
     (table,) = tables
     assert table.column_names[-2:] == ["first_seen", "last_seen"]
     assert sum(table.column("tx_packets").to_pylist()) == 200
+
+
+def test_vni_column_is_each_connections_vni(impl):
+    """``vni=True``: the VNI of a decapsulated tunnel row, null on the others
+    (on both cores' values, and on the other core's through its own columns)."""
+    m = impl.module
+
+    @SETTINGS
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from([6, 17]),
+                st.integers(1, 65535),
+                st.one_of(st.none(), st.integers(0, 0xFFFFFFFF)),
+                st.booleans(),
+            ),
+            max_size=30,
+        )
+    )
+    def check(rows):
+        virtual: dict = {}
+        physical: dict = {}
+        for proto, port, vni, is_physical in rows:
+            conn = m.Connection(
+                proto,
+                m.AddrPort(IPv4Address("10.0.0.1"), port),
+                m.AddrPort(IPv6Address("2001:db8::2"), 4789),
+                vni=vni,
+            )
+            (physical if is_physical else virtual)[conn] = m.Counts(1, port, 0, 0)
+        if m is _fastparse_py and IS_COMPILED:
+            cols = m.columns((virtual, physical), False)
+            table = arrow._from_columns(
+                cols, 0, 10, community_id=False, seed=0, vni=True
+            )
+        else:
+            table = arrow.table(0, 10, virtual, physical, vni=True)
+        want = [c.vni for c in virtual] + [c.vni for c in physical]
+        assert table.column_names[-1] == "vni"
+        assert table.schema.field("vni").type == pa.uint32()
+        assert table.column("vni").to_pylist() == want
+        assert table.column("tx_bytes").to_pylist() == [
+            c.src.port for part in (virtual, physical) for c in part
+        ]
+        assert "vni" not in arrow.table(0, 10, virtual, physical).column_names
+
+    check()
