@@ -1,9 +1,10 @@
 # Rows of decapsulated tunnels that carry a VNI or key (docs/tunnels.md).
 #
 # They live in a table of their own in each window (cs_window.tagged), so
-# that every other row keeps its 40-byte key and the table its layout: a
-# 32-bit VNI does not fit in the key, and widening it for every connection
-# would cost each row 8 bytes and every packet a longer hash.  The table is
+# that every other row keeps its compact (16-byte) or wide (40-byte) key and
+# the table its layout: a 32-bit VNI does not fit in the key, and widening
+# it for every connection would cost each row 8 bytes and every packet a
+# longer hash.  The table is
 # the shards' open addressing on 48-byte keys (a key and the VNI), made on
 # the first such row.  Callers hold shard 0's lock: cut() takes every shard
 # lock, so a window is never swapped under an add, and the window's
