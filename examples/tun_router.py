@@ -519,8 +519,11 @@ def main(argv: list[str] | None = None) -> int:
         with lock:
             writer.window(Window(ns_of(start), ns_of(end), virtual, physical))
 
-    # SIGTERM tears down like Ctrl-C.
+    # SIGTERM tears down like Ctrl-C.  SIGINT is set too: a process started
+    # in the background of a non-interactive shell inherits it ignored, and
+    # Python then installs no handler, so Ctrl-C (or kill -INT) would do nothing.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stats = None
     try:
         with TunRouter(args.suffix, mtu=args.mtu, queues=args.queues) as router:

@@ -299,6 +299,9 @@ def test_command_line_prints_windows_and_tears_down_on_ctrl_c() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Started as a background job of a non-interactive shell would be (CI
+        # scripts): SIGINT ignored.  Ctrl-C must still stop the router.
+        preexec_fn=_ignore_sigint,
     )
     try:
         assert proc.stderr is not None
@@ -317,7 +320,7 @@ def test_command_line_prints_windows_and_tears_down_on_ctrl_c() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.communicate()  # reaps it and closes the pipes
     assert proc.returncode == 0, err
     assert "PROTO  SOURCE      DESTINATION  TX PKTS  TX BYTES  RX PKTS  RX BYTES" in out
     assert "icmp   198.18.1.1  198.18.2.1         3     252 B        3     252 B" in out
@@ -327,6 +330,10 @@ def test_command_line_prints_windows_and_tears_down_on_ctrl_c() -> None:
     ), out
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
     assert ns_a not in listed.stdout and ns_b not in listed.stdout
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_example(prefix: list[str]) -> subprocess.CompletedProcess[str]:
