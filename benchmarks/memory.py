@@ -2,6 +2,7 @@
 
     python benchmarks/memory.py connstats 1000000
     python benchmarks/memory.py baseline 100000
+    python benchmarks/memory.py connstats 1000000 ipv6
 
 Prints one JSON object: the table's own byte count (connstats:
 ``Statistics()._core.table_bytes``), the process RSS growth while the
@@ -22,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from workloads import joined, udp4
+from workloads import CLIENT6, SERVER6, ipv6, joined, udp4
 
 CHUNK = 4096
 
@@ -32,20 +33,28 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def measure(impl: str, count: int) -> dict:
-    template = [udp4(0x0A000000, 0xAC100001, 0, 443, 28) for _ in range(CHUNK)]
+def measure(impl: str, count: int, family: str = "ipv4") -> dict:
+    if family == "ipv6":
+        # 48-byte IPv6 UDP packets; the client address varies in its last
+        # 32 bits, its port as for IPv4
+        size, addr_at, port_at, pack_addr = 48, 20, 40, struct.Struct("!I").pack_into
+        template = [ipv6(CLIENT6, SERVER6, 17, 0, 443, size) for _ in range(CHUNK)]
+        base = CLIENT6 & 0xFFFFFFFF
+    else:
+        size, addr_at, port_at, pack_addr = 28, 12, 20, struct.Struct("!I").pack_into
+        template = [udp4(0x0A000000, 0xAC100001, 0, 443, 28) for _ in range(CHUNK)]
+        base = 0x0A000000
     buf, offsets, lengths = joined(template)
     buf = bytearray(buf)
-    pack_into = struct.Struct("!I").pack_into
     port_into = struct.Struct("!H").pack_into
 
     def chunk(start: int) -> int:
         n = min(CHUNK, count - start)
         for k in range(n):
             i = start + k
-            base = k * 28
-            pack_into(buf, base + 12, 0x0A000000 + (i >> 8))  # client address
-            port_into(buf, base + 20, 1024 + (i & 0xFF))  # client port
+            at = k * size
+            pack_addr(buf, at + addr_at, base + (i >> 8))  # client address
+            port_into(buf, at + port_at, 1024 + (i & 0xFF))  # client port
         return n
 
     if impl == "connstats":
@@ -62,7 +71,7 @@ def measure(impl: str, count: int) -> dict:
 
         def insert(n: int) -> None:
             stats.update_tx_virtual_batch(
-                [bytes(buf[k * 28 : k * 28 + 28]) for k in range(n)]
+                [bytes(buf[k * size : k * size + size]) for k in range(n)]
             )
     else:
         raise SystemExit(f"unknown implementation {impl!r}")
@@ -80,6 +89,7 @@ def measure(impl: str, count: int) -> dict:
     after = rss_bytes()
     result = {
         "impl": impl,
+        "family": family,
         "connections": count,
         "rss_growth_bytes": after - before,
         "rss_per_connection": (after - before) / count,
@@ -96,7 +106,10 @@ def measure(impl: str, count: int) -> dict:
 
 def main(argv: list[str]) -> int:
     impl, count = argv[0], int(argv[1])
-    print(json.dumps(measure(impl, count)))
+    family = argv[2] if len(argv) > 2 else "ipv4"
+    if family not in ("ipv4", "ipv6"):
+        raise SystemExit(f"unknown family {family!r}")
+    print(json.dumps(measure(impl, count, family)))
     return 0
 
 

@@ -53,6 +53,15 @@ def warm(stats, w, rx=False):
 # -- tx, one packet per call ---------------------------------------------------
 
 
+@pytest.mark.benchmark(group="ipv4-1M")
+def test_baseline_tx_ipv4_1m(benchmark, workloads, is_quick):
+    if is_quick:
+        pytest.skip("1,000,000 connections: timed runs only")
+    w = workloads["ipv4-1M"]
+    s = warm(baseline.Statistics(), w)
+    run_packets(benchmark, each(s.update_tx_virtual, w.packets), w, "baseline", stats=s)
+
+
 @pytest.mark.benchmark(group="ipv4-1conn")
 def test_baseline_tx_ipv4_1conn(benchmark, workloads):
     w = workloads["ipv4-1conn"]

@@ -230,3 +230,17 @@ def test_buffer_rx_mixed_10k(benchmark, workloads):
         "rx",
         stats=s,
     )
+
+
+# -- a million connections (issue 24); not in the short mode (790 MB of packets)
+
+
+@pytest.mark.benchmark(group="ipv4-1M")
+def test_batch_tx_ipv4_1m(benchmark, workloads, is_quick):
+    if is_quick:
+        pytest.skip("1,000,000 connections: timed runs only")
+    w = workloads["ipv4-1M"]
+    s = warm(w)
+    run_packets(
+        benchmark, each_batch(s.update_tx_virtual_batch, w.batches), w, "batch", stats=s
+    )

@@ -49,3 +49,11 @@ def test_floor_cmethod_ipv6_1k(benchmark, workloads):
 def test_floor_cmethod_mixed_10k(benchmark, workloads):
     w = workloads["mixed-10k"]
     run_packets(benchmark, each([].count, w.packets), w, "floor")
+
+
+@pytest.mark.benchmark(group="ipv4-1M")
+def test_floor_cmethod_ipv4_1m(benchmark, workloads, is_quick):
+    if is_quick:
+        pytest.skip("1,000,000 connections: timed runs only")
+    w = workloads["ipv4-1M"]
+    run_packets(benchmark, each([].count, w.packets), w, "floor")

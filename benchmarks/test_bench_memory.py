@@ -19,14 +19,14 @@ from harness import record
 SCRIPT = Path(__file__).resolve().parent / "memory.py"
 
 
-def _measure(benchmark, impl, count, quick=False):
+def _measure(benchmark, impl, count, quick=False, family="ipv4"):
     if quick and impl == "baseline" and count > 100_000:
         count = 100_000
     result = {}
 
     def run():
         out = subprocess.run(
-            [sys.executable, str(SCRIPT), impl, str(count)],
+            [sys.executable, str(SCRIPT), impl, str(count), family],
             capture_output=True,
             text=True,
             check=True,
@@ -40,12 +40,19 @@ def _measure(benchmark, impl, count, quick=False):
         benchmark,
         unit="memory",
         count=count,
-        path=impl,
-        workload=f"memory-{count}",
-        **{k: v for k, v in result.items() if k not in ("impl", "connections")},
+        path=impl if family == "ipv4" else f"{impl}-{family}",
+        workload=f"memory-{count}" if family == "ipv4" else f"memory-{family}-{count}",
+        **{
+            k: v
+            for k, v in result.items()
+            if k not in ("impl", "connections", "family")
+        },
     )
     if impl == "connstats":
         assert result["table_per_connection"] < 200
+        if family == "ipv4" and count == 1_000_000:
+            # 48-byte entries and 16 bytes of index per IPv4 connection
+            assert result["table_per_connection"] <= 72
 
 
 @pytest.mark.benchmark(group="memory")
@@ -56,6 +63,12 @@ def test_memory_connstats_100k(benchmark):
 @pytest.mark.benchmark(group="memory")
 def test_memory_connstats_1m(benchmark):
     _measure(benchmark, "connstats", 1_000_000)
+
+
+@pytest.mark.benchmark(group="memory")
+def test_memory_connstats_ipv6_1m(benchmark):
+    # issue 24: IPv6 keeps the 72-byte entries
+    _measure(benchmark, "connstats", 1_000_000, family="ipv6")
 
 
 @pytest.mark.benchmark(group="memory")

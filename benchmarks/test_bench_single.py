@@ -75,3 +75,15 @@ def test_single_rx_mixed_10k(benchmark, workloads):
     run_packets(
         benchmark, each(s.update_rx_virtual, w.packets), w, "single", "rx", stats=s
     )
+
+
+# -- a million connections (issue 24); not in the short mode (790 MB of packets)
+
+
+@pytest.mark.benchmark(group="ipv4-1M")
+def test_single_tx_ipv4_1m(benchmark, workloads, is_quick):
+    if is_quick:
+        pytest.skip("1,000,000 connections: timed runs only")
+    w = workloads["ipv4-1M"]
+    s = warm(w)
+    run_packets(benchmark, each(s.update_tx_virtual, w.packets), w, "single", stats=s)

@@ -124,12 +124,20 @@ def cycling4(
     """``count`` IPv4 UDP connections, one packet each, in order (a cycle).
 
     Client address and port vary (256 ports per client address) towards one
-    server port, as many clients of one service look.
+    server port, as many clients of one service look.  Built by writing the
+    varying fields into copies of one packet (strided slice assignments):
+    a million of them take about a second.
     """
-    return [
-        udp4(client_base + (i >> 8), SERVER4, 1024 + (i & 0xFF), 443, size)
-        for i in range(count)
-    ]
+    template = udp4(client_base, SERVER4, 1024, 443, size)
+    buf = bytearray(template * count)
+    src = [client_base + (i >> 8) for i in range(count)]
+    for byte in range(4):
+        shift = 24 - 8 * byte
+        buf[12 + byte :: size] = bytes((a >> shift) & 0xFF for a in src)
+    buf[20::size] = bytes(((1024 + (i & 0xFF)) >> 8) for i in range(count))
+    buf[21::size] = bytes(((1024 + (i & 0xFF)) & 0xFF) for i in range(count))
+    view = memoryview(buf)
+    return [bytes(view[i * size : (i + 1) * size]) for i in range(count)]
 
 
 def cycling6(count: int, size: int = PACKET_SIZE) -> list[bytes]:
@@ -240,6 +248,14 @@ def build(name: str) -> Workload:
             cycling4(100_000, size=64),
             100_000,
         )
+    if name == "ipv4-1M":
+        # issue 24: the table at a million connections (790 MB of packets)
+        return Workload(
+            name,
+            "IPv4 UDP, 1,000,000 connections cycling",
+            cycling4(1_000_000),
+            1_000_000,
+        )
     if name == "ipv6-1k":
         return Workload(
             name, "IPv6 UDP, 1,000 connections cycling", cycling6(1000), 1000
@@ -253,6 +269,9 @@ def build(name: str) -> Workload:
         )
     raise KeyError(name)
 
+
+#: Too big for the short mode and the correctness checks over WORKLOADS.
+SCALE_WORKLOADS = ("ipv4-1M",)
 
 WORKLOADS = (
     "ipv4-1conn",

@@ -7,12 +7,11 @@ core.  See :class:`Statistics`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from ._impl import IS_COMPILED
 from ._impl import core as _core
 from ._protocols import tunnel_mask
-from ._statistics import Statistics
 from ._types import (
     PROTOCOL_NAMES,
     RECORD_FORMAT,
@@ -28,6 +27,7 @@ from .export.community_id import community_id
 
 if TYPE_CHECKING:
     from ._fastparse import AddrPort, Connection, Counts, TimedCounts
+    from ._statistics import Statistics
     from ._types import Buffer
 else:
     # Value types of the selected core: C types, or the NamedTuples of
@@ -36,6 +36,22 @@ else:
     Connection = _core.Connection
     Counts = _core.Counts
     TimedCounts = _core.TimedCounts
+
+
+def __getattr__(name: str) -> Any:
+    # Statistics (and with it logging, inspect and the flush thread's code)
+    # is imported when first asked for: the command line's start-up does
+    # not need it (`connstats read` of a small file is mostly imports).
+    if name == "Statistics":
+        from ._statistics import Statistics
+
+        globals()["Statistics"] = Statistics
+        return Statistics
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"Statistics"})
 
 
 def decode(packet: Buffer) -> tuple[int, AddrPort, AddrPort]:

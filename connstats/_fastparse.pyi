@@ -132,6 +132,15 @@ class Window:
     def materialize_slices(
         self, virtual: dict[Connection, Counts], physical: dict[Connection, Counts]
     ) -> Iterator[None]: ...
+    def totals(self) -> tuple[int, int]:
+        """(packets, bytes) of every connection, exact (no wrap)."""
+    def sorted_items(
+        self, column: str, reverse: bool, top: int
+    ) -> tuple[OrderedItems, int]:
+        """The report's rows straight from the table (see sorted_items)."""
+
+def merge_windows(windows: Iterable[Window]) -> Window:
+    """One window with every connection of ``windows``, counts added up."""
 
 class Core:
     """The counter table; connstats.Statistics is the public API."""
@@ -323,6 +332,8 @@ NO_VNI: Final[int]
 
 SHARDS: Final[int]
 ENTRY_BYTES: Final[int]
+IPV4_ENTRY_BYTES: Final[int]
+IPV4_KEY_BYTES: Final[int]
 # C size of a window header (its allocation is what cut() needs to succeed)
 WINDOW_BYTES: Final[int]
 

@@ -1131,18 +1131,23 @@ class Core:
         ``column`` is 0 for tx and 2 for rx; ``key`` is already oriented (rx
         swap done).  Returns whether the waiter must be notified.
         """
-        if not physical and key[3] in self._ignore:
-            # Virtual traffic only, as the reference: a WireGuard peer's
-            # endpoint is counted even if it is in ignore_destinations.
-            return False
         notify = False
         window = self._window
-        if window is None:
-            window = self._open_window()
-            notify = True
-        table = window._physical if physical else window._virtual
-        counters = table.get(key)
+        counters = None
+        if window is not None:
+            table = window._physical if physical else window._virtual
+            counters = table.get(key)
         if counters is None:
+            # ignore_destinations is checked on insertion only, as in the
+            # compiled core: an ignored connection is never in a table.
+            # Virtual traffic only, as the reference: a WireGuard peer's
+            # endpoint is counted even if it is in ignore_destinations.
+            if not physical and key[3] in self._ignore:
+                return False
+            if window is None:
+                window = self._open_window()
+                notify = True
+                table = window._physical if physical else window._virtual
             if self._max_conns and len(window) + 1 > self._max_conns:
                 self._retire(window)
                 window = self._open_window()
@@ -1151,6 +1156,7 @@ class Core:
             counters = table[key] = [0, 0, 0, 0]
             if window.track_times:
                 counters += (t, t)
+        assert window is not None  # counters are in it
         counters[column] = (counters[column] + packets) & _U64
         counters[column + 1] = (counters[column + 1] + n) & _U64
         if window.track_times:

@@ -13,7 +13,6 @@ import importlib
 import os
 import sys
 import warnings
-from pathlib import Path
 from types import ModuleType
 
 NO_EXTENSIONS = os.environ.get("CONNSTATS_NO_EXTENSIONS", "") not in ("", "0")
@@ -34,6 +33,8 @@ def load(compiled: str, pure: str, what: str) -> ModuleType:
 
 def _missing_message(compiled: str, what: str, exc: ImportError) -> str:
     """Why the compiled module is missing, and what to do about it."""
+    from pathlib import Path  # only on this path: start-up time
+
     package = Path(__file__).resolve().parent
     checkout = package.parent
     slow = f"using the slow pure-Python {what}"

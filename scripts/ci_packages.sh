@@ -16,7 +16,9 @@
 #   prometheus             the real server of tests/test_export_prometheus.py
 #                          (the test starts its own on loopback, not the service)
 #   golang-go              the encoding/json oracle of tests/test_netlog.py
-#                          (builds tests/data/netlog_oracle/main.go; std only)
+#                          (builds tests/data/netlog_oracle/main.go; std only),
+#                          and the Go port of benchmarks/test_bench_go.py
+#                          (go_compare.py; under a second in short mode)
 #   zstd                   the oracle of tests/test_compress_bounds.py (zstd -d)
 set -uo pipefail
 packages=(iperf3 iputils-ping tshark tcpdump libpcap0.8 softflowd nfdump

@@ -8,11 +8,18 @@ Layout of the table (one per window):
 * 8 shards, chosen by the top bits of a keyed 64-bit hash, each with its own
   mutex, so that threads feeding disjoint connections through the batch entry
   points (which run without the GIL) rarely meet on a lock.
-* Each shard is an open-addressed index of 64-bit slots
-  (32-bit hash tag << 32 | entry number + 1, linear probing, load <= 3/4)
-  over a dense array of 72-byte entries (40-byte key + four u64 counters).
-  Dense entries make a window cheap to walk and ~92 bytes per connection at
-  a million connections.
+* Each shard is an open-addressed index of 64-bit slots (32-bit hash tag
+  << 32 | a bit saying which array | entry number + 1; linear probing, load
+  <= 3/4) over two dense arrays of entries: 48-byte ones (a 16-byte compact
+  key + four u64 counters) for connections whose addresses are IPv4 or
+  absent, and 72-byte ones (the 40-byte key + the counters) for the others.
+  A probe compares the slot's tag and array bit before it reads an entry.
+  Dense entries make a window cheap to walk and small: ~65 bytes per IPv4
+  connection at a million connections (16 of them index).  An update of a
+  known connection reads one slot line and one or two entry lines; compact
+  entries keep the key and the tx counters in one line for 3 of 4 entries.
+  IPv4 keys are hashed in their compact form (two multiply lanes instead of
+  five), with the same per-process seed.
 
 A window is swapped out by taking every shard lock (in index order) and
 replacing one pointer, so the packet path is never held up by turning a
@@ -213,6 +220,8 @@ def decap_split(buffer, offsets, lengths, int mask):
 
 SHARDS = NSHARDS
 ENTRY_BYTES = sizeof(cs_entry)
+IPV4_ENTRY_BYTES = sizeof(cs_entry4)
+IPV4_KEY_BYTES = sizeof(cs_key4)
 WINDOW_BYTES = sizeof(cs_window)
 
 # The record layout is written down once, in connstats/_types.py.

@@ -172,6 +172,19 @@ static inline uint64_t cs_hash40(const void *key, uint64_t seed) {
     return cs_mix64(a ^ cs_rotl(b, 21) ^ cs_rotl(c, 37) ^ cs_rotl(d, 49) ^ cs_rotl(e, 11));
 }
 
+/* The same over the 16-byte compact key of an IPv4 connection: two lanes. */
+static inline uint64_t cs_hash16(const void *key, uint64_t seed) {
+    const unsigned char *p = (const unsigned char *)key;
+    uint64_t a = (cs_load64(p) ^ seed) * 0x9E3779B97F4A7C15ULL;
+    uint64_t b = (cs_load64(p + 8) ^ cs_rotl(seed, 13)) * 0xbf58476d1ce4e5b9ULL;
+    return cs_mix64(a ^ cs_rotl(b, 21));
+}
+
+static inline int cs_key16_equal(const void *a, const void *b) {
+    const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
+    return ((cs_load64(x) ^ cs_load64(y)) | (cs_load64(x + 8) ^ cs_load64(y + 8))) == 0;
+}
+
 /* Key equality without a call to memcmp. */
 static inline int cs_key40_equal(const void *a, const void *b) {
     const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
@@ -196,6 +209,39 @@ static inline int cs_array_bytes(size_t n, size_t size, size_t *out) {
         return -1;
     *out = n * size;
     return 0;
+}
+
+/* ---- the index's slot arrays ------------------------------------------- */
+/* An update reads one slot at a random place of its shard's slot array.  At a
+ * million connections that array is 2 MiB per shard, and such a read is also
+ * a TLB miss, which under a hypervisor walks two page tables.  Slot arrays of
+ * 2 MiB and more therefore go on transparent huge pages where Linux offers
+ * them (madvise: a hint, ignored where THP is off): single updates at a
+ * million connections took ~5% less time (benchmarks/RESULTS.md, issue 24).
+ * Every page of such an array is written at once anyway (the rehash spreads
+ * slots all over it), so the resident size does not change.  The entry
+ * arrays stay on ordinary pages: they are filled from the front, and a huge
+ * page at their end would be resident before it is used (IPv6 entries at a
+ * million connections: +10 bytes per connection).  Elsewhere, and for small
+ * arrays: calloc.  Either way the array is released with free(). */
+#if defined(__linux__)
+#include <stdlib.h>
+#include <sys/mman.h>
+#endif
+#define CS_HUGE_PAGE ((size_t)2 << 20)
+static inline void *cs_slots_alloc(size_t n, size_t size) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    size_t bytes;
+    if (cs_array_bytes(n, size, &bytes) == 0 && bytes >= CS_HUGE_PAGE) {
+        void *p = NULL;
+        if (posix_memalign(&p, CS_HUGE_PAGE, bytes) != 0)
+            return NULL;
+        (void)madvise(p, bytes, MADV_HUGEPAGE);
+        memset(p, 0, bytes);
+        return p;
+    }
+#endif
+    return calloc(n, size);
 }
 
 #endif /* CONNSTATS_PLATFORM_H */

@@ -659,7 +659,8 @@ def test_a_million_connections_in_one_window(impl):
         figures.append(
             f"table {table_bytes / 2**20:.1f} MiB = {per_conn:.1f} B/connection"
         )
-        assert per_conn <= 160, per_conn
+        # compiled core: 48-byte IPv4 entries + 16 bytes of index (issue 24)
+        assert per_conn <= 72, per_conn
         after = stats._core.table_bytes
         assert after < 64 * 1024, f"the fresh window still holds {after} bytes"
     if rss0 is not None:

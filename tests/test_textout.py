@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import sys
 from collections.abc import Iterator
 from importlib import resources
 from ipaddress import IPv4Address, IPv6Address
@@ -361,3 +362,104 @@ def test_threads_sort_and_write_the_same_window():
     for t in threads:
         t.join()
     assert len(got) == 12 and all(g == want for g in got)
+
+
+# -- the same from a cut window's table (issue 24) ---------------------------
+#
+# `connstats read` ranks and writes a window straight from the compiled
+# core's arrays (Window.sorted_items), building objects only for the rows
+# asked for.  It must give what sorted_items gives on the window's dicts.
+
+
+def _ip_packet(proto: int, src: object, sport: int, dst: object, dport: int) -> bytes:
+    import struct
+
+    body = struct.pack("!HH", sport, dport) + bytes(20)
+    if isinstance(src, IPv4Address) and isinstance(dst, IPv4Address):
+        head = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(body), 0, 0, 64, proto, 0)
+        return head + src.packed + dst.packed + body
+    s6 = src if isinstance(src, IPv6Address) else IPv6Address(int(src))  # type: ignore[arg-type]
+    d6 = dst if isinstance(dst, IPv6Address) else IPv6Address(int(dst))  # type: ignore[arg-type]
+    head = struct.pack("!IHBB", 0x6000_0000, len(body), proto, 64)
+    return head + s6.packed + d6.packed + body
+
+
+@st.composite
+def counted_windows(draw: st.DrawFn) -> object:
+    pool = draw(st.lists(st.one_of(ipv4, ipv6), min_size=1, max_size=6))
+    addr = st.one_of(st.sampled_from(pool), ipv4, ipv6)
+    c = core.Core()
+    for _ in range(draw(st.integers(0, 60))):
+        kind = draw(st.sampled_from(["tx", "tx", "rx", "garbage", "physical"]))
+        if kind == "garbage":
+            c.update_tx_virtual(draw(st.binary(max_size=30)))
+        elif kind == "physical":
+            n = draw(counts)
+            c.update_tx_physical(draw(addr), (draw(addr), draw(ports)), n)
+        else:
+            p = _ip_packet(
+                draw(protos), draw(addr), draw(ports), draw(addr), draw(ports)
+            )
+            for _ in range(draw(st.integers(1, 3))):
+                getattr(c, f"update_{kind}_virtual")(p)
+    return c.cut()
+
+
+@SETTINGS
+@given(
+    window=counted_windows(),
+    column=st.sampled_from(COLUMNS),
+    reverse=st.booleans(),
+    top=st.one_of(st.just(0), st.integers(1, 50)),
+)
+def test_window_rows_are_the_dict_rows(window, column, reverse, top):
+    if window is None:
+        return
+    virtual, physical = window.to_dicts()
+    tables = [(virtual, False), (physical, True)]
+    want_items, want_total = core.sorted_items(tables, column, reverse, top)
+    items, total = window.sorted_items(column, reverse, top)
+    assert total == want_total == len(virtual) + len(physical)
+    assert list(items) == list(want_items)
+    head = "1,s,e,"
+    assert core.json_rows(items) == core.json_rows(want_items)
+    assert core.csv_rows(items, head, PROTOCOL_NAMES) == core.csv_rows(
+        want_items, head, PROTOCOL_NAMES
+    )
+    everything = list(virtual.values()) + list(physical.values())
+    assert window.totals() == (
+        sum(n.tx_packets + n.rx_packets for n in everything),
+        sum(n.tx_bytes + n.rx_bytes for n in everything),
+    )
+
+
+def test_window_totals_do_not_wrap():
+    c = core.Core()
+    for i in range(3):
+        c.update_tx_physical("10.0.0.1", (f"10.0.0.{2 + i}", 1), U64)
+        c.update_rx_physical("10.0.0.1", (f"10.0.0.{2 + i}", 1), U64 - 1)
+    assert c.cut().totals() == (6, 3 * U64 + 3 * (U64 - 1))
+
+
+def test_window_items_build_only_the_rows_asked_for():
+    c = core.Core()
+    c.update_tx_virtual_batch(
+        [
+            _ip_packet(17, IPv4Address(i), 1, IPv4Address(0x0A000001), 53)
+            for i in range(1, 2001)
+        ]
+    )
+    w = c.cut()
+    gc.collect()
+    before = sys.getallocatedblocks()
+    items, total = w.sorted_items("bytes", False, 5)
+    assert (len(items), total) == (5, 2000)
+    first = items[0]
+    # a few dozen blocks (the items, one row's objects), not the objects of
+    # 2,000 connections (materializing them all takes over 8,000)
+    assert sys.getallocatedblocks() - before < 200
+    assert first[0] in w.to_dicts()[0] and first[2] is False
+    del w
+    gc.collect()
+    # the items keep the table they read alive
+    assert items[4][0].proto == 17 and items[4][1].tx_packets == 1

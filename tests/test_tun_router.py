@@ -321,6 +321,9 @@ def test_command_line_prints_windows_and_tears_down_on_ctrl_c() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()  # reaps it and closes the pipes
+            # a killed router could not remove its namespaces (and their TUNs)
+            for ns in (ns_a, ns_b):
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     assert proc.returncode == 0, err
     assert "PROTO  SOURCE      DESTINATION  TX PKTS  TX BYTES  RX PKTS  RX BYTES" in out
     assert "icmp   198.18.1.1  198.18.2.1         3     252 B        3     252 B" in out

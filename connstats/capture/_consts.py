@@ -1,7 +1,8 @@
-"""Status codes and limits shared by the two record scanners.
+"""Status codes and limits shared by the two record scanners, and the live
+capture ring's defaults.
 
-The compiled scanner (``src/_capture.pyx``) repeats these numbers and exports
-them; ``tests/test_capture_scan.py`` checks that both agree.
+The compiled scanner (``src/_capture.pyx``) repeats the scanner numbers and
+exports them; ``tests/test_capture_scan.py`` checks that both agree.
 """
 
 from __future__ import annotations
@@ -36,3 +37,14 @@ PCAPNG_EPB = 0x00000006
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
+
+MIB = 1024 * 1024
+#: Live capture (capture._live) defaults: a 64 MiB ring of 1 MiB blocks,
+#: handed over at the latest 10 ms after a block got its first packet.  At
+#: 1 Mpps of small packets a block fills in ~10 ms, so the ring absorbs
+#: ~0.6 s of stall (a window being printed, another process on the CPU).
+#: Here so that the command line's options read them without loading the
+#: capture code (ctypes, sockets).
+DEFAULT_RING_SIZE = 64 * MIB
+DEFAULT_BLOCK_SIZE = 1 * MIB
+DEFAULT_BLOCK_TIMEOUT_MS = 10

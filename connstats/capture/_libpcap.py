@@ -42,6 +42,9 @@ import ctypes.util
 import threading
 from typing import Any, Union
 
+# defined with the other capture errors, so that catching them does not load ctypes
+from .errors import FilterError, LibpcapMissingError
+
 __all__ = [
     "FilterError",
     "LibpcapMissingError",
@@ -62,14 +65,6 @@ DEFAULT_SNAPLEN = 262144
 # DLT_* value, which differs for the few types below (libpcap maps them the
 # same way when it reads a file).
 _LINKTYPE_TO_DLT = {100: 11, 101: 12, 102: 15, 103: 16}
-
-
-class FilterError(ValueError):
-    """libpcap refused the expression; the message is libpcap's."""
-
-
-class LibpcapMissingError(OSError):
-    """libpcap (libpcap.so.0.8 / libpcap.so.1 / libpcap.dylib / wpcap.dll) is not installed."""
 
 
 class _BpfInsn(ctypes.Structure):

@@ -56,6 +56,15 @@ from typing import Any, BinaryIO
 
 from . import bpf
 
+# The ring's defaults live in _consts, where the command line reads them
+# without importing this module.
+from ._consts import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_BLOCK_TIMEOUT_MS,
+    DEFAULT_RING_SIZE,
+    MIB,
+)
+
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
@@ -68,14 +77,6 @@ SO_ATTACH_FILTER = 26
 # more with BIG TCP); a bigger one is counted by the bytes that fit.
 _RECV_BUFFER = 256 * 1024
 
-MIB = 1024 * 1024
-#: Defaults: a 64 MiB ring of 1 MiB blocks, handed over at the latest 10 ms
-#: after a block got its first packet.  At 1 Mpps of small packets a block
-#: fills in ~10 ms, so the ring absorbs ~0.6 s of stall (a window being
-#: printed, another process on the CPU).
-DEFAULT_RING_SIZE = 64 * MIB
-DEFAULT_BLOCK_SIZE = 1 * MIB
-DEFAULT_BLOCK_TIMEOUT_MS = 10
 _POLL_MS = 100  # longest sleep between checks of --duration and the drop counter
 
 

@@ -30,3 +30,11 @@ class UnsupportedLinkTypeError(CaptureError):
     def __init__(self, message: str, linktype: int) -> None:
         super().__init__(message)
         self.linktype = linktype
+
+
+class FilterError(ValueError):
+    """libpcap refused the expression; the message is libpcap's."""
+
+
+class LibpcapMissingError(OSError):
+    """libpcap (libpcap.so.0.8 / libpcap.so.1 / libpcap.dylib / wpcap.dll) is not installed."""

@@ -30,7 +30,6 @@ ends no earlier than its latest (docs/contract.md §6).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from .._impl import materialize
@@ -38,14 +37,55 @@ from ._consts import INT64_MAX
 from .reader import CaptureReader, Stop
 
 
-@dataclass(frozen=True, slots=True)
 class Window:
-    """One window of counts; times are nanoseconds since the Unix epoch (UTC)."""
+    """One window of counts; times are nanoseconds since the Unix epoch (UTC).
 
-    start_ns: int
-    end_ns: int
-    virtual: dict[Any, Any]
-    physical: dict[Any, Any]
+    ``virtual`` and ``physical`` are ``dict[Connection, Counts]``.  A window
+    the replayer cut also keeps the core's own ``table`` (a cut window of
+    the compiled core) and builds the dicts only when they are first asked
+    for: ``connstats read`` totals, ranks and prints a table from the core's
+    arrays (``table.totals()``, ``table.sorted_items()``), so the objects of
+    connections it does not print are never made.
+    """
+
+    __slots__ = ("_physical", "_virtual", "end_ns", "start_ns", "table")
+
+    def __init__(
+        self,
+        start_ns: int,
+        end_ns: int,
+        virtual: dict[Any, Any] | None = None,
+        physical: dict[Any, Any] | None = None,
+        *,
+        table: Any = None,
+    ) -> None:
+        if table is None and (virtual is None or physical is None):
+            raise TypeError("Window needs its virtual and physical dicts, or a table")
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self._virtual = virtual
+        self._physical = physical
+        self.table = table
+
+    def _materialize(self) -> None:
+        self._virtual, self._physical = materialize(self.table)
+
+    @property
+    def virtual(self) -> dict[Any, Any]:
+        if self._virtual is None:
+            self._materialize()
+        assert self._virtual is not None
+        return self._virtual
+
+    @property
+    def physical(self) -> dict[Any, Any]:
+        if self._physical is None:
+            self._materialize()
+        assert self._physical is not None
+        return self._physical
+
+    def __repr__(self) -> str:
+        return f"Window(start_ns={self.start_ns}, end_ns={self.end_ns})"
 
 
 def _default_core_module() -> Any:
@@ -209,7 +249,6 @@ class Replayer:
             self._max_ns = max_ns
 
     def _emit(self, window: Any, start: int | None, end: int | None) -> None:
-        virtual, physical = materialize(window)
         start_ns = start if start is not None else 0
         end_ns = end if end is not None else start_ns
         # A window spans every packet it holds, whatever order they came in.
@@ -219,4 +258,4 @@ class Replayer:
             end_ns = self._max_ns
         self._min_ns = self._max_ns = None
         self.windows += 1
-        self._on_window(Window(start_ns, max(end_ns, start_ns), virtual, physical))
+        self._on_window(Window(start_ns, max(end_ns, start_ns), table=window))

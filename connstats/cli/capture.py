@@ -66,7 +66,7 @@ def _interface_names(**_: Any) -> list[str]:
 
 def add_arguments(live: argparse.ArgumentParser) -> None:
     """The capture-specific options (interfaces, filter, ring, drops, tee)."""
-    from ..capture._live import (
+    from ..capture._consts import (
         DEFAULT_BLOCK_SIZE,
         DEFAULT_BLOCK_TIMEOUT_MS,
         DEFAULT_RING_SIZE,

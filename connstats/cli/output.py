@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from .._impl import core as _core
 from ..capture.windows import Window
 from .fastout import AddrCache, Item, ordered
 from .fastout import handles as fast_handles
@@ -81,6 +82,17 @@ def human_duration(ns: int) -> str:
 
 def merge_windows(windows: Iterable[Window]) -> Window | None:
     """One window spanning all of them, with counts added per connection."""
+    windows = list(windows)
+    if len(windows) == 1:
+        return windows[0]  # nothing to add up: no copy
+    merge = getattr(_core, "merge_windows", None)
+    if windows and merge is not None and all(w.table is not None for w in windows):
+        # the compiled core adds its tables up without building any object
+        return Window(
+            min(w.start_ns for w in windows),
+            max(w.end_ns for w in windows),
+            table=merge([w.table for w in windows]),
+        )
     virtual: dict[Any, Any] = {}
     physical: dict[Any, Any] = {}
     start: int | None = None
@@ -160,6 +172,20 @@ def build_report(
     cache: AddrCache | None = None,
 ) -> Report:
     """Apply filters, shape, sort and --top to one window."""
+    times_on = opts.times and times is not None
+    fast = (
+        opts.shape == "connections"
+        and not times_on
+        and not opts.community_id
+        and fast_handles(opts.sort)
+    )
+    table: Any = getattr(w, "table", None)
+    if fast and opts.select is None and hasattr(table, "sorted_items"):
+        # Straight from the compiled core's arrays: totals, ranking and the
+        # rows' text without building the connections that are not shown.
+        packets, nbytes = table.totals()
+        items, total = table.sorted_items(opts.sort, opts.reverse, opts.top)
+        return Report(w, title, None, total, packets, nbytes, False, opts.shape, items)
     tables: list[tuple[dict[Any, Any], bool]] = [(w.virtual, False), (w.physical, True)]
     if opts.select is not None:
         tables = [(filter_table(t, opts.select), phys) for t, phys in tables]
@@ -168,13 +194,7 @@ def build_report(
         for c in t.values():
             packets += c[0] + c[2]
             nbytes += c[1] + c[3]
-    times_on = opts.times and times is not None
-    if (
-        opts.shape == "connections"
-        and not times_on
-        and not opts.community_id
-        and fast_handles(opts.sort)
-    ):
+    if fast:
         items, total = ordered(
             tables, opts.sort, opts.reverse, opts.top, cache or AddrCache()
         )

@@ -18,7 +18,6 @@ import argparse
 import os
 import sys
 from contextlib import ExitStack
-from importlib import resources
 from typing import Any, TextIO
 
 from .._clock import datetime_of
@@ -65,7 +64,7 @@ def open_reader(
         raise
     except OSError as exc:
         _close(stream)
-        from ..capture._libpcap import LibpcapMissingError
+        from ..capture.errors import LibpcapMissingError
 
         if isinstance(exc, LibpcapMissingError):
             raise ValueError(f"--bpf: {exc}") from None
@@ -165,7 +164,7 @@ _SAMPLE = "sample.pcap"
 def command(args: argparse.Namespace) -> int:
     """``connstats read``: tables of the captures named (or the built-in sample)."""
     from ..capture import CaptureError, local_networks
-    from ..capture._libpcap import FilterError, LibpcapMissingError
+    from ..capture.errors import FilterError, LibpcapMissingError
     from ..capture.linktypes import describe_linktype, linktype_name
     from ..capture.windows import Replayer, Window
     from .filters import filter_table
@@ -191,10 +190,7 @@ def command(args: argparse.Namespace) -> int:
             # `tcpdump -w - | connstats read`, `connstats read < trace.pcap`
             paths = [("-", "<stdin>")]
         else:
-            sample = stack.enter_context(
-                resources.as_file(resources.files("connstats") / "data" / _SAMPLE)
-            )
-            paths = [(str(sample), f"{_SAMPLE} (built-in sample)")]
+            paths = [(_sample_path(stack), f"{_SAMPLE} (built-in sample)")]
         sizes = [_size(p) for p, _ in paths]
         total_size = (
             sum(s for s in sizes if s is not None)
@@ -342,6 +338,21 @@ def piped_stdin() -> bool:
     except (AttributeError, OSError, ValueError):
         return False
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode)
+
+
+def _sample_path(stack: ExitStack) -> str:
+    """The built-in sample's file: next to the package when it is installed
+    as files (no importlib.resources import: start-up time), else extracted."""
+    here = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", _SAMPLE)
+    if os.path.isfile(here):
+        return here
+    from importlib import resources
+
+    return str(
+        stack.enter_context(
+            resources.as_file(resources.files("connstats") / "data" / _SAMPLE)
+        )
+    )
 
 
 def _size(path: str) -> int | None:

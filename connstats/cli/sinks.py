@@ -19,10 +19,7 @@ EXIT_NOT_EXPORTED = 4
 
 
 def make_writer(args: argparse.Namespace, out: TextIO, options: Any = None) -> Any:
-    from .out_csv import CsvWriter
-    from .out_jsonl import JsonlWriter
-    from .out_table import TableWriter
-
+    # only the module of the format asked for (start-up time)
     if args.format == "parquet":
         from .out_parquet import ParquetWriter
 
@@ -33,9 +30,15 @@ def make_writer(args: argparse.Namespace, out: TextIO, options: Any = None) -> A
             community_id=args.community_id,
         )
     if args.format == "jsonl":
+        from .out_jsonl import JsonlWriter
+
         return JsonlWriter(out, args.top if args.top is not None else 0, options)
     if args.format == "csv":
+        from .out_csv import CsvWriter
+
         return CsvWriter(out, args.top if args.top is not None else 0, options)
+    from .out_table import TableWriter
+
     return TableWriter(out, args.top if args.top is not None else 20, options)
 
 

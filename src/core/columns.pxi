@@ -173,25 +173,43 @@ cdef int _col_put(_ColOut *o, Py_ssize_t i, const _ColRow *r) except -1:
     return 0
 
 
-cdef inline void _col_from_entry(const cs_table *t, uint32_t j, bint times,
-                                 _ColRow *r) noexcept nogil:
-    cdef const cs_entry *e = &t.entries[j]
-    r.proto = e.key.proto
-    r.phys = e.key.kind == KIND_PHYSICAL
-    r.sfam = e.key.sfam
-    r.dfam = e.key.dfam
-    r.sport = e.key.sport
-    r.dport = e.key.dport
-    # the key's address bytes past the family's length are zero (cs_key)
-    memcpy(r.src, e.key.src, 16)
-    memcpy(r.dst, e.key.dst, 16)
-    r.c[0] = e.tx_packets
-    r.c[1] = e.tx_bytes
-    r.c[2] = e.rx_packets
-    r.c[3] = e.rx_bytes
+cdef inline void _col_from_key(uint8_t proto, uint8_t kind, uint8_t sfam, const uint8_t *src,
+                               uint16_t sport, uint8_t dfam, const uint8_t *dst,
+                               uint16_t dport, int alen, const cs_counts *c,
+                               _ColRow *r) noexcept nogil:
+    # alen address bytes of each side (4 in a compact key, 16 in a wide
+    # one); the key's bytes past the family's length are zero
+    r.proto = proto
+    r.phys = kind == KIND_PHYSICAL
+    r.sfam = sfam
+    r.dfam = dfam
+    r.sport = sport
+    r.dport = dport
+    memset(r.src, 0, 16)
+    memset(r.dst, 0, 16)
+    memcpy(r.src, src, alen)
+    memcpy(r.dst, dst, alen)
+    r.c[0] = c.tx_packets
+    r.c[1] = c.tx_bytes
+    r.c[2] = c.rx_packets
+    r.c[3] = c.rx_bytes
     r.vni = -1
+
+
+cdef inline void _col_from_entry(const cs_table *t, bint wide, uint32_t j, bint times,
+                                 _ColRow *r) noexcept nogil:
+    cdef const cs_entry *e
+    cdef const cs_entry4 *e4
+    if wide:
+        e = &t.wide[j]
+        _col_from_key(e.key.proto, e.key.kind, e.key.sfam, e.key.src, e.key.sport,
+                      e.key.dfam, e.key.dst, e.key.dport, 16, &e.c, r)
+    else:
+        e4 = &t.narrow[j]
+        _col_from_key(e4.key.proto, e4.key.kind, e4.key.sfam, e4.key.src, e4.key.sport,
+                      e4.key.dfam, e4.key.dst, e4.key.dport, 4, &e4.c, r)
     if times:
-        _times_of(t, j, &r.first, &r.last)
+        _times_of(t, wide, j, &r.first, &r.last)
 
 
 cdef inline void _col_from_tagged(const cs_ttable *t, uint32_t j, bint times,
@@ -205,10 +223,10 @@ cdef inline void _col_from_tagged(const cs_ttable *t, uint32_t j, bint times,
     r.dport = e.key.key.dport
     memcpy(r.src, e.key.key.src, 16)
     memcpy(r.dst, e.key.key.dst, 16)
-    r.c[0] = e.tx_packets
-    r.c[1] = e.tx_bytes
-    r.c[2] = e.rx_packets
-    r.c[3] = e.rx_bytes
+    r.c[0] = e.c.tx_packets
+    r.c[1] = e.c.tx_bytes
+    r.c[2] = e.c.rx_packets
+    r.c[3] = e.c.rx_bytes
     r.vni = e.key.vni
     if times:
         r.first = e.first_ns
@@ -369,10 +387,14 @@ def columns(source, bint packed=False):
         cols = _col_begin(&o, n, packed, w.track_times)
         try:
             for s in range(NSHARDS):
-                for j in range(w.shards[s].count):
+                for j in range(w.shards[s].nnarrow + w.shards[s].nwide):
                     if i == n:
                         raise RuntimeError("columns: the window changed")  # pragma: no cover
-                    _col_from_entry(&w.shards[s], j, w.track_times, &r)
+                    if j < w.shards[s].nnarrow:
+                        _col_from_entry(&w.shards[s], False, j, w.track_times, &r)
+                    else:
+                        _col_from_entry(&w.shards[s], True, j - w.shards[s].nnarrow,
+                                        w.track_times, &r)
                     _col_put(&o, i, &r)
                     i += 1
             tagged = <cs_ttable *>w.tagged

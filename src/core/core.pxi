@@ -1,11 +1,6 @@
 # The core: the Core type, its locks, the open window, the pending-window
 # queue and every entry point that counts.
 
-cdef struct cs_ignore:
-    uint8_t fam
-    uint8_t addr[16]
-
-
 @cython.final
 cdef class Core:
     """Counter table with C locks; see connstats.Statistics for the public API."""
@@ -205,18 +200,28 @@ cdef class Core:
 
     # -- counting (no Python objects; callable without the GIL) ------------
 
-    cdef inline bint _is_ignored(self, const cs_key *k) noexcept nogil:
-        cdef int i
-        for i in range(self.n_ignore):
-            if (self.ignore[i].fam == k.dfam and
-                    memcmp(self.ignore[i].addr, k.dst, _addr_len(k.dfam)) == 0):
-                return True
-        return False
-
     cdef inline int _count_key(self, const cs_key *k, bint rx, uint64_t npkts,
                                uint64_t nbytes) noexcept nogil:
-        cdef uint64_t h = cs_hash40(k, self.seed)
+        cdef cs_key4 n
+        cdef bint narrow
+        cdef uint64_t h = _prepare(k, self.seed, &n, &narrow)
         cdef uint32_t shard = <uint32_t>(h >> SHARD_SHIFT)
+        cdef cs_counts *c
+        cs_mutex_lock(&self.locks[shard])
+        if not self.closed and not self.track_times:
+            # The hit path, kept small: everything else is in _count_new.
+            c = _table_find(&self.cur.shards[shard], k, &n, narrow, h)
+            if c != NULL:
+                _add_counts(c, rx, npkts, nbytes)
+                cs_mutex_unlock(&self.locks[shard])
+                return 0
+        return self._count_new(k, &n, narrow, h, shard, rx, npkts, nbytes)
+
+    cdef int _count_new(self, const cs_key *k, const cs_key4 *n, bint narrow, uint64_t h,
+                        uint32_t shard, bint rx, uint64_t npkts,
+                        uint64_t nbytes) noexcept nogil:
+        """The rest of _count_key, which holds the shard's lock and found no k
+        (or keeps times: noted here, after the add)."""
         cdef cs_window *w
         cdef int64_t generation
         cdef int r
@@ -226,19 +231,20 @@ cdef class Core:
             span[0] = cs_now_ns()
             span[1] = span[0]
         while True:
-            cs_mutex_lock(&self.locks[shard])
             if self.closed:
                 cs_mutex_unlock(&self.locks[shard])
                 return 0
             w = self.cur
             generation = w.generation
-            r = _window_add(w, shard, k, h, rx, npkts, nbytes, self.max_conns)
+            r = _window_insert(w, shard, k, n, narrow, h, rx, npkts, nbytes, self.max_conns,
+                               self.ignore, self.n_ignore)
             if self.track_times and (r == ADD_OK or r == ADD_OPENED):
-                no_time = _times_mark(w, shard, k, h, span) < 0
+                no_time = _times_mark(w, shard, k, n, narrow, h, span) < 0
             cs_mutex_unlock(&self.locks[shard])
             if r == ADD_FULL:
                 if self._cut_full(generation) < 0:
                     return -1
+                cs_mutex_lock(&self.locks[shard])
                 continue
             if r == ADD_OPENED:
                 self._notify()
@@ -274,7 +280,7 @@ cdef class Core:
             if r == ADD_OPENED:
                 self._notify()
                 return 0
-            return r
+            return r  # ADD_OK or ADD_NOMEM
 
     cdef inline int _count_packet(self, const uint8_t *p, Py_ssize_t n, bint rx) noexcept nogil:
         cdef cs_key k
@@ -283,8 +289,8 @@ cdef class Core:
         _decode(p, n, &k)
         if rx:
             _swap(&k)
-        if self.n_ignore and self._is_ignored(&k):
-            return 0
+        # ignore_destinations is checked where a connection would be
+        # inserted (_window_insert): an ignored one is never in the table.
         if CS_FREE_THREADED and self.lanes != NULL:
             return self._count_lane(&k, rx, <uint64_t>n)
         return self._count_key(&k, rx, 1, <uint64_t>n)
@@ -299,9 +305,10 @@ cdef class Core:
         if not cs_atomic_load_int(&self.window_open):
             # The window's first packet goes straight in (clock, wake-up).
             r = self._count_key(k, rx, 1, nbytes)
-            if r >= 0:
-                r = 0
+            if r == ADD_OK:
                 cs_atomic_store_int(&self.window_open, 1)
+            elif r > 0:
+                r = 0  # ignored: the window may still be empty
         else:
             if lane.n == LANE_N:
                 r = self._lane_drain(lane)
@@ -321,6 +328,8 @@ cdef class Core:
         stay in the lane and -1 is returned.
         """
         cdef uint64_t hashes[LANE_N]
+        cdef cs_key4 compact[LANE_N]
+        cdef bint narrow[LANE_N]
         cdef uint8_t shard_of[LANE_N]
         cdef uint8_t added[LANE_N]
         cdef uint16_t order[LANE_N]
@@ -334,7 +343,7 @@ cdef class Core:
             return 0
         memset(fill, 0, sizeof(fill))
         for i in range(m):
-            hashes[i] = cs_hash40(&lane.keys[i], self.seed)
+            hashes[i] = _prepare(&lane.keys[i], self.seed, &compact[i], &narrow[i])
             shard_of[i] = <uint8_t>(hashes[i] >> SHARD_SHIFT)
             fill[shard_of[i] + 1] += 1
             added[i] = 0
@@ -353,7 +362,8 @@ cdef class Core:
             w = self.cur
             while j < fill[s]:
                 i = order[j]
-                r = _window_add(w, s, &lane.keys[i], hashes[i], lane.rx[i], 1, lane.sizes[i], 0)
+                r = _window_add(w, s, &lane.keys[i], &compact[i], narrow[i], hashes[i],
+                                lane.rx[i], 1, lane.sizes[i], 0, self.ignore, self.n_ignore)
                 if r == ADD_NOMEM:
                     failed = True
                     break
@@ -412,6 +422,8 @@ cdef class Core:
         packets, docs/tunnels.md); vnis: the VNI or key of each one's
         tunnel, -1 none (rows with one go to the window's tagged table)."""
         cdef cs_key keys[CHUNK]
+        cdef cs_key4 compact[CHUNK]
+        cdef bint narrow[CHUNK]
         cdef int64_t spans[2 * CHUNK]  # first/last time of each run, if tracked
         cdef int64_t now = 0
         cdef int64_t t
@@ -441,8 +453,8 @@ cdef class Core:
             m = n - base if n - base < CHUNK else CHUNK
             pos = 0
             if records != NULL:
-                pos = self._parse_records(records + base * RECORD_BYTES, m, keys, hashes,
-                                          shard_of, npkts, sizes, rxs_store)
+                pos = self._parse_records(records + base * RECORD_BYTES, m, keys, compact,
+                                          narrow, hashes, shard_of, npkts, sizes, rxs_store)
                 if timed:  # records carry no time: the call's wall-clock time
                     for i in range(pos):
                         spans[2 * i] = now
@@ -456,21 +468,24 @@ cdef class Core:
                 _decode(ptrs[base + i], lens[base + i], &keys[pos])
                 if rx:
                     _swap(&keys[pos])
+                # ignore_destinations is checked where a connection would
+                # be inserted (_window_insert): an ignored one is never in
+                # the table.
                 if tagged:
                     if physical:
                         keys[pos].kind = KIND_PHYSICAL
-                    elif self.n_ignore and self._is_ignored(&keys[pos]):
-                        continue
                     if vnis != NULL and vnis[base + i] >= 0:
-                        # a row with a VNI: the window's tagged table
+                        # a row with a VNI: the window's tagged table, which
+                        # does not look at the ignore list itself
+                        if self.n_ignore and _is_ignored(self.ignore, self.n_ignore,
+                                                         &keys[pos]):
+                            continue
                         if timed:
                             t = now if times == NULL else times[base + i]
                         if self._count_tagged(&keys[pos], <uint32_t>vnis[base + i], rx,
                                               <uint64_t>lens[base + i], timed, t) < 0:
                             return self._failed(opened)
                         continue
-                elif self.n_ignore and self._is_ignored(&keys[pos]):
-                    continue
                 if timed:
                     t = now if times == NULL else times[base + i]
                 if pos and cs_key40_equal(&keys[pos], &keys[pos - 1]):
@@ -487,7 +502,7 @@ cdef class Core:
                 if timed:
                     spans[2 * pos] = t
                     spans[2 * pos + 1] = t
-                hashes[pos] = cs_hash40(&keys[pos], self.seed)
+                hashes[pos] = _prepare(&keys[pos], self.seed, &compact[pos], &narrow[pos])
                 shard_of[pos] = <uint8_t>(hashes[pos] >> SHARD_SHIFT)
                 sizes[pos] = <uint64_t>lens[base + i]
                 npkts[pos] = 1
@@ -506,13 +521,14 @@ cdef class Core:
                     generation = w.generation
                     r = ADD_OK
                     while i < m and shard_of[i] == s:
-                        r = _window_add(w, s, &keys[i], hashes[i],
+                        r = _window_add(w, s, &keys[i], &compact[i], narrow[i], hashes[i],
                                         rxs[i] if rxs != NULL else rx, npkts[i], sizes[i],
-                                        self.max_conns)
+                                        self.max_conns, self.ignore, self.n_ignore)
                         if r == ADD_OPENED:
                             opened = True
                         if timed and (r == ADD_OK or r == ADD_OPENED):
-                            if _times_mark(w, s, &keys[i], hashes[i], &spans[2 * i]) < 0:
+                            if _times_mark(w, s, &keys[i], &compact[i], narrow[i], hashes[i],
+                                           &spans[2 * i]) < 0:
                                 r = ADD_NOMEM  # counted, but without its time
                         if r == ADD_FULL or r == ADD_NOMEM:
                             break
@@ -551,7 +567,7 @@ cdef class Core:
                             continue
                         todo &= ~(1u << s)
                         progressed = True
-                        r = self._add_run(s, keys, hashes, npkts, sizes, order,
+                        r = self._add_run(s, keys, compact, narrow, hashes, npkts, sizes, order,
                                           0 if s == 0 else fill[s - 1], fill[s], rxs, rx,
                                           spans if timed else NULL)
                         if r < 0:
@@ -565,7 +581,7 @@ cdef class Core:
                                 break
                         cs_mutex_lock(&self.locks[s])
                         todo &= ~(1u << s)
-                        r = self._add_run(s, keys, hashes, npkts, sizes, order,
+                        r = self._add_run(s, keys, compact, narrow, hashes, npkts, sizes, order,
                                           0 if s == 0 else fill[s - 1], fill[s], rxs, rx,
                                           spans if timed else NULL)
                         if r < 0:
@@ -586,33 +602,31 @@ cdef class Core:
         return -1
 
     cdef Py_ssize_t _parse_records(self, const uint8_t *records, Py_ssize_t m, cs_key *keys,
-                                   uint64_t *hashes, uint8_t *shard_of, uint64_t *npkts,
-                                   uint64_t *sizes, uint8_t *rxs) noexcept nogil:
+                                   cs_key4 *compact, bint *narrow, uint64_t *hashes,
+                                   uint8_t *shard_of, uint64_t *npkts, uint64_t *sizes,
+                                   uint8_t *rxs) noexcept nogil:
         """m records into keys etc. (_count_many's chunk); how many are kept.
 
         Consecutive records of one connection and direction are folded into
-        one table update (exact: the sums wrap as the counters do)."""
+        one table update (exact: the sums wrap as the counters do).
+        ignore_destinations is checked on insertion (_window_insert)."""
         cdef Py_ssize_t i, pos = 0
         for i in range(m):
             _record_key(records + i * RECORD_BYTES, &keys[pos], &rxs[pos], &npkts[pos],
                         &sizes[pos])
-            # ignore_destinations filters virtual traffic only
-            if (self.n_ignore and keys[pos].kind == KIND_VIRTUAL
-                    and self._is_ignored(&keys[pos])):
-                continue
             if (pos and rxs[pos] == rxs[pos - 1]
                     and cs_key40_equal(&keys[pos], &keys[pos - 1])):
                 npkts[pos - 1] += npkts[pos]
                 sizes[pos - 1] += sizes[pos]
                 continue
-            hashes[pos] = cs_hash40(&keys[pos], self.seed)
+            hashes[pos] = _prepare(&keys[pos], self.seed, &compact[pos], &narrow[pos])
             shard_of[pos] = <uint8_t>(hashes[pos] >> SHARD_SHIFT)
             pos += 1
         return pos
 
-    cdef int _add_run(self, uint32_t s, cs_key *keys, uint64_t *hashes, uint64_t *npkts,
-                      uint64_t *sizes, uint16_t *order, Py_ssize_t j,
-                      Py_ssize_t end, const uint8_t *rxs, bint rx,
+    cdef int _add_run(self, uint32_t s, cs_key *keys, cs_key4 *compact, bint *narrow,
+                      uint64_t *hashes, uint64_t *npkts, uint64_t *sizes, uint16_t *order,
+                      Py_ssize_t j, Py_ssize_t end, const uint8_t *rxs, bint rx,
                       const int64_t *spans) noexcept nogil:
         """Add order[j:end] to shard s and unlock it.  The caller holds its lock.
 
@@ -623,18 +637,24 @@ cdef class Core:
         if self.closed:
             cs_mutex_unlock(&self.locks[s])
             return ADD_OK
+        # Two-stage prefetch for large tables: the slot of item j+16, then
+        # the entry that item j+8's slot names.  A shard's run is short (32
+        # items of a 256-packet chunk spread over 8 shards), so its first
+        # slots are fetched before the loop.
+        for i in range(j, j + 16 if j + 16 < end else end):
+            _prefetch_slot(&w.shards[s], hashes[order[i]])
         while j < end:
-            # Two-stage prefetch for large tables: the slot of item j+16,
-            # then the entry that item j+8's slot names.
             if j + 16 < end:
                 _prefetch_slot(&w.shards[s], hashes[order[j + 16]])
             if j + 8 < end:
                 _prefetch_entry(&w.shards[s], hashes[order[j + 8]])
             i = order[j]
-            r = _window_add(w, s, &keys[i], hashes[i], rxs[i] if rxs != NULL else rx,
-                            npkts[i], sizes[i], 0)
-            if spans != NULL and r >= 0:
-                if _times_mark(w, s, &keys[i], hashes[i], &spans[2 * i]) < 0:
+            r = _window_add(w, s, &keys[i], &compact[i], narrow[i], hashes[i],
+                            rxs[i] if rxs != NULL else rx, npkts[i], sizes[i], 0,
+                            self.ignore, self.n_ignore)
+            if spans != NULL and (r == ADD_OK or r == ADD_OPENED):
+                if _times_mark(w, s, &keys[i], &compact[i], narrow[i], hashes[i],
+                               &spans[2 * i]) < 0:
                     # counted, but without its time; a window it opened
                     # must still wake the flusher
                     if r == ADD_OPENED:
@@ -769,11 +789,8 @@ cdef class Core:
             return 0
         # No swap: the caller gives the connection in the orientation it
         # wants counted (as upstream's ConnectionCounter).
-        if physical:
-            r = self._count_key(k, rx, npkts, size)
-        elif self.n_ignore and self._is_ignored(k):
-            return 0
-        elif CS_FREE_THREADED and self.lanes != NULL and npkts == 1:
+        # ignore_destinations (virtual rows) is checked on insertion.
+        if CS_FREE_THREADED and not physical and self.lanes != NULL and npkts == 1:
             r = self._count_lane(k, rx, size)
         else:
             r = self._count_key(k, rx, npkts, size)

@@ -26,5 +26,8 @@ cdef extern from "cs_platform.h" nogil:
     uint64_t cs_mix64(uint64_t h)
     uint64_t cs_hash40(const void *key, uint64_t seed)
     bint cs_key40_equal(const void *a, const void *b)
+    uint64_t cs_hash16(const void *key, uint64_t seed)
+    bint cs_key16_equal(const void *a, const void *b)
     object cs_alloc_instance(object cls)
     int cs_array_bytes(size_t n, size_t size, size_t *out)
+    void *cs_slots_alloc(size_t n, size_t size)

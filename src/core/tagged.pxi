@@ -1,9 +1,10 @@
 # Rows of decapsulated tunnels that carry a VNI or key (docs/tunnels.md).
 #
 # They live in a table of their own in each window (cs_window.tagged), so
-# that every other row keeps its 40-byte key and the table its layout: a
-# 32-bit VNI does not fit in the key, and widening it for every connection
-# would cost each row 8 bytes and every packet a longer hash.  The table is
+# that every other row keeps its compact (16-byte) or wide (40-byte) key and
+# the table its layout: a 32-bit VNI does not fit in the key, and widening
+# it for every connection would cost each row 8 bytes and every packet a
+# longer hash.  The table is
 # the shards' open addressing on 48-byte keys (a key and the VNI), made on
 # the first such row.  Callers hold shard 0's lock: cut() takes every shard
 # lock, so a window is never swapped under an add, and the window's
@@ -17,10 +18,7 @@ cdef struct cs_tkey:
 
 cdef struct cs_tentry:
     cs_tkey key
-    uint64_t tx_packets
-    uint64_t tx_bytes
-    uint64_t rx_packets
-    uint64_t rx_bytes
+    cs_counts c
     int64_t first_ns    # first/last packet time, in a window that keeps them
     int64_t last_ns
 
@@ -62,10 +60,18 @@ cdef int _tagged_grow(cs_ttable *t) noexcept nogil:
     return 0
 
 
-cdef int _tagged_add(cs_window *w, const cs_tkey *k, uint64_t h, bint rx, uint64_t nbytes,
-                     int64_t max_conns, bint timed, int64_t when) noexcept nogil:
+cdef inline int _tagged_add(cs_window *w, const cs_tkey *k, uint64_t h, bint rx,
+                            uint64_t nbytes, int64_t max_conns, bint timed,
+                            int64_t when) noexcept nogil:
     """One packet of nbytes on k, at time `when` if timed; ADD_* as _window_add.
     Shard 0's lock is held."""
+    return _tagged_add_n(w, k, h, rx, 1, nbytes, max_conns, timed, when, when)
+
+
+cdef int _tagged_add_n(cs_window *w, const cs_tkey *k, uint64_t h, bint rx, uint64_t npkts,
+                       uint64_t nbytes, int64_t max_conns, bint timed, int64_t first,
+                       int64_t last) noexcept nogil:
+    """npkts packets of nbytes in all on k, seen from first to last if timed."""
     cdef cs_ttable *t = <cs_ttable *>w.tagged
     cdef uint32_t tag = <uint32_t>h
     cdef uint32_t pos, idx, cap
@@ -117,25 +123,17 @@ cdef int _tagged_add(cs_window *w, const cs_tkey *k, uint64_t h, bint rx, uint64
         t.count += 1
         e = &t.entries[idx]
         memcpy(&e.key, k, sizeof(cs_tkey))
-        e.tx_packets = 0
-        e.tx_bytes = 0
-        e.rx_packets = 0
-        e.rx_bytes = 0
+        memset(&e.c, 0, sizeof(cs_counts))
         e.first_ns = CS_TIME_NONE_FIRST
         e.last_ns = CS_TIME_NONE_LAST
         t.slots[pos] = (<uint64_t>tag << 32) | (idx + 1)
-    if rx:
-        e.rx_packets += 1
-        e.rx_bytes += nbytes
-    else:
-        e.tx_packets += 1
-        e.tx_bytes += nbytes
+    _add_counts(&e.c, rx, npkts, nbytes)
     if timed:
         # min/max: the packets of a merged capture may come out of order
-        if when < e.first_ns:
-            e.first_ns = when
-        if when > e.last_ns:
-            e.last_ns = when
+        if first < e.first_ns:
+            e.first_ns = first
+        if last > e.last_ns:
+            e.last_ns = last
     return result
 
 
@@ -161,5 +159,5 @@ cdef void _tagged_totals(void *p, uint64_t *packets, uint64_t *nbytes) noexcept 
     if t == NULL:
         return
     for j in range(t.count):
-        packets[0] += t.entries[j].tx_packets + t.entries[j].rx_packets
-        nbytes[0] += t.entries[j].tx_bytes + t.entries[j].rx_bytes
+        packets[0] += t.entries[j].c.tx_packets + t.entries[j].c.rx_packets
+        nbytes[0] += t.entries[j].c.tx_bytes + t.entries[j].c.rx_bytes

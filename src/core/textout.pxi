@@ -75,6 +75,35 @@ cdef inline bint _to_addr(AddrPort ap, _ToAddr *out) noexcept:
     return _to_embeds_v4(out)
 
 
+cdef inline bint _to_addr_raw(uint8_t fam, const uint8_t *raw, _ToAddr *out) noexcept nogil:
+    # _to_addr from a table entry's bytes
+    out.ver = fam
+    out.hi = 0
+    out.lo = 0
+    if fam == 4:
+        out.lo = _to_be(raw, 4)
+    elif fam == 6:
+        out.hi = _to_be(raw, 8)
+        out.lo = _to_be(raw + 8, 8)
+    return _to_embeds_v4(out)
+
+
+cdef inline void _to_read_entry(uint8_t proto, uint8_t kind,
+                                uint8_t sfam, const uint8_t *src, uint16_t sport,
+                                uint8_t dfam, const uint8_t *dst, uint16_t dport,
+                                const cs_counts *c, int64_t vni, _ToConn *r) noexcept nogil:
+    r.proto = proto
+    r.vni = vni
+    r.odd = _to_addr_raw(sfam, src, &r.s) | _to_addr_raw(dfam, dst, &r.d)
+    r.sport = sport
+    r.dport = dport
+    r.c[0] = c.tx_packets
+    r.c[1] = c.tx_bytes
+    r.c[2] = c.rx_packets
+    r.c[3] = c.rx_bytes
+    r.phys = kind == KIND_PHYSICAL
+
+
 cdef int _to_read(object conn, object counts, bint phys, _ToConn *r) except -1:
     cdef Connection k
     cdef Counts c
@@ -205,11 +234,17 @@ cdef class OrderedItems:
     cdef _ToConn *_conns  # every row read, table after table, in dict order
     cdef Py_ssize_t *_order  # position -> index into _conns
     cdef Py_ssize_t _n
+    # Made from a Window's table instead (Window.sorted_items): the rows'
+    # entries, from which a row's objects are built when it is asked for.
+    cdef Window _window
+    cdef _ToRef *_refs  # per row of _conns
+    cdef dict _addresses  # address objects already built, as materialize does
 
     def __dealloc__(self):
         free(self._starts)
         free(self._conns)
         free(self._order)
+        free(self._refs)
 
     def __len__(self):
         return self._n
@@ -233,13 +268,216 @@ cdef class OrderedItems:
         return t
 
     cdef tuple _pair(self, Py_ssize_t g):
-        cdef Py_ssize_t t = self._table_of(g)
+        cdef Py_ssize_t t
+        if self._window is not None:
+            return _ref_pair(self._window, &self._refs[g], self._addresses)
+        t = self._table_of(g)
         return <tuple>(<list>self._snaps[t])[g - self._starts[t]]
 
     cdef tuple _item(self, Py_ssize_t i):
         cdef Py_ssize_t g = self._order[i]
         cdef tuple pair = self._pair(g)
+        if self._window is not None:
+            return (pair[0], pair[1], bool(self._conns[g].phys))
         return (pair[0], pair[1], self._physical[self._table_of(g)])
+
+
+cdef enum:
+    REF_NARROW = 0
+    REF_WIDE = 1
+    REF_TAGGED = 2  # the window's table of rows with a VNI (tagged.pxi)
+
+
+cdef struct _ToRef:
+    # where a row's entry is: shard, array (REF_*), index
+    uint32_t index
+    uint8_t shard
+    uint8_t array
+
+
+cdef tuple _ref_pair(Window win, const _ToRef *ref, dict addresses):
+    cdef cs_window *w = win._table()
+    cdef cs_table *t = &w.shards[ref.shard]
+    cdef cs_entry4 *e4
+    cdef cs_entry *e
+    cdef cs_tentry *te
+    cdef int64_t first = CS_TIME_NONE_FIRST, last = CS_TIME_NONE_LAST
+    if ref.array == REF_TAGGED:
+        te = &(<cs_ttable *>w.tagged).entries[ref.index]
+        return _entry_pair(addresses, te.key.key.proto, te.key.key.sfam, te.key.key.src,
+                           te.key.key.sport, te.key.key.dfam, te.key.key.dst,
+                           te.key.key.dport, &te.c, te.key.vni, w.track_times,
+                           te.first_ns, te.last_ns)
+    if w.track_times:
+        _times_of(t, ref.array == REF_WIDE, ref.index, &first, &last)
+    if ref.array == REF_WIDE:
+        e = &t.wide[ref.index]
+        return _entry_pair(addresses, e.key.proto, e.key.sfam, e.key.src, e.key.sport,
+                           e.key.dfam, e.key.dst, e.key.dport, &e.c, -1, w.track_times,
+                           first, last)
+    e4 = &t.narrow[ref.index]
+    return _entry_pair(addresses, e4.key.proto, e4.key.sfam, e4.key.src, e4.key.sport,
+                       e4.key.dfam, e4.key.dst, e4.key.dport, &e4.c, -1, w.track_times,
+                       first, last)
+
+
+cdef inline void _to_swap(_ToKey *a, _ToKey *b) noexcept nogil:
+    cdef _ToKey t = a[0]
+    a[0] = b[0]
+    b[0] = t
+
+
+cdef void _to_smallest(_ToKey *keys, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Put the k smallest of keys[0:n] (by _to_cmp) in keys[0:k], in order.
+
+    A max-heap of the k best so far: n log k comparisons, for --top 20 of a
+    hundred thousand rows a fraction of sorting them all."""
+    cdef Py_ssize_t i, j, c
+    if k <= 0:
+        return
+    if k * 4 >= n:
+        qsort(keys, n, sizeof(_ToKey), _to_cmp)
+        return
+    # heapify keys[0:k] as a max-heap
+    for i in range(k // 2 - 1, -1, -1):
+        _to_sift(keys, k, i)
+    for i in range(k, n):
+        if _to_cmp(&keys[i], &keys[0]) < 0:
+            _to_swap(&keys[i], &keys[0])
+            _to_sift(keys, k, 0)
+    qsort(keys, k, sizeof(_ToKey), _to_cmp)
+
+
+cdef inline void _to_sift(_ToKey *heap, Py_ssize_t k, Py_ssize_t i) noexcept nogil:
+    cdef Py_ssize_t c
+    while True:
+        c = 2 * i + 1
+        if c >= k:
+            return
+        if c + 1 < k and _to_cmp(&heap[c + 1], &heap[c]) > 0:
+            c += 1
+        if _to_cmp(&heap[c], &heap[i]) <= 0:
+            return
+        _to_swap(&heap[c], &heap[i])
+        i = c
+
+
+cdef inline void _to_fill_key(const _ToConn *r, int f1, int f2, int s1, int s2, bint reverse,
+                              Py_ssize_t idx, _ToKey *k) noexcept nogil:
+    _to_count_key(r, f1, f2, not reverse, &k.k1, &k.k1c)
+    if s1 >= 0:
+        _to_count_key(r, s1, s2, not reverse, &k.k2, &k.k2c)
+    else:
+        k.k2 = 0
+        k.k2c = 0
+    k.proto = r.proto
+    k.sver = r.s.ver
+    k.shi = r.s.hi
+    k.slo = r.s.lo
+    k.sport = r.sport
+    k.dver = r.d.ver
+    k.dhi = r.d.hi
+    k.dlo = r.d.lo
+    k.dport = r.dport
+    k.vni = r.vni
+    k.idx = idx
+
+
+cdef object _window_sorted_items(Window win, str column, bint reverse, Py_ssize_t top):
+    """Window.sorted_items: the rows of a cut window's table, virtual first."""
+    cdef tuple spec = _TO_COLUMNS.get(column)
+    cdef cs_window *w = win._table()
+    cdef OrderedItems res = OrderedItems.__new__(OrderedItems)
+    cdef cs_table *t
+    cdef cs_entry4 *e4
+    cdef cs_entry *e
+    cdef _ToKey *keys = NULL
+    cdef Py_ssize_t n = 0, nv, lo, hi, need, shown = 0, i, g, count
+    cdef int f1, f2, s1, s2, sh
+    cdef uint32_t j
+    cdef _ToConn row
+    cdef cs_ttable *tt = <cs_ttable *>w.tagged
+    cdef cs_tentry *te
+    cdef uint32_t ntagged = 0
+    if spec is None:
+        raise ValueError(f"column: not a count column: {column!r}")
+    f1, f2, s1, s2 = spec
+    for sh in range(NSHARDS):
+        n += w.shards[sh].nnarrow + w.shards[sh].nwide
+    if tt != NULL:
+        ntagged = tt.count
+        n += ntagged
+    res._window = win
+    res._addresses = {}
+    res._tables = 0
+    res._conns = <_ToConn *>_alloc_array(n, sizeof(_ToConn))
+    res._refs = <_ToRef *>_alloc_array(n, sizeof(_ToRef))
+    # Virtual rows fill _conns from the front, physical ones from the back.
+    lo = 0
+    hi = n
+    with nogil:
+        for sh in range(NSHARDS):
+            t = &w.shards[sh]
+            for j in range(t.nnarrow + t.nwide):
+                if j < t.nnarrow:
+                    e4 = &t.narrow[j]
+                    _to_read_entry(e4.key.proto, e4.key.kind, e4.key.sfam, e4.key.src,
+                                   e4.key.sport, e4.key.dfam, e4.key.dst, e4.key.dport,
+                                   &e4.c, -1, &row)
+                else:
+                    e = &t.wide[j - t.nnarrow]
+                    _to_read_entry(e.key.proto, e.key.kind, e.key.sfam, e.key.src,
+                                   e.key.sport, e.key.dfam, e.key.dst, e.key.dport,
+                                   &e.c, -1, &row)
+                if row.phys:
+                    hi -= 1
+                    g = hi
+                else:
+                    g = lo
+                    lo += 1
+                res._conns[g] = row
+                res._refs[g].shard = <uint8_t>sh
+                res._refs[g].array = REF_WIDE if j >= t.nnarrow else REF_NARROW
+                res._refs[g].index = j if j < t.nnarrow else j - t.nnarrow
+        # then the rows with a tunnel's VNI, as materialize orders them
+        for j in range(ntagged):
+            te = &tt.entries[j]
+            _to_read_entry(te.key.key.proto, te.key.key.kind, te.key.key.sfam,
+                           te.key.key.src, te.key.key.sport, te.key.key.dfam,
+                           te.key.key.dst, te.key.key.dport, &te.c, te.key.vni, &row)
+            if row.phys:
+                hi -= 1
+                g = hi
+            else:
+                g = lo
+                lo += 1
+            res._conns[g] = row
+            res._refs[g].shard = 0
+            res._refs[g].array = REF_TAGGED
+            res._refs[g].index = j
+    nv = lo
+    res._order = <Py_ssize_t *>_alloc_array(n, sizeof(Py_ssize_t))
+    try:
+        for lo, hi in ((0, nv), (nv, n)):
+            count = hi - lo
+            need = top - shown if top > 0 else count
+            need = min(max(need, 0), count)
+            if need == 0:
+                continue
+            keys = <_ToKey *>_alloc_array(count, sizeof(_ToKey))
+            with nogil:
+                for i in range(count):
+                    _to_fill_key(&res._conns[lo + i], f1, f2, s1, s2, reverse, lo + i, &keys[i])
+                _to_smallest(keys, count, need)
+            for i in range(need):
+                res._order[res._n] = keys[i].idx
+                res._n += 1
+            shown += need
+            free(keys)
+            keys = NULL
+    finally:
+        free(keys)
+    return res, n
 
 
 def sorted_items(tables, str column, bint reverse, Py_ssize_t top):

@@ -1,0 +1,3 @@
+module connstats.invalid/goport
+
+go 1.19
