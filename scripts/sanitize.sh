@@ -84,7 +84,9 @@ else
     for t in test_decode.py test_decode_hypothesis.py test_core_model.py test_statistics.py \
              test_stress.py test_fork.py test_exit.py test_capture_scan.py test_capture_formats.py \
              test_capture_windows.py test_hostile_callers.py test_ignore_destinations.py \
-             test_ring.py test_pcapng_options.py test_shutdown_arguments.py; do
+             test_ring.py test_pcapng_options.py test_shutdown_arguments.py \
+             test_tunnels.py test_table_layout.py test_read_fast_path.py test_track_times.py \
+             test_preparsed.py test_preparsed_args.py test_max_bytes.py; do
         if [ -f "$root/tests/$t" ]; then
             tests+=("$root/tests/$t")
         fi
