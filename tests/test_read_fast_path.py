@@ -96,6 +96,23 @@ def _read(tmp_path: Path, name: str, argv: list[str]) -> str:
     return out.read_text()
 
 
+def _fast_and_dict_outputs(tmp_path, monkeypatch, argv) -> tuple[str, str]:
+    """The command's output on the table path (where a materialized window is
+    an error: nothing but the rows printed becomes objects) and on the dict
+    path (every window materialized eagerly)."""
+
+    def no_materialize(window):
+        raise AssertionError("a window was materialized")
+
+    with monkeypatch.context() as m:
+        m.setattr(windows_mod, "materialize", no_materialize)
+        fast = _read(tmp_path, "fast", argv)
+    with monkeypatch.context() as m:
+        m.setattr(windows_mod, "Window", _EagerWindow)
+        slow = _read(tmp_path, "slow", argv)
+    return fast, slow
+
+
 @compiled_only
 @pytest.mark.parametrize("fmt", ["table", "jsonl", "csv"])
 @pytest.mark.parametrize(
@@ -112,18 +129,9 @@ def _read(tmp_path: Path, name: str, argv: list[str]) -> str:
 )
 def test_table_path_prints_what_the_dict_path_prints(tmp_path, monkeypatch, fmt, extra):
     pcap = _capture(tmp_path / "mix.pcap")
-    argv = [pcap, "--format", fmt, *extra]
-
-    def no_materialize(window):
-        raise AssertionError("a window was materialized")
-
-    with monkeypatch.context() as m:
-        # nothing but the rows printed becomes objects
-        m.setattr(windows_mod, "materialize", no_materialize)
-        fast = _read(tmp_path, "fast", argv)
-    with monkeypatch.context() as m:
-        m.setattr(windows_mod, "Window", _EagerWindow)
-        slow = _read(tmp_path, "slow", argv)
+    fast, slow = _fast_and_dict_outputs(
+        tmp_path, monkeypatch, [pcap, "--format", fmt, *extra]
+    )
     assert fast == slow
     assert len(fast) > 500
 
@@ -198,16 +206,7 @@ def test_decap_rows_take_the_table_path_too(tmp_path, monkeypatch, fmt, name, ex
     # Rows with a tunnel's VNI live in the window's tagged table: the table
     # path must rank, total, merge (--total) and print them as the dicts do.
     argv = [str(_TUNNELS / name), "--decap", "--format", fmt, "--top", "0", *extra]
-
-    def no_materialize(window):
-        raise AssertionError("a window was materialized")
-
-    with monkeypatch.context() as m:
-        m.setattr(windows_mod, "materialize", no_materialize)
-        fast = _read(tmp_path, "fast", argv)
-    with monkeypatch.context() as m:
-        m.setattr(windows_mod, "Window", _EagerWindow)
-        slow = _read(tmp_path, "slow", argv)
+    fast, slow = _fast_and_dict_outputs(tmp_path, monkeypatch, argv)
     assert fast == slow
     assert "vni" in fast.lower() or fmt == "csv"
 
