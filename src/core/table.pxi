@@ -368,24 +368,6 @@ cdef Py_ssize_t _window_table_bytes(cs_window *w) noexcept nogil:
     return total + _tagged_bytes(w.tagged)
 
 
-cdef void _window_totals(cs_window *w, uint64_t *packets, uint64_t *nbytes) noexcept nogil:
-    cdef int i
-    cdef uint32_t j
-    cdef cs_counts *c
-    packets[0] = 0
-    nbytes[0] = 0
-    for i in range(NSHARDS):
-        for j in range(w.shards[i].nnarrow):
-            c = &w.shards[i].narrow[j].c
-            packets[0] += c.tx_packets + c.rx_packets
-            nbytes[0] += c.tx_bytes + c.rx_bytes
-        for j in range(w.shards[i].nwide):
-            c = &w.shards[i].wide[j].c
-            packets[0] += c.tx_packets + c.rx_packets
-            nbytes[0] += c.tx_bytes + c.rx_bytes
-    _tagged_totals(w.tagged, packets, nbytes)
-
-
 cdef inline void _add128(uint64_t *lo, uint64_t *hi, uint64_t v) noexcept nogil:
     lo[0] += v
     hi[0] += lo[0] < v
@@ -401,7 +383,7 @@ cdef inline void _sum_counts(const cs_counts *c, uint64_t *p_lo, uint64_t *p_hi,
 
 cdef void _window_sums(cs_window *w, uint64_t *p_lo, uint64_t *p_hi,
                        uint64_t *b_lo, uint64_t *b_hi) noexcept nogil:
-    # _window_totals without wrapping: 128-bit sums (lo, hi), tagged rows too
+    # every entry's counters as 128-bit sums (lo, hi), tagged rows too
     cdef int i
     cdef uint32_t j
     cdef cs_ttable *t = <cs_ttable *>w.tagged
@@ -413,6 +395,15 @@ cdef void _window_sums(cs_window *w, uint64_t *p_lo, uint64_t *p_hi,
     if t != NULL:
         for j in range(t.count):
             _sum_counts(&t.entries[j].c, p_lo, p_hi, b_lo, b_hi)
+
+
+cdef void _window_totals(cs_window *w, uint64_t *packets, uint64_t *nbytes) noexcept nogil:
+    # The wrapping 64-bit totals are the low words of the exact sums: one
+    # walk over the entry kinds serves both.
+    cdef uint64_t p_hi = 0, b_hi = 0
+    packets[0] = 0
+    nbytes[0] = 0
+    _window_sums(w, packets, &p_hi, nbytes, &b_hi)
 
 
 cdef uint64_t _random_seed():

@@ -151,13 +151,3 @@ cdef Py_ssize_t _tagged_bytes(void *p) noexcept nogil:
         return 0
     return sizeof(cs_ttable) + ((t.mask + 1) * sizeof(uint64_t) if t.mask else 0) + \
         t.capacity * sizeof(cs_tentry)
-
-
-cdef void _tagged_totals(void *p, uint64_t *packets, uint64_t *nbytes) noexcept nogil:
-    cdef cs_ttable *t = <cs_ttable *>p
-    cdef uint32_t j
-    if t == NULL:
-        return
-    for j in range(t.count):
-        packets[0] += t.entries[j].c.tx_packets + t.entries[j].c.rx_packets
-        nbytes[0] += t.entries[j].c.tx_bytes + t.entries[j].c.rx_bytes
