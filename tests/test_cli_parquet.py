@@ -105,6 +105,14 @@ def test_parquet_rows_are_the_jsonl_rows(capsys, tmp_path, extra):
                      r["communityId"]))  # fmt: skip
     assert sorted(rows) == _jsonl_rows(text)
     assert all(r["first_seen"] <= r["last_seen"] for r in table.to_pylist())
+    # dictionaries where values repeat (addresses, ports), not for counters
+    group = meta.row_group(0)
+    encodings = {
+        group.column(i).path_in_schema: group.column(i).encodings
+        for i in range(group.num_columns)
+    }
+    assert "RLE_DICTIONARY" in encodings["src_addr"]
+    assert "RLE_DICTIONARY" not in encodings["tx_bytes"]
 
 
 def test_community_id_in_every_format(capsys, tmp_path):

@@ -60,7 +60,13 @@ class ParquetWriter:
         except OSError as exc:
             raise Fail(f"cannot write {path}: {exc.strerror or exc}") from None
         try:
-            self._writer = pq.ParquetWriter(self._file, self._schema)
+            # Dictionaries for the columns that repeat (addresses, ports,
+            # protocols); the counters and times rarely do, and writing
+            # them as dictionaries too took 63 ms instead of 41 for 153k
+            # rows, for a file 0.6% smaller.
+            self._writer = pq.ParquetWriter(
+                self._file, self._schema, use_dictionary=_DICTIONARY_COLUMNS
+            )
         except BaseException:
             self._file.close()
             raise
@@ -93,15 +99,26 @@ class ParquetWriter:
         title: str | None = None,
         times: dict[Any, list[int]] | None = None,
     ) -> None:
-        virtual, physical = self._tables(w)
-        table = self._arrow.table(
-            w.start_ns,
-            w.end_ns,
-            virtual,
-            physical,
-            community_id=self._community_id,
-            vni=self._vni,
-        )
+        if w.table is not None and not self._opts.top and self._opts.select is None:
+            # every row: the columns come from the core's arrays, and no
+            # Connection or Counts object is made
+            table = self._arrow.window_table(
+                w.table,
+                w.start_ns,
+                w.end_ns,
+                community_id=self._community_id,
+                vni=self._vni,
+            )
+        else:
+            virtual, physical = self._tables(w)
+            table = self._arrow.table(
+                w.start_ns,
+                w.end_ns,
+                virtual,
+                physical,
+                community_id=self._community_id,
+                vni=self._vni,
+            )
         if table.num_rows == 0:
             return
         if table.schema != self._schema:
@@ -118,6 +135,16 @@ class ParquetWriter:
             self._writer.close()
         finally:
             self._file.close()
+
+
+_DICTIONARY_COLUMNS = [
+    "traffic",
+    "proto",
+    "src_addr",
+    "src_port",
+    "dst_addr",
+    "dst_port",
+]
 
 
 def _times_of(w: Window) -> dict[Any, list[int]]:

@@ -236,7 +236,10 @@ def command(args: argparse.Namespace) -> int:
         # Each connection's first and last packet time, from the capture's
         # timestamps, when a row shows them (or an export sends them).
         timed = bool(options.times or args.format == "parquet" or args.export)
-        if timed:
+        if options.times and args.format != "parquet":
+            # The text formats take the times from a dict; Parquet and the
+            # exporters read them from the windows' values (the Parquet
+            # writer straight from the core's arrays: no object per row).
 
             def show_timed(window: Window) -> None:
                 times = {

@@ -25,6 +25,7 @@ for any Arrow table.  Needs ``pyarrow`` (``pip install connstats[arrow]``).
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -179,12 +180,25 @@ def _columns_of(virtual: Any, physical: Any) -> Any:
     # its own types.
     for part in (virtual, physical):
         if isinstance(part, dict) and part:
-            if isinstance(next(iter(part)), _types.Connection):
+            key = next(iter(part))
+            if isinstance(key, _types.Connection):
                 from .. import _fastparse_py
 
                 return _fastparse_py.columns
-            break
+            return _core_of(key).columns
     return _core.columns
+
+
+def _core_of(value: Any) -> Any:
+    # The core whose type ``value`` is: the compiled one's values may meet
+    # the pure-Python core in use (CONNSTATS_NO_EXTENSIONS=1), and back.
+    owner = sys.modules.get(type(value).__module__)
+    if owner is not None and owner.__name__ in _CORES:
+        return owner
+    return _core
+
+
+_CORES = ("connstats._fastparse", "connstats._fastparse_py")
 
 
 def table(
@@ -225,7 +239,7 @@ def window_table(
     vni: bool = False,
 ) -> pyarrow.Table:
     """A cut core window as an Arrow table, without building its dicts."""
-    cols = _core.columns(window, community_id)
+    cols = _core_of(window).columns(window, community_id)
     return _from_columns(
         cols, start_ns, end_ns, community_id=community_id, seed=seed, vni=vni
     )
