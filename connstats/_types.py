@@ -107,6 +107,15 @@ class _ConnectionFields(NamedTuple):
     dst: AddrPort = _NO_ADDR
 
 
+def _as_addrport(value: Any, argname: str) -> AddrPort:
+    # as the compiled Connection: an AddrPort, or an (address, port) pair
+    if isinstance(value, AddrPort):
+        return value
+    if isinstance(value, tuple) and len(value) == 2:
+        return AddrPort(value[0], value[1])
+    raise TypeError(f"{argname}: expected an AddrPort, got {type(value).__name__}")
+
+
 class Connection(_ConnectionFields):
     """A connection: IP protocol number, source and destination.
 
@@ -130,6 +139,10 @@ class Connection(_ConnectionFields):
         dst: AddrPort = _NO_ADDR,
         vni: Optional[int] = None,
     ) -> Connection:
+        if type(src) is not AddrPort:
+            src = _as_addrport(src, "src")
+        if type(dst) is not AddrPort:
+            dst = _as_addrport(dst, "dst")
         if vni is None:
             # type(conn)(proto, src, dst) of a tunnel row is a plain one
             plain = Connection if issubclass(cls, _TunnelConnection) else cls

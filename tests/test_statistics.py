@@ -473,6 +473,20 @@ def test_physical_address_forms(impl):
     assert physical == {key: impl.Counts(4, 40, 0, 0)}
 
 
+def test_connection_takes_addrports_or_address_port_pairs(impl):
+    # both cores: a pair becomes an AddrPort (a Connection a caller builds
+    # with tuples equals the one counted), anything else is refused by name
+    a = ipaddress.ip_address("10.0.0.1")
+    b = ipaddress.ip_address("10.0.0.2")
+    built = impl.Connection(17, (a, 5000), (b, 53))
+    assert type(built.src) is impl.AddrPort and type(built.dst) is impl.AddrPort
+    assert built == impl.Connection(17, impl.AddrPort(a, 5000), impl.AddrPort(b, 53))
+    assert (built.src.addr, built.dst.port) == (a, 53)
+    for argname, args in (("src", ("10.0.0.1:1", (b, 53))), ("dst", ((a, 1), [b, 53]))):
+        with pytest.raises(TypeError, match=f"^{argname}: expected an AddrPort"):
+            impl.Connection(17, *args)
+
+
 def test_every_short_random_packet_is_counted_as_decoded(impl):
     rng = random.Random(1234)
     stats = impl.Statistics()

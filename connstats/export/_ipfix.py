@@ -173,6 +173,12 @@ class Encoder:
         copy it before asking for the next one.  Its sequence number is 0
         until :func:`set_sequence` fills it in.
         """
+        if start_ms < 0 or end_ms < 0:
+            # IPFIX times are unsigned; the same refusal from both packers,
+            # also for windows whose records carry their own (clamped) times
+            raise OverflowError(
+                f"a window before 1970 ({start_ms} ms) cannot be encoded"
+            )
         if self.compiled:
             yield from self._compiled_messages(
                 table, start_ms, end_ms, export_time, domain
