@@ -65,7 +65,13 @@ class ParquetWriter:
             # on every column took 63 ms instead of 41 for 153k rows, and
             # made the file 0.6% larger.
             self._writer = pq.ParquetWriter(
-                self._file, self._schema, use_dictionary=_DICTIONARY_COLUMNS
+                self._file,
+                self._schema,
+                use_dictionary=[
+                    name
+                    for name in arrow.COLUMNS
+                    if name in ("traffic", "proto") or name.endswith(("_addr", "_port"))
+                ],
             )
         except BaseException:
             self._file.close()
@@ -135,16 +141,6 @@ class ParquetWriter:
             self._writer.close()
         finally:
             self._file.close()
-
-
-_DICTIONARY_COLUMNS = [
-    "traffic",
-    "proto",
-    "src_addr",
-    "src_port",
-    "dst_addr",
-    "dst_port",
-]
 
 
 def _times_of(w: Window) -> dict[Any, list[int]]:
