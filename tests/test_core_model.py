@@ -19,6 +19,7 @@ from typing import Any, Optional
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tables import Key, plain, plain_key
 
 U64 = 2**64 - 1
 TCP, UDP, ICMP = 6, 17, 1
@@ -80,18 +81,6 @@ def ipv6(
 
 # --------------------------------------------------------------------------
 # plain views of what a core returns
-
-
-Key = tuple[int, Any, int, Any, int]
-
-
-def plain_key(conn: Any) -> Key:
-    proto, src, dst = conn
-    return (proto, src.addr, src.port, dst.addr, dst.port)
-
-
-def plain(table: dict) -> dict[Key, tuple[int, int, int, int]]:
-    return {plain_key(k): tuple(v) for k, v in table.items()}
 
 
 def tables(window: Any) -> Optional[tuple[dict, dict]]:

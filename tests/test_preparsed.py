@@ -23,6 +23,7 @@ from captures import icmp4, tcp4, tcp6, udp4, udp6
 from hostile import HugeV4, LyingInt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tables import extract, plain
 
 import connstats
 
@@ -45,18 +46,6 @@ PACKETS = [
     b"",
     bytes(range(60)),
 ]
-
-
-def plain(table: dict) -> dict:
-    return {
-        (c.proto, c.src.addr, c.src.port, c.dst.addr, c.dst.port): tuple(v)
-        for c, v in table.items()
-    }
-
-
-def extract(stats: Any) -> tuple[dict, dict]:
-    virtual, physical = stats.extract()
-    return plain(virtual), plain(physical)
 
 
 def record(

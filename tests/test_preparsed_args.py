@@ -22,24 +22,13 @@ import pytest
 from hostile import HugeV4, LyingInt, MyV4, MyV6
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tables import extract, plain
 
 import connstats
 from connstats._impl import IS_COMPILED
 
 ip = ipaddress.ip_address
 U64 = 2**64 - 1
-
-
-def plain(table: dict) -> dict:
-    return {
-        (c.proto, c.src.addr, c.src.port, c.dst.addr, c.dst.port): tuple(n)
-        for c, n in table.items()
-    }
-
-
-def extract(stats: Any) -> tuple[dict, dict]:
-    virtual, physical = stats.extract()
-    return plain(virtual), plain(physical)
 
 
 def outcome(impl: Any, method: str, args: tuple, kwargs: dict) -> Any:
