@@ -180,18 +180,17 @@ def _columns_of(virtual: Any, physical: Any) -> Any:
     # its own types.
     for part in (virtual, physical):
         if isinstance(part, dict) and part:
-            key = next(iter(part))
-            if isinstance(key, _types.Connection):
-                from .. import _fastparse_py
-
-                return _fastparse_py.columns
-            return _core_of(key).columns
+            return _core_of(next(iter(part))).columns
     return _core.columns
 
 
 def _core_of(value: Any) -> Any:
     # The core whose type ``value`` is: the compiled one's values may meet
     # the pure-Python core in use (CONNSTATS_NO_EXTENSIONS=1), and back.
+    if isinstance(value, _types.Connection):  # the pure core's NamedTuple
+        from .. import _fastparse_py
+
+        return _fastparse_py
     owner = sys.modules.get(type(value).__module__)
     if owner is not None and owner.__name__ in _CORES:
         return owner
