@@ -185,6 +185,72 @@ static inline int cs_key16_equal(const void *a, const void *b) {
     return ((cs_load64(x) ^ cs_load64(y)) | (cs_load64(x + 8) ^ cs_load64(y + 8))) == 0;
 }
 
+/* ---- keys written whole ---------------------------------------------- */
+/* The decoder writes a key as five 8-byte words, never field by field.  A
+ * key is read back at once as 8-byte words (hashed, compared with the one
+ * before), and a load that spans several narrower stores still in flight
+ * cannot take its value from them: it waits for them to reach the cache
+ * (a store-to-load forwarding stall).  Written byte by byte, the batch
+ * loop at one connection spent most of its time in that wait
+ * (benchmarks/RESULTS.md, issue 24). */
+static inline void cs_store64(unsigned char *p, uint64_t v) {
+    memcpy(p, &v, 8);
+}
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define CS_BIG_ENDIAN 1
+#else
+#define CS_BIG_ENDIAN 0
+#endif
+
+/* The first word of a key (proto, kind, sfam, dfam, then sport and dport as
+ * host uint16s), with the layout those fields have in memory. */
+static inline uint64_t cs_key_head(unsigned proto, unsigned kind, unsigned sfam,
+                                   unsigned dfam, unsigned sport, unsigned dport) {
+#if CS_BIG_ENDIAN
+    return ((uint64_t)proto << 56) | ((uint64_t)kind << 48) | ((uint64_t)sfam << 40) |
+           ((uint64_t)dfam << 32) | ((uint64_t)sport << 16) | (uint64_t)dport;
+#else
+    return (uint64_t)proto | ((uint64_t)kind << 8) | ((uint64_t)sfam << 16) |
+           ((uint64_t)dfam << 24) | ((uint64_t)sport << 32) | ((uint64_t)dport << 48);
+#endif
+}
+
+/* A head word with source and destination swapped (families and ports). */
+static inline uint64_t cs_key_head_swapped(uint64_t h) {
+#if CS_BIG_ENDIAN
+    return (h & 0xFFFF000000000000ULL) | ((h << 8) & 0x0000FF0000000000ULL) |
+           ((h >> 8) & 0x000000FF00000000ULL) | ((h << 16) & 0x00000000FFFF0000ULL) |
+           ((h >> 16) & 0x000000000000FFFFULL);
+#else
+    return (h & 0x000000000000FFFFULL) | ((h >> 8) & 0x0000000000FF0000ULL) |
+           ((h << 8) & 0x00000000FF000000ULL) | ((h >> 16) & 0x0000FFFF00000000ULL) |
+           ((h << 16) & 0xFFFF000000000000ULL);
+#endif
+}
+
+/* The word of an IPv4 address in a key: its 4 bytes, then 4 zero bytes. */
+static inline uint64_t cs_addr4_word(const unsigned char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if CS_BIG_ENDIAN
+    return (uint64_t)v << 32;
+#else
+    return (uint64_t)v;
+#endif
+}
+
+/* All 40 bytes of a key: the head word, then two words of each address. */
+static inline void cs_key_store(void *key, uint64_t head, uint64_t s0, uint64_t s1,
+                                uint64_t d0, uint64_t d1) {
+    unsigned char *p = (unsigned char *)key;
+    cs_store64(p, head);
+    cs_store64(p + 8, s0);
+    cs_store64(p + 16, s1);
+    cs_store64(p + 24, d0);
+    cs_store64(p + 32, d1);
+}
+
 /* Key equality without a call to memcmp. */
 static inline int cs_key40_equal(const void *a, const void *b) {
     const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;

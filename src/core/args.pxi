@@ -578,22 +578,25 @@ cdef inline bint _preparsed_fast(PyObject **values, PyObject *receive, bint phys
     and receive) into a key and counts; False (nothing raised) if any of them
     is not of a form read here."""
     cdef unsigned long long v, p, b
+    cdef uint8_t sfam, dfam
+    cdef uint16_t sport, dport
     memset(k, 0, sizeof(cs_key))
-    k.kind = KIND_PHYSICAL if physical else KIND_VIRTUAL
     if not _cs_small_uint_p(values[0], 0xFF, &v):
         return False
-    k.proto = <uint8_t>v
     if receive == _cs_false:
         rx[0] = False
     elif receive == _cs_true:
         rx[0] = True
     else:
         return False
-    if not (_endpoint_fast(values[1], &k.sfam, k.src, &k.sport)
-            and _endpoint_fast(values[2], &k.dfam, k.dst, &k.dport)
+    if not (_endpoint_fast(values[1], &sfam, k.src, &sport)
+            and _endpoint_fast(values[2], &dfam, k.dst, &dport)
             and _cs_small_uint_p(values[3], 0xFFFFFFFFFFFFFFFF, &p)
             and _cs_small_uint_p(values[4], 0xFFFFFFFFFFFFFFFF, &b)):
         return False
+    # the first eight bytes as one word (cs_key_store says why)
+    cs_store64(<unsigned char *>k, cs_key_head(<unsigned>v, KIND_PHYSICAL if physical else KIND_VIRTUAL,
+                                               sfam, dfam, sport, dport))
     npkts[0] = p
     size[0] = b
     return True

@@ -473,7 +473,7 @@ cdef class Core:
                 # the table.
                 if tagged:
                     if physical:
-                        keys[pos].kind = KIND_PHYSICAL
+                        _set_physical(&keys[pos])
                     if vnis != NULL and vnis[base + i] >= 0:
                         # a row with a VNI: the window's tagged table, which
                         # does not look at the ignore list itself

@@ -26,6 +26,14 @@ cdef extern from "cs_platform.h" nogil:
     uint64_t cs_mix64(uint64_t h)
     uint64_t cs_hash40(const void *key, uint64_t seed)
     bint cs_key40_equal(const void *a, const void *b)
+    uint64_t cs_load64(const unsigned char *p)
+    void cs_store64(unsigned char *p, uint64_t v)
+    uint64_t cs_key_head(unsigned proto, unsigned kind, unsigned sfam, unsigned dfam,
+                         unsigned sport, unsigned dport)
+    uint64_t cs_key_head_swapped(uint64_t h)
+    uint64_t cs_addr4_word(const unsigned char *p)
+    void cs_key_store(void *key, uint64_t head, uint64_t s0, uint64_t s1,
+                      uint64_t d0, uint64_t d1)
     uint64_t cs_hash16(const void *key, uint64_t seed)
     bint cs_key16_equal(const void *a, const void *b)
     object cs_alloc_instance(object cls)

@@ -94,30 +94,33 @@ cdef int _check_records(const uint8_t *buf, Py_ssize_t n, Py_ssize_t *bad) noexc
 
 cdef inline void _record_key(const uint8_t *p, cs_key *k, uint8_t *rx, uint64_t *npkts,
                              uint64_t *nbytes) noexcept nogil:
-    """One record (already checked) into a zeroed-then-filled key.
+    """One record (already checked) into a key.
 
     Built defensively all the same: another thread may write the buffer
     while it is counted, and the key must stay well-formed whatever it reads
     (a family other than 4 or 6 becomes "no address")."""
+    cdef uint8_t flags = p[1]
     cdef uint8_t sfam = p[2]
     cdef uint8_t dfam = p[3]
-    memset(k, 0, sizeof(cs_key))
-    k.proto = p[0]
-    k.kind = KIND_PHYSICAL if p[1] & RECORD_FLAG_PHYSICAL else KIND_VIRTUAL
-    rx[0] = 1 if p[1] & RECORD_FLAG_RECEIVE else 0
+    cdef uint8_t kind = KIND_PHYSICAL if flags & RECORD_FLAG_PHYSICAL else KIND_VIRTUAL
+    cdef uint64_t s0 = 0, s1 = 0, d0 = 0, d1 = 0
+    rx[0] = 1 if flags & RECORD_FLAG_RECEIVE else 0
     if sfam == 4:
-        k.sfam = 4
-        memcpy(k.src, p + 8, 4)
+        s0 = cs_addr4_word(p + 8)
     elif sfam == 6:
-        k.sfam = 6
-        memcpy(k.src, p + 8, 16)
+        s0 = cs_load64(p + 8)
+        s1 = cs_load64(p + 16)
+    else:
+        sfam = 0
     if dfam == 4:
-        k.dfam = 4
-        memcpy(k.dst, p + 24, 4)
+        d0 = cs_addr4_word(p + 24)
     elif dfam == 6:
-        k.dfam = 6
-        memcpy(k.dst, p + 24, 16)
-    k.sport = _le16(p + 4)
-    k.dport = _le16(p + 6)
+        d0 = cs_load64(p + 24)
+        d1 = cs_load64(p + 32)
+    else:
+        dfam = 0
+    # whole words, as _decode writes keys (cs_key_store says why)
+    cs_key_store(k, cs_key_head(p[0], kind, sfam, dfam, _le16(p + 4), _le16(p + 6)),
+                 s0, s1, d0, d1)
     npkts[0] = _le64(p + 40)
     nbytes[0] = _le64(p + 48)
