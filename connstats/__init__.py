@@ -23,12 +23,12 @@ from ._types import (
     protocol_name,
 )
 from ._version import __version__
-from .export.community_id import community_id
 
 if TYPE_CHECKING:
     from ._fastparse import AddrPort, Connection, Counts, TimedCounts
     from ._statistics import Statistics
     from ._types import Buffer
+    from .export.community_id import community_id
 else:
     # Value types of the selected core: C types, or the NamedTuples of
     # _types.py when running on the pure-Python core.
@@ -40,18 +40,24 @@ else:
 
 def __getattr__(name: str) -> Any:
     # Statistics (and with it logging, inspect and the flush thread's code)
-    # is imported when first asked for: the command line's start-up does
-    # not need it (`connstats read` of a small file is mostly imports).
+    # and community_id (hashlib: 4 ms, a quarter of `import connstats`) are
+    # imported when first asked for: the command line's start-up does not
+    # need them (`connstats read` of a small file is mostly imports).
     if name == "Statistics":
         from ._statistics import Statistics
 
         globals()["Statistics"] = Statistics
         return Statistics
+    if name == "community_id":
+        from .export.community_id import community_id
+
+        globals()["community_id"] = community_id
+        return community_id
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"Statistics"})
+    return sorted(set(globals()) | {"Statistics", "community_id"})
 
 
 def decode(packet: Buffer) -> tuple[int, AddrPort, AddrPort]:

@@ -236,6 +236,8 @@ def test_read_of_the_sample_imports_little():
         "importlib.resources",  # the sample is read from the package directory
         "connstats.cli.out_jsonl",  # the formats not asked for
         "connstats.cli.out_csv",
+        "connstats.export.community_id",  # --community-id only
+        "hashlib",
     }
     assert loaded & unwanted == set()
 

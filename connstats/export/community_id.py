@@ -12,7 +12,8 @@ ports, the way the specification does for protocols without them: it is the
 same for every ICMP exchange between two hosts, and it does not match the ID
 another tool gives one ICMP flow.
 
-Only ``hashlib`` and ``base64``: ``import connstats`` loads this module.
+Only ``hashlib`` and ``base64``; ``connstats.community_id`` loads this module
+when first used.
 """
 
 from __future__ import annotations
