@@ -14,7 +14,11 @@ ratio of each pair (other / this build) is kept; the median of those ratios
 and the minimum round of each side are printed as JSON.
 
 Packets are ``scale_probe.build`` (IPv4 UDP, 789 bytes, ``--conns``
-connections in a cycle).  Cores are called directly (``Core.update_*``), so
+connections in a cycle).  ``--path``: ``single``/``rx-single`` one call per
+packet, ``batch``/``rx-batch`` lists of 256, ``buffer`` one buffer with
+offsets and lengths per 256, ``records`` one ``update_records`` buffer per
+256 packets, ``preparsed`` ``update_virtual(proto, src, dst, 1, n)`` per
+packet (decoded by the same core beforehand).  Cores are called directly (``Core.update_*``), so
 both builds go through the same entry point.
 """
 
@@ -28,11 +32,12 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import scale_probe  # noqa: E402
-from workloads import BATCH  # noqa: E402
+import scale_probe
+from workloads import BATCH, joined
 
 
 def load_other(path: str) -> object:
@@ -45,7 +50,13 @@ def load_other(path: str) -> object:
     return module
 
 
-def make_round(core: object, path: str, packets: list[bytes]):
+PATHS = ("single", "rx-single", "batch", "rx-batch", "buffer", "records", "preparsed")
+
+
+def make_round(core: object, path: str, packets: list[bytes], decode: Any = None):
+    """One round of ``path`` over ``packets`` with ``core`` (None: the floor).
+
+    ``decode``: the core's module's ``decode``, for ``preparsed``."""
     if path == "floor":
         update = [].count
 
@@ -54,16 +65,49 @@ def make_round(core: object, path: str, packets: list[bytes]):
                 update(p)
 
         return run
-    if path == "single":
-        update = core.update_tx_virtual  # type: ignore[attr-defined]
+    if path in ("single", "rx-single"):
+        update = getattr(
+            core, "update_rx_virtual" if path == "rx-single" else "update_tx_virtual"
+        )
 
         def run() -> None:
             for p in packets:
                 update(p)
 
         return run
+    if path == "preparsed":
+        # flows decoded by this core: its own AddrPort type, as a caller has
+        flows = [(*decode(p), len(p)) for p in packets]
+        counted = core.update_virtual  # type: ignore[attr-defined]
+
+        def run() -> None:
+            for proto, src, dst, n in flows:
+                counted(proto, src, dst, 1, n)
+
+        return run
     batches = [packets[i : i + BATCH] for i in range(0, len(packets), BATCH)]
-    update = core.update_tx_virtual_batch  # type: ignore[attr-defined]
+    if path == "buffer":
+        buffers = [joined(b) for b in batches]
+        into = core.update_tx_virtual_buffer  # type: ignore[attr-defined]
+
+        def run() -> None:
+            for data, offsets, lengths in buffers:
+                into(data, offsets, lengths)
+
+        return run
+    if path == "records":
+        blobs = [b"".join(map(record_of, b)) for b in batches]
+        add = core.update_records  # type: ignore[attr-defined]
+
+        def run() -> None:
+            for blob in blobs:
+                add(blob)
+
+        return run
+    update = getattr(
+        core,
+        "update_rx_virtual_batch" if path == "rx-batch" else "update_tx_virtual_batch",
+    )
 
     def run() -> None:
         for b in batches:
@@ -72,11 +116,26 @@ def make_round(core: object, path: str, packets: list[bytes]):
     return run
 
 
+def record_of(packet: bytes) -> bytes:
+    """The update_records record of one packet: what it counts, pre-parsed."""
+    import struct
+
+    import connstats
+
+    proto, s, d = connstats.decode(packet)
+    sf = 0 if s.addr is None else s.addr.version
+    df = 0 if d.addr is None else d.addr.version
+    return struct.pack(
+        connstats.RECORD_FORMAT, proto, 0, sf, df, s.port, d.port,
+        s.addr.packed if sf else b"", d.addr.packed if df else b"", 1, len(packet),
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("other", help="the other build's _fastparse extension file")
     p.add_argument("--conns", type=int, default=100_000)
-    p.add_argument("--path", choices=("single", "batch"), default="single")
+    p.add_argument("--path", choices=PATHS, default="single")
     p.add_argument("--rounds", type=int, default=21, help="pairs of rounds")
     p.add_argument("--ignore", action="store_true", help="TAILSCALE_SERVICE_ADDRESSES")
     args = p.parse_args(argv)
@@ -93,8 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     rounds = {}
     for name, module in (("this", this), ("other", other)):
         core = module.Core(**kwargs)  # type: ignore[attr-defined]
-        make_round(core, "batch", packets)()  # warm: every connection in
-        rounds[name] = make_round(core, args.path, packets)
+        # warm: every connection in, in the direction the path counts
+        make_round(
+            core, "rx-batch" if args.path.startswith("rx") else "batch", packets
+        )()
+        rounds[name] = make_round(core, args.path, packets, module.decode)  # type: ignore[attr-defined]
     rounds["floor"] = make_round(None, "floor", packets)
     times: dict[str, list[float]] = {k: [] for k in rounds}
     ratios = []
