@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+import sys
 from importlib import resources
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
@@ -187,3 +188,26 @@ def test_matches_wireshark_on_captures(impl, tmp_path, seed):
             theirs = tshark_ids(path, seed)
             assert theirs, path  # the capture has such flows
             assert ours == theirs, path
+
+
+def test_loaded_when_first_used():
+    # `import connstats` leaves hashlib out (start-up of the command line);
+    # the name still works as an attribute, through `from connstats import`
+    # and in dir().
+    code = (
+        "import sys\n"
+        "import connstats\n"
+        "assert 'hashlib' not in sys.modules, 'hashlib loaded by import connstats'\n"
+        "assert 'community_id' in dir(connstats)\n"
+        "from connstats import community_id\n"
+        "from connstats.export.community_id import community_id as original\n"
+        "assert community_id is original is connstats.community_id\n"
+        "from ipaddress import ip_address as ip\n"
+        "a, b = connstats.AddrPort(ip('10.0.0.1'), 1), connstats.AddrPort(ip('10.0.0.2'), 2)\n"
+        "print(community_id(connstats.Connection(6, a, b)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("1:")
