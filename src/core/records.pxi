@@ -92,6 +92,20 @@ cdef int _check_records(const uint8_t *buf, Py_ssize_t n, Py_ssize_t *bad) noexc
     return RECORD_OK
 
 
+cdef inline uint8_t _record_address(uint8_t fam, const uint8_t *addr,
+                                    uint64_t *words) noexcept nogil:
+    # One address field of a record as the key's two words; its family, 0
+    # for any but 4 or 6 (words left zero).
+    if fam == 4:
+        words[0] = cs_addr4_word(addr)
+        return 4
+    if fam == 6:
+        words[0] = cs_load64(addr)
+        words[1] = cs_load64(addr + 8)
+        return 6
+    return 0
+
+
 cdef inline void _record_key(const uint8_t *p, cs_key *k, uint8_t *rx, uint64_t *npkts,
                              uint64_t *nbytes) noexcept nogil:
     """One record (already checked) into a key.
@@ -100,27 +114,15 @@ cdef inline void _record_key(const uint8_t *p, cs_key *k, uint8_t *rx, uint64_t 
     while it is counted, and the key must stay well-formed whatever it reads
     (a family other than 4 or 6 becomes "no address")."""
     cdef uint8_t flags = p[1]
-    cdef uint8_t sfam = p[2]
-    cdef uint8_t dfam = p[3]
     cdef uint8_t kind = KIND_PHYSICAL if flags & RECORD_FLAG_PHYSICAL else KIND_VIRTUAL
-    cdef uint64_t s0 = 0, s1 = 0, d0 = 0, d1 = 0
+    cdef uint64_t words[4]  # source address, two words, then the destination's
+    cdef uint8_t sfam, dfam
+    words[0] = words[1] = words[2] = words[3] = 0
+    sfam = _record_address(p[2], p + 8, words)
+    dfam = _record_address(p[3], p + 24, words + 2)
     rx[0] = 1 if flags & RECORD_FLAG_RECEIVE else 0
-    if sfam == 4:
-        s0 = cs_addr4_word(p + 8)
-    elif sfam == 6:
-        s0 = cs_load64(p + 8)
-        s1 = cs_load64(p + 16)
-    else:
-        sfam = 0
-    if dfam == 4:
-        d0 = cs_addr4_word(p + 24)
-    elif dfam == 6:
-        d0 = cs_load64(p + 24)
-        d1 = cs_load64(p + 32)
-    else:
-        dfam = 0
     # whole words, as _decode writes keys (cs_key_store says why)
     cs_key_store(k, cs_key_head(p[0], kind, sfam, dfam, _le16(p + 4), _le16(p + 6)),
-                 s0, s1, d0, d1)
+                 words[0], words[1], words[2], words[3])
     npkts[0] = _le64(p + 40)
     nbytes[0] = _le64(p + 48)
