@@ -37,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scale_probe
+from harness import preparsed_record
 from workloads import BATCH, joined
 
 
@@ -96,7 +97,9 @@ def make_round(core: object, path: str, packets: list[bytes], decode: Any = None
 
         return run
     if path == "records":
-        blobs = [b"".join(map(record_of, b)) for b in batches]
+        blobs = [
+            b"".join(preparsed_record(*decode(p), len(p)) for p in b) for b in batches
+        ]
         add = core.update_records  # type: ignore[attr-defined]
 
         def run() -> None:
@@ -114,21 +117,6 @@ def make_round(core: object, path: str, packets: list[bytes], decode: Any = None
             update(b)
 
     return run
-
-
-def record_of(packet: bytes) -> bytes:
-    """The update_records record of one packet: what it counts, pre-parsed."""
-    import struct
-
-    import connstats
-
-    proto, s, d = connstats.decode(packet)
-    sf = 0 if s.addr is None else s.addr.version
-    df = 0 if d.addr is None else d.addr.version
-    return struct.pack(
-        connstats.RECORD_FORMAT, proto, 0, sf, df, s.port, d.port,
-        s.addr.packed if sf else b"", d.addr.packed if df else b"", 1, len(packet),
-    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

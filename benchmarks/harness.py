@@ -121,27 +121,28 @@ def flows(w: Workload) -> list:
     return _FLOWS[w.name]
 
 
-def records(w: Workload) -> list:
-    """``w``'s batches as update_records buffers (one record per packet)."""
+def preparsed_record(proto: int, src: Any, dst: Any, n: int) -> bytes:
+    """The ``update_records`` record of one packet of ``n`` bytes, from what
+    ``connstats.decode`` gives for it."""
     import struct
 
     import connstats
 
+    sf = 0 if src.addr is None else src.addr.version
+    df = 0 if dst.addr is None else dst.addr.version
+    return struct.pack(
+        connstats.RECORD_FORMAT, proto, 0, sf, df, src.port, dst.port,
+        src.addr.packed if sf else b"", dst.addr.packed if df else b"", 1, n,
+    )  # fmt: skip
+
+
+def records(w: Workload) -> list:
+    """``w``'s batches as update_records buffers (one record per packet)."""
     if w.name not in _RECORDS:
-        pack = struct.Struct(connstats.RECORD_FORMAT).pack
-
-        def record(proto: int, s: Any, d: Any, n: int) -> bytes:
-            sf = 0 if s.addr is None else s.addr.version
-            df = 0 if d.addr is None else d.addr.version
-            return pack(
-                proto, 0, sf, df, s.port, d.port,
-                s.addr.packed if sf else b"", d.addr.packed if df else b"", 1, n,
-            )  # fmt: skip
-
         items = flows(w)
         step = len(w.batches[0]) if w.batches else 1
         _RECORDS[w.name] = [
-            b"".join(record(*f) for f in items[i : i + step])
+            b"".join(preparsed_record(*f) for f in items[i : i + step])
             for i in range(0, len(items), step)
         ]
     return _RECORDS[w.name]
