@@ -18,8 +18,8 @@ connections in a cycle).  ``--path``: ``single``/``rx-single`` one call per
 packet, ``batch``/``rx-batch`` lists of 256, ``buffer`` one buffer with
 offsets and lengths per 256, ``records`` one ``update_records`` buffer per
 256 packets, ``preparsed`` ``update_virtual(proto, src, dst, 1, n)`` per
-packet (decoded by the same core beforehand).  Cores are called directly (``Core.update_*``), so
-both builds go through the same entry point.
+packet (decoded by the same core beforehand).  Cores are called directly
+(``Core.update_*``), so both builds go through the same entry point.
 """
 
 from __future__ import annotations
