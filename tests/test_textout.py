@@ -333,6 +333,49 @@ def test_many_rows_one_window(tmp_path):
         assert out[0].getvalue().count("\n") >= 1
 
 
+@pytest.mark.parametrize("column", COLUMNS)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("top", [0, 700, 2999])
+def test_large_orders_with_long_runs_of_ties(column, reverse, top):
+    # Thousands of rows whose counts repeat in long runs (as a capture's
+    # one-packet flows do) and pass 64 bits when two are added: the full
+    # sort (a radix sort on the count column, then the rest of the key
+    # within each run of equal counts) against Python's sort.  top=700
+    # still sorts every row; 2999 ends among the physical rows.
+    import random
+
+    rng = random.Random(f"{column}{reverse}{top}")
+    ap, c = core.AddrPort, core.Connection
+    pool = [0, 1, 40, 60, 2**32, 2**63, U64 - 1, U64]
+    virtual = {}
+    for i in range(3000):
+        src = IPv4Address(0x0A000000 + rng.randrange(256))
+        dst = (
+            IPv6Address((0x2001 << 112) + rng.randrange(4))
+            if i % 5 == 0
+            else IPv4Address(0xC0000200 + rng.randrange(3))
+        )
+        conn = c(rng.choice([6, 17]), ap(src, rng.randrange(8)), ap(dst, 443))
+        virtual[conn] = core.Counts(*(rng.choice(pool) for _ in range(4)))
+    physical = {
+        c(
+            17,
+            ap(IPv4Address(0x0B000000 + i), 41641),
+            ap(IPv4Address(0x0B000001), 41641),
+        ): core.Counts(*(rng.choice(pool) for _ in range(4)))
+        for i in range(50)
+    }
+    tables = [(virtual, False), (physical, True)]
+    want_items, want_total, want_json, (want_csv, _) = _python(
+        tables, column, reverse, top
+    )
+    items, total = core.sorted_items(tables, column, reverse, top)
+    assert total == want_total == len(virtual) + len(physical) > 2500
+    assert list(items) == want_items
+    assert core.json_rows(items) == want_json
+    assert core.csv_rows(items, "7,2026-01-01T00:00:00Z,x,", PROTOCOL_NAMES) == want_csv
+
+
 def test_threads_sort_and_write_the_same_window():
     # Read-only on the window and on each other's OrderedItems: with the GIL
     # off (free-threaded build) every thread still writes the same text.

@@ -24,6 +24,7 @@
 # with ports (2 x 47), four 20-digit counters with their names, the kind.
 cdef enum:
     _TO_ROW_ROOM = 512
+    _TO_AHEAD = 8  # rows _to_rows fetches ahead
 
 
 # -- one item as C values ----------------------------------------------------
@@ -383,6 +384,141 @@ cdef inline void _to_fill_key(const _ToConn *r, int f1, int f2, int s1, int s2, 
     k.idx = idx
 
 
+cdef struct _ToRank:
+    uint64_t k  # the count column's low 64 bits (as _to_count_key gives them)
+    uint64_t tag  # its 65th bit << 63 | the row's index
+
+
+cdef extern from *:
+    """
+    #define _TO_INDEX (~((uint64_t)1 << 63))
+    """
+    const uint64_t _TO_INDEX  # a _ToRank tag's row index
+
+
+cdef inline void _to_prefetch_conn(const _ToConn *r) noexcept nogil:
+    # every line of a row (96 bytes: two or three lines)
+    cdef const char *p = <const char *>r
+    cs_prefetch(p)
+    cs_prefetch(p + sizeof(_ToConn) // 2)
+    cs_prefetch(p + sizeof(_ToConn) - 1)
+
+
+cdef inline uint32_t _to_digit(const _ToRank *r, int d) noexcept nogil:
+    # radix digit d: bytes 0-7 of k, then (8) the 65th bit
+    if d == 8:
+        return <uint32_t>(r.tag >> 63)
+    return <uint32_t>(r.k >> (8 * d)) & 0xFF
+
+
+cdef inline Py_ssize_t _to_run_end(const _ToRank *a, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    # the end of the run of rows with a[i]'s count (all 65 bits) from i
+    cdef Py_ssize_t j = i + 1
+    while j < n and a[j].k == a[i].k and (a[j].tag >> 63) == (a[i].tag >> 63):
+        j += 1
+    return j
+
+
+cdef int _to_rank(const _ToConn *conns, Py_ssize_t n, Py_ssize_t need, int f1, int f2,
+                  int s1, int s2, bint reverse, Py_ssize_t base,
+                  Py_ssize_t *out) except -1:
+    """The indices (base + i) of the first ``need`` of conns[0:n] in report
+    order (_to_cmp's), into out[0:need].
+
+    A few rows of many (``--top``): a heap over every row's full key.  Most
+    or all of them (JSON lines, CSV): a radix sort on the count column
+    alone (16-byte items, a pass per byte that varies), and _to_cmp only
+    within runs of equal counts.  qsort of the full 80-byte keys took 60 ms
+    for 150k rows, most of it in cache misses (benchmarks/RESULTS.md)."""
+    cdef _ToKey *keys = NULL
+    cdef _ToRank *a = NULL
+    cdef _ToRank *b = NULL
+    cdef _ToRank *tmp
+    cdef Py_ssize_t *counts = NULL
+    cdef Py_ssize_t i, j, pos, got = 0, run, longest = 1, total, row
+    cdef uint64_t k
+    cdef uint8_t c
+    cdef int d
+    cdef uint32_t x
+    if need <= 0 or n <= 0:
+        return 0
+    try:
+        if need * 4 < n:
+            keys = <_ToKey *>_alloc_array(n, sizeof(_ToKey))
+            with nogil:
+                for i in range(n):
+                    _to_fill_key(&conns[i], f1, f2, s1, s2, reverse, base + i, &keys[i])
+                _to_smallest(keys, n, need)
+                for i in range(need):
+                    out[i] = keys[i].idx
+            return 0
+        a = <_ToRank *>_alloc_array(n, sizeof(_ToRank))
+        b = <_ToRank *>_alloc_array(n, sizeof(_ToRank))
+        counts = <Py_ssize_t *>_alloc_array(9 * 256, sizeof(Py_ssize_t))
+        with nogil:
+            memset(counts, 0, 9 * 256 * sizeof(Py_ssize_t))
+            for i in range(n):
+                _to_count_key(&conns[i], f1, f2, not reverse, &k, &c)
+                a[i].k = k
+                a[i].tag = (<uint64_t>c << 63) | <uint64_t>i
+                for d in range(8):
+                    counts[d * 256 + ((k >> (8 * d)) & 0xFF)] += 1
+                counts[8 * 256 + c] += 1
+            # least significant digit first; each pass is stable, so rows of
+            # equal counts stay in index order
+            for d in range(9):
+                if counts[d * 256 + _to_digit(&a[0], d)] == n:
+                    continue  # every row has this digit: nothing moves
+                total = 0
+                for x in range(256):
+                    run = counts[d * 256 + x]
+                    counts[d * 256 + x] = total
+                    total += run
+                for i in range(n):
+                    x = _to_digit(&a[i], d)
+                    b[counts[d * 256 + x]] = a[i]
+                    counts[d * 256 + x] += 1
+                tmp = a
+                a = b
+                b = tmp
+            i = 0
+            while i < n:
+                j = _to_run_end(a, i, n)
+                if j - i > longest:
+                    longest = j - i
+                i = j
+        if longest > 1:
+            keys = <_ToKey *>_alloc_array(longest, sizeof(_ToKey))
+        with nogil:
+            i = 0
+            while i < n and got < need:
+                j = _to_run_end(a, i, n)
+                if j - i == 1:
+                    out[got] = base + <Py_ssize_t>(a[i].tag & _TO_INDEX)
+                    got += 1
+                else:
+                    # equal counts: the rest of the key decides
+                    for pos in range(i, j):
+                        if pos + _TO_AHEAD < j:
+                            _to_prefetch_conn(&conns[a[pos + _TO_AHEAD].tag & _TO_INDEX])
+                        row = <Py_ssize_t>(a[pos].tag & _TO_INDEX)
+                        _to_fill_key(&conns[row], f1, f2, s1, s2, reverse, base + row,
+                                     &keys[pos - i])
+                    qsort(keys, j - i, sizeof(_ToKey), _to_cmp)
+                    for pos in range(j - i):
+                        if got == need:
+                            break
+                        out[got] = keys[pos].idx
+                        got += 1
+                i = j
+        return 0
+    finally:
+        free(keys)
+        free(a)
+        free(b)
+        free(counts)
+
+
 cdef object _window_sorted_items(Window win, str column, bint reverse, Py_ssize_t top):
     """Window.sorted_items: the rows of a cut window's table, virtual first."""
     cdef tuple spec = _TO_COLUMNS.get(column)
@@ -391,7 +527,6 @@ cdef object _window_sorted_items(Window win, str column, bint reverse, Py_ssize_
     cdef cs_table *t
     cdef cs_entry4 *e4
     cdef cs_entry *e
-    cdef _ToKey *keys = NULL
     cdef Py_ssize_t n = 0, nv, lo, hi, need, shown = 0, i, g, count
     cdef int f1, f2, s1, s2, sh
     cdef uint32_t j
@@ -457,26 +592,16 @@ cdef object _window_sorted_items(Window win, str column, bint reverse, Py_ssize_
             res._refs[g].index = j
     nv = lo
     res._order = <Py_ssize_t *>_alloc_array(n, sizeof(Py_ssize_t))
-    try:
-        for lo, hi in ((0, nv), (nv, n)):
-            count = hi - lo
-            need = top - shown if top > 0 else count
-            need = min(max(need, 0), count)
-            if need == 0:
-                continue
-            keys = <_ToKey *>_alloc_array(count, sizeof(_ToKey))
-            with nogil:
-                for i in range(count):
-                    _to_fill_key(&res._conns[lo + i], f1, f2, s1, s2, reverse, lo + i, &keys[i])
-                _to_smallest(keys, count, need)
-            for i in range(need):
-                res._order[res._n] = keys[i].idx
-                res._n += 1
-            shown += need
-            free(keys)
-            keys = NULL
-    finally:
-        free(keys)
+    for lo, hi in ((0, nv), (nv, n)):
+        count = hi - lo
+        need = top - shown if top > 0 else count
+        need = min(max(need, 0), count)
+        if need == 0:
+            continue
+        _to_rank(&res._conns[lo], count, need, f1, f2, s1, s2, reverse, lo,
+                 &res._order[res._n])
+        res._n += need
+        shown += need
     return res, n
 
 
@@ -492,9 +617,6 @@ def sorted_items(tables, str column, bint reverse, Py_ssize_t top):
     cdef list snaps = [], physical = []
     cdef list needs = []
     cdef OrderedItems res = OrderedItems.__new__(OrderedItems)
-    cdef _ToKey *keys = NULL
-    cdef _ToKey *k
-    cdef _ToConn *r
     cdef list snap
     cdef tuple pair
     cdef Py_ssize_t total = 0, rows = 0, shown = 0, n, need, i, t, start
@@ -527,50 +649,23 @@ def sorted_items(tables, str column, bint reverse, Py_ssize_t top):
     res._conns = <_ToConn *>_alloc_array(rows, sizeof(_ToConn))
     res._order = <Py_ssize_t *>_alloc_array(shown, sizeof(Py_ssize_t))
     start = 0
-    try:
-        for t in range(nt):
-            res._starts[t] = start
-            snap = <list>snaps[t]
-            n = len(snap)
-            need = needs[t]
-            if need == 0:
-                start += n
-                continue
-            phys = physical[t]
-            keys = <_ToKey *>_alloc_array(n, sizeof(_ToKey))
-            for i in range(n):
-                pair = _to_tuple(snap[i], 2, "tables")
-                r = &res._conns[start + i]
-                _to_read(pair[0], pair[1], phys, r)
-                k = &keys[i]
-                _to_count_key(r, f1, f2, not reverse, &k.k1, &k.k1c)
-                if s1 >= 0:
-                    _to_count_key(r, s1, s2, not reverse, &k.k2, &k.k2c)
-                else:
-                    k.k2 = 0
-                    k.k2c = 0
-                k.proto = r.proto
-                k.sver = r.s.ver
-                k.shi = r.s.hi
-                k.slo = r.s.lo
-                k.sport = r.sport
-                k.dver = r.d.ver
-                k.dhi = r.d.hi
-                k.dlo = r.d.lo
-                k.dport = r.dport
-                k.vni = r.vni
-                k.idx = i
-            with nogil:
-                qsort(keys, n, sizeof(_ToKey), _to_cmp)
-            for i in range(need):
-                res._order[res._n] = start + keys[i].idx
-                res._n += 1
-            free(keys)
-            keys = NULL
+    for t in range(nt):
+        res._starts[t] = start
+        snap = <list>snaps[t]
+        n = len(snap)
+        need = needs[t]
+        if need == 0:
             start += n
-        res._starts[nt] = start
-    finally:
-        free(keys)
+            continue
+        phys = physical[t]
+        for i in range(n):
+            pair = _to_tuple(snap[i], 2, "tables")
+            _to_read(pair[0], pair[1], phys, &res._conns[start + i])
+        _to_rank(&res._conns[start], n, need, f1, f2, s1, s2, reverse, start,
+                 &res._order[res._n])
+        res._n += need
+        start += n
+    res._starts[nt] = start
     return res, total
 
 
@@ -607,16 +702,42 @@ cdef inline void _to_putc(_ToOut *o, char ch) noexcept nogil:
     o.size += 1
 
 
+# "00" to "99": _to_putu writes two digits per division
+cdef char _TO_PAIRS[200]
+# "0" to "255" and each one's length: an IPv4 address's bytes
+cdef char _TO_OCTETS[256][3]
+cdef uint8_t _TO_OCTET_LEN[256]
+
+
+cdef void _to_tables_init() noexcept:
+    cdef int i
+    cdef bytes text
+    for i in range(100):
+        _TO_PAIRS[2 * i] = <char>(48 + i // 10)
+        _TO_PAIRS[2 * i + 1] = <char>(48 + i % 10)
+    for i in range(256):
+        text = str(i).encode()
+        memcpy(_TO_OCTETS[i], <const char *>text, len(text))
+        _TO_OCTET_LEN[i] = <uint8_t>len(text)
+
+
+_to_tables_init()
+
+
 cdef inline void _to_putu(_ToOut *o, uint64_t v) noexcept nogil:
     cdef char buf[20]
-    cdef int n = 0
-    while True:
-        buf[19 - n] = <char>(48 + v % 10)
-        n += 1
-        v //= 10
-        if v == 0:
-            break
-    _to_put(o, &buf[20 - n], n)
+    cdef int n = 20
+    while v >= 100:
+        n -= 2
+        memcpy(&buf[n], &_TO_PAIRS[2 * (v % 100)], 2)
+        v //= 100
+    if v >= 10:
+        n -= 2
+        memcpy(&buf[n], &_TO_PAIRS[2 * v], 2)
+    else:
+        n -= 1
+        buf[n] = <char>(48 + v)
+    _to_put(o, &buf[n], 20 - n)
 
 
 cdef inline void _to_puthex(_ToOut *o, unsigned int v) noexcept nogil:
@@ -632,13 +753,15 @@ cdef inline void _to_puthex(_ToOut *o, unsigned int v) noexcept nogil:
 
 cdef int _to_put_addr(_ToOut *o, const _ToAddr *a, object conn, bint dst) except -1:
     cdef unsigned int w[8]
+    cdef unsigned int octet
     cdef int i, best = -1, best_len = 0, run = -1, run_len = 0
     cdef bytes text
     if a.ver == 4:
         for i in range(4):
             if i:
                 _to_putc(o, c'.')
-            _to_putu(o, (a.lo >> (24 - 8 * i)) & 0xFF)
+            octet = (a.lo >> (24 - 8 * i)) & 0xFF
+            _to_put(o, _TO_OCTETS[octet], _TO_OCTET_LEN[octet])
         return 0
     if _to_embeds_v4(a):
         # rare, so ask str()
@@ -830,6 +953,10 @@ cdef int _to_rows(
     if isinstance(items, OrderedItems):
         ordered = <OrderedItems>items
         for i in range(ordered._n):
+            if i + _TO_AHEAD < ordered._n:
+                # rows in report order are scattered over _conns: a miss
+                # each, megabytes apart, unless fetched ahead
+                _to_prefetch_conn(&ordered._conns[ordered._order[i + _TO_AHEAD]])
             r = &ordered._conns[ordered._order[i]]
             conn = ordered._pair(ordered._order[i])[0] if r.odd else None
             if csv:
