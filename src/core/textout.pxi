@@ -328,25 +328,30 @@ cdef inline void _to_swap(_ToKey *a, _ToKey *b) noexcept nogil:
     b[0] = t
 
 
-cdef void _to_smallest(_ToKey *keys, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
-    """Put the k smallest of keys[0:n] (by _to_cmp) in keys[0:k], in order.
+cdef void _to_smallest(const _ToConn *conns, Py_ssize_t n, Py_ssize_t k, int f1, int f2,
+                       int s1, int s2, bint reverse, Py_ssize_t base,
+                       _ToKey *heap) noexcept nogil:
+    """The k smallest keys of conns[0:n] (by _to_cmp) into heap[0:k], in order.
 
-    A max-heap of the k best so far: n log k comparisons, for --top 20 of a
-    hundred thousand rows a fraction of sorting them all."""
-    cdef Py_ssize_t i, j, c
+    A max-heap of the k best so far, each row's key made in turn: n log k
+    comparisons, and memory for k keys only (a key per row of a large
+    window was megabytes of fresh pages, slower to fault in than the
+    selection itself)."""
+    cdef Py_ssize_t i
+    cdef _ToKey key
     if k <= 0:
         return
-    if k * 4 >= n:
-        qsort(keys, n, sizeof(_ToKey), _to_cmp)
-        return
-    # heapify keys[0:k] as a max-heap
+    for i in range(k):
+        _to_fill_key(&conns[i], f1, f2, s1, s2, reverse, base + i, &heap[i])
+    # heapify heap[0:k] as a max-heap
     for i in range(k // 2 - 1, -1, -1):
-        _to_sift(keys, k, i)
+        _to_sift(heap, k, i)
     for i in range(k, n):
-        if _to_cmp(&keys[i], &keys[0]) < 0:
-            _to_swap(&keys[i], &keys[0])
-            _to_sift(keys, k, 0)
-    qsort(keys, k, sizeof(_ToKey), _to_cmp)
+        _to_fill_key(&conns[i], f1, f2, s1, s2, reverse, base + i, &key)
+        if _to_cmp(&key, &heap[0]) < 0:
+            heap[0] = key
+            _to_sift(heap, k, 0)
+    qsort(heap, k, sizeof(_ToKey), _to_cmp)
 
 
 cdef inline void _to_sift(_ToKey *heap, Py_ssize_t k, Py_ssize_t i) noexcept nogil:
@@ -444,11 +449,9 @@ cdef int _to_rank(const _ToConn *conns, Py_ssize_t n, Py_ssize_t need, int f1, i
         return 0
     try:
         if need * 4 < n:
-            keys = <_ToKey *>_alloc_array(n, sizeof(_ToKey))
+            keys = <_ToKey *>_alloc_array(need, sizeof(_ToKey))
             with nogil:
-                for i in range(n):
-                    _to_fill_key(&conns[i], f1, f2, s1, s2, reverse, base + i, &keys[i])
-                _to_smallest(keys, n, need)
+                _to_smallest(conns, n, need, f1, f2, s1, s2, reverse, base, keys)
                 for i in range(need):
                     out[i] = keys[i].idx
             return 0
