@@ -1,6 +1,6 @@
 """Type stubs for the compiled core (src/_fastparse.pyx)."""
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final, SupportsIndex
 
@@ -363,6 +363,20 @@ def csv_rows(
     names: Sequence[str],
     vni: bool = False,
 ) -> str: ...
+def json_rows_to(
+    items: Iterable[tuple[Connection, Counts, bool]],
+    write: Callable[[bytes], object],
+    physical: bool,
+    opener: bytes,
+    closer: bytes,
+) -> int: ...
+def csv_rows_to(
+    items: Iterable[tuple[Connection, Counts, bool]],
+    write: Callable[[bytes], object],
+    head: str,
+    names: Sequence[str],
+    vni: bool = False,
+) -> int: ...
 
 # Cumulative counts per series (src/core/series.pxi), the store of
 # connstats.metrics.Totals.

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from connstats._impl import IS_COMPILED, core
 from connstats._protocols import PROTOCOL_NAMES
 from connstats.cli import fastout as _fastout
+from connstats.cli.outstream import GuardedOutput, OutputError
 
 pytestmark = pytest.mark.skipif(
     not IS_COMPILED, reason="the compiled core is not in use (pure-Python core)"
@@ -157,9 +158,31 @@ def test_compiled_rows_are_the_python_rows(window, column, reverse, top):
     # the same text from plain (Connection, Counts, physical) tuples
     assert core.json_rows(want_items) == want_json
     assert core.csv_rows(want_items, head, PROTOCOL_NAMES) == want_csv
+    # and streamed as bytes (json_rows_to, csv_rows_to)
+    for source in (items, want_items):
+        assert _streamed_json(source) == want_json
+        chunks: list[bytes] = []
+        rows = core.csv_rows_to(source, chunks.append, head, PROTOCOL_NAMES, True)
+        assert b"".join(chunks).decode() == want_csv_vni
+        assert rows == len(want_items)
     # and it is JSON
     for text in want_json:
         json.loads(f"[{text}]")
+
+
+def _streamed_json(items) -> tuple[str, str]:
+    # json_rows_to's bytes, as json_rows's (virtual, physical) texts
+    texts = []
+    for physical in (False, True):
+        chunks: list[bytes] = []
+        rows = core.json_rows_to(items, chunks.append, physical, b"<", b">")
+        text = b"".join(chunks).decode()
+        assert (rows == 0) == (text == "")
+        if text:
+            assert text[0] == "<" and text[-1] == ">"
+            assert text.count("{") == rows
+        texts.append(text[1:-1])
+    return texts[0], texts[1]
 
 
 def test_one_row_of_each_kind_by_hand():
@@ -331,6 +354,21 @@ def test_many_rows_one_window(tmp_path):
             _fastout._compiled = saved
         assert out[0].getvalue() == out[1].getvalue()
         assert out[0].getvalue().count("\n") >= 1
+        # the same through a file's binary layer, in chunks, as the text
+        # layer writes it (two windows: text after the bytes, then bytes
+        # after the text)
+        assert len(out[0].getvalue()) > 2 * 256 * 1024  # several chunks
+        raw = io.BytesIO()
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        streamed = GuardedOutput(text, "a file")
+        assert streamed.binary_writer() is not None
+        as_text = io.StringIO()
+        for stream in (streamed, as_text):
+            two = writer(stream, options=ReportOptions(top=0))
+            two.window(w)
+            two.window(w)
+        text.flush()
+        assert raw.getvalue().decode() == as_text.getvalue()
 
 
 @pytest.mark.parametrize("column", COLUMNS)
@@ -374,6 +412,54 @@ def test_large_orders_with_long_runs_of_ties(column, reverse, top):
     assert list(items) == want_items
     assert core.json_rows(items) == want_json
     assert core.csv_rows(items, "7,2026-01-01T00:00:00Z,x,", PROTOCOL_NAMES) == want_csv
+
+
+def test_binary_writer_only_where_the_text_layer_adds_nothing():
+    assert GuardedOutput(io.StringIO(), "x").binary_writer() is None
+    latin = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
+    assert GuardedOutput(latin, "x").binary_writer() is None
+    raw = io.BytesIO()
+    text = io.TextIOWrapper(raw, encoding="UTF8")
+    out = GuardedOutput(text, "x")
+    out.write("before,")
+    write = out.binary_writer()
+    assert write is not None
+    assert raw.getvalue() == b"before,"  # the text was flushed first
+    write(b"bytes")
+    out.write(",after")
+    out.flush()
+    assert raw.getvalue() == b"before,bytes,after"
+
+
+class _Full(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        raise OSError(28, "No space left on device")
+
+
+def test_streamed_rows_report_a_failed_write():
+    virtual = {
+        core.Connection(
+            6, core.AddrPort(IPv4Address(i), 1), core.AddrPort(IPv4Address(1), 2)
+        ): core.Counts(1, 40, 0, 0)
+        for i in range(30000)
+    }
+    items, _ = core.sorted_items([(virtual, False)], "bytes", False, 0)
+    text = io.TextIOWrapper(io.BufferedWriter(_Full(), 4096), encoding="utf-8")
+    write = GuardedOutput(text, "the output").binary_writer()
+    assert write is not None
+    with pytest.raises(OutputError, match="cannot write the output: No space left"):
+        core.json_rows_to(items, write, False, b"[", b"]")
+    with pytest.raises(OutputError, match="No space left"):
+        core.csv_rows_to(items, write, "1,", PROTOCOL_NAMES)
+    with pytest.raises(TypeError, match="write: expected a callable"):
+        core.json_rows_to(items, None, False, b"", b"")
+    with pytest.raises(TypeError, match="write: expected a callable"):
+        core.csv_rows_to(items, 3, "1,", PROTOCOL_NAMES)
+    # the rows are still there, and the text without streaming is whole
+    assert core.json_rows(items)[0].count("{") == 30000
 
 
 def test_threads_sort_and_write_the_same_window():

@@ -402,3 +402,44 @@ def csv_text(
         text: str = _compiled.csv_rows(items, head, PROTOCOL_NAMES, vni)
         return text
     return csv_items(items, head, cache, vni)
+
+
+def _binary_writer(out: Any) -> Callable[[bytes], None] | None:
+    # the compiled rows, written as bytes where the output allows it
+    # (outstream.GuardedOutput.binary_writer)
+    if _compiled is None:
+        return None
+    get = getattr(out, "binary_writer", None)
+    return get() if get is not None else None
+
+
+def write_json(out: Any, items: Sequence[Item], cache: AddrCache) -> None:
+    """``,"virtualTraffic":[...]`` and ``,"physicalTraffic":[...]`` of
+    :func:`json_text` to ``out``, each only when it has rows."""
+    write = _binary_writer(out)
+    if write is not None:
+        _compiled.json_rows_to(items, write, False, b',"virtualTraffic":[', b"]")
+        _compiled.json_rows_to(items, write, True, b',"physicalTraffic":[', b"]")
+        return
+    virtual, physical = json_text(items, cache)
+    # in pieces: the rows of a large window are megabytes of text, not
+    # worth copying into one string
+    if virtual:
+        out.write(',"virtualTraffic":[')
+        out.write(virtual)
+        out.write("]")
+    if physical:
+        out.write(',"physicalTraffic":[')
+        out.write(physical)
+        out.write("]")
+
+
+def write_csv(
+    out: Any, items: Sequence[Item], head: str, cache: AddrCache, vni: bool = False
+) -> None:
+    """:func:`csv_text` to ``out``."""
+    write = _binary_writer(out)
+    if write is not None:
+        _compiled.csv_rows_to(items, write, head, PROTOCOL_NAMES, vni)
+    else:
+        out.write(csv_text(items, head, cache, vni))

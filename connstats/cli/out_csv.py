@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, TextIO
 
 from ..capture.windows import Window
-from .fastout import csv_text
+from .fastout import write_csv
 from .out_jsonl import community_id_of
 from .output import ReportOptions, Writer, _addr_text, rfc3339
 
@@ -81,13 +81,12 @@ class CsvWriter(Writer):
             self._write_header(self._opts.times)
         head = (self._count, rfc3339(w.start_ns), rfc3339(w.end_ns))
         if rep.items is not None:
-            self._out.write(
-                csv_text(
-                    rep.items,
-                    ",".join(map(str, head)) + ",",
-                    self._addrs,
-                    self._opts.vni,
-                )
+            write_csv(
+                self._out,
+                rep.items,
+                ",".join(map(str, head)) + ",",
+                self._addrs,
+                self._opts.vni,
             )
             self._out.flush()
             return

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from ..capture.windows import Window
 from ..export.community_id import community_id
-from .fastout import json_text
+from .fastout import write_json
 from .output import (
     Report,
     ReportOptions,
@@ -153,19 +153,9 @@ class JsonlWriter(Writer):
     ) -> None:
         rep = self._build(w, title, times)
         if rep.items is not None:
-            virtual, physical = json_text(rep.items, self._addrs)
-            # in pieces: the rows of a large window are megabytes of text,
-            # not worth copying into one string
             out = self._out
             out.write(f'{{"start":"{rfc3339(w.start_ns)}","end":"{rfc3339(w.end_ns)}"')
-            if virtual:
-                out.write(',"virtualTraffic":[')
-                out.write(virtual)
-                out.write("]")
-            if physical:
-                out.write(',"physicalTraffic":[')
-                out.write(physical)
-                out.write("]")
+            write_json(out, rep.items, self._addrs)
             out.write("}\n")
         else:
             message = window_message(

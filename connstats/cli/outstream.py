@@ -17,9 +17,11 @@ must not blame it for the output's failures.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 #: Exit status after EPIPE: what the shell reports for a tool killed by SIGPIPE.
@@ -55,6 +57,36 @@ class GuardedOutput:
             self._stream.flush()
         except (OSError, ValueError) as exc:
             raise OutputError(self.name, exc) from None
+
+    def binary_writer(self) -> Callable[[bytes], None] | None:
+        """A ``write(bytes)`` straight into the stream's binary layer, or None.
+
+        Only where the text layer would write the same bytes: UTF-8, and
+        ``\n`` written as it is (every platform whose line end is ``\n``).
+        The text written so far is flushed first, so the bytes follow it;
+        text written after them follows them.  Megabytes of JSON or CSV rows
+        then go out in chunks, never as one ``str`` and its encoded copy.
+        """
+        stream = self._stream
+        raw = getattr(stream, "buffer", None)
+        encoding = getattr(stream, "encoding", None)
+        if raw is None or not isinstance(encoding, str) or os.linesep != "\n":
+            return None
+        try:
+            if codecs.lookup(encoding).name != "utf-8":
+                return None
+        except LookupError:
+            return None
+        self.flush()
+        name = self.name
+
+        def write(data: bytes) -> None:
+            try:
+                raw.write(data)
+            except (OSError, ValueError) as exc:
+                raise OutputError(name, exc) from None
+
+        return write
 
     def isatty(self) -> bool:
         try:

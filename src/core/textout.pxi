@@ -25,6 +25,7 @@
 cdef enum:
     _TO_ROW_ROOM = 512
     _TO_AHEAD = 8  # rows _to_rows fetches ahead
+    _TO_CHUNK = 262144  # bytes json_rows_to and csv_rows_to pass to write()
 
 
 # -- one item as C values ----------------------------------------------------
@@ -679,6 +680,26 @@ cdef struct _ToOut:
     char *data
     Py_ssize_t size
     Py_ssize_t cap
+    Py_ssize_t rows  # rows written (JSON separates rows with a comma)
+    # Streaming (json_rows_to, csv_rows_to): the text goes to write(bytes)
+    # in chunks of about _TO_CHUNK bytes instead of into one growing block
+    # (megabytes of fresh pages, then a str and an encoded copy of it).
+    PyObject *write  # borrowed; NULL: collect everything
+    const char *opener  # written before the first row, if any
+    Py_ssize_t opener_len
+
+
+cdef void _to_init(_ToOut *o) noexcept:
+    memset(o, 0, sizeof(_ToOut))
+
+
+cdef int _to_flush(_ToOut *o) except -1:
+    cdef bytes chunk
+    if o.size:
+        chunk = PyBytes_FromStringAndSize(o.data, o.size)
+        o.size = 0
+        (<object>o.write)(chunk)
+    return 0
 
 
 cdef int _to_room(_ToOut *o, Py_ssize_t n) except -1:
@@ -686,7 +707,11 @@ cdef int _to_room(_ToOut *o, Py_ssize_t n) except -1:
     cdef char *grown
     if o.size + n <= o.cap:
         return 0
-    cap = max(o.cap * 2, o.size + n, 65536)
+    if o.write != NULL:
+        _to_flush(o)
+        if n <= o.cap:
+            return 0
+    cap = max(o.cap * 2, o.size + n, 65536 if o.write == NULL else _TO_CHUNK)
     grown = <char *>realloc(o.data, cap)
     if grown == NULL:
         raise MemoryError()
@@ -860,9 +885,12 @@ cdef int _to_json_row(_ToOut *o, const _ToConn *r, object conn) except -1:
     cdef bint with_port = True
     cdef bint first = True
     cdef int i
-    _to_room(o, _TO_ROW_ROOM)
-    if o.size:
+    _to_room(o, _TO_ROW_ROOM + o.opener_len)
+    if o.rows:
         _to_putc(o, c',')
+    elif o.opener_len:
+        _to_put(o, o.opener, o.opener_len)
+    o.rows += 1
     _to_putc(o, c'{')
     if kind_len:
         _to_sep(o, &first)
@@ -904,6 +932,7 @@ cdef int _to_csv_row(
     cdef bytes name = <bytes>names[r.proto]
     cdef int i
     _to_room(o, _TO_ROW_ROOM + len(head) + len(name))
+    o.rows += 1
     _to_put(o, head, len(head))
     _to_put(o, kind, kind_len)
     _to_putc(o, c',')
@@ -946,7 +975,8 @@ cdef object _to_text(_ToOut *o):
 cdef int _to_rows(
     object items, bint csv, _ToOut *ov, _ToOut *op, bytes head, tuple names, bint vni
 ) except -1:
-    # JSON: virtual rows to ov, physical ones to op; CSV: all to ov
+    # JSON: virtual rows to ov, physical ones to op (NULL: physical rows are
+    # left out; ov NULL: virtual ones are); CSV: all to ov
     cdef OrderedItems ordered
     cdef const _ToConn *r
     cdef _ToConn one
@@ -961,6 +991,8 @@ cdef int _to_rows(
                 # each, megabytes apart, unless fetched ahead
                 _to_prefetch_conn(&ordered._conns[ordered._order[i + _TO_AHEAD]])
             r = &ordered._conns[ordered._order[i]]
+            if not csv and (op if r.phys else ov) == NULL:
+                continue
             conn = ordered._pair(ordered._order[i])[0] if r.odd else None
             if csv:
                 _to_csv_row(ov, r, conn, head, names, vni)
@@ -972,7 +1004,7 @@ cdef int _to_rows(
         _to_read(it[0], it[1], it[2], &one)
         if csv:
             _to_csv_row(ov, &one, it[0], head, names, vni)
-        else:
+        elif (op if one.phys else ov) != NULL:
             _to_json_row(op if one.phys else ov, &one, it[0])
     return 0
 
@@ -985,14 +1017,43 @@ def json_rows(items):
     tuples.
     """
     cdef _ToOut ov, op
-    ov.data = NULL; ov.size = 0; ov.cap = 0
-    op.data = NULL; op.size = 0; op.cap = 0
+    _to_init(&ov)
+    _to_init(&op)
     try:
         _to_rows(items, False, &ov, &op, b"", (), False)
         return _to_text(&ov), _to_text(&op)
     finally:
         free(ov.data)
         free(op.data)
+
+
+def json_rows_to(items, write, bint physical, bytes opener not None, bytes closer not None):
+    """Write the virtual (or, ``physical``, the physical) rows of ``items`` as
+    :func:`json_rows` makes them, through ``write(bytes)`` in chunks of about
+    256 KiB: ``opener``, the rows joined by commas, ``closer``; nothing when
+    there is no such row.  Returns the number of rows written.
+
+    For an output whose text layer adds nothing (UTF-8, no newline
+    translation): megabytes of rows never become one block, one ``str`` and
+    one encoded copy of it.
+    """
+    cdef _ToOut o
+    _to_init(&o)
+    if not callable(write):
+        raise TypeError(f"write: expected a callable, got {type(write).__name__}")
+    o.write = <PyObject *>write
+    o.opener = opener
+    o.opener_len = len(opener)
+    try:
+        _to_rows(items, False, NULL if physical else &o, &o if physical else NULL,
+                 b"", (), False)
+        if o.rows:
+            _to_room(&o, len(closer))
+            _to_put(&o, closer, len(closer))
+        _to_flush(&o)
+        return o.rows
+    finally:
+        free(o.data)
 
 
 cdef bytes _to_name(object name):
@@ -1007,13 +1068,35 @@ def csv_rows(items, str head not None, names, bint vni=False):
     ``head`` is the window columns followed by ','; ``names`` the 256
     protocol names; ``vni``: end each line with the VNI column.
     """
-    cdef tuple texts = tuple([_to_name(n) for n in names])
+    cdef tuple texts = _to_names(names)
     cdef _ToOut o
-    if len(texts) != 256:
-        raise ValueError(f"names: expected 256 protocol names, got {len(texts)}")
-    o.data = NULL; o.size = 0; o.cap = 0
+    _to_init(&o)
     try:
         _to_rows(items, True, &o, NULL, head.encode(), texts, vni)
         return _to_text(&o)
     finally:
         free(o.data)
+
+
+def csv_rows_to(items, write, str head not None, names, bint vni=False):
+    """Write :func:`csv_rows` of ``items`` through ``write(bytes)`` in chunks
+    of about 256 KiB (see :func:`json_rows_to`); the number of rows."""
+    cdef tuple texts = _to_names(names)
+    cdef _ToOut o
+    _to_init(&o)
+    if not callable(write):
+        raise TypeError(f"write: expected a callable, got {type(write).__name__}")
+    o.write = <PyObject *>write
+    try:
+        _to_rows(items, True, &o, NULL, head.encode(), texts, vni)
+        _to_flush(&o)
+        return o.rows
+    finally:
+        free(o.data)
+
+
+cdef tuple _to_names(object names):
+    cdef tuple texts = tuple([_to_name(n) for n in names])
+    if len(texts) != 256:
+        raise ValueError(f"names: expected 256 protocol names, got {len(texts)}")
+    return texts
