@@ -431,11 +431,12 @@ cdef int _to_rank(const _ToConn *conns, Py_ssize_t n, Py_ssize_t need, int f1, i
     """The indices (base + i) of the first ``need`` of conns[0:n] in report
     order (_to_cmp's), into out[0:need].
 
-    A few rows of many (``--top``): a heap over every row's full key.  Most
-    or all of them (JSON lines, CSV): a radix sort on the count column
-    alone (16-byte items, a pass per byte that varies), and _to_cmp only
-    within runs of equal counts.  qsort of the full 80-byte keys took 60 ms
-    for 150k rows, most of it in cache misses (benchmarks/RESULTS.md)."""
+    A few rows of many (``--top``): a heap of ``need`` full keys
+    (_to_smallest).  Most or all of them (JSON lines, CSV): a radix sort on
+    the count column alone (16-byte items, a pass per byte that varies),
+    and _to_cmp only within runs of equal counts, which captures have many
+    of.  qsort of every row's full 80-byte key took 63 ms for 150k rows,
+    most of it in cache misses (benchmarks/RESULTS.md)."""
     cdef _ToKey *keys = NULL
     cdef _ToRank *a = NULL
     cdef _ToRank *b = NULL
