@@ -19,10 +19,12 @@ integers and written straight to JSON or CSV text.
   ``Connection`` and of the general path, the same from run to run although
   the core's hash table is seeded per process.
 
-:func:`ordered`, :func:`json_text` and :func:`csv_text` are what the writers
-call: the compiled twin of this module (``src/core/textout.pxi``, part of the
-compiled core, whose values it reads) when the core is compiled, else the
-Python functions here, which stay the reference it is tested against.
+:func:`ordered`, :func:`write_json` and :func:`write_csv` are what the
+writers call: the compiled twin of this module (``src/core/textout.pxi``, part
+of the compiled core, whose values it reads) when the core is compiled, else
+the Python functions here, which stay the reference it is tested against.  The
+compiled rows go to the output's binary layer in chunks where it has one that
+writes what its text layer would (``GuardedOutput.binary_writer``).
 """
 
 from __future__ import annotations
