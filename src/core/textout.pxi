@@ -694,6 +694,15 @@ cdef void _to_init(_ToOut *o) noexcept:
     memset(o, 0, sizeof(_ToOut))
 
 
+cdef int _to_stream(_ToOut *o, object write) except -1:
+    # o, empty, writing through write(bytes); the caller keeps write alive
+    _to_init(o)
+    if not callable(write):
+        raise TypeError(f"write: expected a callable, got {type(write).__name__}")
+    o.write = <PyObject *>write
+    return 0
+
+
 cdef int _to_flush(_ToOut *o) except -1:
     cdef bytes chunk
     if o.size:
@@ -1039,10 +1048,7 @@ def json_rows_to(items, write, bint physical, bytes opener not None, bytes close
     one encoded copy of it.
     """
     cdef _ToOut o
-    _to_init(&o)
-    if not callable(write):
-        raise TypeError(f"write: expected a callable, got {type(write).__name__}")
-    o.write = <PyObject *>write
+    _to_stream(&o, write)
     o.opener = opener
     o.opener_len = len(opener)
     try:
@@ -1084,10 +1090,7 @@ def csv_rows_to(items, write, str head not None, names, bint vni=False):
     of about 256 KiB (see :func:`json_rows_to`); the number of rows."""
     cdef tuple texts = _to_names(names)
     cdef _ToOut o
-    _to_init(&o)
-    if not callable(write):
-        raise TypeError(f"write: expected a callable, got {type(write).__name__}")
-    o.write = <PyObject *>write
+    _to_stream(&o, write)
     try:
         _to_rows(items, True, &o, NULL, head.encode(), texts, vni)
         _to_flush(&o)
