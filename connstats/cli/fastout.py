@@ -29,7 +29,6 @@ writes what its text layer would (``GuardedOutput.binary_writer``).
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -41,9 +40,6 @@ from .report import row_kind
 # values; the pure-Python core's are written by the functions here.
 _compiled: Any = core if IS_COMPILED else None
 
-_AF_INET = socket.AF_INET
-_AF_INET6 = socket.AF_INET6
-_ntop = socket.inet_ntop
 
 Item = tuple[Any, Any, bool]  # (Connection, Counts, physical)
 
@@ -51,24 +47,33 @@ Item = tuple[Any, Any, bool]  # (Connection, Counts, physical)
 class AddrCache:
     """Text and sort key of address objects, by identity."""
 
-    __slots__ = ("_keys", "_texts")
+    __slots__ = ("_keys", "_ntop", "_texts")
 
     LIMIT = 2_000_000
 
     def __init__(self) -> None:
         self._texts: dict[int, tuple[Any, str]] = {}
         self._keys: dict[int, tuple[Any, tuple[int, int]]] = {}
+        # (inet_ntop, AF_INET, AF_INET6) once an address needs text: the
+        # compiled core writes its own, and importing socket costs every
+        # command's start-up.
+        self._ntop: tuple[Callable[[int, bytes], str], int, int] | None = None
 
     def text(self, addr: Any) -> str:
         hit = self._texts.get(id(addr))
         if hit is not None and hit[0] is addr:
             return hit[1]
+        if self._ntop is None:
+            import socket
+
+            self._ntop = (socket.inet_ntop, socket.AF_INET, socket.AF_INET6)
+        ntop, af_inet, af_inet6 = self._ntop
         if addr is None:
             text = "-"
         elif addr.version == 4:
-            text = _ntop(_AF_INET, addr.packed)
+            text = ntop(af_inet, addr.packed)
         else:
-            text = _ntop(_AF_INET6, addr.packed)
+            text = ntop(af_inet6, addr.packed)
             if "." in text:
                 text = str(addr)  # ::ffff:a.b.c.d: libc and ipaddress differ
         if len(self._texts) >= self.LIMIT:

@@ -13,7 +13,6 @@ import json
 from typing import Any, TextIO
 
 from ..capture.windows import Window
-from ..export.community_id import community_id
 from .fastout import write_json
 from .output import (
     Report,
@@ -57,6 +56,10 @@ def community_id_of(r: Row) -> str | None:
     """The Community ID of a connection or conversation row; None if it has none."""
     if r.kind or r.a is None or r.b is None:
         return None  # physical, undecoded, "ip" and fragment rows
+    # Imported here: hashlib (OpenSSL) costs the start-up of every command
+    # that never asks for --community-id.
+    from ..export.community_id import community_id
+
     try:
         return community_id((r.proto, r.a, r.b))
     except ValueError:
