@@ -778,6 +778,39 @@ def test_scanner_splits_inner_and_outer_packets(scanner):
     assert reader.tunnels == 0
 
 
+def test_batch_repr_and_packets(scanner):
+    # Batch and Tunneled are plain classes (start-up): their repr stays short
+    # and says what a batch holds, whatever the size of the buffer.
+    from connstats.capture import Batch, CaptureReader, Stop
+    from connstats.capture.reader import Tunneled
+
+    vxlan = CASES[0][1]
+    frames = [cap.ethernet(p, pad_to=60) for p in (vxlan, INNER6, INNER6)]
+    data = cap.pcap([(i * 1000, f) for i, f in enumerate(frames)], linktype=1)
+    reader = CaptureReader(io.BytesIO(data), "t", scanner_class=scanner, decap=ALL)
+    batch = reader.read()
+    assert batch.packets == 3
+    assert repr(batch).startswith("Batch(tx=2, rx=0, tunneled=Tunneled(")
+    assert repr(batch.tunneled) == "Tunneled(virtual=1+0, physical=1+0)"
+    assert "stop=Stop." in repr(batch)
+    empty = memoryview(b"")
+    again = Batch(
+        batch.data,
+        batch.tx_offsets,
+        batch.tx_lengths,
+        rx_offsets=empty,
+        rx_lengths=empty,
+        first_ns=1,
+        last_ns=2,
+        stop=Stop.EOF,
+    )
+    assert (again.packets, again.tunneled, again.max_ns) == (2, None, 0)
+    with pytest.raises(AttributeError):
+        again.extra = 1  # slots: a misspelt attribute is an error
+    with pytest.raises(TypeError, match="16 arrays, got 2"):
+        Tunneled(empty, empty)
+
+
 def _local(*cidrs):
     from connstats.capture import local_networks
 

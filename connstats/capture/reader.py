@@ -18,7 +18,6 @@ import os
 import struct
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ._consts import (
@@ -76,7 +75,16 @@ class Stop(enum.Enum):
     EOF = "eof"  # the input is exhausted (cleanly)
 
 
-@dataclass(slots=True)
+_TUNNELED_FIELDS = tuple(
+    f"{name}_{part}"
+    for name in ("vtx", "vrx", "ptx", "prx")
+    for part in ("offsets", "lengths", "vnis", "times")
+)
+
+
+# Tunneled and Batch are plain classes, not dataclasses: importing
+# dataclasses (and inspect, which it loads) adds milliseconds to the start-up
+# of every `connstats read`, and start-up is most of a small file's read.
 class Tunneled:
     """The decapsulated packets of one scan (``CaptureReader(decap=...)``).
 
@@ -86,7 +94,11 @@ class Tunneled:
     ``*_vnis`` hold the VNI or key of each one's tunnel, -1 where it has
     none, and ``*_times`` each one's capture time.  A tunnel that carries no
     IP packet has a physical entry only.
+
+    Built from the sixteen arrays, in the order of the attributes below.
     """
+
+    __slots__ = _TUNNELED_FIELDS
 
     vtx_offsets: memoryview
     vtx_lengths: memoryview
@@ -105,13 +117,26 @@ class Tunneled:
     prx_vnis: memoryview
     prx_times: memoryview
 
+    def __init__(self, *arrays: memoryview) -> None:
+        if len(arrays) != len(_TUNNELED_FIELDS):
+            raise TypeError(
+                f"Tunneled takes {len(_TUNNELED_FIELDS)} arrays, got {len(arrays)}"
+            )
+        for name, array in zip(_TUNNELED_FIELDS, arrays):
+            setattr(self, name, array)
+
+    def __repr__(self) -> str:
+        return (
+            f"Tunneled(virtual={len(self.vtx_offsets)}+{len(self.vrx_offsets)}, "
+            f"physical={len(self.ptx_offsets)}+{len(self.prx_offsets)})"
+        )
+
     @property
     def packets(self) -> int:
         """Packets decapsulated: one physical entry each."""
         return len(self.ptx_offsets) + len(self.prx_offsets)
 
 
-@dataclass(slots=True)
 class Batch:
     """IP packets of one scan, split into tx and rx (see ``--local``).
 
@@ -121,25 +146,66 @@ class Batch:
     latest (captures merged from several interfaces are not always in time
     order); ``next_ns`` the time of the packet that stopped a ``Stop.TIME``
     read.  ``tx_times``/``rx_times``: each packet's capture time (int64 ns),
-    beside its offset.
+    beside its offset.  ``tunneled``: the decapsulated packets, when the
+    reader decapsulates and found any; the ``tx``/``rx`` arrays then hold the
+    packets that were not tunnels.
     """
 
-    data: memoryview
-    tx_offsets: memoryview
-    tx_lengths: memoryview
-    rx_offsets: memoryview
-    rx_lengths: memoryview
-    first_ns: int
-    last_ns: int
-    stop: Stop
-    next_ns: int = 0
-    min_ns: int = 0
-    max_ns: int = 0
-    tx_times: memoryview | None = None
-    rx_times: memoryview | None = None
-    #: The decapsulated packets, when the reader decapsulates and found any;
-    #: the ``tx``/``rx`` arrays then hold the packets that were not tunnels.
-    tunneled: Tunneled | None = None
+    __slots__ = (
+        "data",
+        "tx_offsets",
+        "tx_lengths",
+        "rx_offsets",
+        "rx_lengths",
+        "first_ns",
+        "last_ns",
+        "stop",
+        "next_ns",
+        "min_ns",
+        "max_ns",
+        "tx_times",
+        "rx_times",
+        "tunneled",
+    )
+
+    def __init__(
+        self,
+        data: memoryview,
+        tx_offsets: memoryview,
+        tx_lengths: memoryview,
+        rx_offsets: memoryview,
+        rx_lengths: memoryview,
+        first_ns: int,
+        last_ns: int,
+        stop: Stop,
+        next_ns: int = 0,
+        min_ns: int = 0,
+        max_ns: int = 0,
+        tx_times: memoryview | None = None,
+        rx_times: memoryview | None = None,
+        tunneled: Tunneled | None = None,
+    ) -> None:
+        self.data = data
+        self.tx_offsets = tx_offsets
+        self.tx_lengths = tx_lengths
+        self.rx_offsets = rx_offsets
+        self.rx_lengths = rx_lengths
+        self.first_ns = first_ns
+        self.last_ns = last_ns
+        self.stop = stop
+        self.next_ns = next_ns
+        self.min_ns = min_ns
+        self.max_ns = max_ns
+        self.tx_times = tx_times
+        self.rx_times = rx_times
+        self.tunneled = tunneled
+
+    def __repr__(self) -> str:
+        return (
+            f"Batch(tx={len(self.tx_offsets)}, rx={len(self.rx_offsets)}, "
+            f"tunneled={self.tunneled!r}, first_ns={self.first_ns}, "
+            f"last_ns={self.last_ns}, stop={self.stop})"
+        )
 
     @property
     def packets(self) -> int:

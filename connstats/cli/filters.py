@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from .._protocols import protocol_number
@@ -59,16 +58,29 @@ def parse_port(text: str) -> tuple[int, int]:
     return lo, hi
 
 
-@dataclass
 class ConnectionFilter:
     """What --host/--net/--port/--proto ask for; empty lists select everything."""
 
-    hosts: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address] = field(
-        default_factory=list
-    )
-    nets: Sequence[Network] = field(default_factory=list)
-    ports: Sequence[tuple[int, int]] = field(default_factory=list)
-    protos: Sequence[int] = field(default_factory=list)
+    # A plain class: the dataclasses module costs start-up (see capture.reader).
+    __slots__ = ("hosts", "nets", "ports", "protos")
+
+    def __init__(
+        self,
+        hosts: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address] = (),
+        nets: Sequence[Network] = (),
+        ports: Sequence[tuple[int, int]] = (),
+        protos: Sequence[int] = (),
+    ) -> None:
+        self.hosts = hosts
+        self.nets = nets
+        self.ports = ports
+        self.protos = protos
+
+    def __repr__(self) -> str:
+        return (
+            f"ConnectionFilter(hosts={self.hosts!r}, nets={self.nets!r}, "
+            f"ports={self.ports!r}, protos={self.protos!r})"
+        )
 
     @classmethod
     def from_text(

@@ -10,7 +10,6 @@ empty lists omitted, as Go's ``omitempty`` does.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -109,43 +108,98 @@ def merge_windows(windows: Iterable[Window]) -> Window | None:
     return Window(start, end, virtual, physical)
 
 
-@dataclass
+# ReportOptions and Report are plain classes: the dataclasses module costs
+# start-up (see capture.reader).
 class ReportOptions:
-    """How windows become rows: filters, shape, sorting (see :mod:`connstats.cli.report`)."""
+    """How windows become rows: filters, shape, sorting (see :mod:`connstats.cli.report`).
 
-    top: int = 20
-    #: "connections", "conversations", or a --group-by value ("host", "port", "proto")
-    shape: str = "connections"
-    sort: str = "bytes"
-    reverse: bool = False
-    #: Connection -> bool; None selects everything
-    select: Callable[[Any], bool] | None = None
-    #: show first/last seen, duration and rates
-    times: bool = False
-    #: a vni column in CSV (connstats read --decap); tables and JSON show a
-    #: row's VNI whenever it has one
-    vni: bool = False
-    #: add each connection's Community ID (connections and conversations)
-    community_id: bool = False
+    ``shape``: "connections", "conversations", or a --group-by value ("host",
+    "port", "proto"); ``select``: Connection -> bool, None selects everything;
+    ``times``: show first/last seen, duration and rates; ``vni``: a vni column
+    in CSV (``connstats read --decap``; tables and JSON show a row's VNI
+    whenever it has one); ``community_id``: add each connection's Community ID
+    (connections and conversations).
+    """
+
+    __slots__ = (
+        "top",
+        "shape",
+        "sort",
+        "reverse",
+        "select",
+        "times",
+        "vni",
+        "community_id",
+    )
+
+    def __init__(
+        self,
+        top: int = 20,
+        shape: str = "connections",
+        sort: str = "bytes",
+        reverse: bool = False,
+        select: Callable[[Any], bool] | None = None,
+        times: bool = False,
+        vni: bool = False,
+        community_id: bool = False,
+    ) -> None:
+        self.top = top
+        self.shape = shape
+        self.sort = sort
+        self.reverse = reverse
+        self.select = select
+        self.times = times
+        self.vni = vni
+        self.community_id = community_id
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"ReportOptions({fields})"
 
 
-@dataclass
 class Report:
     """One window, shaped: the rows to show and the window's totals.
 
     Plain connection reports keep ``items`` (see :mod:`connstats.cli.fastout`)
-    and build :class:`Row` objects only when asked for ``rows``.
+    and build :class:`Row` objects only when asked for ``rows``; ``shown`` is
+    the rows in order, or None while ``items`` holds them.  ``total_rows`` is
+    the count before --top, ``packets`` and ``nbytes`` the totals of the
+    selected connections.
     """
 
-    window: Window
-    title: str | None
-    shown: list[Row] | None  # in order, or None when ``items`` holds them
-    total_rows: int  # before --top
-    packets: int  # of the selected connections
-    nbytes: int
-    times: bool
-    shape: str
-    items: Sequence[Item] | None = None
+    __slots__ = (
+        "window",
+        "title",
+        "shown",
+        "total_rows",
+        "packets",
+        "nbytes",
+        "times",
+        "shape",
+        "items",
+    )
+
+    def __init__(
+        self,
+        window: Window,
+        title: str | None,
+        shown: list[Row] | None,
+        total_rows: int,
+        packets: int,
+        nbytes: int,
+        times: bool,
+        shape: str,
+        items: Sequence[Item] | None = None,
+    ) -> None:
+        self.window = window
+        self.title = title
+        self.shown = shown
+        self.total_rows = total_rows
+        self.packets = packets
+        self.nbytes = nbytes
+        self.times = times
+        self.shape = shape
+        self.items = items
 
     @property
     def rows(self) -> list[Row]:
