@@ -167,3 +167,19 @@ def test_no_completion_without_the_request(
     sys.modules.pop("argcomplete", None)
     _help(capsys, ["--help"])
     assert "argcomplete" not in sys.modules
+
+
+def test_terminal_columns_as_shutil_finds_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The help formatter measures the terminal itself (argparse would import
+    # shutil on every run for it); it must find what shutil finds.
+    import shutil
+
+    from connstats.cli.arguments import terminal_columns
+
+    for value in ("50", "0", "-3", "wide", ""):
+        monkeypatch.setenv("COLUMNS", value)
+        assert terminal_columns() == shutil.get_terminal_size().columns, value
+    monkeypatch.delenv("COLUMNS")
+    assert terminal_columns() == shutil.get_terminal_size().columns
+    monkeypatch.setattr(sys, "__stdout__", None)  # no standard output at all
+    assert terminal_columns() == 80 == shutil.get_terminal_size().columns

@@ -7,10 +7,27 @@ Shared by every subcommand's parser (:mod:`connstats.cli.main`,
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 import textwrap
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def terminal_columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size().columns`` finds it:
+    ``COLUMNS`` if set, else standard output's terminal, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", 0))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -21,6 +38,20 @@ class HelpFormatter(argparse.HelpFormatter):
     ``:`` above them, are kept as written.  Words are never broken at a hyphen, so option values such as
     ``tx-bytes`` and option names stay whole.
     """
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        # argparse makes a formatter for every add_argument and, without a
+        # width, imports shutil (and with it bz2, lzma and zlib) for the
+        # terminal's: start-up that `connstats read` pays on every run.
+        if width is None:
+            width = terminal_columns() - 2  # argparse's own margin
+        super().__init__(prog, indent_increment, max_help_position, width)
 
     def _split_lines(self, text: str, width: int) -> list[str]:
         return textwrap.wrap(
