@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import textwrap
+from typing import Any
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -45,13 +46,14 @@ class HelpFormatter(argparse.HelpFormatter):
         indent_increment: int = 2,
         max_help_position: int = 24,
         width: int | None = None,
+        **more: Any,  # what later Pythons add (3.14: color)
     ) -> None:
         # argparse makes a formatter for every add_argument and, without a
         # width, imports shutil (and with it bz2, lzma and zlib) for the
         # terminal's: start-up that `connstats read` pays on every run.
         if width is None:
             width = terminal_columns() - 2  # argparse's own margin
-        super().__init__(prog, indent_increment, max_help_position, width)
+        super().__init__(prog, indent_increment, max_help_position, width, **more)
 
     def _split_lines(self, text: str, width: int) -> list[str]:
         return textwrap.wrap(
