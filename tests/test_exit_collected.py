@@ -63,7 +63,9 @@ def _one_run(impl_name: str, busy: int, shapes: list[str]) -> str | None:
     """None if the run delivered exactly the expected lines, else what went wrong."""
     try:
         proc = subprocess.run(
-            [sys.executable, str(SCRIPT), str(BUDGET), str(busy), *shapes],
+            # faulthandler: a crash names the thread and the line it was on
+            [sys.executable, "-X", "faulthandler", str(SCRIPT), str(BUDGET), str(busy)]
+            + shapes,
             capture_output=True,
             text=True,
             timeout=60,

@@ -10,7 +10,11 @@ stderr.  BUSY daemon threads keep the interpreter busy through exit: half of
 them loop in Python (competing for the GIL on GIL builds, for the CPU on
 free-threaded ones), half count packets into a live instance of their own
 (without dump, so that the exit hook's shutdown of it returns at once and
-gives no other flush thread time to finish by chance).
+gives no other flush thread time to finish by chance).  Once every exit
+hook has run, the busy threads park (block on a lock, off the GIL): a daemon
+thread that takes or drops the GIL while CPython tears the interpreter down
+can crash the process after everything was delivered, in CPython's own code
+(python/cpython#110052, up to 3.13), and that is not what this tests.
 
 BUDGET replaces connstats._statistics.EXIT_FLUSH_BUDGET ("default" keeps it):
 the test raises it so that a loaded machine cannot make a run fail by timing
@@ -41,6 +45,28 @@ import threading
 import time
 
 SHAPES = ("backlog", "cycle", "local", "late-local")
+
+# Set by the last exit hook: the busy threads stop where they are safe to
+# stop (between calls) and wait forever, each saying so on `_parked`.
+_PARK = threading.Event()
+_parked = threading.Semaphore(0)
+_busy_threads: list[threading.Thread] = []
+
+
+def park_busy_threads() -> None:
+    _PARK.set()
+    for _ in _busy_threads:
+        _parked.acquire(timeout=10)
+
+
+def park() -> None:
+    _parked.release()
+    threading.Event().wait()
+
+
+# atexit runs hooks last-in first-out: registered first, this one runs after
+# connstats' hook and after late_local's.
+atexit.register(park_busy_threads)
 
 
 def udp4(i: int) -> bytes:
@@ -119,16 +145,18 @@ def local() -> None:
 
 def spin() -> None:
     x = 0
-    while True:
+    while not _PARK.is_set():
         x += 1
+    park()
 
 
 def count(i: int) -> None:
     s = connstats.Statistics()
     packets = [udp4(200 + i * 10 + j) for j in range(10)]
-    while True:
+    while not _PARK.is_set():
         s.update_tx_virtual_batch(packets)
         s.update_tx_virtual(packets[0])
+    park()
 
 
 def main(busy: int, shapes: list[str]) -> None:
@@ -137,7 +165,9 @@ def main(busy: int, shapes: list[str]) -> None:
         raise SystemExit(f"unknown shapes {sorted(unknown)}; known: {SHAPES}")
     for i in range(busy):
         target, args = (spin, ()) if i % 2 == 0 else (count, (i,))
-        threading.Thread(target=target, args=args, daemon=True).start()
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        _busy_threads.append(thread)
+        thread.start()
     if busy:
         time.sleep(0.05)
     if "backlog" in shapes:
