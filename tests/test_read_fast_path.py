@@ -12,7 +12,6 @@ dict path prints.  Start-up: the command imports neither the library's
 from __future__ import annotations
 
 import array
-import os
 import random
 import struct
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from subproc import source_tree_env
 
 from connstats._impl import IS_COMPILED
 from connstats.capture import windows as windows_mod
@@ -212,20 +212,20 @@ def test_read_of_the_sample_imports_little(fmt):
         "import os, sys\n"
         "from connstats.cli.main import main\n"
         f"assert main(['read', '--format', {fmt!r}, '--output', os.devnull]) == 0\n"
+        "from connstats._impl import IS_COMPILED\n"
+        "print(IS_COMPILED)\n"
         "print(' '.join(sorted(sys.modules)))\n"
-    )
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        env=env,
+        env=source_tree_env(),  # the connstats this process tests
         check=True,
     )
-    loaded = set(out.stdout.split())
+    child_compiled, modules = out.stdout.splitlines()
+    assert child_compiled == str(IS_COMPILED)
+    loaded = set(modules.split())
     assert f"connstats.cli.out_{fmt}" in loaded  # the command did run
     unwanted = {
         "connstats._statistics",  # the library's Statistics (logging, flusher)
