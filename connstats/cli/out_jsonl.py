@@ -10,6 +10,7 @@ empty lists omitted, as Go's ``omitempty`` does.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from ..capture.windows import Window
@@ -52,16 +53,23 @@ _TX_RX = ("txPkts", "txBytes", "rxPkts", "rxBytes")
 _A_B = ("aToBPkts", "aToBBytes", "bToAPkts", "bToABytes")
 
 
+# connstats.export.community_id, loaded by the first row that needs it:
+# hashlib (OpenSSL) costs the start-up of every command that never asks for
+# --community-id, and an import statement per row costs a third of the row.
+_community_id: Callable[[Any], str] | None = None
+
+
 def community_id_of(r: Row) -> str | None:
     """The Community ID of a connection or conversation row; None if it has none."""
+    global _community_id
     if r.kind or r.a is None or r.b is None:
         return None  # physical, undecoded, "ip" and fragment rows
-    # Imported here: hashlib (OpenSSL) costs the start-up of every command
-    # that never asks for --community-id.
-    from ..export.community_id import community_id
+    if _community_id is None:
+        from ..export.community_id import community_id
 
+        _community_id = community_id
     try:
-        return community_id((r.proto, r.a, r.b))
+        return _community_id((r.proto, r.a, r.b))
     except ValueError:
         return None
 
