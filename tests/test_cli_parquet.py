@@ -234,3 +234,36 @@ def test_capture_writes_parquet(tmp_path):
         first = r["first_seen"].timestamp() * S
         assert before - S <= first <= r["last_seen"].timestamp() * S <= after + S
         assert r["communityId"].startswith("1:")
+
+
+def test_parquet_does_not_import_pandas(tmp_path):
+    # pyarrow's pa.array() of a list and pa.scalar() import pandas, where it
+    # is installed, to ask whether their argument is a pandas object: 0.3 s,
+    # more than the rest of writing a large window.  A stand-in pandas first
+    # on the path notes whether anything tried to import it.
+    from subproc import source_tree_env
+
+    fake = tmp_path / "fake"
+    (fake / "pandas").mkdir(parents=True)
+    marker = tmp_path / "pandas-imported"
+    (fake / "pandas" / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nraise ImportError('stand-in pandas')\n"
+    )
+    env = source_tree_env()
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(fake), env.get("PYTHONPATH")) if p
+    )
+    out = tmp_path / "out.parquet"
+    argv = ["read", str(_capture(tmp_path)), "--format", "parquet", "--community-id"]
+    subprocess.run(
+        [sys.executable, "-m", "connstats", *argv, "-o", str(out)], env=env, check=True
+    )
+    table = pq.read_table(out)
+    assert table.num_rows == 7
+    assert table.column("communityId").null_count == 0
+    assert not marker.exists(), "writing Parquet imported pandas"
+    # the stand-in is the pandas pyarrow would import
+    subprocess.run(
+        [sys.executable, "-c", "import pyarrow as pa; pa.scalar(1)"], env=env, check=True
+    )
+    assert marker.exists()

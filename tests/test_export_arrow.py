@@ -445,3 +445,17 @@ def test_vni_column_is_each_connections_vni(impl):
         assert "vni" not in arrow.table(0, 10, virtual, physical).column_names
 
     check()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], ["virtual", "physical"], ["a", None, "ccc", "", None, "é" * 3] * 5, [None] * 9],
+)
+def test_string_columns_built_from_buffers(values):
+    from connstats.export.arrow import _strings
+
+    column = _strings(pa, values)
+    assert column.type == pa.string()
+    assert column.to_pylist() == values
+    assert column.null_count == values.count(None)
+    column.validate(full=True)
