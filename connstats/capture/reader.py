@@ -1,7 +1,8 @@
 """Read pcap and pcapng streams into batches of IP packets.
 
 A :class:`CaptureReader` owns one growing buffer that it fills from the input
-(a file, a pipe, stdin) and lets the scanner walk.  Each :meth:`read` returns
+(a file, a pipe, stdin) and lets the scanner walk; a large regular file is
+read ahead into a second buffer on a helper thread, the two taking turns.  Each :meth:`read` returns
 a :class:`Batch`: memoryviews of the buffer and of the scanner's offset and
 length arrays, ready for ``update_*_virtual_buffer``.  A batch stays valid
 until the next call to :meth:`read`, which may move the buffer's contents.
@@ -13,10 +14,14 @@ returned, so the caller can count and report them first.
 from __future__ import annotations
 
 import enum
+import io
 import ipaddress
 import os
+import stat
 import struct
 import sys
+import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
@@ -65,6 +70,16 @@ DEFAULT_BUFFER = 4 * 1024 * 1024
 #: reads only the headers, which were captured.  The largest IP packet is an
 #: IPv6 one with a 65535-byte payload.
 SLACK = 40 + 65535
+#: Room before the data of a read-ahead buffer, for the unread tail of the
+#: buffer before it: a whole record at the common snap length of 262144.
+HEAD_ROOM = 262144 + 64
+#: Inputs at least this large (regular files, whose size is known) are read
+#: ahead on a helper thread, while the caller scans and counts.
+READ_AHEAD_MIN = 2 * DEFAULT_BUFFER
+#: The chunk read ahead.  Smaller than DEFAULT_BUFFER: the two buffers and the
+#: table then stay in this machine's share of the cache (benchmarks/RESULTS.md,
+#: 4 MiB chunks read ahead were slower than none).
+AHEAD_BUFFER = 2 * 1024 * 1024
 
 
 class Stop(enum.Enum):
@@ -234,8 +249,103 @@ def local_networks(cidrs: Iterable[str]) -> LocalNetworks:
     return nets4, nets6
 
 
+class _ReadAhead:
+    """One read at a time on a helper thread, into a buffer nobody scans.
+
+    The kernel's copy of a file into memory is about a fifth of ``connstats
+    read``'s time; on a second core it overlaps the scan and the count of
+    the buffer before.  The helper holds no reference to the reader, so a
+    reader dropped without :meth:`CaptureReader.close` still ends it (a
+    ``weakref.finalize`` on the reader calls :meth:`close`).
+    """
+
+    __slots__ = (
+        "_done",
+        "_error",
+        "_readinto",
+        "_request",
+        "_result",
+        "_thread",
+        "_view",
+    )
+
+    def __init__(self, readinto: Callable[[memoryview], int | None]) -> None:
+        self._readinto = readinto
+        # Two locks as one-shot signals: cheaper than a Condition per chunk.
+        self._request = threading.Lock()
+        self._request.acquire()
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._view: memoryview | None = None
+        self._result = 0
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._run, name="connstats-read-ahead", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._request.acquire()
+            view = self._view
+            if view is None:
+                return
+            try:
+                self._result = self._readinto(view) or 0
+            except BaseException as exc:  # handed to the reader's thread by wait()
+                self._error = exc
+            self._done.release()
+
+    def start(self, view: memoryview) -> None:
+        """Read into ``view`` (at most its length) on the helper thread."""
+        self._view = view
+        self._request.release()
+
+    def wait(self) -> int:
+        """Bytes the read started last gave (0: end of input); its error, raised."""
+        self._done.acquire()
+        view, self._view = self._view, None
+        if view is not None:
+            view.release()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        return self._result
+
+    def close(self) -> None:
+        """End the helper thread, after the read in flight (if any) is done."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        if self._view is not None:
+            self._done.acquire()  # its result and error are dropped with it
+            self._view.release()
+        self._view = None
+        self._request.release()
+        if thread is not threading.current_thread():
+            thread.join()
+
+
 class CaptureReader:
-    """Iterate over the IP packets of one pcap or pcapng stream, in batches."""
+    """Iterate over the IP packets of one pcap or pcapng stream, in batches.
+
+    ``read_ahead``: read the next chunk of the input on a helper thread
+    (named ``connstats-read-ahead``) while the caller scans and counts the
+    one before.  The default (``None``) does so for a regular file of at
+    least 8 MiB whose ``size`` is given, as :func:`open_capture` gives it; a
+    pipe, standard input or a decompressing stream is read on the caller's
+    thread.  ``True`` reads any stream ahead, and that stream must then be
+    left to the reader until :meth:`close`.  Batches and counters are the
+    same either way, and a batch stays valid until the next :meth:`read`.
+    ``buffer_size``: bytes per read (default 4 MiB, 2 MiB read ahead).
+    Call :meth:`close` (or use ``with``) to end the helper thread; a reader
+    that is dropped unclosed ends it too.  A reader opened before
+    ``os.fork()`` must not be used in the child (its helper stays in the
+    parent).
+    """
+
+    #: Bytes before a read-ahead chunk for the tail of the chunk before it.
+    _head_room = HEAD_ROOM
 
     def __init__(
         self,
@@ -244,10 +354,11 @@ class CaptureReader:
         *,
         local: LocalNetworks | None = None,
         capacity: int = DEFAULT_CAPACITY,
-        buffer_size: int = DEFAULT_BUFFER,
+        buffer_size: int | None = None,
         size: int | None = None,
         scanner_class: type | None = None,
         decap: int = 0,
+        read_ahead: bool | None = None,
     ) -> None:
         self.name = name
         #: Total size of the input when known (a regular file), for progress.
@@ -257,6 +368,12 @@ class CaptureReader:
         # -w -) yields windows as they come instead of after 4 MiB.
         readinto = getattr(stream, "readinto1", None) or getattr(stream, "readinto")  # noqa: B009
         self._readinto: Callable[[memoryview], int | None] = readinto
+        if read_ahead is None:
+            read_ahead = (
+                size is not None and size >= READ_AHEAD_MIN and _is_regular_file(stream)
+            )
+        if buffer_size is None:
+            buffer_size = AHEAD_BUFFER if read_ahead else DEFAULT_BUFFER
         self._buf = bytearray(max(buffer_size, 64) + SLACK)
         self._start = 0  # first unconsumed byte in _buf
         self._end = 0  # end of valid data in _buf
@@ -296,7 +413,12 @@ class CaptureReader:
         #: Malformed parts of the file that were skipped (one message each,
         #: without the file name); the records around them are read.
         self.warnings: list[str] = []
+        self._ahead: _ReadAhead | None = None
+        self._ahead_end: weakref.finalize[[], CaptureReader] | None = None
+        self._spare: bytearray | None = None
         self._open()
+        if read_ahead and not self._eof:
+            self._start_ahead()
 
     # -- input buffer --------------------------------------------------------
     @property
@@ -304,8 +426,65 @@ class CaptureReader:
         """Input bytes consumed so far (for progress reporting)."""
         return self._base + self._start
 
+    def _start_ahead(self) -> None:
+        """Read the next chunk on a helper thread from now on (see _fill_ahead)."""
+        room = self._head_room
+        if len(self._buf) - SLACK < 2 * room:
+            return  # too small a buffer to leave room for a tail
+        self._spare = bytearray(room + len(self._buf))
+        ahead = self._ahead = _ReadAhead(self._readinto)
+        self._ahead_end = weakref.finalize(self, ahead.close)
+        ahead.start(memoryview(self._spare)[room : len(self._spare) - SLACK])
+
+    def _stop_ahead(self) -> None:
+        if self._ahead is not None:
+            assert self._ahead_end is not None
+            self._ahead_end.detach()
+            self._ahead.close()
+            self._ahead = self._spare = None
+
+    def _fill_ahead(self, ahead: _ReadAhead) -> None:
+        """Take the chunk the helper read, and start it on the next one.
+
+        Two buffers take turns: the helper reads into one while the caller
+        scans the other.  The unread tail of the scanned one (a record cut
+        by the chunk's end) is copied into the head room before the new
+        chunk, and the helper goes on into the old buffer, whose batches the
+        caller has used by now (a batch stays valid until the next read).
+        """
+        try:
+            n = ahead.wait()
+        except BaseException:
+            self._stop_ahead()
+            raise
+        buf, spare, room = self._buf, self._spare, self._head_room
+        assert spare is not None
+        pending = self._end - self._start
+        if not n:
+            self._stop_ahead()
+            self._eof = True
+        elif pending > room:
+            # A record longer than the head room: both parts in one buffer,
+            # and read without the helper from here on.
+            self._stop_ahead()
+            merged = bytearray(max(len(buf) - SLACK, 2 * (pending + n)) + SLACK)
+            merged[:pending] = buf[self._start : self._end]
+            merged[pending : pending + n] = spare[room : room + n]
+            self._base += self._start
+            self._buf = merged
+            self._start, self._end = 0, pending + n
+        else:
+            spare[room - pending : room] = buf[self._start : self._end]
+            self._base += self._end - room
+            self._buf, self._spare = spare, buf
+            self._start, self._end = room - pending, room + n
+            ahead.start(memoryview(buf)[room : len(buf) - SLACK])
+
     def _fill(self) -> None:
         """Read more input after the unconsumed bytes, moving or growing the buffer."""
+        if self._ahead is not None:
+            self._fill_ahead(self._ahead)
+            return
         buf = self._buf
         pending = self._end - self._start
         usable = len(buf) - SLACK
@@ -615,6 +794,7 @@ class CaptureReader:
         )
 
     def close(self) -> None:
+        self._stop_ahead()  # the helper may be reading from the stream
         # never close standard input (sys.stdin is None when there is none)
         if self._stream is not getattr(sys.stdin, "buffer", None):
             self._stream.close()
@@ -624,6 +804,17 @@ class CaptureReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_regular_file(stream: BinaryIO) -> bool:
+    """True for a plain file object on a regular file: a stream whose reads
+    cannot block for long, and that nothing else reads while the helper does."""
+    if not isinstance(stream, (io.FileIO, io.BufferedReader)):
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _ts_scale(tsresol: int) -> tuple[int, int, float]:

@@ -1,0 +1,73 @@
+"""Read and count a capture with and without the reader's read-ahead.
+
+    python benchmarks/read_ahead_probe.py CAPTURE [--rounds 15] [--buffers 1024,2048,4096]
+
+Each round reads the whole capture once per configuration (read-ahead off
+and on, for each buffer size in KiB), in turn, into a fresh table of the
+compiled core, and prints the medians of wall and CPU time of the read and
+count loop (start-up and output excluded).  Read-ahead needs a buffer of at
+least twice the head room (256 KiB); smaller ones read without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from connstats import _fastparse
+from connstats.capture import Stop, open_capture
+
+
+def count_once(
+    path: str, read_ahead: bool, buffer_kib: int
+) -> tuple[float, float, int]:
+    core = _fastparse.Core()
+    with open_capture(
+        path, read_ahead=read_ahead, buffer_size=buffer_kib * 1024
+    ) as reader:
+        wall, cpu = time.perf_counter(), time.process_time()
+        while True:
+            batch = reader.read()
+            if len(batch.tx_offsets):
+                core.update_tx_virtual_buffer(
+                    batch.data, batch.tx_offsets, batch.tx_lengths
+                )
+            if len(batch.rx_offsets):
+                core.update_rx_virtual_buffer(
+                    batch.data, batch.rx_offsets, batch.rx_lengths
+                )
+            if batch.stop is Stop.EOF:
+                break
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return wall, cpu, core.connections
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("capture")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument(
+        "--buffers", default="1024,2048,4096", help="KiB, comma-separated"
+    )
+    args = parser.parse_args()
+    configs = [
+        (ahead, int(kib)) for kib in args.buffers.split(",") for ahead in (False, True)
+    ]
+    results: dict[tuple[bool, int], list[tuple[float, float, int]]] = {
+        c: [] for c in configs
+    }
+    for _ in range(args.rounds):
+        for config in configs:
+            results[config].append(count_once(args.capture, *config))
+    print(
+        f"{'read-ahead':>10} {'buffer KiB':>10} {'wall ms':>8} {'CPU ms':>8} connections"
+    )
+    for (ahead, kib), runs in results.items():
+        wall = statistics.median(r[0] for r in runs) * 1e3
+        cpu = statistics.median(r[1] for r in runs) * 1e3
+        print(f"{str(ahead):>10} {kib:>10} {wall:8.1f} {cpu:8.1f} {runs[0][2]}")
+
+
+if __name__ == "__main__":
+    main()
