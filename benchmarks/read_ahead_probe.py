@@ -1,12 +1,16 @@
 """Read and count a capture with and without the reader's read-ahead.
 
     python benchmarks/read_ahead_probe.py CAPTURE [--rounds 15] [--buffers 1024,2048,4096]
+    python benchmarks/read_ahead_probe.py CAPTURE.zst --decompress --buffers 2048
 
 Each round reads the whole capture once per configuration (read-ahead off
 and on, for each buffer size in KiB), in turn, into a fresh table of the
 compiled core, and prints the medians of wall and CPU time of the read and
 count loop (start-up and output excluded).  Read-ahead needs a buffer of at
 least twice the head room (256 KiB); smaller ones read without it.
+``--decompress``: open the capture as ``connstats read`` does (gzip, bzip2,
+xz, zstd by content) and read the decompressing stream ahead, which
+``connstats read`` does not do.
 """
 
 from __future__ import annotations
@@ -16,16 +20,21 @@ import statistics
 import time
 
 from connstats import _fastparse
-from connstats.capture import Stop, open_capture
+from connstats.capture import CaptureReader, Stop, open_capture
+from connstats.capture._compress import open_input
 
 
 def count_once(
-    path: str, read_ahead: bool, buffer_kib: int
+    path: str, read_ahead: bool, buffer_kib: int, decompress: bool = False
 ) -> tuple[float, float, int]:
     core = _fastparse.Core()
-    with open_capture(
-        path, read_ahead=read_ahead, buffer_size=buffer_kib * 1024
-    ) as reader:
+    size = buffer_kib * 1024
+    if decompress:
+        stream = open_input(path)[0]
+        reader = CaptureReader(stream, path, read_ahead=read_ahead, buffer_size=size)
+    else:
+        reader = open_capture(path, read_ahead=read_ahead, buffer_size=size)
+    with reader:
         wall, cpu = time.perf_counter(), time.process_time()
         while True:
             batch = reader.read()
@@ -50,6 +59,7 @@ def main() -> None:
     parser.add_argument(
         "--buffers", default="1024,2048,4096", help="KiB, comma-separated"
     )
+    parser.add_argument("--decompress", action="store_true")
     args = parser.parse_args()
     configs = [
         (ahead, int(kib)) for kib in args.buffers.split(",") for ahead in (False, True)
@@ -59,7 +69,7 @@ def main() -> None:
     }
     for _ in range(args.rounds):
         for config in configs:
-            results[config].append(count_once(args.capture, *config))
+            results[config].append(count_once(args.capture, *config, args.decompress))
     print(
         f"{'read-ahead':>10} {'buffer KiB':>10} {'wall ms':>8} {'CPU ms':>8} connections"
     )

@@ -2,10 +2,11 @@
 
 A :class:`CaptureReader` owns one growing buffer that it fills from the input
 (a file, a pipe, stdin) and lets the scanner walk; a large regular file is
-read ahead into a second buffer on a helper thread, the two taking turns.  Each :meth:`read` returns
-a :class:`Batch`: memoryviews of the buffer and of the scanner's offset and
-length arrays, ready for ``update_*_virtual_buffer``.  A batch stays valid
-until the next call to :meth:`read`, which may move the buffer's contents.
+read ahead into a second buffer on a helper thread, the two taking turns.
+Each :meth:`read` returns a :class:`Batch`: memoryviews of the buffer and of
+the scanner's offset and length arrays, ready for
+``update_*_virtual_buffer``.  A batch stays valid until the next call to
+:meth:`read`, which may move the buffer's contents or read into it.
 
 Errors are raised only after every packet before the bad record has been
 returned, so the caller can count and report them first.
@@ -335,7 +336,8 @@ class CaptureReader:
     least 8 MiB whose ``size`` is given, as :func:`open_capture` gives it; a
     pipe, standard input or a decompressing stream is read on the caller's
     thread.  ``True`` reads any stream ahead, and that stream must then be
-    left to the reader until :meth:`close`.  Batches and counters are the
+    left to the reader until :meth:`close` (which waits for a read in
+    flight: on a pipe, until its writer writes or ends).  Batches and counters are the
     same either way, and a batch stays valid until the next :meth:`read`.
     ``buffer_size``: bytes per read (default 4 MiB, 2 MiB read ahead).
     Call :meth:`close` (or use ``with``) to end the helper thread; a reader
