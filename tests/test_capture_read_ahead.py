@@ -294,3 +294,37 @@ def test_files_large_enough_are_read_ahead(tmp_path: Path):
         "rb"
     ) as f:  # not a file this reader can read ahead of alone: no size given
         assert CaptureReader(f, "big")._ahead is None
+
+
+def test_connstats_read_of_a_large_file_counts_as_without(tmp_path: Path, capsys):
+    # The command's own path (open_reader, the replayer, the output) on a
+    # file it reads ahead, against the same bytes read on one thread.
+    import json
+
+    from connstats.cli import main
+    from connstats.cli.read import open_reader
+
+    sizes = [(i * 7919) % 1400 for i in range(12000)]
+    records = []
+    for i, size in enumerate(sizes):
+        src = f"10.{i % 7}.{i % 11}.{i % 13}"
+        packet = cap.tcp4(src, 1000 + i % 17, "192.0.2.2", 80 + i % 3, b"x" * size)
+        records.append((T0 + i * 1_000_000, cap.ethernet(packet)))
+    data = cap.pcap(records, 1)
+    assert len(data) > reader_module.READ_AHEAD_MIN
+    path = tmp_path / "large.pcap"
+    path.write_bytes(data)
+    with open_reader(str(path), "large.pcap") as reader:
+        assert reader._ahead is not None, "the command would not read this file ahead"
+    assert main(["read", str(path), "--format", "jsonl", "--max-period", "2s"]) == 0
+    windows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    got: dict = {}
+    for window in windows:
+        for row in window["virtualTraffic"]:
+            key = (row["proto"], row["src"], row["dst"])
+            old = got.get(key, (0, 0, 0, 0))
+            counts = (row.get("txPkts", 0), row.get("txBytes", 0), 0, 0)
+            got[key] = tuple(a + b for a, b in zip(old, counts))
+    assert len(windows) == 6
+    assert got == cap.read_table(data)
+    assert sum(v[0] for v in got.values()) == len(sizes)
