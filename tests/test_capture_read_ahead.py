@@ -13,6 +13,9 @@ from __future__ import annotations
 import gc
 import io
 import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -328,3 +331,63 @@ def test_connstats_read_of_a_large_file_counts_as_without(tmp_path: Path, capsys
     assert len(windows) == 6
     assert got == cap.read_table(data)
     assert sum(v[0] for v in got.values()) == len(sizes)
+
+
+@pytest.mark.parametrize("taken", [True, False], ids=["after-the-result", "before-it"])
+def test_ctrl_c_while_waiting_for_the_helper(monkeypatch, taken):
+    # Ctrl-C can land in the reader's wait for the helper before or after it
+    # takes the helper's result; either way the reader ends the helper and
+    # the KeyboardInterrupt goes on (an earlier version hung here).
+    data = pcap_of([100] * 2000)
+    before = helper_threads()
+    reader = room_reader(600)(
+        io.BytesIO(data), "test", buffer_size=2048, read_ahead=True
+    )
+    original = reader_module._ReadAhead.wait
+
+    def interrupted(self):
+        if taken:
+            original(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reader_module._ReadAhead, "wait", interrupted)
+    raised: list[BaseException] = []
+
+    def drain() -> None:
+        try:
+            packets_of(reader)
+        except BaseException as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=drain, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "the reader hung ending its helper"
+    assert len(raised) == 1 and isinstance(raised[0], KeyboardInterrupt)
+    assert reader._ahead is None
+    reader.close()
+    assert helper_threads() == before
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
+@pytest.mark.parametrize("seed", [1, 2])
+def test_ctrl_c_at_random_moments_never_hangs(seed):
+    # The version before the queues hung in 3 runs of 3 (a result taken,
+    # then Ctrl-C before the reader noted it: close() waited for it again).
+    from subproc import source_tree_env
+
+    script = Path(__file__).parent / "isolated" / "read_ahead_interrupts.py"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-X", "faulthandler", str(script), str(seed), "300"],
+            env=source_tree_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"a reader hung after Ctrl-C: {exc.stderr}") from None
+    words = done.stdout.split()
+    assert done.returncode == 0, done.stderr
+    assert words[0] == "ok" and int(words[1]) > 100, done.stdout
+    assert words[2] == "0", "helper threads left running"

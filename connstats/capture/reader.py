@@ -24,7 +24,10 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    import queue
 
 from ._consts import (
     MAX_RECORD,
@@ -258,73 +261,64 @@ class _ReadAhead:
     the buffer before.  The helper holds no reference to the reader, so a
     reader dropped without :meth:`CaptureReader.close` still ends it (a
     ``weakref.finalize`` on the reader calls :meth:`close`).
+
+    Requests and results go through two queues, and no state is kept about
+    which read is in flight: Ctrl-C may interrupt :meth:`wait` anywhere,
+    even after it took a result, and :meth:`close` still only has to queue
+    the request to stop and join the helper.
     """
 
-    __slots__ = (
-        "_done",
-        "_error",
-        "_readinto",
-        "_request",
-        "_result",
-        "_thread",
-        "_view",
-    )
+    __slots__ = ("_requests", "_results", "_thread")
 
     def __init__(self, readinto: Callable[[memoryview], int | None]) -> None:
-        self._readinto = readinto
-        # Two locks as one-shot signals: cheaper than a Condition per chunk.
-        self._request = threading.Lock()
-        self._request.acquire()
-        self._done = threading.Lock()
-        self._done.acquire()
-        self._view: memoryview | None = None
-        self._result = 0
-        self._error: BaseException | None = None
+        import queue  # here: 2 ms of start-up that a small file does not need
+
+        self._requests: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[tuple[int, BaseException | None]] = (
+            queue.SimpleQueue()
+        )
         self._thread: threading.Thread | None = threading.Thread(
-            target=self._run, name="connstats-read-ahead", daemon=True
+            target=_read_ahead,
+            args=(readinto, self._requests, self._results),
+            name="connstats-read-ahead",
+            daemon=True,
         )
         self._thread.start()
 
-    def _run(self) -> None:
-        while True:
-            self._request.acquire()
-            view = self._view
-            if view is None:
-                return
-            try:
-                self._result = self._readinto(view) or 0
-            except BaseException as exc:  # handed to the reader's thread by wait()
-                self._error = exc
-            self._done.release()
-
     def start(self, view: memoryview) -> None:
-        """Read into ``view`` (at most its length) on the helper thread."""
-        self._view = view
-        self._request.release()
+        """Read into ``view`` (at most its length) on the helper thread, which
+        releases the view when done."""
+        self._requests.put(view)
 
     def wait(self) -> int:
         """Bytes the read started last gave (0: end of input); its error, raised."""
-        self._done.acquire()
-        view, self._view = self._view, None
-        if view is not None:
-            view.release()
-        error, self._error = self._error, None
+        n, error = self._results.get()
         if error is not None:
             raise error
-        return self._result
+        return n
 
     def close(self) -> None:
         """End the helper thread, after the read in flight (if any) is done."""
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        if self._view is not None:
-            self._done.acquire()  # its result and error are dropped with it
-            self._view.release()
-        self._view = None
-        self._request.release()
+        self._requests.put(None)
         if thread is not threading.current_thread():
             thread.join()
+
+
+def _read_ahead(
+    readinto: Callable[[memoryview], int | None],
+    requests: queue.SimpleQueue[memoryview | None],
+    results: queue.SimpleQueue[tuple[int, BaseException | None]],
+) -> None:
+    """The helper thread: read into each view requested, until None."""
+    while (view := requests.get()) is not None:
+        try:
+            with view:
+                results.put((readinto(view) or 0, None))
+        except BaseException as exc:  # raised in the reader's thread by wait()
+            results.put((0, exc))
 
 
 class CaptureReader:
@@ -455,10 +449,14 @@ class CaptureReader:
         caller has used by now (a batch stays valid until the next read).
         """
         try:
-            n = ahead.wait()
+            self._take_chunk(ahead, ahead.wait())
         except BaseException:
+            # The read's error, or Ctrl-C anywhere in here: end the helper,
+            # so that no read is left in flight for a later wait().
             self._stop_ahead()
             raise
+
+    def _take_chunk(self, ahead: _ReadAhead, n: int) -> None:
         buf, spare, room = self._buf, self._spare, self._head_room
         assert spare is not None
         pending = self._end - self._start
