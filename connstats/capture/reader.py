@@ -315,10 +315,12 @@ def _read_ahead(
     """The helper thread: read into each view requested, until None."""
     while (view := requests.get()) is not None:
         try:
-            with view:
-                results.put((readinto(view) or 0, None))
+            with view:  # released before the reader hears of the result
+                n = readinto(view) or 0
         except BaseException as exc:  # raised in the reader's thread by wait()
             results.put((0, exc))
+        else:
+            results.put((n, None))
 
 
 class CaptureReader:
