@@ -4,8 +4,8 @@
     python benchmarks/read_ahead_probe.py CAPTURE.zst --decompress --buffers 2048
 
 Each round reads the whole capture once per configuration (read-ahead off
-and on, for each buffer size in KiB), in turn, into a fresh table of the
-compiled core, and prints the medians of wall and CPU time of the read and
+and on, for each buffer size in KiB), in turn, through the replayer that
+``connstats read`` uses, into a fresh table of the compiled core, and prints the medians of wall and CPU time of the read and
 count loop (start-up and output excluded).  Read-ahead needs a buffer of at
 least twice the head room (256 KiB); smaller ones read without it.
 ``--decompress``: open the capture as ``connstats read`` does (gzip, bzip2,
@@ -20,36 +20,29 @@ import statistics
 import time
 
 from connstats import _fastparse
-from connstats.capture import CaptureReader, Stop, open_capture
+from connstats.capture import CaptureReader, open_capture
 from connstats.capture._compress import open_input
+from connstats.capture.windows import Replayer, Window
 
 
 def count_once(
     path: str, read_ahead: bool, buffer_kib: int, decompress: bool = False
 ) -> tuple[float, float, int]:
-    core = _fastparse.Core()
     size = buffer_kib * 1024
     if decompress:
         stream = open_input(path)[0]
         reader = CaptureReader(stream, path, read_ahead=read_ahead, buffer_size=size)
     else:
         reader = open_capture(path, read_ahead=read_ahead, buffer_size=size)
+    # The replayer, as `connstats read` counts: one window, the compiled core.
+    windows: list[Window] = []
+    replayer = Replayer(windows.append, core_module=_fastparse)
     with reader:
         wall, cpu = time.perf_counter(), time.process_time()
-        while True:
-            batch = reader.read()
-            if len(batch.tx_offsets):
-                core.update_tx_virtual_buffer(
-                    batch.data, batch.tx_offsets, batch.tx_lengths
-                )
-            if len(batch.rx_offsets):
-                core.update_rx_virtual_buffer(
-                    batch.data, batch.rx_offsets, batch.rx_lengths
-                )
-            if batch.stop is Stop.EOF:
-                break
+        replayer.feed(reader)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return wall, cpu, core.connections
+    replayer.finish()
+    return wall, cpu, sum(len(w.table) for w in windows)
 
 
 def main() -> None:

@@ -333,8 +333,9 @@ class CaptureReader:
     pipe, standard input or a decompressing stream is read on the caller's
     thread.  ``True`` reads any stream ahead, and that stream must then be
     left to the reader until :meth:`close` (which waits for a read in
-    flight: on a pipe, until its writer writes or ends).  Batches and counters are the
-    same either way, and a batch stays valid until the next :meth:`read`.
+    flight: on a pipe, until its writer writes or ends).  Batches and
+    counters are the same either way, and a batch stays valid until the
+    next :meth:`read`.
     ``buffer_size``: bytes per read (default 4 MiB, 2 MiB read ahead).
     Call :meth:`close` (or use ``with``) to end the helper thread; a reader
     that is dropped unclosed ends it too.  A reader opened before
