@@ -264,6 +264,8 @@ def test_parquet_does_not_import_pandas(tmp_path):
     assert not marker.exists(), "writing Parquet imported pandas"
     # the stand-in is the pandas pyarrow would import
     subprocess.run(
-        [sys.executable, "-c", "import pyarrow as pa; pa.scalar(1)"], env=env, check=True
+        [sys.executable, "-c", "import pyarrow as pa; pa.scalar(1)"],
+        env=env,
+        check=True,
     )
     assert marker.exists()

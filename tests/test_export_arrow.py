@@ -449,7 +449,12 @@ def test_vni_column_is_each_connections_vni(impl):
 
 @pytest.mark.parametrize(
     "values",
-    [[], ["virtual", "physical"], ["a", None, "ccc", "", None, "é" * 3] * 5, [None] * 9],
+    [
+        [],
+        ["virtual", "physical"],
+        ["a", None, "ccc", "", None, "é" * 3] * 5,
+        [None] * 9,
+    ],
 )
 def test_string_columns_built_from_buffers(values):
     from connstats.export.arrow import _strings
