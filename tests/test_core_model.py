@@ -21,6 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tables import Key, plain, plain_key
 
+# the compiled core also with its lane in use from a window's second packet
+pytestmark = pytest.mark.with_lanes
+
 U64 = 2**64 - 1
 TCP, UDP, ICMP = 6, 17, 1
 

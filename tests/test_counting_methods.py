@@ -25,6 +25,9 @@ import connstats
 from connstats import _fastparse_py, _impl
 from connstats._statistics import _HOT_PATH as HOT_PATH
 
+# the compiled core also with its lane in use from a window's second packet
+pytestmark = pytest.mark.with_lanes
+
 NTHREADS = 6
 
 

@@ -28,6 +28,9 @@ from captures import udp4
 
 from connstats import _flusher, _impl, _statistics
 
+# the compiled core also with its lane in use from a window's second packet
+pytestmark = pytest.mark.with_lanes
+
 
 class Recorder:
     def __init__(self) -> None:

@@ -24,6 +24,7 @@ from subproc import fork_here
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
+    pytest.mark.with_lanes,
     # Python 3.12+ warns that fork() in a multi-threaded process may deadlock
     # the child: exactly what these tests check does not happen here.
     pytest.mark.filterwarnings(

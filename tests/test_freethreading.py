@@ -20,6 +20,9 @@ from collections import Counter
 import pytest
 from captures import udp4
 
+# the compiled core also with its lane in use from a window's second packet
+pytestmark = pytest.mark.with_lanes
+
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 NTHREADS = 8
 

@@ -24,6 +24,9 @@ from test_core_model import UDP, ipv4, key, pkey, tables
 
 import connstats
 
+# the compiled core also with its lane in use from a window's second packet
+pytestmark = pytest.mark.with_lanes
+
 A, B = "10.1.0.1", "10.1.0.2"
 
 

@@ -17,6 +17,9 @@ from test_core_model import QUAD100, QUAD100_6, UDP, ip, ipv4, ipv6, key, pkey, 
 
 import connstats
 
+# the compiled core also with its lane in use from a window's second packet
+pytestmark = pytest.mark.with_lanes
+
 A, B = "10.1.0.1", "10.1.0.2"
 A6 = "fd7a:115c:a1e0::1"
 

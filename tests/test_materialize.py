@@ -18,6 +18,9 @@ from captures import udp4, udp6
 
 from connstats._impl import materialize
 
+# the compiled core also with its lane in use from a window's second packet
+pytestmark = pytest.mark.with_lanes
+
 SLICE = 2048
 
 

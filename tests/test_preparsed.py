@@ -27,6 +27,9 @@ from tables import extract, plain
 
 import connstats
 
+# the compiled core also with its lane in use from a window's second packet
+pytestmark = pytest.mark.with_lanes
+
 U64 = 2**64 - 1
 RECORD = struct.Struct(connstats.RECORD_FORMAT)
 RX = connstats.RECORD_RECEIVE

@@ -19,6 +19,9 @@ from captures import icmp4, tcp4, udp4, udp6
 
 import connstats
 
+# the compiled core also with its lane in use from a window's second packet
+pytestmark = pytest.mark.with_lanes
+
 U64 = 1 << 64
 
 

@@ -34,6 +34,9 @@ from typing import Any, Optional
 import pytest
 from captures import udp4
 
+# the compiled core also with its lane in use from a window's second packet
+pytestmark = pytest.mark.with_lanes
+
 U64 = (1 << 64) - 1
 NTHREADS = 8
 

@@ -26,9 +26,14 @@ cdef class Core:
     # wake-up for the flush thread: a lock used as a binary semaphore
     cdef PyThread_type_lock sig
     cdef int signaled
-    # free-threaded builds, max_conns == 0: per-thread lanes (lanes.pxi)
+    # max_conns == 0, no times: lanes (lanes.pxi); per thread on
+    # free-threaded builds, one on GIL builds (used by large windows only)
     cdef cs_lane *lanes
-    cdef int window_open        # the open window has a connection; atomic
+    cdef int n_lanes
+    # Lanes are in use: on free-threaded builds once the open window has a
+    # connection, on GIL builds once it has lane_min; atomic
+    cdef int window_open
+    cdef int64_t lane_min
     cdef bint track_times       # first/last time per connection (times.pxi)
 
     def __cinit__(self, max_conns=0, ignore_destinations=(), max_pending=1024,
@@ -96,13 +101,17 @@ cdef class Core:
         self.signaled = 0
         self.window_open = 0
         self.lanes = NULL
+        self.n_lanes = 0
+        if self.lane_min == 0:
+            self.lane_min = 1 if CS_FREE_THREADED else _lane_min_default
         # Lanes hold packets back, so they would lose the time of the update
         # call: a core that tracks times counts straight into the table.
-        if CS_FREE_THREADED and self.max_conns == 0 and not self.track_times:
-            self.lanes = <cs_lane *>calloc(LANES, sizeof(cs_lane))
+        if self.max_conns == 0 and not self.track_times:
+            self.n_lanes = LANES if CS_FREE_THREADED else 1
+            self.lanes = <cs_lane *>calloc(self.n_lanes, sizeof(cs_lane))
             if self.lanes == NULL:
                 raise MemoryError()
-            for i in range(LANES):
+            for i in range(self.n_lanes):
                 if cs_mutex_init(&self.lanes[i].lock) != 0:
                     raise MemoryError("connstats: cannot initialise a mutex")
         return 0
@@ -240,6 +249,8 @@ cdef class Core:
                                self.ignore, self.n_ignore)
             if self.track_times and (r == ADD_OK or r == ADD_OPENED):
                 no_time = _times_mark(w, shard, k, n, narrow, h, span) < 0
+            if r == ADD_OK:
+                self._note_size(w)
             cs_mutex_unlock(&self.locks[shard])
             if r == ADD_FULL:
                 if self._cut_full(generation) < 0:
@@ -250,6 +261,15 @@ cdef class Core:
                 self._notify()
                 return -1 if no_time else 0
             return -1 if no_time else r
+
+    cdef inline void _note_size(self, cs_window *w) noexcept nogil:
+        # GIL builds: open the lane once the window w is large.  Called under
+        # a shard lock with w current: cut() clears window_open under every
+        # shard lock after the swap, so it never stays set for a new window.
+        if (not CS_FREE_THREADED and self.lanes != NULL
+                and not cs_atomic_load_int(&self.window_open)
+                and cs_atomic_load64(&w.nconns) >= self.lane_min):
+            cs_atomic_store_int(&self.window_open, 1)
 
     cdef int _count_tagged(self, const cs_key *k, uint32_t vni, bint rx, uint64_t nbytes,
                            bint timed, int64_t t) noexcept nogil:
@@ -291,21 +311,23 @@ cdef class Core:
             _swap(&k)
         # ignore_destinations is checked where a connection would be
         # inserted (_window_insert): an ignored one is never in the table.
-        if CS_FREE_THREADED and self.lanes != NULL:
+        if self.lanes != NULL and (CS_FREE_THREADED or cs_atomic_load_int(&self.window_open)):
             return self._count_lane(&k, rx, <uint64_t>n)
         return self._count_key(&k, rx, 1, <uint64_t>n)
 
     # -- per-thread lanes (free-threaded builds; see lanes.pxi) -------------
 
     cdef int _count_lane(self, const cs_key *k, bint rx, uint64_t nbytes) noexcept nogil:
-        cdef cs_lane *lane = &self.lanes[cs_thread_lane() & (LANES - 1)]
+        cdef cs_lane *lane = &self.lanes[
+            (cs_thread_lane() & (LANES - 1)) if CS_FREE_THREADED else 0]
         cdef int r = 0
         cdef int i
         cs_mutex_lock(&lane.lock)
         if not cs_atomic_load_int(&self.window_open):
-            # The window's first packet goes straight in (clock, wake-up).
+            # The window's first packet goes straight in (clock, wake-up);
+            # on GIL builds, a window cut since the caller looked.
             r = self._count_key(k, rx, 1, nbytes)
-            if r == ADD_OK:
+            if r == ADD_OK and CS_FREE_THREADED:
                 cs_atomic_store_int(&self.window_open, 1)
             elif r > 0:
                 r = 0  # ignored: the window may still be empty
@@ -360,7 +382,15 @@ cdef class Core:
                 lane.n = 0
                 return 0
             w = self.cur
+            # As _add_run: the slot of item j+16, then the entry that item
+            # j+8's slot names; what makes a lane pay off on a large table.
+            for i in range(j, j + 16 if j + 16 < fill[s] else fill[s]):
+                _prefetch_slot(&w.shards[s], hashes[order[i]])
             while j < fill[s]:
+                if j + 16 < fill[s]:
+                    _prefetch_slot(&w.shards[s], hashes[order[j + 16]])
+                if j + 8 < fill[s]:
+                    _prefetch_entry(&w.shards[s], hashes[order[j + 8]])
                 i = order[j]
                 r = _window_add(w, s, &lane.keys[i], &compact[i], narrow[i], hashes[i],
                                 lane.rx[i], 1, lane.sizes[i], 0, self.ignore, self.n_ignore)
@@ -392,7 +422,7 @@ cdef class Core:
         cdef int i, r = 0
         if self.lanes == NULL:
             return 0
-        for i in range(LANES):
+        for i in range(self.n_lanes):
             cs_mutex_lock(&self.lanes[i].lock)
             if self._lane_drain(&self.lanes[i]) < 0:
                 r = -1
@@ -402,7 +432,7 @@ cdef class Core:
         cdef int i
         if self.lanes == NULL:
             return
-        for i in range(LANES - 1, -1, -1):
+        for i in range(self.n_lanes - 1, -1, -1):
             cs_mutex_unlock(&self.lanes[i].lock)
 
     cdef int _count_many(self, const uint8_t **ptrs, const int64_t *lens,
@@ -666,6 +696,7 @@ cdef class Core:
             if r == ADD_OPENED:
                 result = ADD_OPENED
             j += 1
+        self._note_size(w)
         cs_mutex_unlock(&self.locks[s])
         return result
 
@@ -790,7 +821,8 @@ cdef class Core:
         # No swap: the caller gives the connection in the orientation it
         # wants counted (as upstream's ConnectionCounter).
         # ignore_destinations (virtual rows) is checked on insertion.
-        if CS_FREE_THREADED and not physical and self.lanes != NULL and npkts == 1:
+        if (not physical and npkts == 1 and self.lanes != NULL
+                and (CS_FREE_THREADED or cs_atomic_load_int(&self.window_open))):
             r = self._count_lane(k, rx, size)
         else:
             r = self._count_key(k, rx, npkts, size)
@@ -1108,6 +1140,30 @@ cdef class Core:
     @property
     def closed(self):
         return bool(cs_atomic_load_int(&self.closed))
+
+    @property
+    def _lane_state(self):
+        """(lanes in use, packets held in them): for tests."""
+        cdef int i
+        cdef int64_t held = 0
+        cdef bint used
+        with nogil:
+            for i in range(self.n_lanes):
+                cs_mutex_lock(&self.lanes[i].lock)
+                held += self.lanes[i].n
+            used = self.lanes != NULL and cs_atomic_load_int(&self.window_open)
+            for i in range(self.n_lanes - 1, -1, -1):
+                cs_mutex_unlock(&self.lanes[i].lock)
+        return (bool(used), held)
+        with nogil:
+            self._lanes_lock_drain()
+            self._lock_all()
+            self.lane_min = least
+            cs_atomic_store_int(&self.window_open,
+                                self.lanes != NULL and self.cur.nconns >= self.lane_min)
+            self._unlock_all()
+            self._lanes_unlock()
+        return self.lanes != NULL
 
     @property
     def connections(self):

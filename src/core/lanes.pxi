@@ -1,20 +1,31 @@
-# Per-thread lanes for the single-packet path, on free-threaded builds only.
+# Lanes for the single-packet path: packets held back and added to the table
+# LANE_N at a time.
 #
-# Two threads counting disjoint connections one packet at a time through one
-# shared table meet on its shard locks: every call writes the cache line of
-# the lock it takes, and that line was last written by the other thread about
-# half of the time, so the calls run at the speed of the line moving between
-# cores.  Here a thread appends each packet's key to its own lane (a lock on a
-# line that stays with the thread, and a short buffer) and the lane is added
-# to the table LANE_N packets at a time, taking each shard lock once.
+# Free-threaded builds, one lane per thread: two threads counting disjoint
+# connections one packet at a time through one shared table meet on its shard
+# locks: every call writes the cache line of the lock it takes, and that line
+# was last written by the other thread about half of the time, so the calls
+# run at the speed of the line moving between cores.  Here a thread appends
+# each packet's key to its own lane (a lock on a line that stays with the
+# thread, and a short buffer) and the lane is added to the table LANE_N
+# packets at a time, taking each shard lock once.
+#
+# GIL builds, one lane, once the open window has LANE_MIN_CONNS connections:
+# a table that large is not in the cache, so a direct update waits for its
+# slot, then for its entry, one packet after another.  A lane's drain asks
+# for the slots and entries of the packets 16 and 8 ahead while it adds the
+# current one, so the waits overlap (at a million connections: 45 ns per
+# call instead of 150-210; benchmarks/RESULTS.md).  Smaller windows count
+# straight into the table as before.
 #
 # Exactness: cut(), close(), connections and table_bytes take every lane lock
 # and add the lanes to the table first, so nothing counted before them is
 # missed.  Timing: a lane is only used while the open window already has a
 # connection (``window_open``); the first packet of a window goes straight to
 # the table, starting the window's clock and waking the flush thread as before.
-# With max_conns, where packet order decides where a window is cut, lanes are
-# not used.  GIL builds compile none of this (CS_FREE_THREADED is 0).
+# With max_conns, where packet order decides where a window is cut, and in a
+# core that keeps times (a held packet would lose its call's time), lanes are
+# not used.
 
 cdef extern from "cs_lanes.h":
     const int CS_FREE_THREADED
@@ -28,6 +39,28 @@ cdef enum:
     # against 85-99% with 64; benchmarks/RESULTS.md), for 200 KB of lanes
     # per instance on free-threaded builds.
     LANE_N = 256
+    # GIL builds: connections in the open window from which the single-packet
+    # path goes through a lane.  Below it the table is in cache and a direct
+    # update is cheaper; above it each direct update waits for its slot and
+    # entry in memory, while a lane's drain fetches 16 ahead (RESULTS.md).
+    LANE_MIN_CONNS = 32768
+
+
+cdef int64_t _lane_min_default = LANE_MIN_CONNS
+
+
+def _set_lane_min_default(conns):
+    """GIL builds: cores created from now on use their lane from `conns`
+    connections in the open window on (1: from its second packet, as on
+    free-threaded builds).  Returns the previous value.  For tests and
+    benchmarks; free-threaded builds always use their lanes."""
+    global _lane_min_default
+    conns = _exact_int(conns, "conns")
+    if conns < 1:
+        raise ValueError(f"conns: must be >= 1, got {conns}")
+    previous = _lane_min_default
+    _lane_min_default = min(conns, 2 ** 62)
+    return previous
 
 
 cdef struct cs_lane:
