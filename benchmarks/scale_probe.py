@@ -3,6 +3,7 @@
     python benchmarks/scale_probe.py --conns 100000 --path single --rounds 7
     python benchmarks/scale_probe.py --conns 1000000 --path batch --rounds 5 --ignore
     python benchmarks/scale_probe.py --cachegrind --conns 100000 --path single
+    python benchmarks/scale_probe.py --conns 10000 --path single --lane-min 1 --check
 
 Packets are the suite's (``workloads.cycling4``: IPv4 UDP, 789 bytes,
 ``--conns`` connections in a cycle; ``--conns 1`` is ``same_connection``).  The table is warmed with one round
@@ -101,6 +102,10 @@ def measure(args: argparse.Namespace) -> dict:
     kwargs = {}
     if args.ignore:
         kwargs["ignore_destinations"] = connstats.TAILSCALE_SERVICE_ADDRESSES
+    if args.lane_min:
+        # GIL builds: the open window's size from which single packets go
+        # through the lane (src/core/lanes.pxi); 1 = from its second packet
+        connstats._impl.core._set_lane_min_default(args.lane_min)
     stats = connstats.Statistics(**kwargs)
     warm = make_round(stats, "buffer", packets)
     warm()
@@ -121,6 +126,7 @@ def measure(args: argparse.Namespace) -> dict:
         "conns": args.conns,
         "path": args.path,
         "ignore": args.ignore,
+        "lane_min": args.lane_min or None,
         "size": args.size,
         "packets": len(packets) * repeat,
         "rounds": args.rounds,
@@ -197,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--check", action="store_true", help="assert the exact counts afterwards"
+    )
+    p.add_argument(
+        "--lane-min",
+        type=int,
+        default=0,
+        help="connections from which single packets use the lane (default: the core's)",
     )
     p.add_argument("--cachegrind", action="store_true")
     p.add_argument("--python")
