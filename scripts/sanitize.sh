@@ -86,7 +86,8 @@ else
              test_capture_windows.py test_hostile_callers.py test_ignore_destinations.py \
              test_ring.py test_pcapng_options.py test_shutdown_arguments.py \
              test_tunnels.py test_table_layout.py test_read_fast_path.py test_track_times.py \
-             test_preparsed.py test_preparsed_args.py test_max_bytes.py test_textout.py; do
+             test_preparsed.py test_preparsed_args.py test_max_bytes.py test_textout.py \
+             test_lanes.py test_freethreading.py; do
         if [ -f "$root/tests/$t" ]; then
             tests+=("$root/tests/$t")
         fi
