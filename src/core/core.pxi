@@ -315,7 +315,7 @@ cdef class Core:
             return self._count_lane(&k, rx, <uint64_t>n)
         return self._count_key(&k, rx, 1, <uint64_t>n)
 
-    # -- per-thread lanes (free-threaded builds; see lanes.pxi) -------------
+    # -- lanes (per thread on free-threaded builds; see lanes.pxi) ----------
 
     cdef int _count_lane(self, const cs_key *k, bint rx, uint64_t nbytes) noexcept nogil:
         cdef cs_lane *lane = &self.lanes[
@@ -1155,15 +1155,6 @@ cdef class Core:
             for i in range(self.n_lanes - 1, -1, -1):
                 cs_mutex_unlock(&self.lanes[i].lock)
         return (bool(used), held)
-        with nogil:
-            self._lanes_lock_drain()
-            self._lock_all()
-            self.lane_min = least
-            cs_atomic_store_int(&self.window_open,
-                                self.lanes != NULL and self.cur.nconns >= self.lane_min)
-            self._unlock_all()
-            self._lanes_unlock()
-        return self.lanes != NULL
 
     @property
     def connections(self):

@@ -14,8 +14,8 @@
 # a table that large is not in the cache, so a direct update waits for its
 # slot, then for its entry, one packet after another.  A lane's drain asks
 # for the slots and entries of the packets 16 and 8 ahead while it adds the
-# current one, so the waits overlap (at a million connections: 45 ns per
-# call instead of 150-210; benchmarks/RESULTS.md).  Smaller windows count
+# current one, so the waits overlap (at a million connections: about 50 ns
+# a call instead of 190; benchmarks/RESULTS.md).  Smaller windows count
 # straight into the table as before.
 #
 # Exactness: cut(), close(), connections and table_bytes take every lane lock
@@ -40,9 +40,10 @@ cdef enum:
     # per instance on free-threaded builds.
     LANE_N = 256
     # GIL builds: connections in the open window from which the single-packet
-    # path goes through a lane.  Below it the table is in cache and a direct
-    # update is cheaper; above it each direct update waits for its slot and
-    # entry in memory, while a lane's drain fetches 16 ahead (RESULTS.md).
+    # path goes through a lane.  Below ~10,000 the table is in cache and the
+    # lane gains nothing; at 30,000 it is clearly faster, as each direct
+    # update waits for its slot and entry while a drain fetches ahead
+    # (RESULTS.md, "Single packets through a lane").
     LANE_MIN_CONNS = 32768
 
 
